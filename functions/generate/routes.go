@@ -1,0 +1,61 @@
+// Package generate is the generate function: Cloud Tasks delivers one row per
+// task, and the function makes that row's images and records each step in the
+// ledger. It answers 2xx when the row needs no more work (done, or failed for
+// good) and non-2xx only when a retry can help — exactly the Cloud Tasks contract.
+package generate
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/imagegen"
+	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/obs"
+)
+
+// Config tunes the generate function.
+type Config struct {
+	// Lease is how long a row belongs to one attempt (longer than a delivery's
+	// dispatch deadline, so a live attempt is never overtaken).
+	Lease time.Duration
+	// MaxAttempts is the queue's attempt budget; the last attempt fails the row
+	// instead of asking for another retry.
+	MaxAttempts int
+	// MinWriteGap spaces writes to one row object (Cloud Storage sustains one
+	// write per second per object); results arriving closer are coalesced.
+	MinWriteGap time.Duration
+	// VariantConcurrency bounds the variants of a row made at once.
+	VariantConcurrency int
+	// AttemptTimeout bounds one delivery; keep it under the queue's dispatch
+	// deadline so the attempt records its outcome before Cloud Tasks gives up.
+	AttemptTimeout time.Duration
+}
+
+// Generators maps each run mode to the generator that serves it; a nil entry
+// means the mode is not available on this deployment.
+type Generators map[batch.RunMode]imagegen.Generator
+
+// New returns the generate function's handler.
+func New(cfg Config, store *ledger.Store, gens Generators, ready *health.Readiness, log *slog.Logger) http.Handler {
+	if cfg.MinWriteGap <= 0 {
+		cfg.MinWriteGap = time.Second
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 5 * time.Minute
+	}
+	if cfg.VariantConcurrency <= 0 {
+		cfg.VariantConcurrency = batch.MaxVariants
+	}
+	h := &handler{cfg: cfg, store: store, gens: gens, now: time.Now}
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", health.Live())
+	mux.Handle("GET /readyz", ready)
+	// Cloud Tasks posts to whatever path the task names; a function deployed with
+	// FUNCTION_TARGET receives every path, so any POST is a task.
+	mux.Handle("POST /", h)
+	return obs.Middleware(log, api.Serve(mux))
+}

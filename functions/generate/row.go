@@ -1,0 +1,252 @@
+package generate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/assetgen/assetgen/shared/imagegen"
+	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/obs"
+	"github.com/assetgen/assetgen/shared/problem"
+)
+
+// rowOutcome is how an attempt on a row ended.
+type rowOutcome struct {
+	row ledger.Row
+	// retry is set when some variant failed retryably and another attempt should
+	// make it; the row was released rather than finished.
+	retry *ledger.Failure
+}
+
+// generateRow makes the row's open variants concurrently (bounded), records the
+// results with coalesced writes, and ends with one write that records the last
+// results and finishes the row — or releases it for a retry.
+func (h *handler) generateRow(ctx context.Context, m *ledger.Manifest, row ledger.Row, holder string, gen imagegen.Generator, lastAttempt bool) (rowOutcome, error) {
+	mr := m.Rows[row.Index]
+	var open []int
+	for i, v := range row.Variants {
+		if !v.Status.Terminal() {
+			open = append(open, i)
+		}
+	}
+	// A previous attempt may have stored images and died before recording them:
+	// reuse those instead of paying the model again.
+	var stored map[int]string
+	if row.Attempts > 1 {
+		var err error
+		if stored, err = h.store.StoredImages(ctx, m.BatchID, row.Index); err != nil {
+			return rowOutcome{}, problem.Wrap(problem.GCSWriteFailed, err, "listing stored images failed")
+		}
+	}
+	refs, err := h.loadRefs(ctx, mr)
+	if err != nil {
+		return rowOutcome{}, err
+	}
+
+	workCtx, stopStarting := context.WithCancel(ctx)
+	defer stopStarting()
+	results := make(chan ledger.VariantResult, len(open))
+	retries := make(chan ledger.Failure, len(open))
+	go func() {
+		var g errgroup.Group
+		g.SetLimit(h.cfg.VariantConcurrency)
+		for _, v := range open {
+			if workCtx.Err() != nil {
+				break // cancel requested: start nothing new
+			}
+			g.Go(func() error {
+				res, retry := h.variant(ctx, m, row.Index, v, stored, refs, gen)
+				if retry != nil {
+					retries <- *retry
+				} else {
+					results <- res
+				}
+				return nil
+			})
+		}
+		_ = g.Wait()
+		close(results)
+	}()
+
+	rec := recorder{h: h, m: m, row: row.Index, holder: holder, lastWrite: h.now()}
+	return rec.run(ctx, results, retries, stopStarting, lastAttempt)
+}
+
+// variant makes one image. A retryable failure is returned as retry; anything
+// else becomes the variant's result.
+func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, stored map[int]string, refs []imagegen.RefImage, gen imagegen.Generator) (ledger.VariantResult, *ledger.Failure) {
+	cost := 0.0
+	if m.RunMode == "live" {
+		cost = m.PriceUSD
+	}
+	if obj, ok := stored[v]; ok {
+		return ledger.VariantResult{Index: v, Object: obj, CostUSD: cost}, nil
+	}
+	if gen == nil {
+		f := ledger.Failure{Code: string(problem.FeatureDisabled), Message: fmt.Sprintf("%s generation is not configured on this deployment", m.RunMode)}
+		return ledger.VariantResult{Index: v, Failure: &f}, nil
+	}
+	mr := m.Rows[row]
+	started := time.Now()
+	img, err := gen.Generate(ctx, imagegen.Request{Model: m.Model, Prompt: mr.Prompt, Variant: v, AspectRatio: mr.AspectRatio, Refs: refs})
+	log := obs.Logger(ctx).With("variant", v, "modelLatency", time.Since(started))
+	if err != nil {
+		f := failure(err)
+		log.Warn("generate: variant failed", "code", f.Code, "error", err)
+		if imagegen.ClassOf(err).Retryable() {
+			return ledger.VariantResult{}, &f
+		}
+		return ledger.VariantResult{Index: v, Failure: &f}, nil
+	}
+	name := ledger.ImageObject(m.BatchID, row, v, extension(img.MIMEType))
+	created, err := h.store.PutObject(ctx, name, img.MIMEType, img.Data)
+	if err != nil {
+		log.Warn("generate: storing image failed", "error", err)
+		return ledger.VariantResult{}, &ledger.Failure{Code: string(problem.GCSWriteFailed), Message: "storing the image failed; retrying"}
+	}
+	log.Debug("generate: variant stored", "object", name, "created", created, "bytes", len(img.Data))
+	return ledger.VariantResult{Index: v, Object: name, CostUSD: cost}, nil
+}
+
+func (h *handler) loadRefs(ctx context.Context, mr ledger.ManifestRow) ([]imagegen.RefImage, error) {
+	out := make([]imagegen.RefImage, 0, len(mr.Refs))
+	for _, ref := range mr.Refs {
+		b, err := h.store.ReadObject(ctx, ref.Object)
+		if err != nil {
+			return nil, problem.Wrap(problem.GCSWriteFailed, err, "reading reference %s failed", ref.SHA256)
+		}
+		out = append(out, imagegen.RefImage{MIMEType: ref.MIMEType, Data: b})
+	}
+	return out, nil
+}
+
+func extension(mime string) string {
+	switch strings.ToLower(mime) {
+	case "image/jpeg":
+		return ".jpg"
+	case "image/webp":
+		return ".webp"
+	default:
+		return ".png"
+	}
+}
+
+// recorder writes a row's results. Cloud Storage sustains one write per second
+// per object, so results closer than MinWriteGap are coalesced into one write,
+// and the last results share the finishing write.
+type recorder struct {
+	h         *handler
+	m         *ledger.Manifest
+	row       int
+	holder    string
+	lastWrite time.Time
+	pending   []ledger.VariantResult
+}
+
+// linger lets results that finish together land in one write.
+const linger = 50 * time.Millisecond
+
+func (rec *recorder) run(ctx context.Context, results <-chan ledger.VariantResult, retries <-chan ledger.Failure, stopStarting func(), lastAttempt bool) (rowOutcome, error) {
+	var timer *time.Timer
+	var flush <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return rowOutcome{}, problem.Wrap(problem.Internal, ctx.Err(), "the attempt ran out of time")
+		case res, ok := <-results:
+			if !ok {
+				return rec.finish(ctx, retries, lastAttempt)
+			}
+			rec.pending = append(rec.pending, res)
+			if flush == nil {
+				timer = time.NewTimer(max(linger, time.Until(rec.lastWrite.Add(rec.h.cfg.MinWriteGap))))
+				flush = timer.C
+			}
+		case <-flush:
+			flush = nil
+			row, err := rec.write(ctx, func(r ledger.Row) (ledger.Row, error) {
+				return ledger.RecordVariants(r, rec.h.op(ctx, rec.holder), rec.pending)
+			})
+			if err != nil {
+				// Not fatal: the results stay pending and go out with the next write.
+				obs.Logger(ctx).Warn("generate: recording variants failed; will retry", "error", err)
+				continue
+			}
+			rec.pending = nil
+			if row.CancelRequested {
+				stopStarting()
+			}
+		}
+	}
+}
+
+// finish writes the last results together with the row's end: finished, or
+// released for a retry when a variant failed retryably and attempts remain.
+func (rec *recorder) finish(ctx context.Context, retries <-chan ledger.Failure, lastAttempt bool) (rowOutcome, error) {
+	var retry *ledger.Failure
+	select {
+	case f := <-retries:
+		retry = &f
+	default:
+	}
+	if err := sleepUntil(ctx, rec.lastWrite.Add(rec.h.cfg.MinWriteGap)); err != nil {
+		return rowOutcome{}, problem.Wrap(problem.Internal, err, "the attempt ran out of time")
+	}
+	row, err := rec.write(ctx, func(r ledger.Row) (ledger.Row, error) {
+		op := rec.h.op(ctx, rec.holder)
+		next, err := ledger.RecordVariants(r, op, rec.pending)
+		if errors.Is(err, ledger.ErrNoChange) {
+			next, err = r, nil
+		}
+		if err != nil {
+			return r, err
+		}
+		switch {
+		case retry != nil && !lastAttempt && !next.CancelRequested:
+			return ledger.Release(next, op, rec.holder, *retry)
+		default:
+			return ledger.Finish(next, op, retry)
+		}
+	})
+	if err != nil {
+		return rowOutcome{}, problem.Wrap(problem.GCSWriteFailed, err, "recording the row failed")
+	}
+	out := rowOutcome{row: row}
+	if !row.Status.Terminal() {
+		out.retry = retry
+	}
+	return out, nil
+}
+
+func (rec *recorder) write(ctx context.Context, fn func(ledger.Row) (ledger.Row, error)) (ledger.Row, error) {
+	row, err := rec.h.store.UpdateRow(ctx, rec.m, rec.row, fn)
+	if err == nil {
+		rec.lastWrite = rec.h.now()
+	}
+	return row, err
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}

@@ -1,0 +1,362 @@
+package progress
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/ledger"
+)
+
+// Hub shares one ledger tail per batch among all of this instance's watchers of
+// that batch: Cloud Storage traffic depends on the number of batches watched,
+// not on the number of watchers.
+type Hub struct {
+	cfg   Config
+	store *ledger.Store
+	sign  api.SignFunc
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	tails    map[string]*tail
+	watchers int
+	stopBeat context.CancelFunc
+	// closing is closed when the instance shuts down: streams tell their clients
+	// to reconnect elsewhere and end.
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+// NewHub returns an empty hub.
+func NewHub(cfg Config, store *ledger.Store, sign api.SignFunc, log *slog.Logger) *Hub {
+	return &Hub{cfg: cfg, store: store, sign: sign, log: log, tails: map[string]*tail{}, closing: make(chan struct{})}
+}
+
+// Close tells every stream to send its client elsewhere and end. It is the
+// progress service's SIGTERM path (http.Server.RegisterOnShutdown).
+func (h *Hub) Close() {
+	h.closeOnce.Do(func() { close(h.closing) })
+}
+
+// Stats is what the hub is doing right now.
+type Stats struct {
+	Tails    int
+	Watchers int
+}
+
+// Stats counts tails and watchers.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Stats{Tails: len(h.tails), Watchers: h.watchers}
+}
+
+// manifest returns a batch's manifest, from a running tail when there is one.
+func (h *Hub) manifest(ctx context.Context, batchID string) (*ledger.Manifest, error) {
+	h.mu.Lock()
+	t := h.tails[batchID]
+	h.mu.Unlock()
+	if t != nil {
+		return t.m, nil
+	}
+	return h.store.Manifest(ctx, batchID)
+}
+
+// watcher is one stream's registration: a one-slot wake-up channel, so a slow
+// stream never blocks the tail; it just finds the newest state when it wakes.
+type watcher struct {
+	wake chan struct{}
+	ping atomic.Bool
+}
+
+func (w *watcher) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// subscribe registers a watcher of m's batch, starting its tail if needed.
+func (h *Hub) subscribe(m *ledger.Manifest) (*tail, *watcher) {
+	w := &watcher{wake: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.tails[m.BatchID]
+	if t == nil {
+		t = newTail(h, m)
+		h.tails[m.BatchID] = t
+		go t.run()
+	}
+	t.watchers[w] = struct{}{}
+	h.watchers++
+	if h.stopBeat == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		h.stopBeat = cancel
+		go h.heartbeat(ctx)
+	}
+	return t, w
+}
+
+// unsubscribe removes a watcher; the last one out stops the tail.
+func (h *Hub) unsubscribe(t *tail, w *watcher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := t.watchers[w]; !ok {
+		return
+	}
+	delete(t.watchers, w)
+	h.watchers--
+	if len(t.watchers) == 0 {
+		t.stop()
+		if h.tails[t.m.BatchID] == t {
+			delete(h.tails, t.m.BatchID)
+		}
+	}
+	if h.watchers == 0 && h.stopBeat != nil {
+		h.stopBeat()
+		h.stopBeat = nil
+	}
+}
+
+// heartbeat is the only timer of the streams: one ticker for the whole hub
+// flags every watcher for a ping.
+func (h *Hub) heartbeat(ctx context.Context) {
+	tick := time.NewTicker(h.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			h.mu.Lock()
+			for _, t := range h.tails {
+				for w := range t.watchers {
+					w.ping.Store(true)
+					w.notify()
+				}
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+// snapshot is one row's state as sent to clients: its event frame, encoded
+// once and shared by every watcher.
+type snapshot struct {
+	version int
+	frame   []byte // "event: row\ndata: {...}\n"
+}
+
+// state is a tail's immutable view; the tail replaces it whole on each change,
+// so watchers read it without locks and never stall the tail.
+type state struct {
+	rows   []*snapshot
+	totals    []byte // "event: batch\ndata: {...}\n"
+	doneFrame []byte // "event: done\ndata: {...}\n"
+	done      bool
+}
+
+type tail struct {
+	hub      *Hub
+	m        *ledger.Manifest
+	watchers map[*watcher]struct{} // guarded by hub.mu
+	cur      atomic.Pointer[state]
+	ctx      context.Context
+	stop     context.CancelFunc
+	ready    chan struct{} // closed after the first poll
+	firstErr error         // set before ready closes
+
+	// Owned by the run goroutine.
+	gens   map[int]int64
+	rows   []ledger.Row
+	polled bool
+}
+
+func newTail(h *Hub, m *ledger.Manifest) *tail {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &tail{
+		hub: h, m: m, watchers: map[*watcher]struct{}{}, ctx: ctx, stop: cancel,
+		ready: make(chan struct{}), gens: map[int]int64{}, rows: make([]ledger.Row, len(m.Rows)),
+	}
+}
+
+// run polls the ledger until the batch is final or the last watcher leaves. The
+// interval adapts: the minimum while rows change, doubling up to the maximum
+// while nothing does.
+func (t *tail) run() {
+	interval := t.hub.cfg.PollMin
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	first := true
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		changed, err := t.poll(t.ctx)
+		if first {
+			t.firstErr = err
+			close(t.ready)
+			first = false
+			if err != nil {
+				return
+			}
+		}
+		if err != nil && t.ctx.Err() == nil {
+			t.hub.log.Warn("progress: polling the ledger failed", "batchId", t.m.BatchID, "error", err)
+		}
+		if changed {
+			t.broadcast()
+			interval = t.hub.cfg.PollMin
+		} else {
+			interval = min(interval*2, t.hub.cfg.PollMax)
+		}
+		if st := t.cur.Load(); st != nil && st.done {
+			return
+		}
+		timer.Reset(interval)
+	}
+}
+
+func (t *tail) broadcast() {
+	t.hub.mu.Lock()
+	defer t.hub.mu.Unlock()
+	for w := range t.watchers {
+		w.notify()
+	}
+}
+
+// poll reads what changed: one listing shows every row object's generation, and
+// only rows whose generation moved are read. A finished batch is one read of its
+// final marker.
+func (t *tail) poll(ctx context.Context) (bool, error) {
+	if !t.polled {
+		var f ledger.Final
+		err := t.hub.store.ReadJSON(ctx, ledger.FinalObject(t.m.BatchID), &f)
+		switch {
+		case err == nil && len(f.Rows) == len(t.m.Rows):
+			t.polled = true
+			return true, t.publish(f.Rows, allRows(len(f.Rows)))
+		case err != nil && !errors.Is(err, ledger.ErrNotFound):
+			return false, err
+		}
+	}
+	gens, err := t.hub.store.RowGenerations(ctx, t.m.BatchID)
+	if err != nil {
+		return false, err
+	}
+	var changed []int
+	for i := range t.m.Rows {
+		if g, seen := t.gens[i]; !t.polled || !seen || g != gens[i] {
+			changed = append(changed, i)
+		}
+	}
+	if len(changed) == 0 {
+		return false, nil
+	}
+	next := append([]ledger.Row(nil), t.rows...)
+	read := make([]bool, len(next))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(10)
+	for _, i := range changed {
+		g.Go(func() error {
+			if gens[i] == 0 {
+				next[i], read[i] = ledger.NewRow(t.m.Rows[i]), true
+				return nil
+			}
+			r, err := t.hub.store.ReadRowAt(gctx, t.m.BatchID, i, gens[i])
+			if errors.Is(err, ledger.ErrNotFound) {
+				// Overwritten since the listing: the next poll reads the newer one.
+				return nil
+			}
+			next[i], read[i] = r, err == nil
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return false, err
+	}
+	var fresh []int
+	for _, i := range changed {
+		if read[i] {
+			t.gens[i] = gens[i]
+			fresh = append(fresh, i)
+		}
+	}
+	changed = fresh
+	t.polled = true
+	return true, t.publish(next, changed)
+}
+
+func allRows(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// publish encodes the changed rows and the totals and swaps in the new state.
+func (t *tail) publish(rows []ledger.Row, changed []int) error {
+	prev := t.cur.Load()
+	st := &state{rows: make([]*snapshot, len(rows))}
+	if prev != nil {
+		copy(st.rows, prev.rows)
+	}
+	for _, i := range changed {
+		snap, err := t.encodeRow(i, rows[i])
+		if err != nil {
+			return err
+		}
+		st.rows[i] = snap
+		t.rows[i] = rows[i]
+	}
+	totals := api.NewTotals(t.rows)
+	b, err := json.Marshal(totals)
+	if err != nil {
+		return err
+	}
+	st.totals, st.doneFrame = frame("batch", b), frame("done", b)
+	st.done = true
+	for i, r := range t.rows {
+		if st.rows[i] == nil || !r.Status.Terminal() {
+			st.done = false
+		}
+	}
+	t.cur.Store(st)
+	return nil
+}
+
+func (t *tail) encodeRow(i int, r ledger.Row) (*snapshot, error) {
+	view, err := api.NewRow(t.m.BatchID, t.m.Rows[i], r, t.hub.sign)
+	if err != nil {
+		return nil, fmt.Errorf("progress: row %d: %w", i, err)
+	}
+	b, err := json.Marshal(view)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshot{version: r.Version, frame: frame("row", b)}, nil
+}
+
+// frame renders an event's type and data lines (JSON has no raw newlines).
+func frame(event string, data []byte) []byte {
+	var b bytes.Buffer
+	b.Grow(len(event) + len(data) + 16)
+	b.WriteString("event: ")
+	b.WriteString(event)
+	b.WriteString("\ndata: ")
+	b.Write(data)
+	b.WriteByte('\n')
+	return b.Bytes()
+}

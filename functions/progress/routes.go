@@ -1,0 +1,35 @@
+// Package progress is the progress service: it tails a batch's ledger and streams
+// Server-Sent Events to every browser watching it.
+package progress
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/obs"
+)
+
+// Config tunes the streams and the tails.
+type Config struct {
+	// PollMin and PollMax bound the adaptive ledger poll interval of a tail.
+	PollMin, PollMax time.Duration
+	// Heartbeat is the interval of event: ping.
+	Heartbeat time.Duration
+	// MaxDuration ends a stream before the platform's request timeout, so the
+	// client reconnects cleanly instead of being cut off.
+	MaxDuration time.Duration
+	// Retry is the reconnect delay suggested to EventSource.
+	Retry time.Duration
+}
+
+// New returns the progress service's handler. All its routes are here.
+func New(hub *Hub, ready *health.Readiness, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /progress/{batchId}", hub.handleStream())
+	mux.Handle("GET /healthz", health.Live())
+	mux.Handle("GET /readyz", ready)
+	return obs.Middleware(log, api.Serve(mux))
+}

@@ -1,0 +1,204 @@
+package progress
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/obs"
+	"github.com/assetgen/assetgen/shared/problem"
+)
+
+// handleStream serves GET /progress/{batchId} as text/event-stream.
+func (h *Hub) handleStream() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		id := r.PathValue("batchId")
+		if !batch.ValidID(id) {
+			problem.Write(w, r, problem.New(problem.BatchNotFound, "no batch %q", id))
+			return
+		}
+		m, err := h.manifest(ctx, id)
+		if errors.Is(err, ledger.ErrNotFound) {
+			problem.Write(w, r, problem.New(problem.BatchNotFound, "no batch %q", id))
+			return
+		}
+		if err != nil {
+			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch failed"))
+			return
+		}
+
+		select {
+		case <-h.closing:
+			problem.Write(w, r, &problem.Error{Code: problem.NotReady, Detail: "this instance is shutting down; reconnect", RetryAfter: 1})
+			return
+		default:
+		}
+		t, wt := h.subscribe(m)
+		defer h.unsubscribe(t, wt)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.ready:
+		}
+		if t.firstErr != nil {
+			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, t.firstErr, "reading the batch failed"))
+			return
+		}
+
+		tag := batchTag(id)
+		seen, resumed := parseID(lastEventID(r), tag, len(m.Rows))
+		if !resumed {
+			seen = make([]int, len(m.Rows))
+			for i := range seen {
+				seen[i] = -1
+			}
+		}
+		s := &stream{w: w, rc: http.NewResponseController(w), tag: tag, seen: seen, sent: make([]*snapshot, len(seen))}
+		// A finished batch has nothing to stream unless the client missed states:
+		// 204 tells EventSource to stop reconnecting.
+		if st := t.cur.Load(); st.done && (!resumed || !s.pending(st)) {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+
+		hdr := w.Header()
+		hdr.Set("Content-Type", "text/event-stream")
+		hdr.Set("Cache-Control", "no-cache")
+		hdr.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintf(w, "retry: %d\n\n", h.cfg.Retry.Milliseconds())
+		if err := s.rc.Flush(); err != nil {
+			return
+		}
+
+		log := obs.Logger(ctx).With("batchId", id)
+		started := time.Now()
+		for {
+			st := t.cur.Load()
+			if err := s.send(st); err != nil {
+				log.Debug("progress: client went away", "error", err)
+				return
+			}
+			if st.done {
+				log.Info("progress: stream finished", "duration", time.Since(started))
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.closing:
+				// Shutting down: the client reconnects (EventSource does so by
+				// itself) and resumes on another instance from its Last-Event-ID.
+				_ = s.write([]byte("event: reconnect\ndata: {}\n\n"))
+				return
+			case <-wt.wake:
+			}
+			if wt.ping.Swap(false) {
+				// Checked on the heartbeat, so streams need no timer of their own:
+				// end before the limit rather than after it.
+				if time.Since(started)+h.cfg.Heartbeat >= h.cfg.MaxDuration {
+					_ = s.write([]byte("event: reconnect\ndata: {}\n\n"))
+					return
+				}
+				s.pingDue = true
+			}
+		}
+	})
+}
+
+// lastEventID is the Last-Event-ID header, or the lastEventId query parameter
+// for clients that cannot set headers on their first connection.
+func lastEventID(r *http.Request) string {
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		return id
+	}
+	return r.URL.Query().Get("lastEventId")
+}
+
+// stream is one client's position: the row versions it has seen and the
+// snapshots it was sent.
+type stream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	tag     string
+	seen    []int
+	sent    []*snapshot
+	pingDue bool
+}
+
+// due reports whether row i's snapshot is news to this client.
+func (s *stream) due(i int, snap *snapshot) bool {
+	if snap == nil {
+		return false
+	}
+	if s.sent[i] != nil {
+		return snap != s.sent[i] && snap.version >= s.seen[i]
+	}
+	return snap.version > s.seen[i]
+}
+
+func (s *stream) pending(st *state) bool {
+	for i, snap := range st.rows {
+		if s.due(i, snap) {
+			return true
+		}
+	}
+	return false
+}
+
+// send writes every row the client lacks, then the totals, then done or a ping.
+func (s *stream) send(st *state) error {
+	wrote := false
+	for i, snap := range st.rows {
+		if !s.due(i, snap) {
+			continue
+		}
+		s.seen[i], s.sent[i] = snap.version, snap
+		if err := s.event(snap.frame); err != nil {
+			return err
+		}
+		wrote = true
+	}
+	if wrote {
+		if err := s.event(st.totals); err != nil {
+			return err
+		}
+	}
+	switch {
+	case st.done:
+		if err := s.event(st.doneFrame); err != nil {
+			return err
+		}
+	case s.pingDue && !wrote:
+		if err := s.write([]byte("event: ping\ndata: {}\n\n")); err != nil {
+			return err
+		}
+	case !wrote:
+		return nil
+	}
+	s.pingDue = false
+	return s.rc.Flush()
+}
+
+// event writes a frame with the stream's current id.
+func (s *stream) event(frame []byte) error {
+	if _, err := s.w.Write([]byte("id: " + formatID(s.tag, s.seen) + "\n")); err != nil {
+		return err
+	}
+	if _, err := s.w.Write(frame); err != nil {
+		return err
+	}
+	_, err := s.w.Write([]byte{'\n'})
+	return err
+}
+
+func (s *stream) write(b []byte) error {
+	if _, err := s.w.Write(b); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}

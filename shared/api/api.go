@@ -1,0 +1,170 @@
+// Package api is the HTTP contract the frontend depends on: the JSON shapes of
+// responses and events, built from the ledger, and the one encode/decode pair
+// every handler uses.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/problem"
+	"github.com/assetgen/assetgen/shared/urls"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 1 << 20
+
+// WriteJSON answers with v as JSON. Headers are set before WriteHeader.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ReadBody reads a JSON request body of at most limit bytes. It answers the
+// content-type and size rules as problem errors.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && mt != "application/problem+json") {
+			return nil, problem.New(problem.UnsupportedMediaType, "send the body as application/json, not %q", ct)
+		}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, problem.New(problem.PayloadTooLarge, "the body is larger than %d bytes", limit)
+	}
+	if err != nil {
+		return nil, problem.Wrap(problem.MalformedJSON, err, "the body could not be read")
+	}
+	return b, nil
+}
+
+// SubmitResponse is the 202 answer to POST /batch/images.
+type SubmitResponse struct {
+	BatchID     string        `json:"batchId"`
+	Status      ledger.Status `json:"status"`
+	ProgressURL string        `json:"progressUrl"`
+	StatusURL   string        `json:"statusUrl"`
+	CreatedAt   time.Time     `json:"createdAt"`
+	Estimate    Estimate      `json:"estimate"`
+	Rows        []SubmitRow   `json:"rows"`
+}
+
+// Estimate is what a batch will cost at most.
+type Estimate struct {
+	Images           int     `json:"images"`
+	Model            string  `json:"model"`
+	PricePerImageUSD float64 `json:"pricePerImageUsd"`
+	CostUSD          float64 `json:"costUsd"`
+	// Charged is false for dry runs: they cost nothing and never touch the budget.
+	Charged bool `json:"charged"`
+}
+
+// SubmitRow echoes each row's index and client id, and what happened to its refs.
+type SubmitRow struct {
+	Index       int              `json:"index"`
+	ID          string           `json:"id,omitempty"`
+	Refs        int              `json:"refs"`
+	DroppedRefs []ledger.Dropped `json:"droppedRefs,omitempty"`
+}
+
+// Batch is the state of a batch: GET /batch/{id}.
+type Batch struct {
+	BatchID   string    `json:"batchId"`
+	RunMode   string    `json:"runMode"`
+	Model     string    `json:"model"`
+	CreatedAt time.Time `json:"createdAt"`
+	Totals
+	Rows []Row `json:"rows"`
+}
+
+// Totals are a batch's counts: the data of event: batch.
+type Totals struct {
+	Status   ledger.Status `json:"status"`
+	Rows     ledger.Counts `json:"rowCounts"`
+	Variants ledger.Counts `json:"variantCounts"`
+	CostUSD  float64       `json:"costUsd"`
+}
+
+// Row is one row's full snapshot: the data of event: row.
+type Row struct {
+	BatchID     string           `json:"batchId"`
+	Index       int              `json:"index"`
+	ID          string           `json:"id,omitempty"`
+	Prompt      string           `json:"prompt"`
+	Status      ledger.Status    `json:"status"`
+	Version     int              `json:"version"`
+	UpdatedAt   *time.Time       `json:"updatedAt,omitempty"`
+	Attempts    int              `json:"attempts"`
+	Error       *ledger.Failure  `json:"error,omitempty"`
+	DroppedRefs []ledger.Dropped `json:"droppedRefs,omitempty"`
+	Variants    []Variant        `json:"variants"`
+}
+
+// Variant is one image of a row, with a signed URL once it exists.
+type Variant struct {
+	Index     int             `json:"index"`
+	Status    ledger.Status   `json:"status"`
+	URL       string          `json:"url,omitempty"`
+	ExpiresAt *time.Time      `json:"expiresAt,omitempty"`
+	CostUSD   float64         `json:"costUsd,omitempty"`
+	Error     *ledger.Failure `json:"error,omitempty"`
+}
+
+// SignFunc signs a URL for an object name.
+type SignFunc func(object string) (urls.Signed, error)
+
+// NewRow builds a row's snapshot, signing a URL for every stored image.
+func NewRow(batchID string, mr ledger.ManifestRow, r ledger.Row, sign SignFunc) (Row, error) {
+	out := Row{
+		BatchID: batchID, Index: mr.Index, ID: mr.ID, Prompt: mr.Prompt,
+		Status: r.Status, Version: r.Version, Attempts: r.Attempts, Error: r.Error,
+		DroppedRefs: mr.DroppedRefs, Variants: make([]Variant, len(r.Variants)),
+	}
+	if !r.UpdatedAt.IsZero() {
+		t := r.UpdatedAt
+		out.UpdatedAt = &t
+	}
+	for i, v := range r.Variants {
+		vv := Variant{Index: i, Status: v.Status, CostUSD: v.CostUSD, Error: v.Error}
+		if v.Object != "" {
+			s, err := sign(v.Object)
+			if err != nil {
+				return Row{}, err
+			}
+			vv.URL, vv.ExpiresAt = s.URL, &s.Expires
+		}
+		out.Variants[i] = vv
+	}
+	return out, nil
+}
+
+// NewTotals builds a batch's totals from its rows.
+func NewTotals(rows []ledger.Row) Totals {
+	s := ledger.Summarize(rows)
+	return Totals{Status: s.Status, Rows: s.Rows, Variants: s.Variants, CostUSD: s.CostUSD}
+}
+
+// NewBatch builds the full batch state.
+func NewBatch(m *ledger.Manifest, rows []ledger.Row, sign SignFunc) (Batch, error) {
+	b := Batch{
+		BatchID: m.BatchID, RunMode: string(m.RunMode), Model: m.Model, CreatedAt: m.CreatedAt,
+		Totals: NewTotals(rows), Rows: make([]Row, len(rows)),
+	}
+	for i, r := range rows {
+		row, err := NewRow(m.BatchID, m.Rows[i], r, sign)
+		if err != nil {
+			return Batch{}, err
+		}
+		b.Rows[i] = row
+	}
+	return b, nil
+}

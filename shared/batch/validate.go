@@ -1,0 +1,212 @@
+package batch
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/assetgen/assetgen/shared/models"
+	"github.com/assetgen/assetgen/shared/problem"
+)
+
+// Field error codes (the "code" of each entry in a problem's errors[]).
+const (
+	FieldRequired      = "REQUIRED"
+	FieldTooLong       = "TOO_LONG"
+	FieldOutOfRange    = "OUT_OF_RANGE"
+	FieldDuplicate     = "DUPLICATE"
+	FieldUnknownValue  = "UNKNOWN_VALUE"
+	FieldTooMany       = "TOO_MANY"
+	FieldRefNotAllowed = string(problem.RefNotAllowed)
+)
+
+// Rules are the settings validation depends on.
+type Rules struct {
+	Models models.Table
+	// RefBuckets are the buckets gs:// references may name.
+	RefBuckets []string
+	// AllowHTTPRefs admits plain http:// references (local demos and tests only).
+	AllowHTTPRefs bool
+}
+
+// Validate checks every field of req and returns the normalised spec, or a
+// VALIDATION_FAILED (or REF_NOT_ALLOWED) problem listing every offending field.
+func Validate(req Request, rules Rules) (Spec, error) {
+	var errs []problem.FieldError
+	add := func(field, code, format string, args ...any) {
+		errs = append(errs, problem.FieldError{Field: field, Code: code, Detail: fmt.Sprintf(format, args...)})
+	}
+
+	spec := Spec{RunMode: RunMode(req.RunMode), Model: req.Model}
+	switch spec.RunMode {
+	case DryRun, Live:
+	case "":
+		add("/runMode", FieldRequired, "runMode is required: %q or %q", DryRun, Live)
+	default:
+		add("/runMode", FieldUnknownValue, "runMode must be %q or %q", DryRun, Live)
+	}
+
+	model, modelOK := rules.Models.Lookup(req.Model)
+	if !modelOK {
+		add("/model", FieldUnknownValue, "unknown model %q; supported: %s", req.Model, strings.Join(rules.Models.Names(), ", "))
+	} else {
+		spec.Model = model.Name
+	}
+
+	global := checkRefs(req.Refs, "/refs", rules, add)
+
+	switch {
+	case len(req.Rows) == 0:
+		add("/rows", FieldRequired, "rows must hold 1 to %d rows", MaxRows)
+	case len(req.Rows) > MaxRows:
+		add("/rows", FieldTooMany, "at most %d rows per batch, got %d", MaxRows, len(req.Rows))
+	}
+
+	seenIDs := map[string]int{}
+	for i, row := range req.Rows {
+		if i >= MaxRows {
+			break
+		}
+		p := fmt.Sprintf("/rows/%d", i)
+		rs := RowSpec{Index: i, ID: row.ID, Prompt: strings.TrimSpace(row.Prompt), Variants: 1, AspectRatio: row.AspectRatio}
+		switch n := utf8.RuneCountInString(rs.Prompt); {
+		case n == 0:
+			add(p+"/prompt", FieldRequired, "prompt must not be empty")
+		case n > MaxPromptRunes:
+			add(p+"/prompt", FieldTooLong, "prompt is %d characters; at most %d", n, MaxPromptRunes)
+		}
+		if !utf8.ValidString(row.Prompt) {
+			add(p+"/prompt", FieldUnknownValue, "prompt must be valid UTF-8")
+		}
+		if row.Variants != nil {
+			rs.Variants = *row.Variants
+			if rs.Variants < 1 || rs.Variants > MaxVariants {
+				add(p+"/variants", FieldOutOfRange, "variants must be 1 to %d, got %d", MaxVariants, rs.Variants)
+			}
+		}
+		if row.ID != "" {
+			if len(row.ID) > MaxClientID || !printable(row.ID) {
+				add(p+"/id", FieldTooLong, "id must be at most %d printable characters", MaxClientID)
+			} else if first, dup := seenIDs[row.ID]; dup {
+				add(p+"/id", FieldDuplicate, "id %q is already used by row %d", row.ID, first)
+			} else {
+				seenIDs[row.ID] = i
+			}
+		}
+		if modelOK {
+			if rs.AspectRatio == "" {
+				rs.AspectRatio = model.DefaultRatio()
+			} else if !model.SupportsRatio(rs.AspectRatio) {
+				add(p+"/aspectRatio", FieldUnknownValue, "%s draws %s; not %q", model.Name, strings.Join(model.AspectRatios, ", "), rs.AspectRatio)
+			}
+		}
+		own := checkRefs(row.Refs, p+"/refs", rules, add)
+		rs.RefURLs = MergeRefURLs(own, global)
+		spec.Rows = append(spec.Rows, rs)
+	}
+
+	if len(errs) > 0 {
+		code := problem.ValidationFailed
+		if allRefErrors(errs) {
+			code = problem.RefNotAllowed
+		}
+		detail := fmt.Sprintf("%d field(s) are invalid", len(errs))
+		if len(errs) == 1 {
+			detail = errs[0].Detail
+		}
+		return Spec{}, &problem.Error{Code: code, Detail: detail, Fields: errs}
+	}
+	return spec, nil
+}
+
+// CheckConfirm enforces the typed confirmation of live runs. It comes after
+// Validate: a live run is refused unless confirm is exactly "CONFIRM".
+func CheckConfirm(req Request) error {
+	if RunMode(req.RunMode) == Live && req.Confirm != ConfirmWord {
+		return problem.New(problem.ConfirmationRequired, `live runs spend money: set "confirm" to the exact word %q`, ConfirmWord)
+	}
+	return nil
+}
+
+// MergeRefURLs orders a row's references: its own first, then the global ones,
+// dropping textual repeats (content repeats are found after fetching).
+func MergeRefURLs(own, global []string) []string {
+	out := make([]string, 0, len(own)+len(global))
+	for _, u := range slices.Concat(own, global) {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func checkRefs(refs []string, path string, rules Rules, add func(field, code, format string, args ...any)) []string {
+	if len(refs) > MaxRefsPerList {
+		add(path, FieldTooMany, "at most %d references per list, got %d", MaxRefsPerList, len(refs))
+		refs = refs[:MaxRefsPerList]
+	}
+	ok := make([]string, 0, len(refs))
+	for i, ref := range refs {
+		if reason := RefAllowed(ref, rules); reason != "" {
+			add(fmt.Sprintf("%s/%d", path, i), FieldRefNotAllowed, "%s", reason)
+			continue
+		}
+		ok = append(ok, ref)
+	}
+	return ok
+}
+
+// RefAllowed returns "" when ref is an acceptable reference URL, or why not:
+// https:// anywhere (the fetcher still refuses private addresses), gs:// only in
+// the allowed buckets, http:// only when explicitly allowed.
+func RefAllowed(ref string, rules Rules) string {
+	if len(ref) > MaxRefURL {
+		return fmt.Sprintf("reference URL is longer than %d characters", MaxRefURL)
+	}
+	u, err := url.Parse(ref)
+	if err != nil || u.Host == "" {
+		return "reference must be an absolute https:// or gs:// URL"
+	}
+	if u.User != nil {
+		return "reference URLs must not carry credentials"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if rules.AllowHTTPRefs {
+			return ""
+		}
+		return "reference URLs must use https://"
+	case "gs":
+		if strings.Trim(u.Path, "/") == "" {
+			return "gs:// references must name an object"
+		}
+		if !slices.Contains(rules.RefBuckets, u.Host) {
+			return fmt.Sprintf("bucket %q is not allowed for references", u.Host)
+		}
+		return ""
+	default:
+		return fmt.Sprintf("scheme %q is not allowed; use https:// or gs://", u.Scheme)
+	}
+}
+
+func allRefErrors(errs []problem.FieldError) bool {
+	for _, e := range errs {
+		if e.Code != FieldRefNotAllowed {
+			return false
+		}
+	}
+	return true
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}

@@ -1,0 +1,80 @@
+// Package health answers liveness (/healthz: the process serves) and readiness
+// (/readyz: the dependencies accept work), caching readiness briefly so probes
+// cannot breach Cloud Storage's write rate on the probe object.
+package health
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/problem"
+)
+
+// Check is one readiness check.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Live answers 200 while the process serves.
+func Live() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+// Readiness runs its checks at most once per TTL.
+type Readiness struct {
+	checks []Check
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	checked time.Time
+	result  map[string]string
+	err     error
+}
+
+// NewReadiness returns a readiness handler over checks, cached for ttl.
+func NewReadiness(ttl time.Duration, checks ...Check) *Readiness {
+	return &Readiness{checks: checks, ttl: ttl, now: time.Now}
+}
+
+// Check runs the checks (or returns the cached outcome).
+func (rd *Readiness) Check(ctx context.Context) (map[string]string, error) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if !rd.checked.IsZero() && rd.now().Sub(rd.checked) < rd.ttl {
+		return rd.result, rd.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	result := map[string]string{}
+	var errs []error
+	for _, c := range rd.checks {
+		if err := c.Fn(ctx); err != nil {
+			result[c.Name] = "failing"
+			errs = append(errs, err)
+		} else {
+			result[c.Name] = "ok"
+		}
+	}
+	rd.checked, rd.result, rd.err = rd.now(), result, errors.Join(errs...)
+	return rd.result, rd.err
+}
+
+// ServeHTTP answers 200 with each check's state, or 503 NOT_READY.
+func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	result, err := rd.Check(r.Context())
+	if err != nil {
+		pe := problem.Wrap(problem.NotReady, err, "a dependency is failing")
+		pe.Extra = map[string]any{"checks": result}
+		problem.Write(w, r, pe)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": result})
+}

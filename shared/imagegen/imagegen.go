@@ -1,0 +1,85 @@
+// Package imagegen turns a prompt into an image. Generator is the seam; the
+// placeholder draws deterministic PNGs for dry runs, and the Gemini generator
+// calls Google's image models for live runs.
+package imagegen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Request is one image to make.
+type Request struct {
+	Model       string
+	Prompt      string
+	Variant     int
+	AspectRatio string
+	Refs        []RefImage
+}
+
+// RefImage is a reference image passed to the model.
+type RefImage struct {
+	MIMEType string
+	Data     []byte
+}
+
+// Image is a generated image.
+type Image struct {
+	MIMEType string
+	Data     []byte
+}
+
+// Generator makes one image per call. Errors are *Error with a Class, so callers
+// know whether to retry.
+type Generator interface {
+	Generate(ctx context.Context, req Request) (Image, error)
+}
+
+// Class says what a failure means for the task that met it.
+type Class int
+
+// Failure classes.
+const (
+	// Permanent failures fail the variant and are not retried.
+	Permanent Class = iota
+	// Blocked means the model refused the prompt or its output on safety grounds.
+	Blocked
+	// RateLimited failures are retried after a backoff.
+	RateLimited
+	// Transient failures (5xx, timeouts) are retried after a backoff.
+	Transient
+)
+
+// Retryable reports whether a task should be retried for this class.
+func (c Class) Retryable() bool { return c == RateLimited || c == Transient }
+
+// Error is a classified generation failure.
+type Error struct {
+	Class Class
+	// Reason is a short machine-readable cause, e.g. "SAFETY" or "NO_IMAGE".
+	Reason string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("imagegen: %s: %v", e.Reason, e.Err)
+	}
+	return "imagegen: " + e.Reason
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf returns the class of err; unclassified errors are transient when the
+// context expired (the attempt ran out of time) and permanent otherwise.
+func ClassOf(err error) Class {
+	var ge *Error
+	if errors.As(err, &ge) {
+		return ge.Class
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Transient
+	}
+	return Permanent
+}

@@ -1,0 +1,186 @@
+// Package ledger is the batch ledger kept in Cloud Storage: an immutable manifest
+// per batch (created once), one small state object per row (compare-and-swap on
+// the object generation), create-once images, and create-once markers for effects
+// that must happen once per batch. This file holds the types; transitions.go the
+// pure state changes; store.go the storage I/O.
+package ledger
+
+import (
+	"errors"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/batch"
+)
+
+// Status of a row or a variant.
+type Status string
+
+// Statuses. queued and running are live; the rest are terminal.
+const (
+	Queued    Status = "queued"
+	Running   Status = "running"
+	Done      Status = "done"
+	Failed    Status = "failed"
+	Cancelled Status = "cancelled"
+)
+
+// Terminal reports whether s is final.
+func (s Status) Terminal() bool { return s == Done || s == Failed || s == Cancelled }
+
+// Errors the store and transitions return.
+var (
+	ErrNotFound = errors.New("ledger: not found")
+	ErrExists   = errors.New("ledger: already exists")
+	// ErrNoChange means a transition had nothing to do: the store skips the write.
+	ErrNoChange = errors.New("ledger: no change")
+	// ErrLeaseHeld means another attempt holds the row's unexpired lease.
+	ErrLeaseHeld = errors.New("ledger: row is leased by another attempt")
+	// ErrTerminal means the row is already final; the attempt has nothing to do.
+	ErrTerminal = errors.New("ledger: row is already final")
+)
+
+// Manifest is written once at submit and never changed.
+type Manifest struct {
+	Schema    int           `json:"schema"`
+	BatchID   string        `json:"batchId"`
+	Owner     string        `json:"owner"`
+	RunMode   batch.RunMode `json:"runMode"`
+	Model     string        `json:"model"`
+	CreatedAt time.Time     `json:"createdAt"`
+	RequestID string        `json:"requestId,omitempty"`
+	// PriceUSD is the model's price per image when the batch was submitted.
+	PriceUSD    float64       `json:"priceUsd"`
+	EstimateUSD float64       `json:"estimateUsd"`
+	Rows        []ManifestRow `json:"rows"`
+}
+
+// ManifestRow is one row as submitted.
+type ManifestRow struct {
+	Index       int       `json:"index"`
+	ID          string    `json:"id,omitempty"`
+	Prompt      string    `json:"prompt"`
+	Variants    int       `json:"variants"`
+	AspectRatio string    `json:"aspectRatio"`
+	Refs        []Ref     `json:"refs,omitempty"`
+	DroppedRefs []Dropped `json:"droppedRefs,omitempty"`
+}
+
+// Ref is a reference image stored content-addressed in the bucket.
+type Ref struct {
+	URL      string `json:"url"`
+	SHA256   string `json:"sha256"`
+	Object   string `json:"object"`
+	MIMEType string `json:"mimeType"`
+}
+
+// Dropped is a reference left out of a row, and why.
+type Dropped struct {
+	URL    string `json:"url"`
+	Reason string `json:"reason"`
+}
+
+// Images is the number of images the batch asks for.
+func (m *Manifest) Images() int {
+	n := 0
+	for _, r := range m.Rows {
+		n += r.Variants
+	}
+	return n
+}
+
+// Row is the mutable state of one row.
+type Row struct {
+	Index    int       `json:"index"`
+	Status   Status    `json:"status"`
+	Variants []Variant `json:"variants"`
+	// Attempts counts task attempts that started work on the row.
+	Attempts int    `json:"attempts"`
+	Lease    *Lease `json:"lease,omitempty"`
+	// CancelRequested stops a running row after its current variants.
+	CancelRequested bool      `json:"cancelRequested,omitempty"`
+	Error           *Failure  `json:"error,omitempty"`
+	Version         int       `json:"version"`
+	UpdatedAt       time.Time `json:"updatedAt"`
+	// History is the row's append-only audit trail: every write adds one entry.
+	History []Change `json:"history"`
+}
+
+// Variant is one image of a row.
+type Variant struct {
+	Status  Status   `json:"status"`
+	Object  string   `json:"object,omitempty"`
+	CostUSD float64  `json:"costUsd,omitempty"`
+	Error   *Failure `json:"error,omitempty"`
+}
+
+// Failure says why something failed, with a stable problem code.
+type Failure struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Lease marks which attempt works on a row, until when.
+type Lease struct {
+	Holder string    `json:"holder"`
+	Until  time.Time `json:"until"`
+}
+
+// Change is one audit entry: who changed the row, what, when, under which request.
+type Change struct {
+	Version   int       `json:"version"`
+	At        time.Time `json:"at"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	RequestID string    `json:"requestId,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
+}
+
+// NewRow is the state of a row nobody has touched yet. Row objects are created
+// lazily by the first write, so a missing object reads as this.
+func NewRow(mr ManifestRow) Row {
+	vs := make([]Variant, mr.Variants)
+	for i := range vs {
+		vs[i].Status = Queued
+	}
+	return Row{Index: mr.Index, Status: Queued, Variants: vs}
+}
+
+// Clone returns a deep copy, so transitions never alias their input.
+func (r Row) Clone() Row {
+	c := r
+	c.Variants = append([]Variant(nil), r.Variants...)
+	for i, v := range c.Variants {
+		if v.Error != nil {
+			e := *v.Error
+			c.Variants[i].Error = &e
+		}
+	}
+	c.History = append([]Change(nil), r.History...)
+	if r.Lease != nil {
+		l := *r.Lease
+		c.Lease = &l
+	}
+	if r.Error != nil {
+		e := *r.Error
+		c.Error = &e
+	}
+	return c
+}
+
+// CostUSD is what the row's generated images cost.
+func (r Row) CostUSD() float64 {
+	var c float64
+	for _, v := range r.Variants {
+		c += v.CostUSD
+	}
+	return c
+}
+
+// Final is the content of a batch's completion marker: its state when the last
+// row finished.
+type Final struct {
+	BatchID    string    `json:"batchId"`
+	FinishedAt time.Time `json:"finishedAt"`
+	Summary    Summary   `json:"summary"`
+	Rows       []Row     `json:"rows"`
+}

@@ -1,0 +1,60 @@
+package ledger
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Object names. Everything of a batch lives under batches/{id}/ so one prefix
+// lists, retains or deletes it; references are shared across batches by content.
+const (
+	batchesPrefix = "batches/"
+	refsPrefix    = "refs/"
+)
+
+// BatchPrefix is the prefix of every object of a batch.
+func BatchPrefix(batchID string) string { return batchesPrefix + batchID + "/" }
+
+// ManifestObject is the batch's immutable manifest.
+func ManifestObject(batchID string) string { return BatchPrefix(batchID) + "manifest.json" }
+
+// RowsPrefix lists the row state objects of a batch.
+func RowsPrefix(batchID string) string { return BatchPrefix(batchID) + "rows/" }
+
+// RowObject is the state object of one row.
+func RowObject(batchID string, row int) string {
+	return fmt.Sprintf("%s%02d.json", RowsPrefix(batchID), row)
+}
+
+// RowIndexOf parses the row index out of a row object name.
+func RowIndexOf(batchID, name string) (int, bool) {
+	s, ok := strings.CutPrefix(name, RowsPrefix(batchID))
+	if !ok {
+		return 0, false
+	}
+	s, ok = strings.CutSuffix(s, ".json")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(s)
+	return i, err == nil && i >= 0
+}
+
+// ImagePrefix lists the images of one row.
+func ImagePrefix(batchID string, row int) string {
+	return fmt.Sprintf("%simages/r%02d-v", BatchPrefix(batchID), row)
+}
+
+// ImageObject is the deterministic, create-once name of a variant's image.
+func ImageObject(batchID string, row, variant int, ext string) string {
+	return fmt.Sprintf("%s%d%s", ImagePrefix(batchID, row), variant, ext)
+}
+
+// FinalObject is the batch's completion marker: created once, by whoever sees the
+// last row finish, and holding the final state. Effects that must happen once
+// per batch hang on its creation.
+func FinalObject(batchID string) string { return BatchPrefix(batchID) + "final.json" }
+
+// RefObject is where a reference image is stored, addressed by its SHA-256.
+func RefObject(sha256hex string) string { return refsPrefix + sha256hex }

@@ -1,0 +1,231 @@
+package ledger
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Op is who is changing the ledger, when, and under which request: the audit
+// trail's who/when/why.
+type Op struct {
+	Actor     string
+	RequestID string
+	Now       time.Time
+}
+
+// maxHistory bounds a row's audit trail; rows see a handful of writes, so this
+// only matters for a row retried many times.
+const maxHistory = 100
+
+// record stamps a change: the version goes up by one and the audit trail grows.
+func record(r *Row, op Op, action, detail string) {
+	r.Version++
+	r.UpdatedAt = op.Now
+	r.History = append(r.History, Change{
+		Version: r.Version, At: op.Now, Actor: op.Actor, Action: action,
+		RequestID: op.RequestID, Detail: detail,
+	})
+	if over := len(r.History) - maxHistory; over > 0 {
+		r.History = append([]Change(nil), r.History[over:]...)
+	}
+}
+
+// Start claims the row for an attempt: running, leased to holder until now+lease.
+// A live lease of another holder wins (ErrLeaseHeld); an expired one is taken
+// over. A final row is left alone (ErrTerminal).
+func Start(r Row, op Op, holder string, lease time.Duration) (Row, error) {
+	if r.Status.Terminal() {
+		return r, ErrTerminal
+	}
+	detail := fmt.Sprintf("attempt %d", r.Attempts+1)
+	if r.Lease != nil && r.Lease.Holder != holder {
+		if op.Now.Before(r.Lease.Until) {
+			return r, ErrLeaseHeld
+		}
+		detail += " took over an expired lease"
+	}
+	r = r.Clone()
+	r.Status = Running
+	r.Attempts++
+	r.Lease = &Lease{Holder: holder, Until: op.Now.Add(lease)}
+	for i := range r.Variants {
+		if !r.Variants[i].Status.Terminal() {
+			r.Variants[i].Status = Running
+		}
+	}
+	record(&r, op, "started", detail)
+	return r, nil
+}
+
+// VariantResult is the outcome of one variant: an object, or a failure.
+type VariantResult struct {
+	Index   int
+	Object  string
+	CostUSD float64
+	Failure *Failure
+}
+
+// RecordVariants stores finished variants. A variant already final keeps its
+// first outcome, so recording the same result twice changes nothing.
+func RecordVariants(r Row, op Op, results []VariantResult) (Row, error) {
+	var notes []string
+	out := r.Clone()
+	for _, res := range results {
+		if res.Index < 0 || res.Index >= len(out.Variants) || out.Variants[res.Index].Status.Terminal() {
+			continue
+		}
+		v := &out.Variants[res.Index]
+		if res.Failure != nil {
+			f := *res.Failure
+			v.Status, v.Error = Failed, &f
+			notes = append(notes, fmt.Sprintf("v%d failed %s", res.Index, f.Code))
+		} else {
+			v.Status, v.Object, v.CostUSD, v.Error = Done, res.Object, res.CostUSD, nil
+			notes = append(notes, fmt.Sprintf("v%d done", res.Index))
+		}
+	}
+	if len(notes) == 0 {
+		return r, ErrNoChange
+	}
+	record(&out, op, "variants", strings.Join(notes, ", "))
+	return out, nil
+}
+
+// Release gives the row back after a retryable failure: the lease is dropped so
+// the next attempt starts at once, and the failure shows while it retries.
+func Release(r Row, op Op, holder string, why Failure) (Row, error) {
+	if r.Status.Terminal() {
+		return r, ErrNoChange
+	}
+	out := r.Clone()
+	if out.Lease != nil && out.Lease.Holder == holder {
+		out.Lease = nil
+	}
+	out.Error = &why
+	record(&out, op, "retrying", why.Code+": "+why.Message)
+	return out, nil
+}
+
+// Finish makes the row final. Variants still open get pending (the reason work
+// stopped), or are cancelled when a cancel was requested. The row is done when
+// any variant is, cancelled when it was cancelled, failed otherwise.
+func Finish(r Row, op Op, pending *Failure) (Row, error) {
+	if r.Status.Terminal() {
+		return r, ErrNoChange
+	}
+	out := r.Clone()
+	anyDone := false
+	var firstErr *Failure
+	for i := range out.Variants {
+		v := &out.Variants[i]
+		if !v.Status.Terminal() {
+			switch {
+			case out.CancelRequested:
+				v.Status = Cancelled
+			case pending != nil:
+				f := *pending
+				v.Status, v.Error = Failed, &f
+			default:
+				v.Status, v.Error = Failed, &Failure{Code: "INTERNAL", Message: "the attempt ended without a result"}
+			}
+		}
+		if v.Status == Done {
+			anyDone = true
+		}
+		if v.Error != nil && firstErr == nil {
+			firstErr = v.Error
+		}
+	}
+	switch {
+	case out.CancelRequested:
+		out.Status = Cancelled
+		out.Error = nil
+	case anyDone:
+		out.Status = Done
+		out.Error = nil
+	default:
+		out.Status = Failed
+		out.Error = firstErr
+	}
+	out.Lease = nil
+	record(&out, op, "finished", string(out.Status))
+	return out, nil
+}
+
+// Cancel stops a row: one nobody is working on becomes cancelled at once; one
+// that is running is asked to stop after its current variants.
+func Cancel(r Row, op Op) (Row, error) {
+	if r.Status.Terminal() || r.CancelRequested {
+		return r, ErrNoChange
+	}
+	out := r.Clone()
+	out.CancelRequested = true
+	if out.Status == Queued || out.Lease == nil || !op.Now.Before(out.Lease.Until) {
+		return Finish(out, op, nil)
+	}
+	record(&out, op, "cancel_requested", "")
+	return out, nil
+}
+
+// Counts tallies rows and variants by status.
+type Counts struct {
+	Queued    int `json:"queued"`
+	Running   int `json:"running"`
+	Done      int `json:"done"`
+	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
+}
+
+func (c *Counts) add(s Status) {
+	switch s {
+	case Queued:
+		c.Queued++
+	case Running:
+		c.Running++
+	case Done:
+		c.Done++
+	case Failed:
+		c.Failed++
+	case Cancelled:
+		c.Cancelled++
+	}
+}
+
+// Total is the number of things counted.
+func (c Counts) Total() int { return c.Queued + c.Running + c.Done + c.Failed + c.Cancelled }
+
+// Summary is a batch's totals, derived from its rows.
+type Summary struct {
+	Status   Status  `json:"status"`
+	Rows     Counts  `json:"rows"`
+	Variants Counts  `json:"variants"`
+	CostUSD  float64 `json:"costUsd"`
+}
+
+// Summarize derives the batch status from its rows: queued until a row starts,
+// running until every row is final, then done when any image was made,
+// cancelled when every unfinished row was cancelled, failed otherwise.
+func Summarize(rows []Row) Summary {
+	var s Summary
+	for _, r := range rows {
+		s.Rows.add(r.Status)
+		for _, v := range r.Variants {
+			s.Variants.add(v.Status)
+		}
+		s.CostUSD += r.CostUSD()
+	}
+	switch {
+	case s.Rows.Queued == len(rows):
+		s.Status = Queued
+	case s.Rows.Queued+s.Rows.Running > 0:
+		s.Status = Running
+	case s.Variants.Done > 0:
+		s.Status = Done
+	case s.Rows.Cancelled > 0:
+		s.Status = Cancelled
+	default:
+		s.Status = Failed
+	}
+	return s
+}

@@ -1,0 +1,96 @@
+package problem
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/assetgen/assetgen/shared/obs"
+)
+
+// ContentType is the media type of problem documents (RFC 9457).
+const ContentType = "application/problem+json"
+
+// Document is the RFC 9457 problem document, with the product's code and the
+// request id added.
+type Document struct {
+	Type      string         `json:"type"`
+	Title     string         `json:"title"`
+	Status    int            `json:"status"`
+	Detail    string         `json:"detail,omitempty"`
+	Instance  string         `json:"instance,omitempty"`
+	Code      Code           `json:"code"`
+	RequestID string         `json:"requestId,omitempty"`
+	Errors    []FieldError   `json:"errors,omitempty"`
+	Extra     map[string]any `json:"-"`
+}
+
+// MarshalJSON flattens Extra into the top level, as RFC 9457 extension members.
+func (d Document) MarshalJSON() ([]byte, error) {
+	type plain Document
+	b, err := json.Marshal(plain(d))
+	if err != nil || len(d.Extra) == 0 {
+		return b, err
+	}
+	m := make(map[string]any, len(d.Extra)+8)
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for k, v := range d.Extra {
+		if _, taken := m[k]; !taken {
+			m[k] = v
+		}
+	}
+	return json.Marshal(m)
+}
+
+// TypeURI is the problem type of a code: a stable URI that documents it.
+func TypeURI(c Code) string {
+	return "https://assetgen.dev/errors#" + string(c)
+}
+
+// DocumentFor builds the document for err as the client sees it. Anything that is
+// not an *Error becomes INTERNAL with no detail, so causes never leak.
+func DocumentFor(r *http.Request, err error) Document {
+	code := CodeOf(err)
+	spec := Lookup(code)
+	doc := Document{
+		Type:      TypeURI(code),
+		Title:     spec.Title,
+		Status:    spec.Status,
+		Code:      code,
+		Instance:  r.URL.Path,
+		RequestID: obs.RequestID(r.Context()),
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		if code != Internal {
+			doc.Detail = pe.Detail
+		}
+		doc.Errors = pe.Fields
+		doc.Extra = pe.Extra
+	}
+	return doc
+}
+
+// Write answers the request with the problem document for err. Internal errors are
+// logged in full; the client only ever sees their code and request id.
+func Write(w http.ResponseWriter, r *http.Request, err error) {
+	doc := DocumentFor(r, err)
+	log := obs.Logger(r.Context())
+	if doc.Code == Internal {
+		log.Error("internal error", slog.String("path", r.URL.Path), slog.Any("error", err))
+	} else if doc.Status >= 500 {
+		log.Warn("request failed", slog.String("code", string(doc.Code)), slog.Any("error", err))
+	}
+	var pe *Error
+	if errors.As(err, &pe) && pe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(pe.RetryAfter))
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(doc.Status)
+	_ = json.NewEncoder(w).Encode(doc)
+}
