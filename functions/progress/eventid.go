@@ -48,8 +48,11 @@ func parseID(id, tag string, rows int) (seen []int, ok bool) {
 	}
 	seen = make([]int, rows)
 	for i, p := range parts {
+		if p == "" || len(p) > 9 || strings.Trim(p, "0123456789") != "" {
+			return nil, false
+		}
 		v, err := strconv.Atoi(p)
-		if err != nil || v < 0 || len(p) > 9 {
+		if err != nil {
 			return nil, false
 		}
 		seen[i] = v - 1

@@ -159,7 +159,7 @@ type snapshot struct {
 // state is a tail's immutable view; the tail replaces it whole on each change,
 // so watchers read it without locks and never stall the tail.
 type state struct {
-	rows   []*snapshot
+	rows      []*snapshot
 	totals    []byte // "event: batch\ndata: {...}\n"
 	doneFrame []byte // "event: done\ndata: {...}\n"
 	done      bool

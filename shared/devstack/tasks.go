@@ -241,7 +241,8 @@ func (t *Tasks) deliver(task *cloudtaskspb.Task) {
 			backoff = min(backoff*2, t.opts.MaxBackoff)
 		}
 		code, err := t.attempt(task, queueID, taskID, attempt, executions)
-		if err == nil {
+		// Cloud Tasks counts executions that got a response, 5xx excepted.
+		if err == nil && (code < 500 || code > 599) {
 			executions++
 		}
 		if err == nil && code >= 200 && code < 300 {
@@ -264,7 +265,11 @@ func (t *Tasks) attempt(task *cloudtaskspb.Task, queueID, taskID string, retries
 	hr := task.GetHttpRequest()
 	ctx, cancel := context.WithTimeout(t.ctx, task.GetDispatchDeadline().AsDuration())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, hr.GetHttpMethod().String(), hr.GetUrl(), bytes.NewReader(hr.GetBody()))
+	method := hr.GetHttpMethod()
+	if method == cloudtaskspb.HttpMethod_HTTP_METHOD_UNSPECIFIED {
+		method = cloudtaskspb.HttpMethod_POST // the API's default
+	}
+	req, err := http.NewRequestWithContext(ctx, method.String(), hr.GetUrl(), bytes.NewReader(hr.GetBody()))
 	if err != nil {
 		return 0, err
 	}

@@ -46,16 +46,7 @@ func (p *Placeholder) Generate(ctx context.Context, req Request) (Image, error) 
 	}
 	w, h := dimensions(req.AspectRatio, p.Long)
 	sum := sha256.Sum256([]byte(req.Prompt + "\x00" + strconv.Itoa(req.Variant)))
-	from := color.RGBA{sum[0], sum[1], sum[2], 255}
-	to := color.RGBA{sum[3], sum[4], sum[5], 255}
-
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			t := (x + y) * 255 / (w + h)
-			img.SetRGBA(x, y, color.RGBA{mix(from.R, to.R, t), mix(from.G, to.G, t), mix(from.B, to.B, t), 255})
-		}
-	}
+	img := gradient(w, h, color.RGBA{sum[0], sum[1], sum[2], 255}, color.RGBA{sum[3], sum[4], sum[5], 255})
 	caption(img, req, sum)
 
 	var buf bytes.Buffer
@@ -64,6 +55,33 @@ func (p *Placeholder) Generate(ctx context.Context, req Request) (Image, error) 
 		return Image{}, &Error{Class: Permanent, Reason: "ENCODE", Err: err}
 	}
 	return Image{MIMEType: "image/png", Data: buf.Bytes()}, nil
+}
+
+// Palette layout: gradientSteps shades, then the caption band and its ink.
+const (
+	gradientSteps = 64
+	bandIndex     = gradientSteps
+	inkIndex      = gradientSteps + 1
+)
+
+// gradient paints a diagonal gradient into a paletted image: one byte per pixel
+// keeps drawing and PNG encoding cheap.
+func gradient(w, h int, from, to color.RGBA) *image.Paletted {
+	pal := make(color.Palette, gradientSteps+2)
+	for i := range gradientSteps {
+		t := i * 255 / (gradientSteps - 1)
+		pal[i] = color.RGBA{mix(from.R, to.R, t), mix(from.G, to.G, t), mix(from.B, to.B, t), 255}
+	}
+	pal[bandIndex] = color.RGBA{24, 24, 28, 255}
+	pal[inkIndex] = color.White
+	img := image.NewPaletted(image.Rect(0, 0, w, h), pal)
+	for y := range h {
+		row := img.Pix[y*img.Stride : y*img.Stride+w]
+		for x := range row {
+			row[x] = uint8((x + y) * (gradientSteps - 1) / (w + h - 2 + 1))
+		}
+	}
+	return img
 }
 
 func mix(a, b uint8, t int) uint8 { return uint8((int(a)*(255-t) + int(b)*t) / 255) }
@@ -83,16 +101,15 @@ func dimensions(ratio string, long int) (int, int) {
 }
 
 // caption writes the prompt (wrapped) and the variant on a dark band.
-func caption(img *image.RGBA, req Request, sum [32]byte) {
+func caption(img *image.Paletted, req Request, sum [32]byte) {
 	b := img.Bounds()
-	face := basicfont.Face7x13
 	perLine := max(8, (b.Dx()-24)/7)
 	lines := wrap(req.Prompt, perLine, 6)
 	lines = append(lines, fmt.Sprintf("variant %d - %x - placeholder", req.Variant, sum[:4]))
-	bandH := len(lines)*15 + 16
+	bandH := min(len(lines)*15+16, b.Dy())
 	band := image.Rect(0, b.Dy()-bandH, b.Dx(), b.Dy())
-	draw.Draw(img, band, &image.Uniform{color.RGBA{0, 0, 0, 170}}, image.Point{}, draw.Over)
-	d := font.Drawer{Dst: img, Src: image.White, Face: face}
+	draw.Draw(img, band, &image.Uniform{img.Palette[bandIndex]}, image.Point{}, draw.Src)
+	d := font.Drawer{Dst: img, Src: &image.Uniform{img.Palette[inkIndex]}, Face: basicfont.Face7x13}
 	for i, l := range lines {
 		d.Dot = fixed.P(12, band.Min.Y+20+i*15)
 		d.DrawString(l)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/functions"
+	"github.com/assetgen/assetgen/functions/progress"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/devstack"
@@ -45,6 +47,58 @@ var LocalVars = []config.Var{
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	a, err := start(ctx, getenv, stderr, options{})
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	fmt.Fprintf(stdout, "assetgen local stack listening on %s\n", a.base)
+	fmt.Fprintf(stdout, "  storage emulator  STORAGE_EMULATOR_HOST=%s  bucket %s\n", a.gcs.Addr, a.cfg.Bucket)
+	fmt.Fprintf(stdout, "  tasks stand-in    TASKS_EMULATOR_HOST=%s  queue %s\n", a.tasks.Addr, a.cfg.Queue)
+	fmt.Fprintf(stdout, "  data              %s\n", a.dataDir)
+
+	errc := make(chan error, 1)
+	go func() { errc <- a.srv.Serve(a.ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// A fresh context: the one that ended is what asked us to stop.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = a.srv.Shutdown(shutdownCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = a.srv.Close()
+	}
+	fmt.Fprintln(stdout, "assetgen local stack stopped")
+	return err
+}
+
+// options are what tests may add to the wiring; run uses none.
+type options struct {
+	// wrapGCS sits between the storage client and the emulator (fault injection,
+	// request counting).
+	wrapGCS func(http.Handler) http.Handler
+}
+
+// app is the wired local stack, not yet serving.
+type app struct {
+	ln      net.Listener
+	base    string
+	dataDir string
+	cfg     config.Config
+	gcs     *devstack.GCS
+	tasks   *devstack.Tasks
+	clients *cloud.Clients
+	hub     *progress.Hub
+	srv     *http.Server
+	log     *slog.Logger
+}
+
+// start brings up the emulators, then the functions configured exactly as in
+// the cloud but pointed at them, all on one listener.
+func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o options) (a *app, err error) {
 	local := func(name string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -58,96 +112,89 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	}
 	dup, err := strconv.ParseBool(local("TASKS_DUPLICATE_DELIVERY"))
 	if err != nil {
-		return fmt.Errorf("TASKS_DUPLICATE_DELIVERY: %w", err)
+		return nil, fmt.Errorf("TASKS_DUPLICATE_DELIVERY: %w", err)
 	}
-	dataDir := local("DATA_DIR")
-	ln, err := net.Listen("tcp", net.JoinHostPort(local("HOST"), local("PORT")))
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	defer ln.Close()
-	base := "http://" + ln.Addr().String()
-
-	// The emulators first; then the configuration as the cloud would see it,
-	// pointed at them.
 	probe, err := config.Load(getenv)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	log := obs.NewLogger(stderr, probe.LogLevel)
-	gcs, err := devstack.StartGCS(devstack.GCSOptions{
-		Addr: local("LOCAL_GCS_ADDR"), Root: filepath.Join(dataDir, "gcs"), Buckets: []string{probe.Bucket},
+	a = &app{dataDir: local("DATA_DIR"), log: obs.NewLogger(stderr, probe.LogLevel)}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if a.ln, err = net.Listen("tcp", net.JoinHostPort(local("HOST"), local("PORT"))); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	a.base = "http://" + a.ln.Addr().String()
+	a.gcs, err = devstack.StartGCS(devstack.GCSOptions{
+		Addr: local("LOCAL_GCS_ADDR"), Root: filepath.Join(a.dataDir, "gcs"), Buckets: []string{probe.Bucket}, Wrap: o.wrapGCS,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer gcs.Close(context.WithoutCancel(ctx))
-	tasks, err := devstack.StartTasks(devstack.TasksOptions{
+	a.tasks, err = devstack.StartTasks(devstack.TasksOptions{
 		Addr: local("LOCAL_TASKS_ADDR"), Queue: probe.Queue, MaxAttempts: probe.MaxAttempts,
-		DuplicateDelivery: dup, Log: log,
+		DuplicateDelivery: dup, Log: a.log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer tasks.Close()
 
-	env := map[string]string{
-		"STORAGE_EMULATOR_HOST": gcs.Addr,
-		"TASKS_EMULATOR_HOST":   tasks.Addr,
-		"GENERATE_URL":          base + "/tasks/generate",
-		"SIGNING_KEY_FILE":      filepath.Join(dataDir, "signing-key.pem"),
+	ours := map[string]string{
+		"STORAGE_EMULATOR_HOST": a.gcs.Addr,
+		"TASKS_EMULATOR_HOST":   a.tasks.Addr,
+		"GENERATE_URL":          a.base + "/tasks/generate",
+		"SIGNING_KEY_FILE":      filepath.Join(a.dataDir, "signing-key.pem"),
 	}
-	cfg, err := config.Load(func(name string) string {
+	a.cfg, err = config.Load(func(name string) string {
 		if v := getenv(name); v != "" && name != "STORAGE_EMULATOR_HOST" && name != "TASKS_EMULATOR_HOST" {
 			return v
 		}
-		return env[name]
+		return ours[name]
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	clients, err := cloud.Open(ctx, cfg)
+	if a.clients, err = cloud.Open(ctx, a.cfg); err != nil {
+		return nil, err
+	}
+	if err = a.clients.OpenTasks(ctx, a.cfg); err != nil {
+		return nil, err
+	}
+	submitH, err := functions.NewSubmit(a.cfg, a.clients, a.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer clients.Close()
-	if err := clients.OpenTasks(ctx, cfg); err != nil {
-		return err
-	}
-	submitH, err := functions.NewSubmit(cfg, clients, log)
-	if err != nil {
-		return err
-	}
-	generateH := functions.NewGenerate(cfg, clients, log)
-	progressH, hub := functions.NewProgress(cfg, clients, log)
+	generateH := functions.NewGenerate(a.cfg, a.clients, a.log)
+	progressH, hub := functions.NewProgress(a.cfg, a.clients, a.log)
+	a.hub = hub
 
 	mux := http.NewServeMux()
 	mux.Handle("/batch/", submitH)
 	mux.Handle("/tasks/", generateH)
 	mux.Handle("/progress/", progressH)
 	mux.Handle("/", submitH) // health, readiness, and problem documents for anything else
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.srv.RegisterOnShutdown(hub.Close)
+	return a, nil
+}
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	srv.RegisterOnShutdown(hub.Close)
-	fmt.Fprintf(stdout, "assetgen local stack listening on %s\n", base)
-	fmt.Fprintf(stdout, "  storage emulator  STORAGE_EMULATOR_HOST=%s  bucket %s\n", gcs.Addr, cfg.Bucket)
-	fmt.Fprintf(stdout, "  tasks stand-in    TASKS_EMULATOR_HOST=%s  queue %s\n", tasks.Addr, cfg.Queue)
-	fmt.Fprintf(stdout, "  data              %s\n", dataDir)
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+// close releases everything start acquired, in reverse order.
+func (a *app) close() {
+	if a.clients != nil {
+		_ = a.clients.Close()
 	}
-	// A fresh context: the one that ended is what asked us to stop.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = srv.Close()
+	if a.tasks != nil {
+		a.tasks.Close()
 	}
-	fmt.Fprintln(stdout, "assetgen local stack stopped")
-	return err
+	if a.gcs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = a.gcs.Close(ctx)
+	}
+	if a.ln != nil {
+		_ = a.ln.Close()
+	}
 }

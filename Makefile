@@ -1,0 +1,32 @@
+# assetgen — the two commands: `make run` and `make test`.
+GO ?= go
+
+.PHONY: run test vet bench load build fuzz
+
+## run: the whole stack locally (embedded emulators, dry-run generator) on $PORT (8080)
+run:
+	$(GO) run ./functions/cmd/local
+
+## test: every test, with the race detector
+test: vet
+	$(GO) test -race -count=1 ./...
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+## bench: the benchmarks whose numbers docs/PERFORMANCE.md records
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+
+## load: 300 images against a running stack (BASE_URL, default the local one)
+load:
+	scripts/test-100-rows.sh $(BASE_URL)
+
+## build: every binary
+build:
+	$(GO) build ./...
+
+## fuzz: the request decoder for a minute
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeValidate -fuzztime=60s ./shared/batch/

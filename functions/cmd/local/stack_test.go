@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+)
+
+// stack is the local stack started through run, exactly as `make run` starts it.
+type stack struct {
+	base string
+	env  map[string]string
+	// lines are what the stack printed at start: its address and the emulators'.
+	lines []string
+}
+
+// startStack runs the local stack on free loopback ports with a fresh data dir.
+// overrides are extra environment variables.
+func startStack(t *testing.T, overrides map[string]string) *stack {
+	t.Helper()
+	is := is.New(t)
+	env := map[string]string{
+		"PORT":             "0",
+		"DATA_DIR":         t.TempDir(),
+		"LOCAL_GCS_ADDR":   "127.0.0.1:0",
+		"LOCAL_TASKS_ADDR": "127.0.0.1:0",
+		"SSE_HEARTBEAT":    "200ms",
+		"SSE_POLL_MIN":     "20ms",
+		"SSE_POLL_MAX":     "100ms",
+		"LOG_LEVEL":        "warn",
+	}
+	for k, v := range overrides {
+		env[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() {
+		errc <- run(ctx, nil, func(k string) string { return env[k] }, pw, logs)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	if !sc.Scan() {
+		cancel()
+		t.Fatalf("local stack did not start: %v", <-errc)
+	}
+	first := sc.Text()
+	base := first[strings.LastIndex(first, " ")+1:]
+	lines := []string{first}
+	for range 3 {
+		if sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("local stack stopped with %v", err)
+		}
+		if t.Failed() {
+			t.Logf("stack logs:\n%s", logs.String())
+		}
+	})
+	resp, err := http.Get(base + "/healthz")
+	is.NoErr(err) // healthz answers as soon as the stack prints its address
+	resp.Body.Close()
+	is.Equal(resp.StatusCode, http.StatusOK) // healthz
+	return &stack{base: base, env: env, lines: lines}
+}
+
+// submit posts a batch and decodes the 202 answer.
+func (s *stack) submit(t *testing.T, body string) submitted {
+	t.Helper()
+	is := is.New(t)
+	resp, err := http.Post(s.base+"/batch/images", "application/json", strings.NewReader(body))
+	is.NoErr(err) // submit
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	is.Equal(resp.StatusCode, http.StatusAccepted) // submit accepted
+	var out submitted
+	is.NoErr(json.Unmarshal(b, &out)) // submit answer is JSON
+	return out
+}
+
+type submitted struct {
+	BatchID     string `json:"batchId"`
+	Status      string `json:"status"`
+	ProgressURL string `json:"progressUrl"`
+	StatusURL   string `json:"statusUrl"`
+}
+
+// event is one Server-Sent Event.
+type event struct {
+	ID, Event, Data string
+}
+
+// sseStream reads events from a progress stream.
+type sseStream struct {
+	resp *http.Response
+	sc   *bufio.Scanner
+}
+
+func openStream(t *testing.T, url, lastID string) *sseStream {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	return &sseStream{resp: resp, sc: sc}
+}
+
+// next returns the next event (comments and the retry hint skipped); ok is
+// false when the server ended the stream.
+func (s *sseStream) next() (event, bool) {
+	var ev event
+	for s.sc.Scan() {
+		line := s.sc.Text()
+		switch {
+		case line == "":
+			if ev.Event != "" || ev.Data != "" {
+				return ev, true
+			}
+		case strings.HasPrefix(line, "id: "):
+			ev.ID = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.Event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			ev.Data = line[6:]
+		}
+	}
+	return ev, false
+}
+
+func (s *sseStream) close() { s.resp.Body.Close() }
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// deadline is a per-test context bound, so a hung stream fails instead of
+// hanging the suite.
+func deadline(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
