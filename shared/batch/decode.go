@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
+	"io"
 	"sort"
 	"strings"
 
@@ -18,89 +18,174 @@ const (
 	FieldInvalidType = "INVALID_TYPE"
 )
 
-// The fields a request may carry; anything else is reported with its JSON pointer.
-var (
-	requestFields = fieldSet(reflect.TypeFor[Request]())
-	rowFields     = fieldSet(reflect.TypeFor[RowRequest]())
-)
-
 // Decode parses a request body. Malformed JSON is MALFORMED_JSON; unknown fields
-// and wrongly typed values are returned as field errors (all of them), so they can
-// be reported together with the validation errors.
+// and wrongly typed values are returned as field errors — every one, each with
+// its exact JSON pointer — so they are reported together with the validation
+// errors. A mistyped field is left at its zero value.
 func Decode(body []byte) (Request, []problem.FieldError, error) {
 	var req Request
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return req, nil, problem.New(problem.MalformedJSON, "the body is empty; send a JSON object")
 	}
-	var generic any
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.UseNumber()
-	if err := dec.Decode(&generic); err != nil {
-		return req, nil, problem.Wrap(problem.MalformedJSON, err, "the body is not valid JSON: %s", syntaxDetail(err))
-	}
-	if dec.More() {
-		return req, nil, problem.New(problem.MalformedJSON, "the body holds more than one JSON value")
-	}
-	top, ok := generic.(map[string]any)
-	if !ok {
-		return req, nil, problem.New(problem.MalformedJSON, "the body must be a JSON object")
-	}
-
-	var errs []problem.FieldError
-	errs = append(errs, unknown(top, "", requestFields)...)
-	if rows, ok := top["rows"].([]any); ok {
-		for i, r := range rows {
-			if obj, ok := r.(map[string]any); ok {
-				errs = append(errs, unknown(obj, fmt.Sprintf("/rows/%d", i), rowFields)...)
-			}
-		}
-	}
-
-	// Type errors: decode leniently (unknown fields were reported above).
-	if err := json.Unmarshal(trimmed, &req); err != nil {
+	var top map[string]json.RawMessage
+	if err := dec.Decode(&top); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			errs = append(errs, problem.FieldError{
-				Field: pointer(te.Field), Code: FieldInvalidType,
-				Detail: fmt.Sprintf("expected %s, got %s", te.Type.String(), te.Value),
-			})
-		} else {
-			return req, nil, problem.Wrap(problem.MalformedJSON, err, "the body could not be decoded")
+			return req, nil, problem.New(problem.MalformedJSON, "the body must be a JSON object")
+		}
+		return req, nil, problem.Wrap(problem.MalformedJSON, err, "the body is not valid JSON: %s", syntaxDetail(err))
+	}
+	if top == nil {
+		return req, nil, problem.New(problem.MalformedJSON, "the body must be a JSON object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return req, nil, problem.New(problem.MalformedJSON, "the body holds more than one JSON value")
+	}
+
+	d := decoder{}
+	for _, k := range sortedKeys(top) {
+		raw, at := top[k], "/"+escapePointer(k)
+		switch k {
+		case "runMode":
+			d.field(raw, at, &req.RunMode)
+		case "confirm":
+			d.field(raw, at, &req.Confirm)
+		case "model":
+			d.field(raw, at, &req.Model)
+		case "refs":
+			req.Refs = d.strings(raw, at)
+		case "rows":
+			req.Rows = d.rows(raw, at)
+		default:
+			d.unknown(at, k)
 		}
 	}
-	return req, errs, nil
+	return req, d.errs, nil
 }
 
-func unknown(obj map[string]any, prefix string, allowed map[string]bool) []problem.FieldError {
-	var out []problem.FieldError
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
+type decoder struct{ errs []problem.FieldError }
+
+func (d *decoder) unknown(at, name string) {
+	d.errs = append(d.errs, problem.FieldError{Field: at, Code: FieldUnknown, Detail: fmt.Sprintf("unknown field %q", name)})
+}
+
+func (d *decoder) mistyped(at, want string, raw json.RawMessage) {
+	d.errs = append(d.errs, problem.FieldError{Field: at, Code: FieldInvalidType, Detail: fmt.Sprintf("expected %s, got %s", want, kindOf(raw))})
+}
+
+// field decodes one string; on a type error dst keeps its zero value.
+func (d *decoder) field(raw json.RawMessage, at string, dst *string) {
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		d.mistyped(at, "a string", raw)
+		return
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !allowed[k] {
-			out = append(out, problem.FieldError{
-				Field: prefix + "/" + escapePointer(k), Code: FieldUnknown,
-				Detail: fmt.Sprintf("unknown field %q", k),
-			})
+	*dst = v
+}
+
+// integer decodes an optional integer; on a type error it stays unset.
+func (d *decoder) integer(raw json.RawMessage, at string) *int {
+	var v *int
+	if err := json.Unmarshal(raw, &v); err != nil {
+		d.mistyped(at, "an integer", raw)
+		return nil
+	}
+	return v
+}
+
+func (d *decoder) strings(raw json.RawMessage, at string) []string {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		d.mistyped(at, "an array of strings", raw)
+		return nil
+	}
+	if items == nil {
+		return nil
+	}
+	out := make([]string, 0, len(items))
+	for i, item := range items {
+		var s string
+		if err := json.Unmarshal(item, &s); err != nil {
+			d.mistyped(fmt.Sprintf("%s/%d", at, i), "a string", item)
+			continue
 		}
+		out = append(out, s)
 	}
 	return out
 }
 
-// pointer turns encoding/json's dotted path ("rows.0.variants") into a JSON
-// pointer ("/rows/0/variants").
-func pointer(dotted string) string {
-	if dotted == "" {
-		return ""
+func (d *decoder) rows(raw json.RawMessage, at string) []RowRequest {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		d.mistyped(at, "an array of rows", raw)
+		return nil
 	}
-	parts := strings.Split(dotted, ".")
-	for i, p := range parts {
-		parts[i] = escapePointer(p)
+	out := make([]RowRequest, 0, len(items))
+	for i, item := range items {
+		rowAt := fmt.Sprintf("%s/%d", at, i)
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(item, &fields); err != nil || fields == nil {
+			d.mistyped(rowAt, "a row object", item)
+			out = append(out, RowRequest{})
+			continue
+		}
+		var row RowRequest
+		for _, k := range sortedKeys(fields) {
+			v, fat := fields[k], rowAt+"/"+escapePointer(k)
+			switch k {
+			case "id":
+				d.field(v, fat, &row.ID)
+			case "prompt":
+				d.field(v, fat, &row.Prompt)
+			case "variants":
+				row.Variants = d.integer(v, fat)
+			case "aspectRatio":
+				d.field(v, fat, &row.AspectRatio)
+			case "refs":
+				row.Refs = d.strings(v, fat)
+			default:
+				d.unknown(fat, k)
+			}
+		}
+		out = append(out, row)
 	}
-	return "/" + strings.Join(parts, "/")
+	return out
+}
+
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// kindOf names a JSON value's type for error messages.
+func kindOf(raw json.RawMessage) string {
+	s := bytes.TrimSpace(raw)
+	if len(s) == 0 {
+		return "nothing"
+	}
+	switch s[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		if bytes.ContainsAny(s, ".eE") {
+			return "a non-integer number"
+		}
+		return "a number"
+	}
 }
 
 func escapePointer(s string) string {
@@ -113,16 +198,4 @@ func syntaxDetail(err error) string {
 		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
 	}
 	return err.Error()
-}
-
-// fieldSet lists the JSON names of a struct's fields, from their tags.
-func fieldSet(t reflect.Type) map[string]bool {
-	out := map[string]bool{}
-	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name != "" && name != "-" {
-			out[name] = true
-		}
-	}
-	return out
 }

@@ -18,6 +18,7 @@ const (
 	FieldOutOfRange    = "OUT_OF_RANGE"
 	FieldDuplicate     = "DUPLICATE"
 	FieldUnknownValue  = "UNKNOWN_VALUE"
+	FieldInvalidValue  = "INVALID_VALUE"
 	FieldTooMany       = "TOO_MANY"
 	FieldRefNotAllowed = string(problem.RefNotAllowed)
 )
@@ -78,7 +79,7 @@ func Validate(req Request, rules Rules) (Spec, error) {
 			add(p+"/prompt", FieldTooLong, "prompt is %d characters; at most %d", n, MaxPromptRunes)
 		}
 		if !utf8.ValidString(row.Prompt) {
-			add(p+"/prompt", FieldUnknownValue, "prompt must be valid UTF-8")
+			add(p+"/prompt", FieldInvalidValue, "prompt must be valid UTF-8")
 		}
 		if row.Variants != nil {
 			rs.Variants = *row.Variants
@@ -87,8 +88,10 @@ func Validate(req Request, rules Rules) (Spec, error) {
 			}
 		}
 		if row.ID != "" {
-			if len(row.ID) > MaxClientID || !printable(row.ID) {
-				add(p+"/id", FieldTooLong, "id must be at most %d printable characters", MaxClientID)
+			if len(row.ID) > MaxClientID {
+				add(p+"/id", FieldTooLong, "id must be at most %d bytes", MaxClientID)
+			} else if !printable(row.ID) {
+				add(p+"/id", FieldInvalidValue, "id must be printable text without control characters")
 			} else if first, dup := seenIDs[row.ID]; dup {
 				add(p+"/id", FieldDuplicate, "id %q is already used by row %d", row.ID, first)
 			} else {

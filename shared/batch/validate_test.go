@@ -66,7 +66,7 @@ func TestValidateRejects(t *testing.T) {
 		{"prompt over 2000 runes", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Prompt = long },
 			problem.ValidationFailed, []fc{{"/rows/0/prompt", batch.FieldTooLong}}},
 		{"prompt not UTF-8", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Prompt = "fox \xff" },
-			problem.ValidationFailed, []fc{{"/rows/0/prompt", batch.FieldUnknownValue}}},
+			problem.ValidationFailed, []fc{{"/rows/0/prompt", batch.FieldInvalidValue}}},
 
 		// client ids
 		{"duplicate id", batch.Rules{}, func(r *batch.Request) {
@@ -80,9 +80,9 @@ func TestValidateRejects(t *testing.T) {
 		{"id over 64 bytes", batch.Rules{}, func(r *batch.Request) { r.Rows[0].ID = strings.Repeat("i", batch.MaxClientID+1) },
 			problem.ValidationFailed, []fc{{"/rows/0/id", batch.FieldTooLong}}},
 		{"id with a control character", batch.Rules{}, func(r *batch.Request) { r.Rows[0].ID = "row\n1" },
-			problem.ValidationFailed, []fc{{"/rows/0/id", batch.FieldTooLong}}},
+			problem.ValidationFailed, []fc{{"/rows/0/id", batch.FieldInvalidValue}}},
 		{"id with DEL", batch.Rules{}, func(r *batch.Request) { r.Rows[0].ID = "row\x7f" },
-			problem.ValidationFailed, []fc{{"/rows/0/id", batch.FieldTooLong}}},
+			problem.ValidationFailed, []fc{{"/rows/0/id", batch.FieldInvalidValue}}},
 
 		// aspect ratio
 		{"aspectRatio unsupported", batch.Rules{}, func(r *batch.Request) { r.Rows[0].AspectRatio = "7:3" },

@@ -205,7 +205,7 @@ type Summary struct {
 
 // Summarize derives the batch status from its rows: queued until a row starts,
 // running until every row is final, then done when any image was made,
-// cancelled when every unfinished row was cancelled, failed otherwise.
+// cancelled when no image was made and rows were cancelled, failed otherwise.
 func Summarize(rows []Row) Summary {
 	var s Summary
 	for _, r := range rows {

@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/assetgen/assetgen/shared/devstack"
 )
 
 type rowEvent struct {
@@ -184,14 +187,26 @@ func TestResumeMidBatch(t *testing.T) {
 	}
 }
 
+// Every task delivered twice, concurrently: one attempt per row, one write per
+// image, every row done.
 func TestDuplicateDeliveryIsHarmless(t *testing.T) {
 	is := is.New(t)
-	st := startStack(t, map[string]string{"TASKS_DUPLICATE_DELIVERY": "true"})
+	faults := devstack.NewFaults(1)
+	a := startApp(t, map[string]string{"TASKS_DUPLICATE_DELIVERY": "true"}, faults)
+	st := &stack{base: a.base}
 	sub := st.submit(t, `{"runMode":"dry_run","rows":[{"prompt":"a","variants":3},{"prompt":"b","variants":3},{"prompt":"c","variants":3}]}`)
-	rows, _, done := readToDone(t, openStream(t, sub.ProgressURL, ""))
-	is.Equal(done.VariantCounts.Done, 9) // every image made once
-	is.True(len(rows) >= 3)
+	_, _, done := readToDone(t, openStream(t, sub.ProgressURL, ""))
+	is.Equal(done.VariantCounts.Done, 9) // every image made
+	is.NoErr(a.tasks.WaitIdle(deadline(t, 30*time.Second)))
+	is.Equal(a.tasks.Stats().Deliveries >= 6, true) // every task was delivered at least twice
 
+	images := faults.WritesOf("batches/" + sub.BatchID + "/images/")
+	is.Equal(len(images), 9) // nine image objects
+	for name, n := range images {
+		if n != 1 {
+			t.Errorf("%s written %d times, want once", name, n)
+		}
+	}
 	resp, err := http.Get(sub.StatusURL)
 	is.NoErr(err)
 	var state struct {
@@ -204,7 +219,7 @@ func TestDuplicateDeliveryIsHarmless(t *testing.T) {
 	resp.Body.Close()
 	for _, r := range state.Rows {
 		is.Equal(r.Status, "done") // every row done
-		is.Equal(r.Attempts, 1)    // the duplicate delivery never started a second attempt
+		is.Equal(r.Attempts, 1)    // the duplicate never started a second attempt
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/matryer/is"
+
+	"github.com/assetgen/assetgen/shared/devstack"
 )
 
 // stack is the local stack started through run, exactly as `make run` starts it.
@@ -181,4 +183,38 @@ func deadline(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// startApp wires the stack through start (run's own wiring) with the storage
+// emulator behind faults, and serves it. It returns the app for its emulators.
+func startApp(tb testing.TB, overrides map[string]string, faults *devstack.Faults) *app {
+	tb.Helper()
+	env := map[string]string{
+		"PORT": "0", "DATA_DIR": tb.TempDir(), "LOCAL_GCS_ADDR": "127.0.0.1:0", "LOCAL_TASKS_ADDR": "127.0.0.1:0",
+		"SSE_HEARTBEAT": "200ms", "SSE_POLL_MIN": "20ms", "SSE_POLL_MAX": "100ms", "LOG_LEVEL": "warn",
+	}
+	for k, v := range overrides {
+		env[k] = v
+	}
+	logs := &syncBuffer{}
+	a, err := start(context.Background(), func(k string) string { return env[k] }, logs, options{wrapGCS: faults.Wrap})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = a.srv.Serve(a.ln)
+	}()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = a.srv.Shutdown(ctx)
+		<-served
+		a.close()
+		if tb.Failed() {
+			tb.Logf("stack logs:\n%s", logs.String())
+		}
+	})
+	return a
 }

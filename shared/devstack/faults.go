@@ -1,0 +1,246 @@
+package devstack
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Faults sits between the storage client and the emulator (GCSOptions.Wrap):
+// it counts requests the way Cloud Storage bills them, and can make the
+// emulator behave like the real service under stress — the one-write-per-second
+// per-object limit, a fraction of failed requests, added latency.
+type Faults struct {
+	mu sync.Mutex
+	// Settings; change them with Set* while requests flow.
+	failRate   float64
+	failWith   []int
+	latency    time.Duration
+	writeLimit time.Duration
+	rng        *rand.Rand
+
+	lastWrite map[string]time.Time
+	counts    Counts
+	writes    map[string]int
+}
+
+// Counts are the requests seen, by the class Cloud Storage bills them in.
+type Counts struct {
+	Writes    int64 // object uploads that succeeded (class A)
+	Lists     int64 // object listings (class A)
+	Reads     int64 // object reads and metadata gets (class B)
+	Deletes   int64 // deletes (free)
+	Rejected  int64 // requests answered by the injector instead of the emulator
+	Status412 int64 // precondition failures answered by the emulator
+	Status429 int64 // rate-limit answers, injected or not
+}
+
+// ClassA is what Cloud Storage bills as class A operations.
+func (c Counts) ClassA() int64 { return c.Writes + c.Lists }
+
+// NewFaults returns an injector that injects nothing yet and counts everything.
+func NewFaults(seed uint64) *Faults {
+	return &Faults{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), lastWrite: map[string]time.Time{}, writes: map[string]int{}}
+}
+
+// SetFailures makes a fraction of requests fail with one of the statuses.
+func (f *Faults) SetFailures(rate float64, statuses ...int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failRate, f.failWith = rate, statuses
+}
+
+// SetLatency adds d to every request.
+func (f *Faults) SetLatency(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latency = d
+}
+
+// SetWriteLimit answers 429 to a write of an object written less than every
+// ago: Cloud Storage's sustained limit is one write per second per object.
+func (f *Faults) SetWriteLimit(every time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writeLimit = every
+}
+
+// Counts returns the counters.
+func (f *Faults) Counts() Counts {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.counts
+}
+
+// WritesOf returns how many times each object was written, for names with prefix.
+func (f *Faults) WritesOf(prefix string) map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range f.writes {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Reset zeroes the counters.
+func (f *Faults) Reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.counts = Counts{}
+	f.writes = map[string]int{}
+}
+
+// Wrap implements GCSOptions.Wrap.
+func (f *Faults) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kind, object := classify(r)
+		f.mu.Lock()
+		latency := f.latency
+		fail := 0
+		if f.failRate > 0 && len(f.failWith) > 0 && f.rng.Float64() < f.failRate {
+			fail = f.failWith[f.rng.IntN(len(f.failWith))]
+		}
+		if fail == 0 && kind == "write" && f.writeLimit > 0 && object != "" {
+			// A create-once of an object that exists changes nothing: it gets its
+			// 412, not a 429.
+			createOnce := r.URL.Query().Get("ifGenerationMatch") == "0"
+			if last, ok := f.lastWrite[object]; ok && !createOnce && time.Since(last) < f.writeLimit {
+				fail = http.StatusTooManyRequests
+			}
+		}
+		if fail != 0 {
+			f.counts.Rejected++
+			if fail == http.StatusTooManyRequests {
+				f.counts.Status429++
+			}
+		}
+		f.mu.Unlock()
+
+		if latency > 0 {
+			t := time.NewTimer(latency)
+			select {
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		if fail != 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(fail)
+			_, _ = io.WriteString(w, `{"error":{"code":`+http.StatusText(fail)+`,"message":"injected fault"}}`)
+			return
+		}
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		switch rec.status {
+		case http.StatusPreconditionFailed:
+			f.counts.Status412++
+		case http.StatusTooManyRequests:
+			f.counts.Status429++
+		}
+		switch kind {
+		case "write":
+			if rec.status < 300 {
+				f.counts.Writes++
+				f.writes[object]++
+				f.lastWrite[object] = time.Now()
+			}
+		case "list":
+			f.counts.Lists++
+		case "read":
+			f.counts.Reads++
+		case "delete":
+			f.counts.Deletes++
+		}
+	})
+}
+
+// classify names a JSON-API request's kind and object. Uploads carry the object
+// name in the query (resumable) or in the metadata part (multipart); the body
+// is read and put back.
+func classify(r *http.Request) (kind, object string) {
+	p := r.URL.EscapedPath()
+	switch {
+	case strings.HasPrefix(p, "/upload/storage/v1/b/"):
+		if name := r.URL.Query().Get("name"); name != "" {
+			return "write", name
+		}
+		return "write", multipartName(r)
+	case r.Method == http.MethodDelete:
+		return "delete", objectOf(p)
+	case r.Method == http.MethodGet && strings.HasSuffix(p, "/o"):
+		return "list", ""
+	case r.Method == http.MethodGet:
+		return "read", objectOf(p)
+	}
+	return "other", ""
+}
+
+func objectOf(escapedPath string) string {
+	_, rest, ok := strings.Cut(escapedPath, "/o/")
+	if !ok {
+		return ""
+	}
+	name, err := url.PathUnescape(rest)
+	if err != nil {
+		return rest
+	}
+	return name
+}
+
+func multipartName(r *http.Request) string {
+	_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || params["boundary"] == "" {
+		return ""
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return ""
+	}
+	part, err := multipart.NewReader(bytes.NewReader(body), params["boundary"]).NextPart()
+	if err != nil {
+		return ""
+	}
+	var meta struct {
+		Name string `json:"name"`
+	}
+	_ = json.NewDecoder(part).Decode(&meta)
+	return meta.Name
+}
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
