@@ -73,7 +73,7 @@ func TestFunctionsThroughTheFramework(t *testing.T) {
 	c := client.New(url("Submit"))
 	two := 2
 	sub, err := c.Submit(ctx, batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{{Prompt: "through the framework", Variants: &two}}}, "")
-	is.NoErr(err)                                                   // Submit accepts the batch
+	is.NoErr(err)                                                    // Submit accepts the batch
 	is.True(strings.HasPrefix(sub.ProgressURL, url("Progress")+"/")) // progressUrl points at the progress function
 	var done struct {
 		VariantCounts struct{ Done int } `json:"variantCounts"`
