@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,32 +21,38 @@ import (
 	"github.com/assetgen/assetgen/functions/generate"
 	"github.com/assetgen/assetgen/functions/progress"
 	"github.com/assetgen/assetgen/functions/submit"
+	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
+	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/config"
+	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/imagegen"
+	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
 func init() {
-	functions.HTTP("Submit", lazy(func(ctx context.Context, cfg config.Config, c *cloud.Clients, log *slog.Logger) (http.Handler, error) {
-		if err := c.OpenTasks(ctx, cfg); err != nil {
+	functions.HTTP("Submit", lazy(func(ctx context.Context, p *Platform) (http.Handler, error) {
+		if err := p.Clients.OpenTasks(ctx, p.Cfg); err != nil {
 			return nil, err
 		}
-		return NewSubmit(cfg, c, log)
+		return p.Submit()
 	}))
-	functions.HTTP("Generate", lazy(func(_ context.Context, cfg config.Config, c *cloud.Clients, log *slog.Logger) (http.Handler, error) {
-		return NewGenerate(cfg, c, log), nil
+	functions.HTTP("Generate", lazy(func(ctx context.Context, p *Platform) (http.Handler, error) {
+		return p.Generate(ctx)
 	}))
-	functions.HTTP("Progress", lazy(func(_ context.Context, cfg config.Config, c *cloud.Clients, log *slog.Logger) (http.Handler, error) {
-		h, _ := NewProgress(cfg, c, log)
+	functions.HTTP("Progress", lazy(func(_ context.Context, p *Platform) (http.Handler, error) {
+		h, _ := p.Progress()
 		return h, nil
 	}))
 }
 
-type builder func(context.Context, config.Config, *cloud.Clients, *slog.Logger) (http.Handler, error)
+type builder func(context.Context, *Platform) (http.Handler, error)
 
 // lazy builds a function's dependencies from the environment once, on the first
 // request of the instance. A build failure is logged and answered as a problem
@@ -63,7 +70,12 @@ func lazy(build builder) func(http.ResponseWriter, *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		h, err := build(ctx, cfg, c, log)
+		p, err := NewPlatform(cfg, c, os.Getenv, log)
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		h, err := build(ctx, p)
 		if err != nil {
 			_ = c.Close()
 			return nil, err
@@ -98,41 +110,89 @@ func writeProbe(c *cloud.Clients) health.Check {
 	return health.Check{Name: "bucket", Fn: func(ctx context.Context) error { return c.Store.Probe(ctx, instanceID) }}
 }
 
-func rules(cfg config.Config) batch.Rules {
-	return batch.Rules{Models: cfg.Models}
+// Platform is what every function of an instance shares, built once from the
+// configuration: the clients, and the stores and switches over them.
+type Platform struct {
+	Cfg      config.Config
+	Clients  *cloud.Clients
+	Log      *slog.Logger
+	Budgets  *budget.Store
+	Flags    *flags.Set
+	Keys     *idempotency.Keys
+	Finisher *completion.Finisher
+	Auth     auth.Authenticator
 }
 
-// NewSubmit builds the submit function over c (which needs its tasks client).
-func NewSubmit(cfg config.Config, c *cloud.Clients, log *slog.Logger) (http.Handler, error) {
+// FlagsObject is the bucket object whose flag values override the environment.
+const FlagsObject = "config/flags.json"
+
+// NewPlatform builds the shared pieces over c.
+func NewPlatform(cfg config.Config, c *cloud.Clients, getenv func(string) string, log *slog.Logger) (*Platform, error) {
+	fl, err := flags.New(getenv, func(ctx context.Context) (map[string]string, error) {
+		var m map[string]string
+		err := c.Store.ReadJSON(ctx, FlagsObject, &m)
+		if errors.Is(err, ledger.ErrNotFound) {
+			return nil, flags.ErrNoObject
+		}
+		return m, err
+	}, cfg.ConfigTTL)
+	if err != nil {
+		return nil, err
+	}
+	budgets := budget.NewStore(c.Store, budget.NewLimits(c.Store, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
+	return &Platform{
+		Cfg: cfg, Clients: c, Log: log, Budgets: budgets, Flags: fl,
+		Keys: idempotency.New(c.Store), Finisher: completion.New(c.Store, budgets), Auth: auth.None{},
+	}, nil
+}
+
+// Submit builds the submit function (the platform's clients need their tasks client).
+func (p *Platform) Submit() (http.Handler, error) {
+	cfg := p.Cfg
 	if cfg.GenerateURL == "" {
 		return nil, fmt.Errorf("functions: GENERATE_URL must name the generate function")
 	}
-	q := c.Enqueuer(cfg)
-	ready := health.NewReadiness(readinessTTL, writeProbe(c), health.Check{Name: "queue", Fn: q.Ping})
+	q := p.Clients.Enqueuer(cfg)
+	ready := health.NewReadiness(readinessTTL, writeProbe(p.Clients), health.Check{Name: "queue", Fn: q.Ping})
 	return submit.New(submit.Config{
-		Rules:           rules(cfg),
+		Rules:           batch.Rules{Models: cfg.Models, RefBuckets: cfg.RefBuckets, AllowHTTPRefs: cfg.RefsAllowLoopback},
 		PublicBaseURL:   cfg.PublicBaseURL,
 		ProgressBaseURL: cfg.ProgressBaseURL,
-		LiveAvailable:   false,
-	}, c.Store, q, c.Signer, ready, log), nil
+		LiveAvailable:   cfg.LiveBackend != "",
+	}, submit.Deps{
+		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
+		Budgets: p.Budgets, Flags: p.Flags, Auth: p.Auth, Ready: ready,
+	}, p.Log), nil
 }
 
-// NewGenerate builds the generate function over c.
-func NewGenerate(cfg config.Config, c *cloud.Clients, log *slog.Logger) http.Handler {
+// Generate builds the generate function, with the live model when configured.
+func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
+	cfg := p.Cfg
 	gens := generate.Generators{batch.DryRun: imagegen.NewPlaceholder(cfg.DryRunDelay)}
+	if cfg.LiveBackend != "" {
+		g, err := imagegen.NewGemini(ctx, imagegen.GeminiConfig{
+			Backend: cfg.LiveBackend, Project: cfg.Project, Location: cfg.VertexLocation,
+			APIKey: cfg.GeminiAPIKey, BaseURL: cfg.GeminiBaseURL, Timeout: cfg.ModelTimeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		gens[batch.Live] = g
+	}
 	return generate.New(generate.Config{
 		Lease:          cfg.RowLease,
 		MaxAttempts:    cfg.MaxAttempts,
 		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
-	}, c.Store, gens, health.NewReadiness(readinessTTL, writeProbe(c)), log)
+	}, p.Clients.Store, gens, p.Finisher, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
 }
 
-// NewProgress builds the progress service over c and returns its hub too.
-func NewProgress(cfg config.Config, c *cloud.Clients, log *slog.Logger) (http.Handler, *progress.Hub) {
+// Progress builds the progress service and returns its hub too.
+func (p *Platform) Progress() (http.Handler, *progress.Hub) {
+	cfg := p.Cfg
 	hub := progress.NewHub(progress.Config{
 		PollMin: cfg.SSEPollMin, PollMax: cfg.SSEPollMax, Heartbeat: cfg.SSEHeartbeat,
 		MaxDuration: cfg.SSEMaxDuration, Retry: cfg.SSERetry,
-	}, c.Store, c.Signer.Sign, log)
-	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: c.Store.PingRead})
-	return progress.New(hub, ready, log), hub
+	}, p.Clients.Store, p.Clients.Signer.Sign, p.Log)
+	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: p.Clients.Store.PingRead})
+	return progress.New(hub, ready, p.Log), hub
 }

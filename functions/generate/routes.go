@@ -11,6 +11,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -40,7 +41,7 @@ type Config struct {
 type Generators map[batch.RunMode]imagegen.Generator
 
 // New returns the generate function's handler.
-func New(cfg Config, store *ledger.Store, gens Generators, ready *health.Readiness, log *slog.Logger) http.Handler {
+func New(cfg Config, store *ledger.Store, gens Generators, finisher *completion.Finisher, ready *health.Readiness, log *slog.Logger) http.Handler {
 	if cfg.MinWriteGap <= 0 {
 		cfg.MinWriteGap = time.Second
 	}
@@ -50,7 +51,7 @@ func New(cfg Config, store *ledger.Store, gens Generators, ready *health.Readine
 	if cfg.VariantConcurrency <= 0 {
 		cfg.VariantConcurrency = batch.MaxVariants
 	}
-	h := &handler{cfg: cfg, store: store, gens: gens, now: time.Now}
+	h := &handler{cfg: cfg, store: store, gens: gens, finisher: finisher, now: time.Now}
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", ready)

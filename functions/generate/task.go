@@ -13,6 +13,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
@@ -21,10 +22,11 @@ import (
 )
 
 type handler struct {
-	cfg   Config
-	store *ledger.Store
-	gens  Generators
-	now   func() time.Time
+	cfg      Config
+	store    *ledger.Store
+	gens     Generators
+	finisher *completion.Finisher
+	now      func() time.Time
 }
 
 // delivery is what Cloud Tasks tells us about this attempt.
@@ -124,26 +126,11 @@ func newHolder() string {
 	return hex.EncodeToString(b[:])
 }
 
-// finishBatch makes the batch final once every row is: whoever creates the final
-// marker first performs the once-per-batch effects; everyone else has nothing to do.
+// finishBatch completes the batch if this row was its last: the final marker and
+// the once-per-batch effects (budget settlement) happen exactly once.
 func (h *handler) finishBatch(ctx context.Context, m *ledger.Manifest) error {
-	rows, err := h.store.Rows(ctx, m)
-	if err != nil {
-		return problem.Wrap(problem.GCSWriteFailed, err, "reading the rows failed")
-	}
-	for _, r := range rows {
-		if !r.Status.Terminal() {
-			return nil
-		}
-	}
-	final := ledger.Final{BatchID: m.BatchID, FinishedAt: h.now().UTC(), Summary: ledger.Summarize(rows), Rows: rows}
-	created, err := h.store.CreateMarker(ctx, ledger.FinalObject(m.BatchID), final)
-	if err != nil {
-		return problem.Wrap(problem.GCSWriteFailed, err, "writing the final state failed")
-	}
-	if created {
-		obs.Logger(ctx).Info("generate: batch finished", "status", final.Summary.Status,
-			"images", final.Summary.Variants.Done, "failed", final.Summary.Variants.Failed, "costUsd", final.Summary.CostUSD)
+	if _, err := h.finisher.Finish(ctx, m); err != nil {
+		return problem.Wrap(problem.GCSWriteFailed, err, "completing the batch failed")
 	}
 	return nil
 }

@@ -18,12 +18,12 @@ func (s *server) handleGet() http.Handler {
 			problem.Write(w, r, err)
 			return
 		}
-		rows, err := s.store.Rows(r.Context(), m)
+		rows, err := s.Store.Rows(r.Context(), m)
 		if err != nil {
 			problem.Write(w, r, err)
 			return
 		}
-		b, err := api.NewBatch(m, rows, s.signer.Sign)
+		b, err := api.NewBatch(m, rows, s.Signer.Sign)
 		if err != nil {
 			problem.Write(w, r, err)
 			return
@@ -38,7 +38,7 @@ func (s *server) manifest(r *http.Request) (*ledger.Manifest, error) {
 	if !batch.ValidID(id) {
 		return nil, problem.New(problem.BatchNotFound, "no batch %q", id)
 	}
-	m, err := s.store.Manifest(r.Context(), id)
+	m, err := s.Store.Manifest(r.Context(), id)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, problem.New(problem.BatchNotFound, "no batch %q", id)
 	}

@@ -1,5 +1,6 @@
-// Package submit is the submit function: it validates a batch, records it in the
-// ledger and enqueues one Cloud Task per row; it also serves the batch's state.
+// Package submit is the submit function: it validates a batch, checks the
+// caller's flags and budget, records the batch in the ledger and enqueues one
+// Cloud Task per row; it also serves the batch's state and the caller's budget.
 package submit
 
 import (
@@ -8,8 +9,12 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/queue"
@@ -23,25 +28,36 @@ type Config struct {
 	// progressUrl; empty means the request's own origin.
 	PublicBaseURL   string
 	ProgressBaseURL string
-	// LiveAvailable says whether this deployment can run live batches.
+	// LiveAvailable says whether this deployment has a live image model.
 	LiveAvailable bool
 }
 
+// Deps are the submit function's collaborators, all built once per instance.
+type Deps struct {
+	Store   *ledger.Store
+	Queue   *queue.Enqueuer
+	Signer  *urls.Signer
+	Keys    *idempotency.Keys
+	Budgets *budget.Store
+	Flags   *flags.Set
+	Auth    auth.Authenticator
+	Ready   *health.Readiness
+}
+
 // New returns the submit function's handler. All its routes are here.
-func New(cfg Config, store *ledger.Store, q *queue.Enqueuer, signer *urls.Signer, ready *health.Readiness, log *slog.Logger) http.Handler {
-	s := &server{cfg: cfg, store: store, queue: q, signer: signer, now: time.Now}
+func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
+	s := &server{cfg: cfg, Deps: d, now: time.Now}
 	mux := http.NewServeMux()
-	mux.Handle("POST /batch/images", s.handleSubmit())
-	mux.Handle("GET /batch/{batchId}", s.handleGet())
+	mux.Handle("POST /batch/images", auth.Require(d.Auth, s.handleSubmit()))
+	mux.Handle("GET /batch/{batchId}", auth.Require(d.Auth, s.handleGet()))
+	mux.Handle("GET /budget", auth.Require(d.Auth, s.handleBudget()))
 	mux.Handle("GET /healthz", health.Live())
-	mux.Handle("GET /readyz", ready)
+	mux.Handle("GET /readyz", d.Ready)
 	return obs.Middleware(log, api.Serve(mux))
 }
 
 type server struct {
-	cfg    Config
-	store  *ledger.Store
-	queue  *queue.Enqueuer
-	signer *urls.Signer
-	now    func() time.Time
+	cfg Config
+	Deps
+	now func() time.Time
 }

@@ -5,18 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/flags"
+	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 	"github.com/assetgen/assetgen/shared/queue"
 )
+
+// HeaderIdempotencyKey makes a submit safe to retry.
+const HeaderIdempotencyKey = "Idempotency-Key"
 
 func (s *server) handleSubmit() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -30,46 +38,82 @@ func (s *server) handleSubmit() http.Handler {
 	})
 }
 
-// submit runs the checks in their fixed order — decode, validate, confirm — and
-// only then writes and enqueues. A failure after the first write rolls back.
-func (s *server) submit(w http.ResponseWriter, r *http.Request) (api.SubmitResponse, error) {
+// submission is one submit in progress: what it checked, and how to undo what
+// it wrote should a later step fail.
+type submission struct {
+	user     string
+	key      string
+	bodyHash string
+	spec     batch.Spec
+	model    string
+	price    float64
+	estimate budget.Micros
+	day      string
+	undo     []func(context.Context)
+}
+
+// submit runs the checks in their fixed order — decode and validate, typed
+// confirmation, feature flags, budget — before anything is written; then it
+// records and queues the batch. Any failure after the first write undoes every
+// write, so no partial batch, reservation or key is left behind.
+func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.SubmitResponse, err error) {
 	ctx := r.Context()
+	p, _ := auth.From(ctx)
+	sub := &submission{user: p.UserID, key: r.Header.Get(HeaderIdempotencyKey), day: budget.Day(s.now())}
+	if sub.key != "" && !idempotency.ValidKey(sub.key) {
+		return resp, &problem.Error{Code: problem.ValidationFailed, Detail: "the Idempotency-Key header must be 1 to 255 printable ASCII characters",
+			Fields: []problem.FieldError{{Field: "/headers/Idempotency-Key", Code: batch.FieldInvalidValue, Detail: "1 to 255 printable ASCII characters"}}}
+	}
 	body, err := api.ReadBody(w, r, api.MaxBody)
 	if err != nil {
-		return api.SubmitResponse{}, err
+		return resp, err
 	}
-	spec, req, err := s.validate(body)
-	if err != nil {
-		return api.SubmitResponse{}, err
+	sub.bodyHash = idempotency.BodyHash(body)
+	var req batch.Request
+	if sub.spec, req, err = s.validate(body); err != nil {
+		return resp, err
 	}
 	if err := batch.CheckConfirm(req); err != nil {
-		return api.SubmitResponse{}, err
+		return resp, err
 	}
-	if spec.RunMode == batch.Live && !s.cfg.LiveAvailable {
-		return api.SubmitResponse{}, problem.New(problem.FeatureDisabled, "live generation is not configured on this deployment")
+	if err := s.checkFlags(ctx, sub); err != nil {
+		return resp, err
 	}
-
-	model, _ := s.cfg.Rules.Models.Lookup(spec.Model)
-	m := &ledger.Manifest{
-		Schema: 1, BatchID: batch.NewID(), RunMode: spec.RunMode, Model: model.Name,
-		CreatedAt: s.now().UTC(), RequestID: obs.RequestID(ctx), PriceUSD: model.PriceUSD,
-	}
-	m.EstimateUSD = float64(spec.Images()) * model.PriceUSD
-	for _, row := range spec.Rows {
-		m.Rows = append(m.Rows, ledger.ManifestRow{
-			Index: row.Index, ID: row.ID, Prompt: row.Prompt, Variants: row.Variants, AspectRatio: row.AspectRatio,
-		})
+	model, _ := s.cfg.Rules.Models.Lookup(sub.spec.Model)
+	sub.model, sub.price = model.Name, model.PriceUSD
+	if sub.spec.RunMode == batch.Live {
+		sub.estimate = budget.FromUSD(model.PriceUSD) * budget.Micros(sub.spec.Images())
+		if err := s.preflight(ctx, sub); err != nil {
+			return resp, err
+		}
 	}
 
-	if err := s.store.CreateManifest(ctx, m); err != nil {
-		return api.SubmitResponse{}, problem.Wrap(problem.GCSWriteFailed, err, "recording the batch failed; nothing was queued")
+	defer func() {
+		if err != nil {
+			s.rollback(ctx, sub)
+		}
+	}()
+	batchID, replay, err := s.claim(ctx, sub)
+	if err != nil || replay != nil {
+		return s.answer(ctx, r, replay), err
+	}
+	m, err := s.record(ctx, sub, batchID)
+	if err != nil {
+		return resp, err
 	}
 	if err := s.enqueue(ctx, m); err != nil {
-		s.rollback(ctx, m.BatchID)
-		return api.SubmitResponse{}, problem.Wrap(problem.TaskEnqueueFailed, err, "queueing the batch failed; nothing was kept")
+		return resp, problem.Wrap(problem.TaskEnqueueFailed, err, "queueing the batch failed; nothing was kept")
 	}
-	obs.Logger(ctx).Info("submit: batch accepted", "batchId", m.BatchID, "rows", len(m.Rows), "images", m.Images(), "runMode", m.RunMode)
-	return s.response(r, m), nil
+	if sub.key != "" {
+		if err := s.Keys.Commit(ctx, sub.user, sub.key, m.BatchID); err != nil {
+			// The batch is recorded and queued; a retry with the key finds it.
+			obs.Logger(ctx).Warn("submit: committing the idempotency key failed", "error", err)
+		}
+	}
+	sub.undo = nil
+	obs.Logger(ctx).Info("submit: batch accepted", "batchId", m.BatchID, "rows", len(m.Rows), "images", m.Images(),
+		"runMode", m.RunMode, "estimateUsd", m.EstimateUSD)
+	return s.answer(ctx, r, m), nil
 }
 
 // validate decodes and validates the body, reporting decoding and validation
@@ -92,29 +136,150 @@ func (s *server) validate(body []byte) (batch.Spec, batch.Request, error) {
 	}
 }
 
+func (s *server) checkFlags(ctx context.Context, sub *submission) error {
+	if !s.Flags.Enabled(ctx, flags.BatchAPI, sub.user) {
+		return problem.New(problem.FeatureDisabled, "the batch API is not enabled for this account yet")
+	}
+	if sub.spec.RunMode == batch.Live {
+		if !s.cfg.LiveAvailable {
+			return problem.New(problem.FeatureDisabled, "live generation is not configured on this deployment")
+		}
+		if !s.Flags.Enabled(ctx, flags.LiveRuns, sub.user) {
+			return problem.New(problem.FeatureDisabled, "live runs are switched off; dry runs still work")
+		}
+	}
+	return nil
+}
+
+// preflight refuses a live batch the budget cannot cover, before any write. The
+// reservation later enforces the same limit atomically.
+func (s *server) preflight(ctx context.Context, sub *submission) error {
+	acct, err := s.Budgets.Get(ctx, sub.user, sub.day)
+	if err != nil {
+		return problem.Wrap(problem.GCSWriteFailed, err, "reading the budget failed")
+	}
+	if t := acct.Sum(); sub.estimate > t.Remaining {
+		return exceeded(sub.estimate, t)
+	}
+	return nil
+}
+
+func exceeded(estimate budget.Micros, t budget.Totals) error {
+	return &problem.Error{
+		Code:   problem.BudgetExceeded,
+		Detail: fmt.Sprintf("this batch is estimated at $%.3f; $%.3f of today's $%.2f remains", estimate.USD(), t.Remaining.USD(), t.Limit.USD()),
+		Extra: map[string]any{
+			"estimateUsd": estimate.USD(), "limitUsd": t.Limit.USD(), "reservedUsd": t.Reserved.USD(),
+			"spentUsd": t.Spent.USD(), "remainingUsd": t.Remaining.USD(),
+		},
+	}
+}
+
+// claim picks the batch id. With an Idempotency-Key, the key's record decides:
+// a committed batch is answered again (replay), an uncommitted one is finished
+// under its id, a new key binds a new id.
+func (s *server) claim(ctx context.Context, sub *submission) (string, *ledger.Manifest, error) {
+	id := batch.NewID()
+	if sub.key == "" {
+		return id, nil, nil
+	}
+	rec, created, err := s.Keys.Claim(ctx, sub.user, sub.key, sub.bodyHash, id)
+	if errors.Is(err, idempotency.ErrConflict) {
+		return "", nil, problem.New(problem.IdempotencyConflict, "this Idempotency-Key was used with a different request body in the last 24 hours")
+	}
+	if err != nil {
+		return "", nil, problem.Wrap(problem.GCSWriteFailed, err, "recording the idempotency key failed")
+	}
+	if created {
+		sub.undo = append(sub.undo, func(ctx context.Context) {
+			if err := s.Keys.Forget(ctx, sub.user, sub.key, id); err != nil {
+				obs.Logger(ctx).Warn("submit: forgetting the idempotency key failed", "error", err)
+			}
+		})
+		return id, nil, nil
+	}
+	if rec.Committed {
+		m, err := s.Store.Manifest(ctx, rec.BatchID)
+		if err != nil {
+			return "", nil, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch of this Idempotency-Key failed")
+		}
+		return rec.BatchID, m, nil
+	}
+	return rec.BatchID, nil, nil
+}
+
+// record reserves the budget (live runs) and writes the manifest.
+func (s *server) record(ctx context.Context, sub *submission, batchID string) (*ledger.Manifest, error) {
+	m := &ledger.Manifest{
+		Schema: 1, BatchID: batchID, Owner: sub.user, RunMode: sub.spec.RunMode, Model: sub.model,
+		CreatedAt: s.now().UTC(), RequestID: obs.RequestID(ctx), PriceUSD: sub.price, EstimateUSD: sub.estimate.USD(),
+	}
+	for _, row := range sub.spec.Rows {
+		m.Rows = append(m.Rows, ledger.ManifestRow{
+			Index: row.Index, ID: row.ID, Prompt: row.Prompt, Variants: row.Variants, AspectRatio: row.AspectRatio,
+		})
+	}
+	if sub.spec.RunMode == batch.Live {
+		m.BudgetDay = sub.day
+		_, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
+		switch {
+		case errors.Is(err, budget.ErrExceeded):
+			acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
+			return nil, exceeded(sub.estimate, acct.Sum())
+		case errors.Is(err, budget.ErrContended):
+			return nil, &problem.Error{Code: problem.BudgetContended, Detail: "too many submits at once for this account; retry shortly", RetryAfter: 2, Err: err}
+		case err != nil:
+			return nil, problem.Wrap(problem.GCSWriteFailed, err, "reserving the budget failed")
+		}
+		sub.undo = append(sub.undo, func(ctx context.Context) {
+			if _, err := s.Budgets.Release(ctx, sub.user, sub.day, batchID); err != nil {
+				obs.Logger(ctx).Error("submit: releasing the reservation failed; the housekeeping job will", "batchId", batchID, "error", err)
+			}
+		})
+	}
+	err := s.Store.CreateManifest(ctx, m)
+	if errors.Is(err, ledger.ErrExists) {
+		// An idempotent retry of a submit that got this far: same key, same body.
+		return s.Store.Manifest(ctx, batchID)
+	}
+	if err != nil {
+		return nil, problem.Wrap(problem.GCSWriteFailed, err, "recording the batch failed; nothing was queued")
+	}
+	sub.undo = append(sub.undo, func(ctx context.Context) {
+		if err := s.Store.DeleteBatch(ctx, batchID); err != nil {
+			obs.Logger(ctx).Error("submit: rollback failed; the housekeeping job will remove the batch", "batchId", batchID, "error", err)
+		}
+	})
+	return m, nil
+}
+
 // enqueue creates every row's task at once; names are deterministic, so a
 // retried submit cannot queue a row twice.
 func (s *server) enqueue(ctx context.Context, m *ledger.Manifest) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, row := range m.Rows {
 		g.Go(func() error {
-			return s.queue.Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: row.Index})
+			return s.Queue.Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: row.Index})
 		})
 	}
 	return g.Wait()
 }
 
-// rollback deletes what a failed submit wrote. Tasks that did get queued find no
-// manifest and are acknowledged without doing anything.
-func (s *server) rollback(ctx context.Context, batchID string) {
+// rollback undoes a failed submit's writes, newest first, on a context of its
+// own: the request's may be what failed.
+func (s *server) rollback(ctx context.Context, sub *submission) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := s.store.DeleteBatch(ctx, batchID); err != nil {
-		obs.Logger(ctx).Error("submit: rollback failed; the housekeeping job will remove the batch", "batchId", batchID, "error", err)
+	for _, undo := range slices.Backward(sub.undo) {
+		undo(ctx)
 	}
 }
 
-func (s *server) response(r *http.Request, m *ledger.Manifest) api.SubmitResponse {
+// answer is the 202 body: the same for the first submit and every replay.
+func (s *server) answer(ctx context.Context, r *http.Request, m *ledger.Manifest) api.SubmitResponse {
+	if m == nil {
+		return api.SubmitResponse{}
+	}
 	base := s.cfg.PublicBaseURL
 	if base == "" {
 		base = origin(r)
@@ -131,8 +296,12 @@ func (s *server) response(r *http.Request, m *ledger.Manifest) api.SubmitRespons
 		CreatedAt:   m.CreatedAt,
 		Estimate: api.Estimate{
 			Images: m.Images(), Model: m.Model, PricePerImageUSD: m.PriceUSD,
-			CostUSD: m.EstimateUSD, Charged: m.RunMode == batch.Live,
+			CostUSD: float64(m.Images()) * m.PriceUSD, Charged: m.RunMode == batch.Live,
 		},
+	}
+	if acct, err := s.Budgets.Get(ctx, m.Owner, budget.Day(s.now())); err == nil {
+		t := acct.Sum()
+		resp.Budget = &api.Budget{Day: acct.Day, LimitUSD: t.Limit.USD(), ReservedUSD: t.Reserved.USD(), SpentUSD: t.Spent.USD(), RemainingUSD: t.Remaining.USD()}
 	}
 	for _, row := range m.Rows {
 		resp.Rows = append(resp.Rows, api.SubmitRow{Index: row.Index, ID: row.ID, Refs: len(row.Refs), DroppedRefs: row.DroppedRefs})

@@ -55,7 +55,18 @@ type SubmitResponse struct {
 	StatusURL   string        `json:"statusUrl"`
 	CreatedAt   time.Time     `json:"createdAt"`
 	Estimate    Estimate      `json:"estimate"`
-	Rows        []SubmitRow   `json:"rows"`
+	// Budget is the caller's budget for today after this batch's reservation.
+	Budget *Budget     `json:"budget,omitempty"`
+	Rows   []SubmitRow `json:"rows"`
+}
+
+// Budget is a user's spend on live runs for one UTC day: GET /budget.
+type Budget struct {
+	Day          string  `json:"day"`
+	LimitUSD     float64 `json:"limitUsd"`
+	ReservedUSD  float64 `json:"reservedUsd"`
+	SpentUSD     float64 `json:"spentUsd"`
+	RemainingUSD float64 `json:"remainingUsd"`
 }
 
 // Estimate is what a batch will cost at most.

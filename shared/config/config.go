@@ -42,10 +42,47 @@ var Vars = []Var{
 	{"SSE_MAX_DURATION", "59m", "A progress stream ends itself after this long, before Cloud Run's request timeout."},
 	{"SSE_RETRY", "2s", "Reconnect delay suggested to EventSource clients (retry:)."},
 	{"DRY_RUN_DELAY", "0", "Time the placeholder generator takes per image, to watch progress arrive."},
+	{"LIVE_BACKEND", "", "Image model backend of live runs: vertex (Application Default Credentials), gemini (API key), or empty for none."},
+	{"GOOGLE_CLOUD_PROJECT", "", "Project of the Vertex AI backend."},
+	{"VERTEX_LOCATION", "global", "Location of the Vertex AI backend."},
+	{"GEMINI_API_KEY", "", "API key of the Gemini API backend (from Secret Manager in the cloud; never in the repo)."},
+	{"GEMINI_BASE_URL", "", "Endpoint override of the model API (a proxy, or a fake model in tests)."},
+	{"MODEL_TIMEOUT", "120s", "Longest wait for one image from the model."},
+	{"DAILY_BUDGET_USD", "25", "Default daily budget of each user for live runs, in USD; per-user overrides in config/budgets.json."},
+	{"BUDGET_PATIENCE", "10s", "How long a submit keeps retrying a contended budget before answering 503 BUDGET_CONTENDED."},
+	{"CONFIG_TTL", "30s", "How long flags and budget overrides read from the bucket are cached."},
+	{"HYBRID_V1_ENABLED", "on", "Master switch of the batch API: on, off, or a percentage of users (canary), e.g. 10%."},
+	{"LIVE_RUNS", "on", "Live (paid) runs: on, off, or a percentage of users; dry runs are unaffected."},
+	{"REFS_ALLOW_LOOPBACK", "false", "Let references come from 127.0.0.1 over http (local demos and tests only; refused in the cloud)."},
+	{"REF_BUCKETS", "", "Comma-separated buckets gs:// references may name."},
 	{"MODELS_JSON", "", "JSON overlay of the model table: prices, reference limits, aspect ratios, default."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
 	{"TASKS_EMULATOR_HOST", "(local: set by make run)", "host:port of the Cloud Tasks stand-in; the tasks client uses it instead of Google Cloud."},
+}
+
+// LocalVars are the settings only the local stack (make run) reads.
+var LocalVars = []Var{
+	{"PORT", "8080", "Port of the local stack (all three functions)."},
+	{"HOST", "127.0.0.1", "Interface the local stack listens on."},
+	{"DATA_DIR", ".data", "Where the local stack keeps the emulated bucket and its signing key."},
+	{"LOCAL_GCS_ADDR", "127.0.0.1:4443", "Address of the embedded Cloud Storage emulator (signed URLs point here)."},
+	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
+	{"TASKS_DUPLICATE_DELIVERY", "false", "Deliver every task twice, to watch at-least-once delivery do no harm."},
+}
+
+// Markdown renders vars as the README's configuration table.
+func Markdown(vars []Var) string {
+	var b strings.Builder
+	b.WriteString("| variable | default | meaning |\n|---|---|---|\n")
+	for _, v := range vars {
+		def := "(empty)"
+		if v.Default != "" {
+			def = "`" + v.Default + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", v.Name, def, v.Help)
+	}
+	return b.String()
 }
 
 // Config is the parsed environment.
@@ -68,6 +105,17 @@ type Config struct {
 	SSEMaxDuration      time.Duration
 	SSERetry            time.Duration
 	DryRunDelay         time.Duration
+	LiveBackend         string
+	Project             string
+	VertexLocation      string
+	GeminiAPIKey        string
+	GeminiBaseURL       string
+	ModelTimeout        time.Duration
+	DailyBudgetUSD      float64
+	BudgetPatience      time.Duration
+	ConfigTTL           time.Duration
+	RefsAllowLoopback   bool
+	RefBuckets          []string
 	Models              models.Table
 	LogLevel            slog.Level
 	StorageEmulatorHost string
@@ -99,6 +147,17 @@ func Load(getenv func(string) string) (Config, error) {
 		SSEMaxDuration:      p.dur("SSE_MAX_DURATION", 59*time.Minute),
 		SSERetry:            p.dur("SSE_RETRY", 2*time.Second),
 		DryRunDelay:         p.dur("DRY_RUN_DELAY", 0),
+		LiveBackend:         p.str("LIVE_BACKEND", ""),
+		Project:             p.str("GOOGLE_CLOUD_PROJECT", ""),
+		VertexLocation:      p.str("VERTEX_LOCATION", "global"),
+		GeminiAPIKey:        getenv("GEMINI_API_KEY"),
+		GeminiBaseURL:       p.str("GEMINI_BASE_URL", ""),
+		ModelTimeout:        p.dur("MODEL_TIMEOUT", 120*time.Second),
+		DailyBudgetUSD:      p.float("DAILY_BUDGET_USD", 25),
+		BudgetPatience:      p.dur("BUDGET_PATIENCE", 10*time.Second),
+		ConfigTTL:           p.dur("CONFIG_TTL", 30*time.Second),
+		RefsAllowLoopback:   p.bool("REFS_ALLOW_LOOPBACK"),
+		RefBuckets:          p.list("REF_BUCKETS"),
 		StorageEmulatorHost: p.str("STORAGE_EMULATOR_HOST", ""),
 		TasksEmulatorHost:   p.str("TASKS_EMULATOR_HOST", ""),
 	}
@@ -149,6 +208,41 @@ func (p *parser) dur(name string, def time.Duration) time.Duration {
 	return d
 }
 
+func (p *parser) float(name string, def float64) float64 {
+	v := p.str(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 {
+		p.fail(name, fmt.Errorf("want a non-negative number, got %q", v))
+		return def
+	}
+	return f
+}
+
+func (p *parser) bool(name string) bool {
+	v := p.str(name, "")
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, fmt.Errorf("want true or false, got %q", v))
+	}
+	return b
+}
+
+func (p *parser) list(name string) []string {
+	var out []string
+	for _, item := range strings.Split(p.str(name, ""), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
 func (p *parser) int(name string, def int) int {
 	v := p.str(name, "")
 	if v == "" {
@@ -182,6 +276,22 @@ func (p *parser) check(c Config) {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			p.fail(name, fmt.Errorf("want an absolute http(s) URL, got %q", u))
 		}
+	}
+	switch c.LiveBackend {
+	case "":
+	case "vertex":
+		if c.Project == "" {
+			p.fail("GOOGLE_CLOUD_PROJECT", errors.New("LIVE_BACKEND=vertex needs the project"))
+		}
+	case "gemini":
+		if c.GeminiAPIKey == "" {
+			p.fail("GEMINI_API_KEY", errors.New("LIVE_BACKEND=gemini needs an API key"))
+		}
+	default:
+		p.fail("LIVE_BACKEND", fmt.Errorf("want vertex, gemini or empty, got %q", c.LiveBackend))
+	}
+	if c.RefsAllowLoopback && !c.Local() {
+		p.fail("REFS_ALLOW_LOOPBACK", errors.New("only the local stack may fetch references from loopback"))
 	}
 	if !strings.HasPrefix(c.Queue, "projects/") || strings.Count(c.Queue, "/") != 5 {
 		p.fail("TASKS_QUEUE", fmt.Errorf("want projects/P/locations/L/queues/Q, got %q", c.Queue))

@@ -49,9 +49,12 @@ type Manifest struct {
 	CreatedAt time.Time     `json:"createdAt"`
 	RequestID string        `json:"requestId,omitempty"`
 	// PriceUSD is the model's price per image when the batch was submitted.
-	PriceUSD    float64       `json:"priceUsd"`
-	EstimateUSD float64       `json:"estimateUsd"`
-	Rows        []ManifestRow `json:"rows"`
+	PriceUSD    float64 `json:"priceUsd"`
+	EstimateUSD float64 `json:"estimateUsd"`
+	// BudgetDay is the UTC day whose budget holds the batch's reservation
+	// (live runs only); settlement goes to the same day.
+	BudgetDay string        `json:"budgetDay,omitempty"`
+	Rows      []ManifestRow `json:"rows"`
 }
 
 // ManifestRow is one row as submitted.
@@ -175,6 +178,10 @@ func (r Row) CostUSD() float64 {
 	}
 	return c
 }
+
+// EffectsObject marks that a finished batch's once-per-batch effects (budget
+// settlement, notifications) are done.
+func EffectsObject(batchID string) string { return BatchPrefix(batchID) + "effects.json" }
 
 // Final is the content of a batch's completion marker: its state when the last
 // row finished.

@@ -184,24 +184,48 @@ func (s *Store) ReadRowAt(ctx context.Context, batchID string, row int, gen int6
 // re-applies. fn must be pure: it may run several times. ErrNoChange from fn
 // skips the write and returns the current state; any other error aborts.
 func (s *Store) UpdateRow(ctx context.Context, m *Manifest, row int, fn func(Row) (Row, error)) (Row, error) {
+	if row < 0 || row >= len(m.Rows) {
+		return Row{}, fmt.Errorf("ledger: batch %s has no row %d: %w", m.BatchID, row, ErrNotFound)
+	}
+	return Update(ctx, s, RowObject(m.BatchID, row), func(cur Row, exists bool) (Row, error) {
+		if !exists {
+			cur = NewRow(m.Rows[row])
+		}
+		return fn(cur)
+	})
+}
+
+// ErrContended means a compare-and-swap kept losing races past its bound.
+var ErrContended = errors.New("ledger: object is contended")
+
+// Update is the ledger's compare-and-swap on any JSON object: read it (and its
+// generation), apply fn, write only if the generation still matches (or, for a
+// missing object, only if it is still missing); on a lost race, re-read and
+// re-apply after a backoff. fn must be pure and return its input unchanged with
+// any error. ErrNoChange from fn skips the write.
+func Update[T any](ctx context.Context, s *Store, name string, fn func(cur T, exists bool) (T, error)) (T, error) {
 	bo := s.casBackoff
 	for attempt := 1; ; attempt++ {
-		cur, gen, err := s.ReadRow(ctx, m, row)
-		if err != nil {
-			return Row{}, err
-		}
-		next, err := fn(cur)
-		if errors.Is(err, ErrNoChange) {
-			return cur, nil
-		}
-		if err != nil {
+		var cur T
+		gen, err := s.readJSON(ctx, name, 0, &cur)
+		exists := err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return cur, err
 		}
+		// On ErrNoChange (and on errors) fn returns the state it judged, which
+		// for a missing object is its default, not the zero value.
+		next, err := fn(cur, exists)
+		if errors.Is(err, ErrNoChange) {
+			return next, nil
+		}
+		if err != nil {
+			return next, err
+		}
 		cond := storage.Conditions{GenerationMatch: gen}
-		if gen == 0 {
+		if !exists {
 			cond = storage.Conditions{DoesNotExist: true}
 		}
-		_, err = s.writeJSON(ctx, RowObject(m.BatchID, row), cond, next)
+		_, err = s.writeJSON(ctx, name, cond, next)
 		if err == nil {
 			return next, nil
 		}
@@ -209,7 +233,7 @@ func (s *Store) UpdateRow(ctx context.Context, m *Manifest, row int, fn func(Row
 			return cur, err
 		}
 		if attempt >= s.casAttempts {
-			return cur, fmt.Errorf("ledger: row %d of %s: still contended after %d attempts: %w", row, m.BatchID, attempt, err)
+			return cur, fmt.Errorf("ledger: %s: %d attempts lost the race: %w", name, attempt, ErrContended)
 		}
 		if err := gax.Sleep(ctx, bo.Pause()); err != nil {
 			return cur, err
@@ -366,4 +390,25 @@ func (s *Store) PingRead(ctx context.Context) error {
 		return fmt.Errorf("ledger: list bucket: %w", err)
 	}
 	return nil
+}
+
+// DeleteIf deletes a JSON object if keep(current content) says so, guarded by
+// the generation it read, so a concurrent rewrite is never deleted by mistake.
+func DeleteIf[T any](ctx context.Context, s *Store, name string, del func(T) bool) error {
+	var cur T
+	gen, err := s.readJSON(ctx, name, 0, &cur)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !del(cur) {
+		return nil
+	}
+	err = s.bucket.Object(name).If(storage.Conditions{GenerationMatch: gen}).Delete(ctx)
+	if err == nil || errors.Is(err, storage.ErrObjectNotExist) || IsPreconditionFailed(err) {
+		return nil
+	}
+	return fmt.Errorf("ledger: delete %s: %w", name, err)
 }

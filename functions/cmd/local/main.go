@@ -36,16 +36,6 @@ func main() {
 	}
 }
 
-// LocalVars are the settings only the local stack reads (the README lists them).
-var LocalVars = []config.Var{
-	{Name: "PORT", Default: "8080", Help: "Port of the local stack (all three functions)."},
-	{Name: "HOST", Default: "127.0.0.1", Help: "Interface the local stack listens on."},
-	{Name: "DATA_DIR", Default: ".data", Help: "Where the local stack keeps the emulated bucket and its signing key."},
-	{Name: "LOCAL_GCS_ADDR", Default: "127.0.0.1:4443", Help: "Address of the embedded Cloud Storage emulator (signed URLs point here)."},
-	{Name: "LOCAL_TASKS_ADDR", Default: "127.0.0.1:8123", Help: "Address of the embedded Cloud Tasks stand-in (gRPC)."},
-	{Name: "TASKS_DUPLICATE_DELIVERY", Default: "false", Help: "Deliver every task twice, to watch at-least-once delivery do no harm."},
-}
-
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	a, err := start(ctx, getenv, stderr, options{})
 	if err != nil {
@@ -103,7 +93,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		if v := getenv(name); v != "" {
 			return v
 		}
-		for _, v := range LocalVars {
+		for _, v := range config.LocalVars {
 			if v.Name == name {
 				return v.Default
 			}
@@ -163,12 +153,20 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err = a.clients.OpenTasks(ctx, a.cfg); err != nil {
 		return nil, err
 	}
-	submitH, err := functions.NewSubmit(a.cfg, a.clients, a.log)
+	// The local stack is one process, so every function shares one platform.
+	p, err := functions.NewPlatform(a.cfg, a.clients, getenv, a.log)
 	if err != nil {
 		return nil, err
 	}
-	generateH := functions.NewGenerate(a.cfg, a.clients, a.log)
-	progressH, hub := functions.NewProgress(a.cfg, a.clients, a.log)
+	submitH, err := p.Submit()
+	if err != nil {
+		return nil, err
+	}
+	generateH, err := p.Generate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	progressH, hub := p.Progress()
 	a.hub = hub
 
 	mux := http.NewServeMux()

@@ -1,0 +1,136 @@
+package budget
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/ledger"
+)
+
+// Limits says what each user may spend per day: a default, and overrides read
+// from a config object in the bucket (reloaded after a TTL, so an operator
+// raises a limit without a deploy).
+type Limits struct {
+	store   *ledger.Store
+	def     Micros
+	ttl     time.Duration
+	now     func() time.Time
+	mu      sync.Mutex
+	loaded  time.Time
+	perUser map[string]Micros
+}
+
+// LimitsObject is the config object of per-user daily limits:
+// {"users": {"alice@example.com": 100}} in USD.
+const LimitsObject = "config/budgets.json"
+
+// NewLimits returns limits with a default in USD.
+func NewLimits(store *ledger.Store, defaultUSD float64, ttl time.Duration) *Limits {
+	return &Limits{store: store, def: FromUSD(defaultUSD), ttl: ttl, now: time.Now}
+}
+
+// For returns a user's daily limit. A config object that cannot be read keeps
+// the last good overrides (and the default until one was read).
+func (l *Limits) For(ctx context.Context, user string) Micros {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perUser == nil || l.now().Sub(l.loaded) >= l.ttl {
+		var doc struct {
+			Users map[string]float64 `json:"users"`
+		}
+		err := l.store.ReadJSON(ctx, LimitsObject, &doc)
+		if err == nil || errors.Is(err, ledger.ErrNotFound) {
+			l.perUser = map[string]Micros{}
+			for u, usd := range doc.Users {
+				l.perUser[u] = FromUSD(usd)
+			}
+		}
+		l.loaded = l.now()
+	}
+	if m, ok := l.perUser[user]; ok {
+		return m
+	}
+	return l.def
+}
+
+// Store keeps accounts in the bucket, one object per user and day, updated
+// only by compare-and-swap.
+type Store struct {
+	ledger *ledger.Store
+	limits *Limits
+	// Patience bounds how long one change keeps retrying a contended account.
+	patience time.Duration
+}
+
+// NewStore returns a budget store.
+func NewStore(l *ledger.Store, limits *Limits, patience time.Duration) *Store {
+	return &Store{ledger: l, limits: limits, patience: patience}
+}
+
+// ErrContended means the account object stayed contended past the store's
+// patience; nothing was changed.
+var ErrContended = errors.New("budget: contended")
+
+// Object is the name of a user's account for a day. The user id is hashed:
+// ids may be e-mail addresses, which do not belong in object names.
+func Object(day, user string) string {
+	sum := sha256.Sum256([]byte(user))
+	return fmt.Sprintf("budgets/%s/%s.json", day, hex.EncodeToString(sum[:16]))
+}
+
+// Get returns a user's account for a day (empty if none was written yet).
+func (s *Store) Get(ctx context.Context, user, day string) (Account, error) {
+	var a Account
+	err := s.ledger.ReadJSON(ctx, Object(day, user), &a)
+	if errors.Is(err, ledger.ErrNotFound) {
+		err = nil
+	}
+	if err != nil {
+		return Account{}, err
+	}
+	return s.fill(ctx, a, user, day), nil
+}
+
+func (s *Store) fill(ctx context.Context, a Account, user, day string) Account {
+	a.User, a.Day = user, day
+	// The limit in force is today's setting, so a raised limit applies at once.
+	a.Limit = s.limits.For(ctx, user)
+	return a
+}
+
+// Change applies a pure change to a user's account for a day, by CAS.
+func (s *Store) Change(ctx context.Context, user, day string, fn func(Account) (Account, error)) (Account, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.patience)
+	defer cancel()
+	a, err := ledger.Update(ctx, s.ledger, Object(day, user), func(cur Account, _ bool) (Account, error) {
+		next, err := fn(s.fill(ctx, cur, user, day))
+		if errors.Is(err, errNoChange) {
+			err = ledger.ErrNoChange
+		}
+		return next, err
+	})
+	if errors.Is(err, ledger.ErrContended) || (err != nil && ctx.Err() != nil) {
+		return a, fmt.Errorf("%w: %w", ErrContended, err)
+	}
+	return a, err
+}
+
+// Reserve holds amount for a batch in the user's account of day.
+func (s *Store) Reserve(ctx context.Context, user, day, batchID string, amount Micros) (Account, error) {
+	return s.Change(ctx, user, day, func(a Account) (Account, error) { return Reserve(a, batchID, amount) })
+}
+
+// Settle charges a batch what it actually cost and releases the rest.
+func (s *Store) Settle(ctx context.Context, user, day, batchID string, actual Micros) (Account, error) {
+	return s.Change(ctx, user, day, func(a Account) (Account, error) { return Settle(a, batchID, actual) })
+}
+
+// Release drops a batch's reservation.
+func (s *Store) Release(ctx context.Context, user, day, batchID string) (Account, error) {
+	return s.Change(ctx, user, day, func(a Account) (Account, error) { return Release(a, batchID) })
+}

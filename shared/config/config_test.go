@@ -1,0 +1,68 @@
+package config_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+
+	"github.com/assetgen/assetgen/shared/config"
+	"github.com/assetgen/assetgen/shared/flags"
+)
+
+// The README's configuration tables are exactly what the code reads: regenerate
+// them with `go run ./scripts/configdoc` when a variable changes.
+func TestReadmeTablesMatchTheCode(t *testing.T) {
+	is := is.New(t)
+	b, err := os.ReadFile("../../README.md")
+	is.NoErr(err)
+	readme := string(b)
+	is.True(strings.Contains(readme, config.Markdown(config.LocalVars))) // README lists the local stack's variables as the code does
+	is.True(strings.Contains(readme, config.Markdown(config.Vars)))      // README lists every function variable as the code does
+	for _, f := range flags.Registry {
+		is.True(strings.Contains(readme, "| `"+f.Name+"` |")) // every flag is documented
+	}
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	is := is.New(t)
+	c, err := config.Load(env(nil))
+	is.NoErr(err)
+	is.Equal(c.Bucket, "assetgen-local")
+	is.Equal(c.SSEHeartbeat, 30*time.Second)                // heartbeat default
+	is.Equal(c.RowLease, c.DispatchDeadline+30*time.Second) // lease outlives a delivery
+	is.Equal(c.DailyBudgetUSD, 25.0)                        // budget default
+	is.Equal(c.Models.Default, "gemini-2.5-flash-image")
+}
+
+func TestBadValuesAreAllReported(t *testing.T) {
+	is := is.New(t)
+	_, err := config.Load(env(map[string]string{
+		"SSE_HEARTBEAT":           "soon",
+		"TASKS_DISPATCH_DEADLINE": "1h",
+		"TASKS_MAX_ATTEMPTS":      "0",
+		"LIVE_BACKEND":            "dall-e",
+		"REFS_ALLOW_LOOPBACK":     "true", // not local: refused
+		"GENERATE_URL":            "ftp://x",
+		"DAILY_BUDGET_USD":        "-1",
+	}))
+	is.True(err != nil)
+	for _, name := range []string{"SSE_HEARTBEAT", "TASKS_DISPATCH_DEADLINE", "TASKS_MAX_ATTEMPTS", "LIVE_BACKEND", "REFS_ALLOW_LOOPBACK", "GENERATE_URL", "DAILY_BUDGET_USD"} {
+		is.True(strings.Contains(err.Error(), name)) // every bad variable is named
+	}
+}
+
+func TestLiveBackendNeedsItsSettings(t *testing.T) {
+	is := is.New(t)
+	_, err := config.Load(env(map[string]string{"LIVE_BACKEND": "vertex"}))
+	is.True(err != nil && strings.Contains(err.Error(), "GOOGLE_CLOUD_PROJECT")) // vertex needs a project
+	_, err = config.Load(env(map[string]string{"LIVE_BACKEND": "gemini"}))
+	is.True(err != nil && strings.Contains(err.Error(), "GEMINI_API_KEY")) // gemini needs a key
+	c, err := config.Load(env(map[string]string{"LIVE_BACKEND": "gemini", "GEMINI_API_KEY": "k"}))
+	is.NoErr(err)
+	is.Equal(c.LiveBackend, "gemini")
+}

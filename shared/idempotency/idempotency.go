@@ -1,0 +1,124 @@
+// Package idempotency makes submit safe to retry: an Idempotency-Key names one
+// batch per user for 24 hours. The same key with the same body gets the same
+// batch back; with another body it is a conflict.
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/ledger"
+)
+
+// TTL is how long a key names its batch.
+const TTL = 24 * time.Hour
+
+// MaxKey is the longest key accepted.
+const MaxKey = 255
+
+// Record is what a key holds.
+type Record struct {
+	BodySHA256 string    `json:"bodySha256"`
+	BatchID    string    `json:"batchId"`
+	CreatedAt  time.Time `json:"createdAt"`
+	// Committed is set once the batch is recorded and queued: a replay then
+	// only answers; before, it finishes the (idempotent) submit itself.
+	Committed bool `json:"committed"`
+}
+
+// Live reports whether the record still binds its key at now.
+func (r Record) Live(now time.Time) bool { return now.Before(r.CreatedAt.Add(TTL)) }
+
+// ErrConflict means the key was used with another body.
+var ErrConflict = errors.New("idempotency: key used with a different body")
+
+// ValidKey reports whether k is an acceptable key: 1–255 printable ASCII.
+func ValidKey(k string) bool {
+	if k == "" || len(k) > MaxKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// BodyHash fingerprints a request body.
+func BodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+// Object is where the record of (user, key) lives; both are hashed, so neither
+// appears in object names.
+func Object(user, key string) string {
+	sum := sha256.Sum256([]byte(user + "\x00" + key))
+	return "idempotency/" + hex.EncodeToString(sum[:16]) + ".json"
+}
+
+// Decide is the pure rule: given the record found (if any), return the record
+// in force and whether it must be written. A live record with the same body is
+// reused; with another body it is a conflict; a missing or expired one is
+// replaced by fresh.
+func Decide(cur Record, exists bool, fresh Record, now time.Time) (Record, bool, error) {
+	if exists && cur.Live(now) {
+		if cur.BodySHA256 != fresh.BodySHA256 {
+			return cur, false, ErrConflict
+		}
+		return cur, false, nil
+	}
+	return fresh, true, nil
+}
+
+// Keys stores records in the ledger bucket.
+type Keys struct {
+	store *ledger.Store
+	now   func() time.Time
+}
+
+// New returns the key store.
+func New(store *ledger.Store) *Keys { return &Keys{store: store, now: time.Now} }
+
+// Claim binds (user, key) to a new batch id unless a live record binds it
+// already: it returns the record in force and whether this call created it.
+// Concurrent claims of one key agree on one batch id.
+func (k *Keys) Claim(ctx context.Context, user, key, bodyHash, batchID string) (Record, bool, error) {
+	now := k.now().UTC()
+	fresh := Record{BodySHA256: bodyHash, BatchID: batchID, CreatedAt: now}
+	created := false
+	rec, err := ledger.Update(ctx, k.store, Object(user, key), func(cur Record, exists bool) (Record, error) {
+		next, write, err := Decide(cur, exists, fresh, now)
+		created = write
+		if err != nil || !write {
+			if err == nil {
+				err = ledger.ErrNoChange
+			}
+			return next, err
+		}
+		return next, nil
+	})
+	return rec, created, err
+}
+
+// Commit marks the record's batch as recorded and queued.
+func (k *Keys) Commit(ctx context.Context, user, key, batchID string) error {
+	_, err := ledger.Update(ctx, k.store, Object(user, key), func(cur Record, exists bool) (Record, error) {
+		if !exists || cur.BatchID != batchID || cur.Committed {
+			return cur, ledger.ErrNoChange
+		}
+		cur.Committed = true
+		return cur, nil
+	})
+	return err
+}
+
+// Forget drops a record this call created, when its submit failed, so a retry
+// starts afresh. A record another call has since replaced is left alone.
+func (k *Keys) Forget(ctx context.Context, user, key, batchID string) error {
+	return ledger.DeleteIf(ctx, k.store, Object(user, key), func(cur Record) bool { return cur.BatchID == batchID && !cur.Committed })
+}
