@@ -34,6 +34,7 @@ import (
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
+	"github.com/assetgen/assetgen/shared/refs"
 )
 
 func init() {
@@ -162,6 +163,7 @@ func (p *Platform) Submit() (http.Handler, error) {
 	}, submit.Deps{
 		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
 		Budgets: p.Budgets, Flags: p.Flags, Auth: p.Auth, Ready: ready,
+		Refs: refs.NewFetcher(p.Clients.Storage, refs.Options{AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets}),
 	}, p.Log), nil
 }
 

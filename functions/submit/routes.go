@@ -18,6 +18,7 @@ import (
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/queue"
+	"github.com/assetgen/assetgen/shared/refs"
 	"github.com/assetgen/assetgen/shared/urls"
 )
 
@@ -40,6 +41,7 @@ type Deps struct {
 	Keys    *idempotency.Keys
 	Budgets *budget.Store
 	Flags   *flags.Set
+	Refs    *refs.Fetcher
 	Auth    auth.Authenticator
 	Ready   *health.Readiness
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 	"github.com/assetgen/assetgen/shared/queue"
+	"github.com/assetgen/assetgen/shared/refs"
 )
 
 // HeaderIdempotencyKey makes a submit safe to retry.
@@ -49,6 +50,7 @@ type submission struct {
 	price    float64
 	estimate budget.Micros
 	day      string
+	refs     []refs.RowRefs
 	undo     []func(context.Context)
 }
 
@@ -81,11 +83,15 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	}
 	model, _ := s.cfg.Rules.Models.Lookup(sub.spec.Model)
 	sub.model, sub.price = model.Name, model.PriceUSD
+	// Dry runs report what the batch would cost live; only live runs reserve it.
+	sub.estimate = budget.FromUSD(model.PriceUSD) * budget.Micros(sub.spec.Images())
 	if sub.spec.RunMode == batch.Live {
-		sub.estimate = budget.FromUSD(model.PriceUSD) * budget.Micros(sub.spec.Images())
 		if err := s.preflight(ctx, sub); err != nil {
 			return resp, err
 		}
+	}
+	if sub.refs, err = s.resolveRefs(ctx, req, sub.spec, min(batch.MaxMergedRefs, model.MaxRefs)); err != nil {
+		return resp, err
 	}
 
 	defer func() {
@@ -151,6 +157,28 @@ func (s *server) checkFlags(ctx context.Context, sub *submission) error {
 	return nil
 }
 
+// resolveRefs fetches, checks and stores the batch's reference images, and
+// merges them per row under limit. Nothing of the batch is written yet: a bad
+// reference fails the submit whole.
+func (s *server) resolveRefs(ctx context.Context, req batch.Request, spec batch.Spec, limit int) ([]refs.RowRefs, error) {
+	rows := make([][]string, len(spec.Rows))
+	any := false
+	for i, r := range spec.Rows {
+		rows[i] = r.RefURLs
+		any = any || len(r.RefURLs) > 0
+	}
+	if !any {
+		return nil, nil
+	}
+	out, st, err := s.Refs.Resolve(ctx, s.Store, rows, limit, batch.RefLocator(req))
+	if err != nil {
+		return nil, err
+	}
+	obs.Logger(ctx).Info("submit: references resolved", "submitted", st.Submitted, "distinctUrls", st.DistinctURLs,
+		"uniqueContents", st.UniqueContents, "uploaded", st.Uploaded, "dedupRate", st.DedupRate())
+	return out, nil
+}
+
 // preflight refuses a live batch the budget cannot cover, before any write. The
 // reservation later enforces the same limit atomically.
 func (s *server) preflight(ctx context.Context, sub *submission) error {
@@ -214,10 +242,12 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		Schema: 1, BatchID: batchID, Owner: sub.user, RunMode: sub.spec.RunMode, Model: sub.model,
 		CreatedAt: s.now().UTC(), RequestID: obs.RequestID(ctx), PriceUSD: sub.price, EstimateUSD: sub.estimate.USD(),
 	}
-	for _, row := range sub.spec.Rows {
-		m.Rows = append(m.Rows, ledger.ManifestRow{
-			Index: row.Index, ID: row.ID, Prompt: row.Prompt, Variants: row.Variants, AspectRatio: row.AspectRatio,
-		})
+	for i, row := range sub.spec.Rows {
+		mr := ledger.ManifestRow{Index: row.Index, ID: row.ID, Prompt: row.Prompt, Variants: row.Variants, AspectRatio: row.AspectRatio}
+		if i < len(sub.refs) {
+			mr.Refs, mr.DroppedRefs = sub.refs[i].Refs, sub.refs[i].Dropped
+		}
+		m.Rows = append(m.Rows, mr)
 	}
 	if sub.spec.RunMode == batch.Live {
 		m.BudgetDay = sub.day
@@ -296,7 +326,7 @@ func (s *server) answer(ctx context.Context, r *http.Request, m *ledger.Manifest
 		CreatedAt:   m.CreatedAt,
 		Estimate: api.Estimate{
 			Images: m.Images(), Model: m.Model, PricePerImageUSD: m.PriceUSD,
-			CostUSD: float64(m.Images()) * m.PriceUSD, Charged: m.RunMode == batch.Live,
+			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == batch.Live,
 		},
 	}
 	if acct, err := s.Budgets.Get(ctx, m.Owner, budget.Day(s.now())); err == nil {

@@ -133,6 +133,21 @@ func CheckConfirm(req Request) error {
 	return nil
 }
 
+// RefLocator returns where each reference URL was written in req, as JSON
+// pointers, so a failing reference is reported at every place it appears.
+func RefLocator(req Request) func(url string) []string {
+	at := map[string][]string{}
+	for i, u := range req.Refs {
+		at[u] = append(at[u], fmt.Sprintf("/refs/%d", i))
+	}
+	for r, row := range req.Rows {
+		for i, u := range row.Refs {
+			at[u] = append(at[u], fmt.Sprintf("/rows/%d/refs/%d", r, i))
+		}
+	}
+	return func(url string) []string { return at[url] }
+}
+
 // MergeRefURLs orders a row's references: its own first, then the global ones,
 // dropping textual repeats (content repeats are found after fetching).
 func MergeRefURLs(own, global []string) []string {

@@ -69,6 +69,8 @@ var LocalVars = []Var{
 	{"LOCAL_GCS_ADDR", "127.0.0.1:4443", "Address of the embedded Cloud Storage emulator (signed URLs point here)."},
 	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
 	{"TASKS_DUPLICATE_DELIVERY", "false", "Deliver every task twice, to watch at-least-once delivery do no harm."},
+	{"LOCAL_FAKE_MODEL", "false", "Serve live runs from an embedded fake of the Gemini API (free; prompt markers such as [blocked] script failures)."},
+	{"LOCAL_FAKE_MODEL_DELAY", "1s", "How long the fake model takes per image."},
 }
 
 // Markdown renders vars as the README's configuration table.

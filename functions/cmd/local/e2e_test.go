@@ -63,6 +63,7 @@ func readToDone(t *testing.T, s *sseStream) (rows []rowEvent, lastID string, don
 }
 
 func TestBatchEndToEnd(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	st := startStack(t, map[string]string{"DRY_RUN_DELAY": "50ms"})
 	sub := st.submit(t, `{"runMode":"dry_run","rows":[
@@ -135,6 +136,7 @@ func TestBatchEndToEnd(t *testing.T) {
 }
 
 func TestResumeMidBatch(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	st := startStack(t, map[string]string{"DRY_RUN_DELAY": "300ms"})
 	sub := st.submit(t, `{"runMode":"dry_run","rows":[
@@ -190,6 +192,7 @@ func TestResumeMidBatch(t *testing.T) {
 // Every task delivered twice, concurrently: one attempt per row, one write per
 // image, every row done.
 func TestDuplicateDeliveryIsHarmless(t *testing.T) {
+	t.Parallel()
 	is := is.New(t)
 	faults := devstack.NewFaults(1)
 	a := startApp(t, map[string]string{"TASKS_DUPLICATE_DELIVERY": "true"}, faults)

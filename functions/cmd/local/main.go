@@ -46,6 +46,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	fmt.Fprintf(stdout, "  storage emulator  STORAGE_EMULATOR_HOST=%s  bucket %s\n", a.gcs.Addr, a.cfg.Bucket)
 	fmt.Fprintf(stdout, "  tasks stand-in    TASKS_EMULATOR_HOST=%s  queue %s\n", a.tasks.Addr, a.cfg.Queue)
 	fmt.Fprintf(stdout, "  data              %s\n", a.dataDir)
+	if a.model != nil {
+		fmt.Fprintf(stdout, "  fake model        GEMINI_BASE_URL=%s (live runs cost nothing)\n", a.model.URL)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
@@ -80,6 +83,7 @@ type app struct {
 	cfg     config.Config
 	gcs     *devstack.GCS
 	tasks   *devstack.Tasks
+	model   *devstack.FakeModel
 	clients *cloud.Clients
 	hub     *progress.Hub
 	srv     *http.Server
@@ -104,7 +108,22 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, fmt.Errorf("TASKS_DUPLICATE_DELIVERY: %w", err)
 	}
-	probe, err := config.Load(getenv)
+	fakeModel, err := strconv.ParseBool(local("LOCAL_FAKE_MODEL"))
+	if err != nil {
+		return nil, fmt.Errorf("LOCAL_FAKE_MODEL: %w", err)
+	}
+	fakeDelay, err := time.ParseDuration(local("LOCAL_FAKE_MODEL_DELAY"))
+	if err != nil {
+		return nil, fmt.Errorf("LOCAL_FAKE_MODEL_DELAY: %w", err)
+	}
+	// What the emulators need to know, read before they exist; the local stack is
+	// local by definition.
+	probe, err := config.Load(func(k string) string {
+		if k == "STORAGE_EMULATOR_HOST" {
+			return "127.0.0.1:0"
+		}
+		return getenv(k)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +156,12 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		"TASKS_EMULATOR_HOST":   a.tasks.Addr,
 		"GENERATE_URL":          a.base + "/tasks/generate",
 		"SIGNING_KEY_FILE":      filepath.Join(a.dataDir, "signing-key.pem"),
+	}
+	if fakeModel {
+		if a.model, err = devstack.StartFakeModel("127.0.0.1:0", fakeDelay); err != nil {
+			return nil, err
+		}
+		ours["LIVE_BACKEND"], ours["GEMINI_API_KEY"], ours["GEMINI_BASE_URL"] = "gemini", "local-fake-model", a.model.URL
 	}
 	a.cfg, err = config.Load(func(name string) string {
 		if v := getenv(name); v != "" && name != "STORAGE_EMULATOR_HOST" && name != "TASKS_EMULATOR_HOST" {
@@ -187,9 +212,12 @@ func (a *app) close() {
 	if a.tasks != nil {
 		a.tasks.Close()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if a.model != nil {
+		_ = a.model.Close(ctx)
+	}
 	if a.gcs != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		_ = a.gcs.Close(ctx)
 	}
 	if a.ln != nil {

@@ -1,0 +1,87 @@
+// Package refs fetches user-supplied reference images safely and merges them per
+// row. Reference URLs are user input fetched from inside Google Cloud, so every
+// fetch goes through an address policy enforced at dial time (no loopback,
+// private, link-local — the metadata server — CGNAT or IPv4-embedding IPv6
+// destinations, on every redirect hop), a byte cap enforced while reading, and an
+// image header check with a pixel cap before anything could decode the image.
+// Fetched images are stored once, addressed by their SHA-256, so the same
+// picture used by many rows or batches costs one object.
+package refs
+
+import (
+	"net"
+	"slices"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBytes     = 10 << 20
+	DefaultMaxPixels    = 50_000_000
+	DefaultTimeout      = 10 * time.Second
+	DefaultRetries      = 2
+	DefaultConcurrency  = 4
+	DefaultMaxRedirects = 3
+)
+
+// userAgent identifies the fetcher to the servers it reads from, so their owners
+// can tell what is calling them.
+const userAgent = "assetgen-refs/1"
+
+// Options configure a Fetcher. The zero value of each field means its default.
+type Options struct {
+	// MaxBytes caps a reference's size; it is enforced while reading, so a
+	// missing or lying Content-Length changes nothing. Default 10 MiB.
+	MaxBytes int64
+	// MaxPixels caps width×height, checked from the image header
+	// (image.DecodeConfig) before anything decodes the image. Default 50,000,000.
+	MaxPixels int64
+	// Timeout bounds one attempt (connect, redirects, headers and body). Default 10s.
+	Timeout time.Duration
+	// Retries is how many more attempts follow a timeout, a 429 or a 5xx, with
+	// exponential backoff. Default 2 (three attempts); negative means none.
+	Retries int
+	// Concurrency is how many fetches one Resolve runs at once. Default 4.
+	Concurrency int
+	// MaxRedirects is how many redirects one attempt follows. Default 3;
+	// negative means none.
+	MaxRedirects int
+	// AllowLoopback (REFS_ALLOW_LOOPBACK) lets local demos and tests fetch from
+	// 127.0.0.0/8 and ::1, over plain http:// too. Never on in the cloud.
+	AllowLoopback bool
+	// Buckets are the buckets gs:// references may name.
+	Buckets []string
+	// Resolver resolves host names for the dialer (tests inject one); nil means
+	// the default resolver. Its answers are still checked at dial time.
+	Resolver *net.Resolver
+}
+
+// withDefaults fills in the defaults and copies what the caller could mutate.
+func (o Options) withDefaults() Options {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.MaxPixels <= 0 {
+		o.MaxPixels = DefaultMaxPixels
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	switch {
+	case o.Retries == 0:
+		o.Retries = DefaultRetries
+	case o.Retries < 0:
+		o.Retries = 0
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	switch {
+	case o.MaxRedirects == 0:
+		o.MaxRedirects = DefaultMaxRedirects
+	case o.MaxRedirects < 0:
+		o.MaxRedirects = 0
+	}
+	o.Buckets = slices.Clone(o.Buckets)
+	return o
+}
