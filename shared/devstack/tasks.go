@@ -43,6 +43,9 @@ type TasksOptions struct {
 	Client *http.Client
 	// Log receives one line per failed delivery.
 	Log *slog.Logger
+	// Latency is added to every API call (CreateTask, GetQueue), to measure how
+	// a caller's critical path grows with a real network between it and the queue.
+	Latency time.Duration
 }
 
 // TaskStats count what the stand-in did.
@@ -165,7 +168,10 @@ func (t *Tasks) track(delta int) {
 }
 
 // GetQueue answers for the one queue served (readiness probes use it).
-func (t *Tasks) GetQueue(_ context.Context, req *cloudtaskspb.GetQueueRequest) (*cloudtaskspb.Queue, error) {
+func (t *Tasks) GetQueue(ctx context.Context, req *cloudtaskspb.GetQueueRequest) (*cloudtaskspb.Queue, error) {
+	if err := t.delay(ctx); err != nil {
+		return nil, err
+	}
 	if req.GetName() != t.opts.Queue {
 		return nil, status.Errorf(codes.NotFound, "queue %q does not exist", req.GetName())
 	}
@@ -173,7 +179,10 @@ func (t *Tasks) GetQueue(_ context.Context, req *cloudtaskspb.GetQueueRequest) (
 }
 
 // CreateTask accepts an HTTP task and schedules its delivery.
-func (t *Tasks) CreateTask(_ context.Context, req *cloudtaskspb.CreateTaskRequest) (*cloudtaskspb.Task, error) {
+func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequest) (*cloudtaskspb.Task, error) {
+	if err := t.delay(ctx); err != nil {
+		return nil, err
+	}
 	if req.GetParent() != t.opts.Queue {
 		return nil, status.Errorf(codes.NotFound, "queue %q does not exist", req.GetParent())
 	}
@@ -289,6 +298,21 @@ func (t *Tasks) attempt(task *cloudtaskspb.Task, queueID, taskID string, retries
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// delay models the network between a caller and the queue.
+func (t *Tasks) delay(ctx context.Context) error {
+	if t.opts.Latency <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(t.opts.Latency)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-timer.C:
+		return nil
+	}
 }
 
 // wait sleeps for d unless the stand-in is closed first.

@@ -73,12 +73,17 @@ func (s *Store) writeJSON(ctx context.Context, name string, cond storage.Conditi
 }
 
 func (s *Store) write(ctx context.Context, name string, cond storage.Conditions, contentType string, b []byte) (int64, error) {
+	return s.writeAttrs(ctx, name, cond, storage.ObjectAttrs{ContentType: contentType}, b)
+}
+
+func (s *Store) writeAttrs(ctx context.Context, name string, cond storage.Conditions, attrs storage.ObjectAttrs, b []byte) (int64, error) {
 	o := s.bucket.Object(name)
 	if cond != (storage.Conditions{}) {
 		o = o.If(cond)
 	}
 	w := o.NewWriter(ctx)
-	w.ContentType = contentType
+	w.ContentType = attrs.ContentType
+	w.CustomTime = attrs.CustomTime
 	w.ChunkSize = max(ledgerChunk, len(b))
 	if _, err := w.Write(b); err != nil {
 		_ = w.Close()
@@ -411,4 +416,40 @@ func DeleteIf[T any](ctx context.Context, s *Store, name string, del func(T) boo
 		return nil
 	}
 	return fmt.Errorf("ledger: delete %s: %w", name, err)
+}
+
+// PutShared writes a create-once object that many batches may share (a
+// reference image). Its custom time records when it was last in use, so a
+// lifecycle rule on days since custom time deletes only what nobody uses.
+func (s *Store) PutShared(ctx context.Context, name, contentType string, data []byte) (created bool, err error) {
+	attrs := storage.ObjectAttrs{ContentType: contentType, CustomTime: s.now().UTC()}
+	_, err = s.writeAttrs(ctx, name, storage.Conditions{DoesNotExist: true}, attrs, data)
+	if IsPreconditionFailed(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Touch reports whether a shared object exists and, when its custom time is
+// older than every, moves it to now: in use again, it is kept again. At most one
+// metadata write per object per interval.
+func (s *Store) Touch(ctx context.Context, name string, every time.Duration) (bool, error) {
+	o := s.bucket.Object(name)
+	attrs, err := o.Attrs(ctx)
+	if errors.Is(err, storage.ErrObjectNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("ledger: stat %s: %w", name, err)
+	}
+	now := s.now().UTC()
+	if now.Sub(attrs.CustomTime) < every {
+		return true, nil
+	}
+	// Guarded by metageneration: a concurrent touch already did the work.
+	_, err = o.If(storage.Conditions{MetagenerationMatch: attrs.Metageneration}).Update(ctx, storage.ObjectAttrsToUpdate{CustomTime: now})
+	if err != nil && !IsPreconditionFailed(err) {
+		return true, fmt.Errorf("ledger: touch %s: %w", name, err)
+	}
+	return true, nil
 }

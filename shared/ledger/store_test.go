@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"bytes"
+	"cloud.google.com/go/storage"
 	"context"
 	"errors"
 	"fmt"
@@ -159,4 +160,40 @@ func TestCreateMarkerOnce(t *testing.T) {
 		}
 	}
 	is.Equal(n, 1) // exactly one creator performs the effect
+}
+
+func TestSharedObjectsAreTouchedWhenReused(t *testing.T) {
+	is := is.New(t)
+	c := stacktest.Open(t, nil)
+	ctx := context.Background()
+	name := ledger.RefObject("abc123")
+	ok, err := c.Store.Touch(ctx, name, time.Hour)
+	is.NoErr(err)
+	is.True(!ok) // nothing there yet
+	created, err := c.Store.PutShared(ctx, name, "image/png", []byte{1, 2, 3})
+	is.NoErr(err)
+	is.True(created)
+	obj := c.Storage.Bucket(stacktest.TestBucket).Object(name)
+	attrs, err := obj.Attrs(ctx)
+	is.NoErr(err)
+	is.True(!attrs.CustomTime.IsZero()) // created with a custom time
+
+	// Last used two hours ago (written directly, as an old object would be).
+	old := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	_, err = obj.Update(ctx, storage.ObjectAttrsToUpdate{CustomTime: old})
+	is.NoErr(err)
+	ok, err = c.Store.Touch(ctx, name, time.Hour)
+	is.NoErr(err)
+	is.True(ok)
+	attrs, err = obj.Attrs(ctx)
+	is.NoErr(err)
+	is.True(attrs.CustomTime.After(old.Add(time.Hour))) // reused after the interval: kept again
+	touched := attrs.CustomTime
+
+	ok, err = c.Store.Touch(ctx, name, time.Hour)
+	is.NoErr(err)
+	is.True(ok)
+	attrs, err = obj.Attrs(ctx)
+	is.NoErr(err)
+	is.Equal(attrs.CustomTime, touched) // reused within the interval: no write
 }

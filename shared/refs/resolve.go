@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -135,22 +136,23 @@ type storeError struct{ err error }
 
 func (e *storeError) Error() string { return e.err.Error() }
 
-// fetchAndStore fetches one URL and stores its content once. Exists first: a
-// content an earlier batch stored costs a read, not an upload; PutObject is
-// create-once, so a concurrent writer of the same content is not an error.
+// fetchAndStore fetches one URL and stores its content once. Touch first: a
+// content an earlier batch stored costs a read, not an upload, and is marked in
+// use so retention keeps it; PutShared is create-once, so a concurrent writer of
+// the same content is not an error.
 func (f *Fetcher) fetchAndStore(ctx context.Context, store *ledger.Store, u string) fetched {
 	img, err := f.Fetch(ctx, u)
 	if err != nil {
 		return fetched{err: err}
 	}
 	name := ledger.RefObject(img.SHA256)
-	ok, err := store.Exists(ctx, name)
+	ok, err := store.Touch(ctx, name, 24*time.Hour)
 	if err != nil {
 		return fetched{err: &storeError{fmt.Errorf("refs: store %s: %w", u, err)}}
 	}
 	created := false
 	if !ok {
-		if created, err = store.PutObject(ctx, name, img.MIMEType, img.Data); err != nil {
+		if created, err = store.PutShared(ctx, name, img.MIMEType, img.Data); err != nil {
 			return fetched{err: &storeError{fmt.Errorf("refs: store %s: %w", u, err)}}
 		}
 	}

@@ -73,6 +73,8 @@ type options struct {
 	// wrapGCS sits between the storage client and the emulator (fault injection,
 	// request counting).
 	wrapGCS func(http.Handler) http.Handler
+	// tasksLatency is added to every Cloud Tasks API call.
+	tasksLatency time.Duration
 }
 
 // app is the wired local stack, not yet serving.
@@ -145,7 +147,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	}
 	a.tasks, err = devstack.StartTasks(devstack.TasksOptions{
 		Addr: local("LOCAL_TASKS_ADDR"), Queue: probe.Queue, MaxAttempts: probe.MaxAttempts,
-		DuplicateDelivery: dup, Log: a.log,
+		DuplicateDelivery: dup, Log: a.log, Latency: o.tasksLatency,
 	})
 	if err != nil {
 		return nil, err

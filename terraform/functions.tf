@@ -1,0 +1,195 @@
+# The submit and generate functions (Cloud Run functions, gen2). All three
+# functions, progress included (progress.tf), build from one source archive:
+# scripts/package.sh adds a root package that blank-imports
+# github.com/assetgen/assetgen/functions, whose init registers Submit,
+# Generate and Progress; entry_point picks one (DESIGN §9).
+
+locals {
+  build_service_account = var.dedicated_build_service_account ? "projects/${var.project}/serviceAccounts/${local.sa_email["build"]}" : null
+
+  # Settings every function reads (shared/config). Empty values are left out so
+  # the code's defaults apply.
+  common_env = { for k, v in {
+    BUCKET                  = google_storage_bucket.ledger.name
+    TASKS_QUEUE             = local.queue_id
+    TASKS_MAX_ATTEMPTS      = tostring(var.tasks_max_attempts)
+    TASKS_DISPATCH_DEADLINE = local.dispatch_deadline
+    SIGNED_URL_TTL          = var.signed_url_ttl
+    LOG_LEVEL               = var.log_level
+    MODELS_JSON             = var.models_json
+    DAILY_BUDGET_USD        = tostring(var.daily_budget_usd)
+  } : k => v if v != "" }
+
+  live_backend = { vertex = "vertex", gemini_api = "gemini", none = "" }[var.genai_backend]
+
+  # Generate's URL, where Cloud Tasks posts row tasks. The OIDC token's
+  # audience is this URL's origin, which Cloud Run accepts for its own URLs.
+  generate_url      = local.run_urls.generate
+  progress_base_url = var.progress_public_base_url != "" ? var.progress_public_base_url : local.run_urls.progress
+}
+
+resource "google_cloudfunctions2_function" "submit" {
+  name        = local.function_names.submit
+  location    = var.region
+  description = "assetgen submit: POST /batch/images, GET /batch/{id}"
+
+  build_config {
+    runtime         = var.function_runtime
+    entry_point     = "Submit"
+    service_account = local.build_service_account
+    source {
+      storage_source {
+        bucket = local.source_bucket
+        object = var.source_object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = local.sa_email["submit"]
+    available_memory                 = var.submit.memory
+    available_cpu                    = var.submit.cpu
+    max_instance_request_concurrency = var.submit.concurrency
+    min_instance_count               = var.submit.min_instances
+    max_instance_count               = var.submit.max_instances
+    timeout_seconds                  = var.submit.timeout
+    # Public: submit authenticates its users itself (public_submit grants the
+    # invoker role to allUsers in functions_iam below).
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = merge(local.common_env, { for k, v in {
+      GENERATE_URL = local.generate_url
+      # The account whose OIDC token every row task carries: the only one
+      # allowed to invoke generate.
+      TASKS_SERVICE_ACCOUNT   = local.sa_email["tasks-invoker"]
+      PROGRESS_BASE_URL       = local.progress_base_url
+      PUBLIC_BASE_URL         = var.public_base_url
+      SIGNING_SERVICE_ACCOUNT = local.sa_email["submit"]
+      # Canary flags (docs/deploy.md); config/flags.json in the bucket
+      # overrides them at run time.
+      HYBRID_V1_ENABLED = var.flags_hybrid_v1
+      LIVE_RUNS         = var.flags_live_runs
+      # Submit offers live runs when a backend exists; only generate holds the key.
+      LIVE_BACKEND         = local.live_backend
+      GOOGLE_CLOUD_PROJECT = local.live_backend == "vertex" ? var.project : ""
+      REF_BUCKETS          = join(",", var.ref_buckets)
+    } : k => v if v != "" }, lookup(var.extra_env, "submit", {}))
+  }
+
+  # The build's grants, and the runtime grants, so that the first requests
+  # after a deployment do not race them.
+  depends_on = [
+    google_service_account.sa,
+    google_project_iam_member.build,
+    google_project_iam_member.build_gcf_buckets,
+    google_storage_bucket_iam_member.build_source_viewer,
+    google_storage_bucket_iam_member.ledger_object_admin,
+    google_cloud_tasks_queue_iam_member.enqueuer,
+    google_cloud_tasks_queue_iam_member.viewer,
+    google_service_account_iam_member.act_as_tasks_invoker,
+    google_service_account_iam_member.self_token_creator,
+  ]
+}
+
+resource "google_cloudfunctions2_function" "generate" {
+  name        = local.function_names.generate
+  location    = var.region
+  description = "assetgen generate: one row per Cloud Task; invoked only by the tasks-invoker account"
+
+  build_config {
+    runtime         = var.function_runtime
+    entry_point     = "Generate"
+    service_account = local.build_service_account
+    source {
+      storage_source {
+        bucket = local.source_bucket
+        object = var.source_object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = local.sa_email["generate"]
+    available_memory                 = var.generate.memory
+    available_cpu                    = var.generate.cpu
+    max_instance_request_concurrency = var.generate.concurrency
+    min_instance_count               = var.generate.min_instances
+    max_instance_count               = var.generate.max_instances
+    # Longer than one task delivery (the dispatch deadline), so an attempt can
+    # record its outcome before Cloud Tasks gives up on it.
+    timeout_seconds = local.generate_timeout
+    # Reachable over the network, but not invokable: no allUsers binding, and
+    # run.invoker only for tasks-invoker (functions_iam below).
+    ingress_settings               = var.generate_ingress
+    all_traffic_on_latest_revision = true
+
+    environment_variables = merge(local.common_env, { for k, v in {
+      DRY_RUN_DELAY = var.dry_run_delay
+      # Live runs: Vertex AI in this project with the function's own identity,
+      # or the Gemini API with the key below.
+      LIVE_BACKEND         = local.live_backend
+      GOOGLE_CLOUD_PROJECT = local.live_backend == "vertex" ? var.project : ""
+      VERTEX_LOCATION      = local.live_backend == "vertex" ? var.vertex_location : ""
+      MODEL_TIMEOUT        = var.model_timeout
+    } : k => v if v != "" }, lookup(var.extra_env, "generate", {}))
+
+    # The Gemini API key, read from Secret Manager when an instance starts; the
+    # value never passes through terraform.
+    dynamic "secret_environment_variables" {
+      for_each = local.gemini_secret_enabled ? [local.gemini_secret_id] : []
+      content {
+        key        = "GEMINI_API_KEY"
+        project_id = var.project
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = !local.gemini_secret_enabled || var.gemini_api_key_secret != ""
+      error_message = "genai_backend = \"gemini_api\" needs gemini_api_key_secret (the Secret Manager secret id holding the key)."
+    }
+    precondition {
+      condition     = var.generate.concurrency * var.generate.max_instances >= var.tasks_max_concurrent_dispatches
+      error_message = "generate.concurrency x generate.max_instances must be at least tasks_max_concurrent_dispatches, or dispatched tasks are turned away with 429s."
+    }
+  }
+
+  depends_on = [
+    google_service_account.sa,
+    google_project_iam_member.build,
+    google_project_iam_member.build_gcf_buckets,
+    google_storage_bucket_iam_member.build_source_viewer,
+    google_storage_bucket_iam_member.ledger_object_admin,
+    google_project_iam_member.generate_vertex,
+    google_secret_manager_secret_iam_member.generate_gemini_key,
+  ]
+}
+
+# ----------------------------------------------------------- functions_iam ---
+# Invoking a gen2 function is run.invoker on its Cloud Run service
+# (service_config[0].service); roles/cloudfunctions.invoker is not used.
+
+# Only the account whose OIDC token Cloud Tasks attaches may invoke generate.
+resource "google_cloud_run_v2_service_iam_member" "generate_tasks_invoker" {
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.generate.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = local.sa_member["tasks-invoker"]
+
+  depends_on = [google_service_account.sa]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "submit_public" {
+  count = var.public_submit ? 1 : 0
+
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.submit.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

@@ -1,0 +1,6 @@
+# The smallest valid input: every default, nothing optional (no housekeeping
+# job, Vertex AI instead of an API key secret, no alert e-mails, no CORS).
+# scripts/ci-terraform.sh plans this as well as terraform/ci.tfvars, so both
+# sides of every count/for_each are checked.
+project       = "assetgen-ci"
+source_object = "source/functions-0123456789abcdef0123456789abcdef01234567.zip"

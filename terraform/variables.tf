@@ -1,0 +1,644 @@
+# Every input of the deployment. Only `project` and `source_object` have no
+# default; scripts/deploy.sh passes both (source_object is the content-hashed
+# archive name printed by scripts/package.sh).
+
+# ---------------------------------------------------------------- project ---
+
+variable "project" {
+  type        = string
+  description = "Google Cloud project id to deploy into."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project))
+    error_message = "project must be a Google Cloud project id: 6-30 characters, lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, the queue, the job and (by default) the bucket, e.g. europe-west1."
+  default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must look like europe-west1 or us-central1."
+  }
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name (functions, service accounts, metrics). Short: service account ids are limited to 30 characters."
+  default     = "assetgen"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,12}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-14 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Extra labels on every labelled resource (merged over app = assetgen, managed-by = terraform)."
+  default     = {}
+}
+
+variable "enable_apis" {
+  type        = bool
+  description = "Enable the required Google APIs with google_project_service. Set false when a platform team enables them for you."
+  default     = true
+}
+
+# ----------------------------------------------------------------- bucket ---
+
+variable "bucket_name" {
+  type        = string
+  description = "Name of the ledger/assets bucket. Empty: <project>-<name_prefix>-ledger."
+  default     = ""
+
+  validation {
+    condition     = var.bucket_name == "" || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name must be a valid bucket name (3-63 lowercase letters, digits, dots, hyphens, underscores) or empty."
+  }
+}
+
+variable "bucket_location" {
+  type        = string
+  description = "Location of the ledger bucket. Empty: the region (same-region reads from the functions, no egress)."
+  default     = ""
+}
+
+variable "retention_days" {
+  type        = number
+  description = "Objects under batches/ (manifests, row state, images) are deleted this many days after they were written."
+  default     = 30
+
+  validation {
+    condition     = var.retention_days >= 1 && var.retention_days <= 3650 && floor(var.retention_days) == var.retention_days
+    error_message = "retention_days must be a whole number of days between 1 and 3650."
+  }
+}
+
+variable "refs_retention_days" {
+  type        = number
+  description = "Objects under refs/ (content-addressed reference images) are deleted this many days after they were first stored."
+  default     = 30
+
+  validation {
+    condition     = var.refs_retention_days >= 1 && var.refs_retention_days <= 3650 && floor(var.refs_retention_days) == var.refs_retention_days
+    error_message = "refs_retention_days must be a whole number of days between 1 and 3650."
+  }
+}
+
+variable "soft_delete_retention_days" {
+  type        = number
+  description = "Soft-delete retention of the ledger bucket in days (0 disables; Cloud Storage allows 7-90). Deleted and overwritten objects are billed for this long."
+  default     = 7
+
+  validation {
+    condition     = var.soft_delete_retention_days == 0 || (var.soft_delete_retention_days >= 7 && var.soft_delete_retention_days <= 90)
+    error_message = "soft_delete_retention_days must be 0 or between 7 and 90."
+  }
+}
+
+variable "allowed_origins" {
+  type        = list(string)
+  description = "Browser origins allowed to GET objects through signed URLs with fetch()/XHR (bucket CORS). Plain <img src> needs no CORS. Empty: no CORS configuration."
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.allowed_origins : o == "*" || can(regex("^https?://[^/]+$", o))])
+    error_message = "allowed_origins entries must be origins such as https://app.example.com (no path, no trailing slash) or \"*\"."
+  }
+}
+
+variable "bucket_force_destroy" {
+  type        = bool
+  description = "Let terraform destroy the ledger bucket even when it holds objects. Keep false outside throwaway projects."
+  default     = false
+}
+
+# ----------------------------------------------------------------- source ---
+
+variable "source_bucket" {
+  type        = string
+  description = "Bucket holding the function source archives uploaded by scripts/deploy.sh. Empty: <project>-<name_prefix>-source."
+  default     = ""
+
+  validation {
+    condition     = var.source_bucket == "" || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.source_bucket))
+    error_message = "source_bucket must be a valid bucket name or empty."
+  }
+}
+
+variable "manage_source_bucket" {
+  type        = bool
+  description = "Create the source bucket here. Set false to use an existing deploy bucket named by source_bucket."
+  default     = true
+}
+
+variable "source_object" {
+  type        = string
+  description = "Object name of the function source archive in source_bucket, as printed by scripts/package.sh (e.g. source/functions-<hash>.zip). Changing it rebuilds all three functions; a previous name rolls back."
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/-]+\\.zip$", var.source_object))
+    error_message = "source_object must be an object name ending in .zip."
+  }
+}
+
+variable "source_retention_days" {
+  type        = number
+  description = "Source archives older than this are deleted from a managed source bucket (keep long enough to roll back)."
+  default     = 90
+
+  validation {
+    condition     = var.source_retention_days >= 7
+    error_message = "source_retention_days must be at least 7 days, so recent releases can be rolled back to."
+  }
+}
+
+variable "function_runtime" {
+  type        = string
+  description = "Cloud Run functions Go runtime id. go.mod says go 1.26, so the builder must be go126 or newer (go125 cannot build the module)."
+  default     = "go126"
+
+  validation {
+    condition     = can(regex("^go1[0-9]{2}$", var.function_runtime)) && tonumber(substr(var.function_runtime, 2, 3)) >= 126
+    error_message = "function_runtime must be a Go runtime id of go126 or newer: go.mod requires Go 1.26."
+  }
+}
+
+variable "dedicated_build_service_account" {
+  type        = bool
+  description = "Build the functions with a dedicated, least-privilege Cloud Build service account. false: the project's default build service account."
+  default     = true
+}
+
+# ------------------------------------------------------------------ queue ---
+
+variable "queue_name" {
+  type        = string
+  description = "Name of the Cloud Tasks queue for row tasks. A deleted queue's name cannot be reused for about 7 days."
+  default     = "generate"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9-]{1,100}$", var.queue_name))
+    error_message = "queue_name may contain letters, digits and hyphens (1-100)."
+  }
+}
+
+variable "tasks_max_dispatches_per_second" {
+  type        = number
+  description = "Queue rate limit: row tasks dispatched per second."
+  default     = 5
+
+  validation {
+    condition     = var.tasks_max_dispatches_per_second > 0 && var.tasks_max_dispatches_per_second <= 500
+    error_message = "tasks_max_dispatches_per_second must be within (0, 500]."
+  }
+}
+
+variable "tasks_max_concurrent_dispatches" {
+  type        = number
+  description = "Queue limit: row tasks running at once (bounds the model calls in flight and the generate instances)."
+  default     = 20
+
+  validation {
+    condition     = var.tasks_max_concurrent_dispatches >= 1 && var.tasks_max_concurrent_dispatches <= 5000
+    error_message = "tasks_max_concurrent_dispatches must be between 1 and 5000."
+  }
+}
+
+variable "tasks_max_attempts" {
+  type        = number
+  description = "Deliveries per row task before Cloud Tasks gives up. Passed to the functions as TASKS_MAX_ATTEMPTS so the last attempt fails the row."
+  default     = 8
+
+  validation {
+    condition     = var.tasks_max_attempts >= 1 && var.tasks_max_attempts <= 100 && floor(var.tasks_max_attempts) == var.tasks_max_attempts
+    error_message = "tasks_max_attempts must be a whole number between 1 and 100 (the functions need a finite attempt budget)."
+  }
+}
+
+variable "tasks_min_backoff" {
+  type        = string
+  description = "Queue retry: shortest wait before a retry (seconds with an s suffix)."
+  default     = "10s"
+
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?s$", var.tasks_min_backoff))
+    error_message = "tasks_min_backoff must be a duration in seconds such as 10s."
+  }
+}
+
+variable "tasks_max_backoff" {
+  type        = string
+  description = "Queue retry: longest wait before a retry (seconds with an s suffix)."
+  default     = "300s"
+
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?s$", var.tasks_max_backoff))
+    error_message = "tasks_max_backoff must be a duration in seconds such as 300s."
+  }
+}
+
+variable "tasks_max_doublings" {
+  type        = number
+  description = "Queue retry: how many times the backoff doubles before growing linearly."
+  default     = 4
+
+  validation {
+    condition     = var.tasks_max_doublings >= 0 && var.tasks_max_doublings <= 16
+    error_message = "tasks_max_doublings must be between 0 and 16."
+  }
+}
+
+variable "tasks_dispatch_deadline_seconds" {
+  type        = number
+  description = "How long one task delivery may run. Not a queue setting: submit sets it on every task (TASKS_DISPATCH_DEADLINE), and generate's timeout is derived from it. Image models are slow: default 10 minutes."
+  default     = 600
+
+  validation {
+    condition     = var.tasks_dispatch_deadline_seconds >= 15 && var.tasks_dispatch_deadline_seconds <= 1800 && floor(var.tasks_dispatch_deadline_seconds) == var.tasks_dispatch_deadline_seconds
+    error_message = "tasks_dispatch_deadline_seconds must be whole seconds between 15 and 1800 (Cloud Tasks' limits)."
+  }
+}
+
+# -------------------------------------------------------------- functions ---
+
+variable "public_submit" {
+  type        = bool
+  description = "Let anyone invoke the submit function (allUsers run.invoker). It authenticates users itself; set false to require Google identity tokens in front of it."
+  default     = true
+}
+
+variable "public_base_url" {
+  type        = string
+  description = "Public origin of submit if it sits behind a custom domain or load balancer (PUBLIC_BASE_URL). Empty: the request's own origin."
+  default     = ""
+
+  validation {
+    condition     = var.public_base_url == "" || can(regex("^https?://[^/]+$", var.public_base_url))
+    error_message = "public_base_url must be an origin such as https://api.example.com, or empty."
+  }
+}
+
+variable "progress_public_base_url" {
+  type        = string
+  description = "Public origin of progress if it sits behind a custom domain (PROGRESS_BASE_URL). Empty: the progress function's run.app URL."
+  default     = ""
+
+  validation {
+    condition     = var.progress_public_base_url == "" || can(regex("^https?://[^/]+$", var.progress_public_base_url))
+    error_message = "progress_public_base_url must be an origin such as https://progress.example.com, or empty."
+  }
+}
+
+variable "submit" {
+  type = object({
+    memory        = optional(string, "512Mi")
+    cpu           = optional(string, "1")
+    concurrency   = optional(number, 80)
+    min_instances = optional(number, 0)
+    max_instances = optional(number, 10)
+    timeout       = optional(number, 60)
+  })
+  description = "Sizing of the submit function (memory, cpu, request concurrency, instances, timeout in seconds)."
+  default     = {}
+
+  validation {
+    condition     = var.submit.concurrency >= 1 && var.submit.concurrency <= 1000 && var.submit.min_instances >= 0 && var.submit.max_instances >= 1 && var.submit.timeout >= 1 && var.submit.timeout <= 3600
+    error_message = "submit: concurrency 1-1000, min_instances >= 0, max_instances >= 1, timeout 1-3600 s."
+  }
+}
+
+variable "generate" {
+  type = object({
+    memory        = optional(string, "1Gi")
+    cpu           = optional(string, "1")
+    concurrency   = optional(number, 4)
+    min_instances = optional(number, 0)
+    max_instances = optional(number, 10)
+  })
+  description = "Sizing of the generate function. Its timeout follows tasks_dispatch_deadline_seconds. Keep concurrency x max_instances >= tasks_max_concurrent_dispatches."
+  default     = {}
+
+  validation {
+    condition     = var.generate.concurrency >= 1 && var.generate.concurrency <= 1000 && var.generate.min_instances >= 0 && var.generate.max_instances >= 1
+    error_message = "generate: concurrency 1-1000, min_instances >= 0, max_instances >= 1."
+  }
+}
+
+variable "generate_ingress" {
+  type        = string
+  description = "Ingress of the generate function. ALLOW_ALL relies on IAM (only the tasks invoker may call it). Cloud Run treats Cloud Tasks in the same project as internal, so ALLOW_INTERNAL_ONLY adds a network layer; verify with scripts/smoke.sh before relying on it."
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY"], var.generate_ingress)
+    error_message = "generate_ingress must be ALLOW_ALL or ALLOW_INTERNAL_ONLY."
+  }
+}
+
+variable "progress_timeout_seconds" {
+  type        = number
+  description = "Request timeout of the progress function: SSE streams live up to this long (Cloud Run's maximum is 3600). SSE_MAX_DURATION is set one minute shorter."
+  default     = 3600
+
+  validation {
+    condition     = var.progress_timeout_seconds >= 120 && var.progress_timeout_seconds <= 3600
+    error_message = "progress_timeout_seconds must be between 120 and 3600."
+  }
+}
+
+variable "progress_max_instance_request_concurrency" {
+  type        = number
+  description = "SSE streams one progress instance serves at once (Cloud Run allows up to 1000; concurrency > 1 needs at least 1 CPU)."
+  default     = 1000
+
+  validation {
+    condition     = var.progress_max_instance_request_concurrency >= 1 && var.progress_max_instance_request_concurrency <= 1000
+    error_message = "progress_max_instance_request_concurrency must be between 1 and 1000."
+  }
+}
+
+variable "progress_min_instance_count" {
+  type        = number
+  description = "Warm progress instances kept running (0 scales to zero; 1 avoids cold starts on the first stream but is billed around the clock)."
+  default     = 0
+
+  validation {
+    condition     = var.progress_min_instance_count >= 0
+    error_message = "progress_min_instance_count must be >= 0."
+  }
+}
+
+variable "progress_max_instance_count" {
+  type        = number
+  description = "Upper bound of progress instances."
+  default     = 10
+
+  validation {
+    condition     = var.progress_max_instance_count >= 1
+    error_message = "progress_max_instance_count must be >= 1."
+  }
+}
+
+variable "progress_available_memory" {
+  type        = string
+  description = "Memory of a progress instance (~25 KiB per idle stream, so 1000 streams fit easily in 512Mi)."
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.progress_available_memory))
+    error_message = "progress_available_memory must look like 512Mi or 1Gi."
+  }
+}
+
+variable "progress_available_cpu" {
+  type        = string
+  description = "CPUs of a progress instance; at least 1 because concurrency > 1 requires it."
+  default     = "1"
+
+  validation {
+    condition     = can(tonumber(var.progress_available_cpu)) && tonumber(var.progress_available_cpu) >= 1
+    error_message = "progress_available_cpu must be a number >= 1 (request concurrency above 1 needs a whole CPU)."
+  }
+}
+
+# ---------------------------------------------------------- app settings ---
+
+variable "signed_url_ttl" {
+  type        = string
+  description = "Validity of signed image URLs (SIGNED_URL_TTL, a Go duration, at most 168h)."
+  default     = "15m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(h|m|s))+$", var.signed_url_ttl))
+    error_message = "signed_url_ttl must be a Go duration such as 15m or 1h30m."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "LOG_LEVEL of every function: debug, info, warn or error."
+  default     = "info"
+
+  validation {
+    condition     = contains(["debug", "info", "warn", "error"], var.log_level)
+    error_message = "log_level must be debug, info, warn or error."
+  }
+}
+
+variable "dry_run_delay" {
+  type        = string
+  description = "DRY_RUN_DELAY of generate: time the placeholder generator takes per image (a Go duration, 0 for none)."
+  default     = "0"
+
+  validation {
+    condition     = var.dry_run_delay == "0" || can(regex("^([0-9]+(\\.[0-9]+)?(ms|h|m|s))+$", var.dry_run_delay))
+    error_message = "dry_run_delay must be 0 or a Go duration such as 2s."
+  }
+}
+
+variable "models_json" {
+  type        = string
+  description = "MODELS_JSON overlay of the model table (prices, reference limits, aspect ratios, default). Empty: built-in table."
+  default     = ""
+
+  validation {
+    condition     = var.models_json == "" || can(jsondecode(var.models_json))
+    error_message = "models_json must be empty or valid JSON."
+  }
+}
+
+variable "flags_hybrid_v1" {
+  type        = string
+  description = "HYBRID_V1_ENABLED on submit, the master switch of the batch API: \"on\", \"off\" (POST /batch/images answers 503 FEATURE_DISABLED) or a canary percentage of users such as \"10%\". config/flags.json in the bucket overrides it at run time."
+  default     = "on"
+
+  validation {
+    condition     = can(regex("^(on|off|(100|[0-9]{1,2}(\\.[0-9]+)?)%)$", var.flags_hybrid_v1))
+    error_message = "flags_hybrid_v1 must be on, off, or a percentage from 0% to 100% (e.g. 10% or 12.5%)."
+  }
+}
+
+variable "flags_live_runs" {
+  type        = string
+  description = "LIVE_RUNS on submit: live (paid) runs \"on\", \"off\" (live submits answer 503 FEATURE_DISABLED; dry runs still work) or a percentage of users. Off by default here so a fresh deployment cannot spend money until you say so."
+  default     = "off"
+
+  validation {
+    condition     = can(regex("^(on|off|(100|[0-9]{1,2}(\\.[0-9]+)?)%)$", var.flags_live_runs))
+    error_message = "flags_live_runs must be on, off, or a percentage from 0% to 100% (e.g. 10% or 12.5%)."
+  }
+}
+
+variable "daily_budget_usd" {
+  type        = number
+  description = "DAILY_BUDGET_USD: default daily budget of each user for live runs, in USD (per-user overrides live in config/budgets.json in the bucket)."
+  default     = 25
+
+  validation {
+    condition     = var.daily_budget_usd >= 0
+    error_message = "daily_budget_usd must be >= 0."
+  }
+}
+
+variable "ref_buckets" {
+  type        = list(string)
+  description = "Buckets that gs:// reference images may name (REF_BUCKETS). Submit fetches references, so its service account gets objectViewer on each."
+  default     = []
+
+  validation {
+    condition     = alltrue([for b in var.ref_buckets : can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", b))])
+    error_message = "ref_buckets must be bucket names (no gs:// prefix)."
+  }
+}
+
+variable "extra_env" {
+  type        = map(map(string))
+  description = "Extra environment variables per function, keyed submit, generate or progress (e.g. { generate = { DRY_RUN_DELAY = \"2s\" } }). They override the ones set here."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.extra_env) : contains(["submit", "generate", "progress"], k)])
+    error_message = "extra_env keys must be submit, generate or progress."
+  }
+}
+
+# ------------------------------------------------------------- image model ---
+
+variable "genai_backend" {
+  type        = string
+  description = "LIVE_BACKEND of live runs: \"vertex\" (Vertex AI with generate's own identity, roles/aiplatform.user), \"gemini_api\" (an API key from Secret Manager) or \"none\" (dry runs only)."
+  default     = "vertex"
+
+  validation {
+    condition     = contains(["vertex", "gemini_api", "none"], var.genai_backend)
+    error_message = "genai_backend must be vertex, gemini_api or none."
+  }
+}
+
+variable "vertex_location" {
+  type        = string
+  description = "VERTEX_LOCATION: Vertex AI location of the image models; the Gemini image models are served from global."
+  default     = "global"
+}
+
+variable "model_timeout" {
+  type        = string
+  description = "MODEL_TIMEOUT of generate: longest wait for one image from the model (a Go duration, well under the dispatch deadline)."
+  default     = "120s"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?(h|m|s))+$", var.model_timeout))
+    error_message = "model_timeout must be a Go duration such as 120s."
+  }
+}
+
+variable "gemini_api_key_secret" {
+  type        = string
+  description = "Secret Manager secret id (short name, in this project) holding the Gemini API key, for genai_backend = gemini_api. Its value is added outside terraform; terraform never sees it."
+  default     = ""
+
+  validation {
+    condition     = var.gemini_api_key_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.gemini_api_key_secret))
+    error_message = "gemini_api_key_secret must be a secret id (letters, digits, _ and -), not a full resource name or a key."
+  }
+}
+
+variable "create_gemini_api_key_secret" {
+  type        = bool
+  description = "Create the (empty) secret named gemini_api_key_secret here, without any version; add the key with `gcloud secrets versions add`. false: the secret already exists."
+  default     = false
+}
+
+# ----------------------------------------------------------- housekeeping ---
+
+variable "housekeeping_image" {
+  type        = string
+  description = "Container image of the housekeeping job (built from jobs/housekeeping, see docs/deploy.md). Empty: no job and no schedule are created."
+  default     = ""
+}
+
+variable "housekeeping_args" {
+  type        = list(string)
+  description = "Arguments of the housekeeping job."
+  default     = ["--max-rows=500"]
+}
+
+variable "housekeeping_schedule" {
+  type        = string
+  description = "Cron schedule of the housekeeping job (Cloud Scheduler, unix-cron)."
+  default     = "*/10 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.housekeeping_schedule))) == 5
+    error_message = "housekeeping_schedule must be a five-field unix-cron expression such as */10 * * * *."
+  }
+}
+
+variable "housekeeping_time_zone" {
+  type        = string
+  description = "Time zone of housekeeping_schedule."
+  default     = "Etc/UTC"
+}
+
+variable "housekeeping_timeout" {
+  type        = string
+  description = "Longest run of one housekeeping execution (seconds with an s suffix)."
+  default     = "600s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.housekeeping_timeout))
+    error_message = "housekeeping_timeout must be whole seconds such as 600s."
+  }
+}
+
+variable "scheduler_region" {
+  type        = string
+  description = "Region of the Cloud Scheduler job. Empty: the region (Cloud Scheduler is not offered in every region)."
+  default     = ""
+}
+
+# ------------------------------------------------------------- monitoring ---
+
+variable "alerts_enabled" {
+  type        = bool
+  description = "Create the alert policies (the log-based metrics are created either way)."
+  default     = true
+}
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "E-mail addresses notified by the alert policies. Empty: the alerts still open incidents in the console."
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "alert_emails must be e-mail addresses."
+  }
+}
+
+variable "alert_error_rate" {
+  type        = number
+  description = "Alert when the share of requests answered with status >= 500 exceeds this over 5 minutes (per service)."
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_error_rate > 0 && var.alert_error_rate < 1
+    error_message = "alert_error_rate must be within (0, 1)."
+  }
+}
+
+variable "alert_latency_p95_seconds" {
+  type        = number
+  description = "Alert when the 95th percentile latency of API requests (submit and status reads; not SSE streams, not task deliveries) exceeds this over 5 minutes."
+  default     = 2
+
+  validation {
+    condition     = var.alert_latency_p95_seconds > 0
+    error_message = "alert_latency_p95_seconds must be positive."
+  }
+}
