@@ -242,7 +242,7 @@ func (t *tail) broadcast() {
 func (t *tail) poll(ctx context.Context) (bool, error) {
 	if !t.polled {
 		var f ledger.Final
-		err := t.hub.store.ReadJSON(ctx, ledger.FinalObject(t.m.BatchID), &f)
+		err := t.hub.store.ReadJSON(ctx, ledger.StateObject(t.m.BatchID), &f)
 		switch {
 		case err == nil && len(f.Rows) == len(t.m.Rows):
 			t.polled = true

@@ -52,6 +52,7 @@ func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /batch/images", auth.Require(d.Auth, s.handleSubmit()))
 	mux.Handle("GET /batch/{batchId}", auth.Require(d.Auth, s.handleGet()))
+	mux.Handle("GET /batch/{batchId}/history", auth.Require(d.Auth, s.handleHistory()))
 	mux.Handle("GET /budget", auth.Require(d.Auth, s.handleBudget()))
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)

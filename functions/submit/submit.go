@@ -51,6 +51,8 @@ type submission struct {
 	estimate budget.Micros
 	day      string
 	refs     []refs.RowRefs
+	// account is the caller's budget after this batch, for the answer.
+	account *budget.Account
 	undo     []func(context.Context)
 }
 
@@ -100,14 +102,30 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		}
 	}()
 	batchID, replay, err := s.claim(ctx, sub)
-	if err != nil || replay != nil {
-		return s.answer(ctx, r, replay), err
+	if err != nil {
+		return resp, err
+	}
+	if replay != nil {
+		acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
+		return s.answer(r, replay, &acct), nil
 	}
 	m, err := s.record(ctx, sub, batchID)
 	if err != nil {
 		return resp, err
 	}
-	if err := s.enqueue(ctx, m); err != nil {
+	// The caller's budget goes into the answer; a live batch's reservation
+	// returned it already, a dry run's is read while the tasks are queued.
+	var g errgroup.Group
+	g.Go(func() error { return s.enqueue(ctx, m) })
+	if sub.account == nil {
+		g.Go(func() error {
+			if acct, err := s.Budgets.Get(ctx, sub.user, sub.day); err == nil {
+				sub.account = &acct
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return resp, problem.Wrap(problem.TaskEnqueueFailed, err, "queueing the batch failed; nothing was kept")
 	}
 	if sub.key != "" {
@@ -119,7 +137,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	sub.undo = nil
 	obs.Logger(ctx).Info("submit: batch accepted", "batchId", m.BatchID, "rows", len(m.Rows), "images", m.Images(),
 		"runMode", m.RunMode, "estimateUsd", m.EstimateUSD)
-	return s.answer(ctx, r, m), nil
+	return s.answer(r, m, sub.account), nil
 }
 
 // validate decodes and validates the body, reporting decoding and validation
@@ -251,7 +269,8 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	}
 	if sub.spec.RunMode == batch.Live {
 		m.BudgetDay = sub.day
-		_, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
+		acct, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
+		sub.account = &acct
 		switch {
 		case errors.Is(err, budget.ErrExceeded):
 			acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
@@ -306,10 +325,7 @@ func (s *server) rollback(ctx context.Context, sub *submission) {
 }
 
 // answer is the 202 body: the same for the first submit and every replay.
-func (s *server) answer(ctx context.Context, r *http.Request, m *ledger.Manifest) api.SubmitResponse {
-	if m == nil {
-		return api.SubmitResponse{}
-	}
+func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Account) api.SubmitResponse {
 	base := s.cfg.PublicBaseURL
 	if base == "" {
 		base = origin(r)
@@ -329,7 +345,7 @@ func (s *server) answer(ctx context.Context, r *http.Request, m *ledger.Manifest
 			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == batch.Live,
 		},
 	}
-	if acct, err := s.Budgets.Get(ctx, m.Owner, budget.Day(s.now())); err == nil {
+	if acct != nil {
 		t := acct.Sum()
 		resp.Budget = &api.Budget{Day: acct.Day, LimitUSD: t.Limit.USD(), ReservedUSD: t.Reserved.USD(), SpentUSD: t.Spent.USD(), RemainingUSD: t.Remaining.USD()}
 	}

@@ -179,3 +179,20 @@ func NewBatch(m *ledger.Manifest, rows []ledger.Row, sign SignFunc) (Batch, erro
 	}
 	return b, nil
 }
+
+// History is a batch's audit trail: GET /batch/{id}/history.
+type History struct {
+	BatchID string         `json:"batchId"`
+	Entries []HistoryEntry `json:"entries"`
+}
+
+// HistoryEntry is one ledger change. Row is absent for batch-level changes.
+type HistoryEntry struct {
+	At        time.Time `json:"at"`
+	Row       *int      `json:"row,omitempty"`
+	Version   int       `json:"version,omitempty"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	RequestID string    `json:"requestId,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
+}

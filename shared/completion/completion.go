@@ -39,7 +39,7 @@ type Effects struct {
 // batch is complete (effects included).
 func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error) {
 	var final ledger.Final
-	err := f.store.ReadJSON(ctx, ledger.FinalObject(m.BatchID), &final)
+	err := f.store.ReadJSON(ctx, ledger.StateObject(m.BatchID), &final)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		rows, err := f.store.Rows(ctx, m)
@@ -52,13 +52,13 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 			}
 		}
 		final = ledger.Final{BatchID: m.BatchID, FinishedAt: f.now().UTC(), Summary: ledger.Summarize(rows), Rows: rows}
-		created, err := f.store.CreateMarker(ctx, ledger.FinalObject(m.BatchID), final)
+		created, err := f.store.CreateMarker(ctx, ledger.StateObject(m.BatchID), final)
 		if err != nil {
 			return false, fmt.Errorf("completion: final marker: %w", err)
 		}
 		if !created {
 			// Another caller finished first; its marker is the truth.
-			if err := f.store.ReadJSON(ctx, ledger.FinalObject(m.BatchID), &final); err != nil {
+			if err := f.store.ReadJSON(ctx, ledger.StateObject(m.BatchID), &final); err != nil {
 				return false, err
 			}
 		} else {

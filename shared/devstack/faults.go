@@ -104,6 +104,12 @@ func (f *Faults) Reset() {
 // Wrap implements GCSOptions.Wrap.
 func (f *Faults) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Only the storage client's API calls are faulted and counted; a browser
+		// fetching an image through its signed URL is not the platform's traffic.
+		if !strings.HasPrefix(r.URL.Path, "/storage/v1/") && !strings.HasPrefix(r.URL.Path, "/upload/storage/v1/") {
+			next.ServeHTTP(w, r)
+			return
+		}
 		kind, object := classify(r)
 		f.mu.Lock()
 		latency := f.latency

@@ -51,10 +51,12 @@ func ImageObject(batchID string, row, variant int, ext string) string {
 	return fmt.Sprintf("%s%d%s", ImagePrefix(batchID, row), variant, ext)
 }
 
-// FinalObject is the batch's completion marker: created once, by whoever sees the
-// last row finish, and holding the final state. Effects that must happen once
-// per batch hang on its creation.
-func FinalObject(batchID string) string { return BatchPrefix(batchID) + "final.json" }
+// StateObject is the batch's materialised state.json, written once, by whoever
+// sees the last row finish: the final state of every row and the totals. While
+// a batch runs, its row objects are its state (GET /batch reads them); a
+// finished batch is this one object. Its creation is also the completion
+// marker that once-per-batch effects hang on.
+func StateObject(batchID string) string { return BatchPrefix(batchID) + "state.json" }
 
 // RefObject is where a reference image is stored, addressed by its SHA-256.
 func RefObject(sha256hex string) string { return refsPrefix + sha256hex }

@@ -139,7 +139,7 @@ func TestCreateMarkerOnce(t *testing.T) {
 	is := is.New(t)
 	store := stacktest.Open(t, nil).Store
 	ctx := context.Background()
-	name := ledger.FinalObject(batch.NewID())
+	name := ledger.StateObject(batch.NewID())
 	var wins sync.WaitGroup
 	results := make(chan bool, 10)
 	for range 10 {

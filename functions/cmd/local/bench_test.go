@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,29 +12,49 @@ import (
 	"github.com/assetgen/assetgen/shared/devstack"
 )
 
+// networked is the latency put on every Cloud Storage and Cloud Tasks call in
+// the "networked" benchmarks, with the one-write-per-second-per-object limit
+// enforced, to see the pipeline as it behaves over a real network.
+const networked = 50 * time.Millisecond
+
+type benchCase struct {
+	name   string
+	faults func(*devstack.Faults)
+	tasks  time.Duration
+}
+
+var benchCases = []benchCase{
+	{"plain", func(*devstack.Faults) {}, 0},
+	{"networked-50ms+write-limit", func(f *devstack.Faults) {
+		f.SetLatency(networked)
+		f.SetWriteLimit(time.Second)
+	}, networked},
+}
+
+// benchApp starts the stack with production poll settings, so progress reads
+// are counted as deployed.
+func benchApp(b *testing.B, bc benchCase, env map[string]string) (*app, *devstack.Faults) {
+	faults := devstack.NewFaults(1)
+	all := map[string]string{"LOG_LEVEL": "error", "SSE_POLL_MIN": "250ms", "SSE_POLL_MAX": "2s"}
+	for k, v := range env {
+		all[k] = v
+	}
+	a := startAppWith(b, all, options{wrapGCS: faults.Wrap, tasksLatency: bc.tasks})
+	bc.faults(faults)
+	faults.Reset()
+	return a, faults
+}
+
 // BenchmarkHundredRows is scripts/test-100-rows.sh in process: 10 batches of
 // 10 rows × 3 variants, followed over SSE to done, every image fetched. Besides
 // the wall time it reports Cloud Storage operations per generated image, counted
 // between the storage client and the emulator.
 func BenchmarkHundredRows(b *testing.B) {
-	for _, bc := range []struct {
-		name  string
-		setup func(*devstack.Faults)
-	}{
-		{"plain", func(*devstack.Faults) {}},
-		{"gcs-latency-50ms+write-limit", func(f *devstack.Faults) {
-			f.SetLatency(50 * time.Millisecond)
-			f.SetWriteLimit(time.Second)
-		}},
-	} {
+	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
-			faults := devstack.NewFaults(1)
-			// Production poll settings, so progress reads are counted as deployed.
-			a := startApp(b, map[string]string{"LOG_LEVEL": "error", "SSE_POLL_MIN": "250ms", "SSE_POLL_MAX": "2s"}, faults)
-			bc.setup(faults)
+			a, faults := benchApp(b, bc, nil)
 			c := client.New(a.base)
 			plan := client.Plan{Batches: 10, Rows: 10, Variants: 3}
-			faults.Reset()
 			var images int64
 			for b.Loop() {
 				rep, err := c.Exercise(context.Background(), plan)
@@ -45,6 +68,37 @@ func BenchmarkHundredRows(b *testing.B) {
 			b.ReportMetric(float64(n.ClassA())/float64(images), "classA/image")
 			b.ReportMetric(float64(n.Reads)/float64(images), "reads/image")
 			b.ReportMetric(float64(n.Status429)/float64(images), "429s/image")
+		})
+	}
+}
+
+// BenchmarkSubmit measures the latency of accepting a 10×3 dry-run batch. In
+// the networked case, ns/op divided by the injected latency is how many
+// sequential round trips deep the submit's critical path is.
+func BenchmarkSubmit(b *testing.B) {
+	var rows []string
+	for i := range 10 {
+		rows = append(rows, fmt.Sprintf(`{"prompt":"bench %d","variants":3}`, i))
+	}
+	body := `{"runMode":"dry_run","rows":[` + strings.Join(rows, ",") + `]}`
+	for _, bc := range benchCases {
+		b.Run(bc.name, func(b *testing.B) {
+			// Generation is held back (each image would take an hour) so the
+			// benchmark measures submit alone, not the CPU of earlier batches.
+			a, _ := benchApp(b, bc, map[string]string{"DRY_RUN_DELAY": "1h"})
+			for b.Loop() {
+				resp, err := http.Post(a.base+"/batch/images", "application/json", strings.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					b.Fatalf("submit answered %d", resp.StatusCode)
+				}
+			}
+			if bc.tasks > 0 {
+				b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(networked), "round-trips")
+			}
 		})
 	}
 }

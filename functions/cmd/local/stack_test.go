@@ -188,6 +188,11 @@ func deadline(t *testing.T, d time.Duration) context.Context {
 // startApp wires the stack through start (run's own wiring) with the storage
 // emulator behind faults, and serves it. It returns the app for its emulators.
 func startApp(tb testing.TB, overrides map[string]string, faults *devstack.Faults) *app {
+	return startAppWith(tb, overrides, options{wrapGCS: faults.Wrap})
+}
+
+// startAppWith is startApp with every option of the wiring.
+func startAppWith(tb testing.TB, overrides map[string]string, o options) *app {
 	tb.Helper()
 	env := map[string]string{
 		"PORT": "0", "DATA_DIR": tb.TempDir(), "LOCAL_GCS_ADDR": "127.0.0.1:0", "LOCAL_TASKS_ADDR": "127.0.0.1:0",
@@ -197,7 +202,7 @@ func startApp(tb testing.TB, overrides map[string]string, faults *devstack.Fault
 		env[k] = v
 	}
 	logs := &syncBuffer{}
-	a, err := start(context.Background(), func(k string) string { return env[k] }, logs, options{wrapGCS: faults.Wrap})
+	a, err := start(context.Background(), func(k string) string { return env[k] }, logs, o)
 	if err != nil {
 		tb.Fatal(err)
 	}
