@@ -148,8 +148,6 @@ type recorder struct {
 	pending   []ledger.VariantResult
 }
 
-// linger lets results that finish together land in one write.
-const linger = 50 * time.Millisecond
 
 func (rec *recorder) run(ctx context.Context, results <-chan ledger.VariantResult, retries <-chan ledger.Failure, stopStarting func(), lastAttempt bool) (rowOutcome, error) {
 	var timer *time.Timer
@@ -169,7 +167,11 @@ func (rec *recorder) run(ctx context.Context, results <-chan ledger.VariantResul
 			}
 			rec.pending = append(rec.pending, res)
 			if flush == nil {
-				timer = time.NewTimer(max(linger, time.Until(rec.lastWrite.Add(rec.h.cfg.MinWriteGap))))
+				// Variants started together finish close together: wait up to one
+				// write gap for the others, so they share the row's final write. A
+				// write spent on the first would push that final write a whole gap
+				// later; only a straggler gets an intermediate write.
+				timer = time.NewTimer(max(rec.h.cfg.MinWriteGap, time.Until(rec.lastWrite.Add(rec.h.cfg.MinWriteGap))))
 				flush = timer.C
 			}
 		case <-flush:

@@ -190,8 +190,9 @@ func newTail(h *Hub, m *ledger.Manifest) *tail {
 }
 
 // run polls the ledger until the batch is final or the last watcher leaves. The
-// interval adapts: the minimum while rows change, doubling up to the maximum
-// while nothing does.
+// interval adapts: the minimum while rows change or are being generated (a
+// listing costs a fraction of a cent per thousand; an image, cents), growing by
+// half on each quiet poll up to the maximum while rows only wait in the queue.
 func (t *tail) run() {
 	interval := t.hub.cfg.PollMin
 	timer := time.NewTimer(0)
@@ -215,17 +216,31 @@ func (t *tail) run() {
 		if err != nil && t.ctx.Err() == nil {
 			t.hub.log.Warn("progress: polling the ledger failed", "batchId", t.m.BatchID, "error", err)
 		}
-		if changed {
+		switch {
+		case changed:
 			t.broadcast()
 			interval = t.hub.cfg.PollMin
-		} else {
-			interval = min(interval*2, t.hub.cfg.PollMax)
+		case t.running():
+			// A row is being generated: its result may land any moment.
+			interval = t.hub.cfg.PollMin
+		default:
+			interval = min(interval*3/2, t.hub.cfg.PollMax)
 		}
 		if st := t.cur.Load(); st != nil && st.done {
 			return
 		}
 		timer.Reset(interval)
 	}
+}
+
+// running reports whether any row was being generated at the last poll.
+func (t *tail) running() bool {
+	for _, r := range t.rows {
+		if r.Status == ledger.Running {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *tail) broadcast() {

@@ -92,8 +92,12 @@ func (f *FakeModel) generate(w http.ResponseWriter, r *http.Request) {
 	if ic := req.GenerationConfig.ImageConfig; ic != nil && ic.AspectRatio != "" {
 		ratio = ic.AspectRatio
 	}
-	if f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
+	// The image is drawn inside the model's time, as a real model computes it
+	// inside its latency: Delay is the whole answer time.
+	started := time.Now()
+	img, imgErr := f.images.Generate(r.Context(), imagegen.Request{Prompt: prompt, Variant: int(seed), AspectRatio: ratio})
+	if wait := f.Delay - time.Since(started); wait > 0 {
+		t := time.NewTimer(wait)
 		select {
 		case <-r.Context().Done():
 			t.Stop()
@@ -118,9 +122,8 @@ func (f *FakeModel) generate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, candidate(map[string]any{"text": "I would rather describe it in words."}))
 		return
 	}
-	img, err := f.images.Generate(r.Context(), imagegen.Request{Prompt: prompt, Variant: int(seed), AspectRatio: ratio})
-	if err != nil {
-		fakeError(w, http.StatusInternalServerError, "INTERNAL", err.Error())
+	if imgErr != nil {
+		fakeError(w, http.StatusInternalServerError, "INTERNAL", imgErr.Error())
 		return
 	}
 	writeJSON(w, candidate(map[string]any{"inlineData": map[string]any{"mimeType": img.MIMEType, "data": img.Data}}))

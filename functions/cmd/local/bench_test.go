@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -101,4 +102,37 @@ func BenchmarkSubmit(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkLiveBatch is a 10 × 3 live batch against a fake model that takes 1 s
+// per image: the wall time from submit to event: done, next to the model's own
+// second, shows what the pipeline adds.
+func BenchmarkLiveBatch(b *testing.B) {
+	a, _ := benchApp(b, benchCases[0], map[string]string{
+		"LOCAL_FAKE_MODEL": "true", "LOCAL_FAKE_MODEL_DELAY": "1s", "DAILY_BUDGET_USD": "1000000",
+	})
+	var rows []string
+	for i := range 10 {
+		rows = append(rows, fmt.Sprintf(`{"prompt":"live bench %d","variants":3}`, i))
+	}
+	body := `{"runMode":"live","confirm":"CONFIRM","rows":[` + strings.Join(rows, ",") + `]}`
+	c := client.New(a.base)
+	for b.Loop() {
+		resp, err := http.Post(a.base+"/batch/images", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var sub struct {
+			ProgressURL string `json:"progressUrl"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&sub)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			b.Fatalf("submit answered %d: %v", resp.StatusCode, err)
+		}
+		if _, err := c.Follow(context.Background(), sub.ProgressURL, "", func(client.Event) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(time.Second), "x-model-time")
 }
