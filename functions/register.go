@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -48,9 +50,28 @@ func init() {
 		return p.Generate(ctx)
 	}))
 	functions.HTTP("Progress", lazy(func(_ context.Context, p *Platform) (http.Handler, error) {
-		h, _ := p.Progress()
+		h, hub := p.Progress()
+		go drainOnSIGTERM(hub, p.Log)
 		return h, nil
 	}))
+}
+
+// drainOnSIGTERM is the progress service's shutdown in the cloud, where the
+// Functions Framework has none: on SIGTERM every stream tells its client to
+// reconnect (EventSource resumes elsewhere from its Last-Event-ID), and the
+// process exits once they are gone, inside Cloud Run's 10 s grace period.
+func drainOnSIGTERM(hub *progress.Hub, log *slog.Logger) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
+	log.Info("progress: SIGTERM, sending streams elsewhere")
+	hub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	if err := hub.WaitIdle(ctx); err != nil {
+		log.Warn("progress: streams still open at exit", "error", err)
+	}
+	os.Exit(0)
 }
 
 type builder func(context.Context, *Platform) (http.Handler, error)
@@ -194,6 +215,9 @@ func (p *Platform) Progress() (http.Handler, *progress.Hub) {
 	hub := progress.NewHub(progress.Config{
 		PollMin: cfg.SSEPollMin, PollMax: cfg.SSEPollMax, Heartbeat: cfg.SSEHeartbeat,
 		MaxDuration: cfg.SSEMaxDuration, Retry: cfg.SSERetry,
+		// URLs are refreshed 5 minutes before they expire, sooner for short TTLs.
+		RefreshBefore: min(5*time.Minute, cfg.SignedURLTTL/3),
+		WriteTimeout:  30 * time.Second,
 	}, p.Clients.Store, p.Clients.Signer.Sign, p.Log)
 	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: p.Clients.Store.PingRead})
 	return progress.New(hub, ready, p.Log), hub

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matryer/is"
 )
@@ -36,7 +37,7 @@ func TestFormatID(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			is := is.New(t)
-			is.Equal(formatID("t", tc.seen), tc.want) // rendered id
+			is.Equal(formatID("t", tc.seen, time.Time{}), tc.want) // rendered id
 		})
 	}
 }
@@ -63,11 +64,11 @@ func TestParseIDRoundTrip(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			is := is.New(t)
-			id := formatID(tag, tc.seen)
-			got, ok := parseID(id, tag, len(tc.seen))
-			is.True(ok)                      // own id parses
-			is.Equal(got, tc.seen)           // versions round-trip, -1 included
-			is.Equal(formatID(tag, got), id) // re-formatting gives the same id
+			id := formatID(tag, tc.seen, time.Time{})
+			got, _, ok := parseID(id, tag, len(tc.seen))
+			is.True(ok)                                   // own id parses
+			is.Equal(got, tc.seen)                        // versions round-trip, -1 included
+			is.Equal(formatID(tag, got, time.Time{}), id) // re-formatting gives the same id
 		})
 	}
 }
@@ -85,11 +86,11 @@ func TestParseIDRejects(t *testing.T) {
 		{"tag only", tag, 1},
 		{"tag and dash, one row", tag + "-", 1},
 		{"zero rows expected", tag + "-", 0},
-		{"foreign tag", formatID(foreign, []int{0, 1}), 2},
+		{"foreign tag", formatID(foreign, []int{0, 1}, time.Time{}), 2},
 		{"no tag", "1.2", 2},
 		{"tag prefix without dash", tag + "1.2", 2},
-		{"too few rows", formatID(tag, []int{0, 1}), 3},
-		{"too many rows", formatID(tag, []int{0, 1, 2}), 2},
+		{"too few rows", formatID(tag, []int{0, 1}, time.Time{}), 3},
+		{"too many rows", formatID(tag, []int{0, 1, 2}, time.Time{}), 2},
 		{"garbage", "abc-x.y", 2},
 		{"garbage after own tag", tag + "-x.y", 2},
 		{"empty part", tag + "-1..2", 3},
@@ -107,7 +108,7 @@ func TestParseIDRejects(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			is := is.New(t)
-			seen, ok := parseID(tc.id, tag, tc.rows)
+			seen, _, ok := parseID(tc.id, tag, tc.rows)
 			is.True(!ok)        // id refused
 			is.Equal(seen, nil) // no versions for a refused id
 		})
@@ -119,19 +120,34 @@ func TestParseIDRejects(t *testing.T) {
 func TestParseIDRejectsPlusSign(t *testing.T) {
 	is := is.New(t)
 	tag := batchTag(batchA)
-	_, ok := parseID(tag+"-+1.2", tag, 2)
+	_, _, ok := parseID(tag+"-+1.2", tag, 2)
 	is.True(!ok) // signed entry refused
 }
 
 func TestIDsDifferBetweenBatches(t *testing.T) {
 	is := is.New(t)
 	seen := []int{0, -1, 3}
-	a := formatID(batchTag(batchA), seen)
-	b := formatID(batchTag(batchB), seen)
+	a := formatID(batchTag(batchA), seen, time.Time{})
+	b := formatID(batchTag(batchB), seen, time.Time{})
 	is.True(a != b) // same versions, different batches, different ids
 
-	_, ok := parseID(a, batchTag(batchB), len(seen))
+	_, _, ok := parseID(a, batchTag(batchB), len(seen))
 	is.True(!ok) // batch A's id is foreign to batch B
-	_, ok = parseID(b, batchTag(batchA), len(seen))
+	_, _, ok = parseID(b, batchTag(batchA), len(seen))
 	is.True(!ok) // and vice versa
+}
+
+func TestIDCarriesHeldExpiry(t *testing.T) {
+	is := is.New(t)
+	tag := batchTag("b")
+	exp := time.Unix(1_800_000_000, 0)
+	id := formatID(tag, []int{2, -1}, exp)
+	seen, held, ok := parseID(id, tag, 2)
+	is.True(ok)
+	is.Equal(seen, []int{2, -1}) // versions round-trip
+	is.True(held.Equal(exp))     // and the expiry of the URLs held
+	for _, bad := range []string{tag + "-1.1~", tag + "-1.1~zz!", tag + "-1.1~-5", tag + "-1.1~123456789"} {
+		_, _, ok := parseID(bad, tag, 2)
+		is.True(!ok) // a malformed expiry makes the id foreign: full snapshot
+	}
 }

@@ -34,11 +34,29 @@ type Hub struct {
 	// to reconnect elsewhere and end.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// idle is closed while no stream is open (WaitIdle).
+	idle chan struct{}
 }
 
 // NewHub returns an empty hub.
 func NewHub(cfg Config, store *ledger.Store, sign api.SignFunc, log *slog.Logger) *Hub {
-	return &Hub{cfg: cfg, store: store, sign: sign, log: log, tails: map[string]*tail{}, closing: make(chan struct{})}
+	h := &Hub{cfg: cfg, store: store, sign: sign, log: log, tails: map[string]*tail{}, closing: make(chan struct{}), idle: make(chan struct{})}
+	close(h.idle)
+	return h
+}
+
+// WaitIdle blocks until no stream is open: after Close, the streams have told
+// their clients to reconnect and ended.
+func (h *Hub) WaitIdle(ctx context.Context) error {
+	h.mu.Lock()
+	idle := h.idle
+	h.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-idle:
+		return nil
+	}
 }
 
 // Close tells every stream to send its client elsewhere and end. It is the
@@ -97,6 +115,9 @@ func (h *Hub) subscribe(m *ledger.Manifest) (*tail, *watcher) {
 		go t.run()
 	}
 	t.watchers[w] = struct{}{}
+	if h.watchers == 0 {
+		h.idle = make(chan struct{})
+	}
 	h.watchers++
 	if h.stopBeat == nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -121,9 +142,12 @@ func (h *Hub) unsubscribe(t *tail, w *watcher) {
 			delete(h.tails, t.m.BatchID)
 		}
 	}
-	if h.watchers == 0 && h.stopBeat != nil {
-		h.stopBeat()
-		h.stopBeat = nil
+	if h.watchers == 0 {
+		close(h.idle)
+		if h.stopBeat != nil {
+			h.stopBeat()
+			h.stopBeat = nil
+		}
 	}
 }
 
@@ -154,6 +178,9 @@ func (h *Hub) heartbeat(ctx context.Context) {
 type snapshot struct {
 	version int
 	frame   []byte // "event: row\ndata: {...}\n"
+	// expires is when the first signed URL in the frame stops working (zero
+	// when the row has no image yet).
+	expires time.Time
 }
 
 // state is a tail's immutable view; the tail replaces it whole on each change,
@@ -205,6 +232,13 @@ func (t *tail) run() {
 		case <-timer.C:
 		}
 		changed, err := t.poll(t.ctx)
+		if err == nil {
+			if old := t.stale(time.Now()); len(old) > 0 {
+				if err = t.publish(t.rows, old); err == nil {
+					changed = true
+				}
+			}
+		}
 		if first {
 			t.firstErr = err
 			close(t.ready)
@@ -361,7 +395,29 @@ func (t *tail) encodeRow(i int, r ledger.Row) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &snapshot{version: r.Version, frame: frame("row", b)}, nil
+	snap := &snapshot{version: r.Version, frame: frame("row", b)}
+	for _, v := range view.Variants {
+		if v.ExpiresAt != nil && (snap.expires.IsZero() || v.ExpiresAt.Before(snap.expires)) {
+			snap.expires = *v.ExpiresAt
+		}
+	}
+	return snap, nil
+}
+
+// stale lists the rows whose URLs expire within RefreshBefore: they are signed
+// again and sent as fresh snapshots, so a client never holds a dead URL.
+func (t *tail) stale(now time.Time) []int {
+	st := t.cur.Load()
+	if st == nil {
+		return nil
+	}
+	var out []int
+	for i, snap := range st.rows {
+		if snap != nil && !snap.expires.IsZero() && snap.expires.Sub(now) < t.hub.cfg.RefreshBefore {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // frame renders an event's type and data lines (JSON has no raw newlines).

@@ -23,6 +23,12 @@ type Config struct {
 	MaxDuration time.Duration
 	// Retry is the reconnect delay suggested to EventSource.
 	Retry time.Duration
+	// RefreshBefore is how long before a signed URL expires the stream sends
+	// the row again with fresh URLs.
+	RefreshBefore time.Duration
+	// WriteTimeout bounds one write to a client; a client that stops reading
+	// is dropped instead of holding its buffers forever.
+	WriteTimeout time.Duration
 }
 
 // New returns the progress service's handler. All its routes are here.

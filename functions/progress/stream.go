@@ -50,14 +50,18 @@ func (h *Hub) handleStream() http.Handler {
 		}
 
 		tag := batchTag(id)
-		seen, resumed := parseID(lastEventID(r), tag, len(m.Rows))
+		seen, held, resumed := parseID(lastEventID(r), tag, len(m.Rows))
 		if !resumed {
 			seen = make([]int, len(m.Rows))
 			for i := range seen {
 				seen[i] = -1
 			}
 		}
-		s := &stream{w: w, rc: http.NewResponseController(w), tag: tag, seen: seen, sent: make([]*snapshot, len(seen))}
+		s := &stream{w: w, rc: http.NewResponseController(w), tag: tag, seen: seen, sent: make([]*snapshot, len(seen)),
+			held: held, writeTimeout: h.cfg.WriteTimeout,
+			// URLs the client kept from an earlier connection that are about to
+			// expire are replaced: those rows are sent again.
+			stale: resumed && !held.IsZero() && time.Until(held) < h.cfg.RefreshBefore}
 		// A finished batch has nothing to stream unless the client missed states:
 		// 204 tells EventSource to stop reconnecting.
 		if st := t.cur.Load(); st.done && (!resumed || !s.pending(st)) {
@@ -119,18 +123,23 @@ func lastEventID(r *http.Request) string {
 	return r.URL.Query().Get("lastEventId")
 }
 
-// stream is one client's position: the row versions it has seen and the
-// snapshots it was sent.
+// stream is one client's position: the row versions it has seen, the
+// snapshots it was sent, and when the URLs it kept from before expire.
 type stream struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	tag     string
-	seen    []int
-	sent    []*snapshot
-	pingDue bool
+	w            http.ResponseWriter
+	rc           *http.ResponseController
+	tag          string
+	seen         []int
+	sent         []*snapshot
+	held         time.Time // expiry of URLs kept from an earlier connection
+	stale        bool      // those URLs must be replaced
+	writeTimeout time.Duration
+	pingDue      bool
 }
 
-// due reports whether row i's snapshot is news to this client.
+// due reports whether row i's snapshot is news to this client: a newer
+// version, the same version with fresh URLs, or a row whose URLs it kept from
+// an earlier connection are about to expire.
 func (s *stream) due(i int, snap *snapshot) bool {
 	if snap == nil {
 		return false
@@ -138,7 +147,30 @@ func (s *stream) due(i int, snap *snapshot) bool {
 	if s.sent[i] != nil {
 		return snap != s.sent[i] && snap.version >= s.seen[i]
 	}
-	return snap.version > s.seen[i]
+	if snap.version > s.seen[i] {
+		return true
+	}
+	return s.stale && snap.version == s.seen[i] && !snap.expires.IsZero()
+}
+
+// heldExpiry is when the first URL the client now holds expires: the ones sent
+// on this connection, and those kept from before for rows not sent again.
+func (s *stream) heldExpiry() time.Time {
+	var first time.Time
+	keep := func(t time.Time) {
+		if !t.IsZero() && (first.IsZero() || t.Before(first)) {
+			first = t
+		}
+	}
+	for _, snap := range s.sent {
+		if snap != nil {
+			keep(snap.expires)
+		}
+	}
+	if !s.stale {
+		keep(s.held)
+	}
+	return first
 }
 
 func (s *stream) pending(st *state) bool {
@@ -152,6 +184,10 @@ func (s *stream) pending(st *state) bool {
 
 // send writes every row the client lacks, then the totals, then done or a ping.
 func (s *stream) send(st *state) error {
+	if s.writeTimeout > 0 {
+		// A client that stops reading is dropped, not waited for.
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	}
 	wrote := false
 	for i, snap := range st.rows {
 		if !s.due(i, snap) {
@@ -186,7 +222,7 @@ func (s *stream) send(st *state) error {
 
 // event writes a frame with the stream's current id.
 func (s *stream) event(frame []byte) error {
-	if _, err := s.w.Write([]byte("id: " + formatID(s.tag, s.seen) + "\n")); err != nil {
+	if _, err := s.w.Write([]byte("id: " + formatID(s.tag, s.seen, s.heldExpiry()) + "\n")); err != nil {
 		return err
 	}
 	if _, err := s.w.Write(frame); err != nil {
