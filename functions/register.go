@@ -7,6 +7,8 @@ package functions
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +32,7 @@ import (
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/config"
+	"github.com/assetgen/assetgen/shared/cors"
 	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/idempotency"
@@ -37,6 +41,7 @@ import (
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 	"github.com/assetgen/assetgen/shared/refs"
+	"github.com/assetgen/assetgen/shared/urls"
 )
 
 func init() {
@@ -142,7 +147,6 @@ type Platform struct {
 	Flags    *flags.Set
 	Keys     *idempotency.Keys
 	Finisher *completion.Finisher
-	Auth     auth.Authenticator
 }
 
 // FlagsObject is the bucket object whose flag values override the environment.
@@ -164,8 +168,53 @@ func NewPlatform(cfg config.Config, c *cloud.Clients, getenv func(string) string
 	budgets := budget.NewStore(c.Store, budget.NewLimits(c.Store, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
 	return &Platform{
 		Cfg: cfg, Clients: c, Log: log, Budgets: budgets, Flags: fl,
-		Keys: idempotency.New(c.Store), Finisher: completion.New(c.Store, budgets), Auth: auth.None{},
+		Keys: idempotency.New(c.Store), Finisher: completion.New(c.Store, budgets),
 	}, nil
+}
+
+// Callers builds the authenticator of the public API from AUTH_MODE. A
+// deployment refuses to start without real authentication.
+func (p *Platform) Callers() (auth.Authenticator, error) {
+	cfg := p.Cfg
+	switch cfg.AuthMode {
+	case "none":
+		if !cfg.Local() {
+			return nil, errors.New("functions: AUTH_MODE=none is only for the local stack; use google or apikey")
+		}
+		return auth.None{}, nil
+	case "google":
+		return auth.NewGoogle(auth.GoogleOptions{
+			Audiences: cfg.AuthAudiences, Issuers: cfg.AuthIssuers, JWKSURLs: cfg.AuthJWKSURLs, Leeway: time.Minute,
+		})
+	case "apikey":
+		return auth.NewAPIKeys(func(ctx context.Context) ([]byte, error) {
+			b, err := p.Clients.Store.ReadObject(ctx, auth.APIKeysObject)
+			if errors.Is(err, ledger.ErrNotFound) {
+				return nil, nil
+			}
+			return b, err
+		}, cfg.ConfigTTL), nil
+	}
+	return nil, fmt.Errorf("functions: AUTH_MODE must be google or apikey (none locally), got %q", cfg.AuthMode)
+}
+
+// Tokens builds the progress-token signer. Locally the key derives from the
+// local signing key, so tokens survive restarts; a deployment must configure
+// PROGRESS_TOKEN_KEYS (from Secret Manager).
+func (p *Platform) Tokens() (*auth.Tokens, error) {
+	spec := p.Cfg.ProgressTokenKeys
+	if spec == "" {
+		if !p.Cfg.Local() || p.Cfg.SigningKeyFile == "" {
+			return nil, errors.New("functions: PROGRESS_TOKEN_KEYS is required (id:base64-secret,…)")
+		}
+		pem, err := urls.LoadOrCreateKey(p.Cfg.SigningKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(append([]byte("assetgen progress tokens\x00"), pem...))
+		spec = "local:" + base64.StdEncoding.EncodeToString(sum[:])
+	}
+	return auth.NewTokens(spec, p.Cfg.ProgressTokenTTL)
 }
 
 // Submit builds the submit function (the platform's clients need their tasks client).
@@ -174,16 +223,26 @@ func (p *Platform) Submit() (http.Handler, error) {
 	if cfg.GenerateURL == "" {
 		return nil, fmt.Errorf("functions: GENERATE_URL must name the generate function")
 	}
+	callers, err := p.Callers()
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := p.Tokens()
+	if err != nil {
+		return nil, err
+	}
 	q := p.Clients.Enqueuer(cfg)
 	ready := health.NewReadiness(readinessTTL, writeProbe(p.Clients), health.Check{Name: "queue", Fn: q.Ping})
 	return submit.New(submit.Config{
-		Rules:           batch.Rules{Models: cfg.Models, RefBuckets: cfg.RefBuckets, AllowHTTPRefs: cfg.RefsAllowLoopback},
-		PublicBaseURL:   cfg.PublicBaseURL,
-		ProgressBaseURL: cfg.ProgressBaseURL,
-		LiveAvailable:   cfg.LiveBackend != "",
+		Rules:            batch.Rules{Models: cfg.Models, RefBuckets: cfg.RefBuckets, AllowHTTPRefs: cfg.RefsAllowLoopback},
+		PublicBaseURL:    cfg.PublicBaseURL,
+		ProgressBaseURL:  cfg.ProgressBaseURL,
+		LiveAvailable:    cfg.LiveBackend != "",
+		CORS:             cors.Parse(cfg.CORSOrigins),
+		SubmitsPerMinute: cfg.SubmitRatePerMinute,
 	}, submit.Deps{
 		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
-		Budgets: p.Budgets, Flags: p.Flags, Auth: p.Auth, Ready: ready,
+		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: tokens, Ready: ready,
 		Refs: refs.NewFetcher(p.Clients.Storage, refs.Options{AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets}),
 	}, p.Log), nil
 }
@@ -202,11 +261,19 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 		}
 		gens[batch.Live] = g
 	}
+	tasks := auth.TaskAuth{Queue: cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:], ServiceAccount: cfg.TasksServiceAccount}
+	if cfg.TasksOIDCAudience != "" {
+		v, err := auth.NewGoogle(auth.GoogleOptions{Audiences: []string{cfg.TasksOIDCAudience}, Leeway: time.Minute})
+		if err != nil {
+			return nil, err
+		}
+		tasks.Verifier = v
+	}
 	return generate.New(generate.Config{
 		Lease:          cfg.RowLease,
 		MaxAttempts:    cfg.MaxAttempts,
 		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
-	}, p.Clients.Store, gens, p.Finisher, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
+	}, p.Clients.Store, gens, p.Finisher, tasks, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
 }
 
 // Progress builds the progress service and returns its hub too.

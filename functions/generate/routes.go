@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/health"
@@ -41,7 +42,7 @@ type Config struct {
 type Generators map[batch.RunMode]imagegen.Generator
 
 // New returns the generate function's handler.
-func New(cfg Config, store *ledger.Store, gens Generators, finisher *completion.Finisher, ready *health.Readiness, log *slog.Logger) http.Handler {
+func New(cfg Config, store *ledger.Store, gens Generators, finisher *completion.Finisher, tasks auth.TaskAuth, ready *health.Readiness, log *slog.Logger) http.Handler {
 	if cfg.MinWriteGap <= 0 {
 		cfg.MinWriteGap = time.Second
 	}
@@ -57,6 +58,6 @@ func New(cfg Config, store *ledger.Store, gens Generators, finisher *completion.
 	mux.Handle("GET /readyz", ready)
 	// Cloud Tasks posts to whatever path the task names; a function deployed with
 	// FUNCTION_TARGET receives every path, so any POST is a task.
-	mux.Handle("POST /", h)
+	mux.Handle("POST /", tasks.Require(h))
 	return obs.Middleware(log, api.Serve(mux))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/cors"
 	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/idempotency"
@@ -31,6 +32,10 @@ type Config struct {
 	ProgressBaseURL string
 	// LiveAvailable says whether this deployment has a live image model.
 	LiveAvailable bool
+	// CORS is the browser origin allow-list.
+	CORS cors.Policy
+	// SubmitsPerMinute bounds each user's submits on one instance.
+	SubmitsPerMinute int
 }
 
 // Deps are the submit function's collaborators, all built once per instance.
@@ -43,20 +48,23 @@ type Deps struct {
 	Flags   *flags.Set
 	Refs    *refs.Fetcher
 	Auth    auth.Authenticator
+	Tokens  *auth.Tokens
 	Ready   *health.Readiness
 }
 
 // New returns the submit function's handler. All its routes are here.
 func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
 	s := &server{cfg: cfg, Deps: d, now: time.Now}
+	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
-	mux.Handle("POST /batch/images", auth.Require(d.Auth, s.handleSubmit()))
-	mux.Handle("GET /batch/{batchId}", auth.Require(d.Auth, s.handleGet()))
-	mux.Handle("GET /batch/{batchId}/history", auth.Require(d.Auth, s.handleHistory()))
-	mux.Handle("GET /budget", auth.Require(d.Auth, s.handleBudget()))
+	mux.Handle("POST /batch/images", user(newLimiter(cfg.SubmitsPerMinute).require(s.handleSubmit())))
+	mux.Handle("GET /batch/{batchId}", user(s.handleGet()))
+	mux.Handle("GET /batch/{batchId}/history", user(s.handleHistory()))
+	mux.Handle("GET /batch/{batchId}/progress-token", user(s.handleProgressToken()))
+	mux.Handle("GET /budget", user(s.handleBudget()))
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)
-	return obs.Middleware(log, api.Serve(mux))
+	return obs.Middleware(log, cfg.CORS.Wrap(api.Serve(mux)))
 }
 
 type server struct {

@@ -53,7 +53,7 @@ type submission struct {
 	refs     []refs.RowRefs
 	// account is the caller's budget after this batch, for the answer.
 	account *budget.Account
-	undo     []func(context.Context)
+	undo    []func(context.Context)
 }
 
 // submit runs the checks in their fixed order — decode and validate, typed
@@ -330,16 +330,14 @@ func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Accoun
 	if base == "" {
 		base = origin(r)
 	}
-	progress := s.cfg.ProgressBaseURL
-	if progress == "" {
-		progress = base
-	}
+	progressURL, tokenExp := s.progressURL(r, m)
 	resp := api.SubmitResponse{
-		BatchID:     m.BatchID,
-		Status:      ledger.Queued,
-		StatusURL:   base + "/batch/" + m.BatchID,
-		ProgressURL: progress + "/progress/" + m.BatchID,
-		CreatedAt:   m.CreatedAt,
+		BatchID:                m.BatchID,
+		Status:                 ledger.Queued,
+		StatusURL:              base + "/batch/" + m.BatchID,
+		ProgressURL:            progressURL,
+		ProgressTokenExpiresAt: tokenExp,
+		CreatedAt:              m.CreatedAt,
 		Estimate: api.Estimate{
 			Images: m.Images(), Model: m.Model, PricePerImageUSD: m.PriceUSD,
 			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == batch.Live,
@@ -353,6 +351,20 @@ func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Accoun
 		resp.Rows = append(resp.Rows, api.SubmitRow{Index: row.Index, ID: row.ID, Refs: len(row.Refs), DroppedRefs: row.DroppedRefs})
 	}
 	return resp
+}
+
+// progressURL is the batch's stream URL, carrying a progress token so a
+// browser's EventSource (which cannot send headers) can open it.
+func (s *server) progressURL(r *http.Request, m *ledger.Manifest) (string, time.Time) {
+	base := s.cfg.ProgressBaseURL
+	if base == "" {
+		base = s.cfg.PublicBaseURL
+	}
+	if base == "" {
+		base = origin(r)
+	}
+	tok, exp := s.Tokens.Mint(m.BatchID, m.Owner)
+	return base + "/progress/" + m.BatchID + "?token=" + tok, exp
 }
 
 // origin is the scheme://host the client used, honouring the proxy headers

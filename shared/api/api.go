@@ -52,9 +52,12 @@ type SubmitResponse struct {
 	BatchID     string        `json:"batchId"`
 	Status      ledger.Status `json:"status"`
 	ProgressURL string        `json:"progressUrl"`
-	StatusURL   string        `json:"statusUrl"`
-	CreatedAt   time.Time     `json:"createdAt"`
-	Estimate    Estimate      `json:"estimate"`
+	// ProgressTokenExpiresAt is when progressUrl's token stops opening the
+	// stream; GET /batch/{id}/progress-token mints a new one.
+	ProgressTokenExpiresAt time.Time `json:"progressTokenExpiresAt"`
+	StatusURL              string    `json:"statusUrl"`
+	CreatedAt              time.Time `json:"createdAt"`
+	Estimate               Estimate  `json:"estimate"`
 	// Budget is the caller's budget for today after this batch's reservation.
 	Budget *Budget     `json:"budget,omitempty"`
 	Rows   []SubmitRow `json:"rows"`
@@ -195,4 +198,10 @@ type HistoryEntry struct {
 	Action    string    `json:"action"`
 	RequestID string    `json:"requestId,omitempty"`
 	Detail    string    `json:"detail,omitempty"`
+}
+
+// ProgressToken is a fresh stream URL: GET /batch/{id}/progress-token.
+type ProgressToken struct {
+	ProgressURL string    `json:"progressUrl"`
+	ExpiresAt   time.Time `json:"expiresAt"`
 }

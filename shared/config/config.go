@@ -57,6 +57,15 @@ var Vars = []Var{
 	{"REF_BUCKETS", "", "Comma-separated buckets gs:// references may name."},
 	{"MODELS_JSON", "", "JSON overlay of the model table: prices, reference limits, aspect ratios, default."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
+	{"AUTH_MODE", "(local: none)", "How callers authenticate: google (ID tokens), apikey (keys in config/apikeys.json), or none (local stack only)."},
+	{"AUTH_AUDIENCES", "", "Accepted ID-token audiences (comma-separated): OAuth client ids, the Identity Platform project id."},
+	{"AUTH_ISSUERS", "https://accounts.google.com,accounts.google.com", "Accepted ID-token issuers; add https://securetoken.google.com/<project> for Identity Platform."},
+	{"AUTH_JWKS_URLS", "(Google's and Identity Platform's)", "Key sets that sign accepted ID tokens."},
+	{"PROGRESS_TOKEN_KEYS", "(local: derived from the signing key)", "HMAC keys of progress tokens, id:base64,… — the first signs, all verify (rotation). From Secret Manager."},
+	{"PROGRESS_TOKEN_TTL", "1h", "Lifetime of the progress token in progressUrl."},
+	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
+	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
+	{"TASKS_OIDC_AUDIENCE", "", "When set, generate verifies each task's OIDC token has this audience and TASKS_SERVICE_ACCOUNT's email."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
 	{"TASKS_EMULATOR_HOST", "(local: set by make run)", "host:port of the Cloud Tasks stand-in; the tasks client uses it instead of Google Cloud."},
 }
@@ -118,6 +127,15 @@ type Config struct {
 	ConfigTTL           time.Duration
 	RefsAllowLoopback   bool
 	RefBuckets          []string
+	AuthMode            string
+	AuthAudiences       []string
+	AuthIssuers         []string
+	AuthJWKSURLs        []string
+	ProgressTokenKeys   string
+	ProgressTokenTTL    time.Duration
+	CORSOrigins         string
+	SubmitRatePerMinute int
+	TasksOIDCAudience   string
 	Models              models.Table
 	LogLevel            slog.Level
 	StorageEmulatorHost string
@@ -160,12 +178,24 @@ func Load(getenv func(string) string) (Config, error) {
 		ConfigTTL:           p.dur("CONFIG_TTL", 30*time.Second),
 		RefsAllowLoopback:   p.bool("REFS_ALLOW_LOOPBACK"),
 		RefBuckets:          p.list("REF_BUCKETS"),
+		AuthMode:            p.str("AUTH_MODE", ""),
+		AuthAudiences:       p.list("AUTH_AUDIENCES"),
+		AuthIssuers:         p.list("AUTH_ISSUERS"),
+		AuthJWKSURLs:        p.list("AUTH_JWKS_URLS"),
+		ProgressTokenKeys:   getenv("PROGRESS_TOKEN_KEYS"),
+		ProgressTokenTTL:    p.dur("PROGRESS_TOKEN_TTL", time.Hour),
+		CORSOrigins:         p.str("CORS_ORIGINS", ""),
+		SubmitRatePerMinute: p.int("SUBMIT_RATE_PER_MINUTE", 30),
+		TasksOIDCAudience:   p.str("TASKS_OIDC_AUDIENCE", ""),
 		StorageEmulatorHost: p.str("STORAGE_EMULATOR_HOST", ""),
 		TasksEmulatorHost:   p.str("TASKS_EMULATOR_HOST", ""),
 	}
 	c.RowLease = p.dur("ROW_LEASE", c.DispatchDeadline+30*time.Second)
 	if c.ProgressBaseURL == "" {
 		c.ProgressBaseURL = c.PublicBaseURL
+	}
+	if c.AuthMode == "" && c.Local() {
+		c.AuthMode = "none"
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(p.str("LOG_LEVEL", "info"))); err != nil {
 		p.fail("LOG_LEVEL", err)
@@ -290,6 +320,13 @@ func (p *parser) check(c Config) {
 		// only needs to know that live runs exist, and never sees the key.
 	default:
 		p.fail("LIVE_BACKEND", fmt.Errorf("want vertex, gemini or empty, got %q", c.LiveBackend))
+	}
+	// Whether the mode suits the deployment is checked where callers are
+	// authenticated (submit, progress); generate serves Cloud Tasks only.
+	switch c.AuthMode {
+	case "", "none", "google", "apikey":
+	default:
+		p.fail("AUTH_MODE", fmt.Errorf("want google, apikey or none, got %q", c.AuthMode))
 	}
 	if c.RefsAllowLoopback && !c.Local() {
 		p.fail("REFS_ALLOW_LOOPBACK", errors.New("only the local stack may fetch references from loopback"))

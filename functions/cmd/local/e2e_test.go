@@ -70,8 +70,8 @@ func TestBatchEndToEnd(t *testing.T) {
 		{"prompt":"a lighthouse at dawn","variants":2},
 		{"prompt":"a cat in a hat","variants":2,"id":"cat"},
 		{"prompt":"a red bicycle","variants":2,"aspectRatio":"16:9"}]}`)
-	is.Equal(sub.Status, "queued")                                        // a new batch is queued
-	is.True(strings.HasSuffix(sub.ProgressURL, "/progress/"+sub.BatchID)) // progressUrl names the batch
+	is.Equal(sub.Status, "queued")                                                 // a new batch is queued
+	is.True(strings.Contains(sub.ProgressURL, "/progress/"+sub.BatchID+"?token=")) // progressUrl names the batch and carries a token
 
 	s := openStream(t, sub.ProgressURL, "")
 	is.Equal(s.resp.StatusCode, http.StatusOK)                       // stream opens

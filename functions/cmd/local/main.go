@@ -129,12 +129,13 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, err
 	}
-	a = &app{dataDir: local("DATA_DIR"), log: obs.NewLogger(stderr, probe.LogLevel)}
+	built := &app{dataDir: local("DATA_DIR"), log: obs.NewLogger(stderr, probe.LogLevel)}
 	defer func() {
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
+	a = built
 	if a.ln, err = net.Listen("tcp", net.JoinHostPort(local("HOST"), local("PORT"))); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}

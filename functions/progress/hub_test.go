@@ -1,0 +1,196 @@
+package progress
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+
+	"github.com/assetgen/assetgen/shared/devstack"
+	"github.com/assetgen/assetgen/shared/problem"
+)
+
+// Fifty streams of one batch share one tail. When their clients go away, the
+// hub forgets them all: WaitIdle returns, Stats is zero, no tail, heartbeat or
+// handler goroutine is left, and the process is back to its goroutine count.
+func TestDisconnectsLeaveNothingBehind(t *testing.T) {
+	is := is.New(t)
+	ctx := testCtx(t, 60*time.Second)
+	st := newStack(t, nil)
+	in := st.newInstance(t, testConfig(), nil)
+	d := st.newBatch(t, 2, 1, 0)
+	d.start(0) // running: the tail polls at PollMin throughout
+
+	// One stream first, so the storage client's connections exist before the
+	// count is taken.
+	warm := in.open(ctx, t, d.id(), "")
+	warm.until(ctx, func(e event) bool { return e.Type == "batch" })
+	warm.close()
+	is.NoErr(in.hub.WaitIdle(ctx))
+	in.tr.CloseIdleConnections()
+	if !eventually(ctx, func() bool { n, _ := progressGoroutines(); return n == 0 }) {
+		t.Fatal("the warm-up stream left goroutines behind")
+	}
+	before := runtime.NumGoroutine()
+
+	const n = 50
+	streams := make([]*sse, n)
+	for i := range streams {
+		streams[i] = in.open(ctx, t, d.id(), "")
+	}
+	for _, s := range streams {
+		s.until(ctx, func(e event) bool { return e.Type == "batch" })
+	}
+	is.Equal(in.hub.Stats(), Stats{Tails: 1, Watchers: n}) // one tail for all
+	during := runtime.NumGoroutine()
+
+	for _, s := range streams {
+		s.close()
+	}
+	in.tr.CloseIdleConnections()
+	is.NoErr(in.hub.WaitIdle(ctx))
+	is.Equal(in.hub.Stats(), Stats{}) // no tail, no watcher
+
+	if !eventually(ctx, func() bool { n, _ := progressGoroutines(); return n == 0 }) {
+		_, stacks := progressGoroutines()
+		t.Fatalf("hub goroutines left after every client went away:\n%s", stacks)
+	}
+	// Connections to the emulator may come and go with the tail's polls: a
+	// few goroutines of slack, far below one per stream.
+	const slack = 10
+	if !eventually(ctx, func() bool { return runtime.NumGoroutine() <= before+slack }) {
+		t.Fatalf("goroutines: %d before, %d with %d streams, %d after they closed", before, during, n, runtime.NumGoroutine())
+	}
+	t.Logf("goroutines: %d before, %d with %d streams, %d after", before, during, n, runtime.NumGoroutine())
+}
+
+// Close sends every open stream, of every batch, event: reconnect and ends
+// it; WaitIdle returns; a new connection is refused with 503 NOT_READY so the
+// client retries elsewhere.
+func TestCloseSendsStreamsElsewhere(t *testing.T) {
+	is := is.New(t)
+	ctx := testCtx(t, 60*time.Second)
+	st := newStack(t, nil)
+	cfg := testConfig()
+	cfg.Heartbeat = time.Hour // reconnect must come from Close, not from a ping
+	in := st.newInstance(t, cfg, nil)
+	d1, d2 := st.newBatch(t, 2, 1, 0), st.newBatch(t, 3, 1, 0)
+	d1.start(0)
+
+	var streams []*sse
+	for _, d := range []*driver{d1, d1, d1, d2, d2} {
+		s := in.open(ctx, t, d.id(), "")
+		s.until(ctx, func(e event) bool { return e.Type == "batch" })
+		streams = append(streams, s)
+	}
+	is.Equal(in.hub.Stats(), Stats{Tails: 2, Watchers: 5})
+
+	in.hub.Close()
+	for i, s := range streams {
+		evs, err := s.untilEnd(ctx)
+		is.NoErr(err) // the stream ended cleanly
+		if len(evs) == 0 || evs[len(evs)-1].Type != "reconnect" {
+			t.Errorf("stream %d ended with %s, want event: reconnect", i, summary(evs))
+		}
+	}
+	is.NoErr(in.hub.WaitIdle(ctx))
+	is.Equal(in.hub.Stats(), Stats{})
+
+	resp, body := in.status(ctx, t, d1.id(), "")
+	is.Equal(resp.StatusCode, http.StatusServiceUnavailable)
+	is.Equal(resp.Header.Get("Content-Type"), problem.ContentType)
+	is.Equal(resp.Header.Get("Retry-After"), "1")
+	var doc problem.Document
+	is.NoErr(json.Unmarshal(body, &doc))
+	is.Equal(doc.Code, problem.NotReady)
+	is.Equal(in.hub.Stats(), Stats{}) // the refused request never subscribed
+	is.NoErr(in.hub.WaitIdle(ctx))
+	in.hub.Close() // twice is fine
+}
+
+// Cloud Storage traffic depends on the batches watched, not on the watchers:
+// one watcher and a hundred of the same running batch cost the same listings
+// over the same window, and exactly the same reads for the same changes.
+func TestFanOutDoesNotMultiplyStorageRequests(t *testing.T) {
+	is := is.New(t)
+	ctx := testCtx(t, 90*time.Second)
+	faults := devstack.NewFaults(1)
+	st := newStack(t, faults)
+	cfg := testConfig()
+	cfg.PollMin = 50 * time.Millisecond
+	cfg.PollMax = 200 * time.Millisecond
+	cfg.Heartbeat = time.Hour // idle streams: nothing but the tail works
+	in := st.newInstance(t, cfg, nil)
+	d := st.newBatch(t, 4, 1, 0)
+	d.start(0) // running: the tail polls at PollMin
+
+	const window = 1500 * time.Millisecond
+	const changes = 10
+	type cost struct {
+		connect, idle, changes devstack.Counts
+	}
+	measure := func(n int) cost {
+		var c cost
+		faults.Reset()
+		streams := make([]*sse, n)
+		for i := range streams {
+			streams[i] = in.open(ctx, t, d.id(), "")
+		}
+		for _, s := range streams {
+			s.until(ctx, func(e event) bool { return e.Type == "batch" })
+		}
+		is.Equal(in.hub.Stats(), Stats{Tails: 1, Watchers: n})
+		c.connect = faults.Counts()
+
+		// A measurement window, not a synchronisation: the tail polls on its
+		// own clock while nothing changes.
+		faults.Reset()
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(window):
+		}
+		c.idle = faults.Counts()
+
+		// Each change is seen by every watcher before the next.
+		faults.Reset()
+		for i := range changes {
+			r := d.start(1 + i%3)
+			for _, s := range streams {
+				s.untilRow(ctx, r.Index, r.Version)
+			}
+		}
+		c.changes = faults.Counts()
+
+		for _, s := range streams {
+			s.close()
+		}
+		is.NoErr(in.hub.WaitIdle(ctx))
+		return c
+	}
+	one, hundred := measure(1), measure(100)
+	t.Logf("connect:        1 watcher %+v, 100 watchers %+v", one.connect, hundred.connect)
+	t.Logf("idle %s: 1 watcher %+v, 100 watchers %+v", window, one.idle, hundred.idle)
+	t.Logf("%d changes:     1 watcher %+v, 100 watchers %+v", changes, one.changes, hundred.changes)
+
+	is.Equal(one.idle.Reads, int64(0))     // an unchanged batch is only listed
+	is.Equal(hundred.idle.Reads, int64(0)) // by any number of watchers
+	is.True(one.idle.Lists > 0)
+	if diff := hundred.idle.Lists - one.idle.Lists; diff > max(2, one.idle.Lists/10) || -diff > max(2, one.idle.Lists/10) {
+		t.Errorf("listings over %s: %d with 1 watcher, %d with 100", window, one.idle.Lists, hundred.idle.Lists)
+	}
+	// Each change is one read-modify-write by the test and one read by the
+	// tail, whatever the number of watchers.
+	is.Equal(one.changes.Reads, int64(2*changes))
+	is.Equal(hundred.changes.Reads, int64(2*changes))
+	is.Equal(hundred.changes.Writes, one.changes.Writes)
+}
+
+// eventuallyStats waits until the hub's counters read want.
+func eventuallyStats(ctx context.Context, h *Hub, want Stats) bool {
+	return eventually(ctx, func() bool { return h.Stats() == want })
+}

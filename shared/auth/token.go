@@ -1,0 +1,136 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/assetgen/assetgen/shared/problem"
+)
+
+// Progress tokens let a browser's EventSource — which cannot send headers —
+// open one batch's progress stream: the token rides in the URL, names the batch
+// and its owner, expires soon, and is HMAC-signed with a key that has an id, so
+// keys rotate: the first key signs, every listed key verifies.
+type Tokens struct {
+	keys []tokenKey
+	ttl  time.Duration
+	now  func() time.Time
+}
+
+type tokenKey struct {
+	id     string
+	secret []byte
+}
+
+type tokenPayload struct {
+	Batch   string `json:"b"`
+	User    string `json:"u"`
+	Expires int64  `json:"e"`
+}
+
+const tokenPrefix = "pt1"
+
+// NewTokens parses "kid:base64secret,kid2:base64secret" (the first signs) and
+// the token lifetime.
+func NewTokens(spec string, ttl time.Duration) (*Tokens, error) {
+	t := &Tokens{ttl: ttl, now: time.Now}
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, secret, ok := strings.Cut(part, ":")
+		key, err := base64.StdEncoding.DecodeString(secret)
+		if !ok || id == "" || strings.ContainsAny(id, ".") || err != nil || len(key) < 32 {
+			return nil, fmt.Errorf("auth: progress token key %q: want id:base64 of at least 32 bytes", id)
+		}
+		t.keys = append(t.keys, tokenKey{id: id, secret: key})
+	}
+	if len(t.keys) == 0 {
+		return nil, errors.New("auth: no progress token key")
+	}
+	if ttl <= 0 {
+		return nil, errors.New("auth: progress token lifetime must be positive")
+	}
+	return t, nil
+}
+
+// TTL is how long a token stays valid.
+func (t *Tokens) TTL() time.Duration { return t.ttl }
+
+// Mint returns a token for one batch of one user, and when it expires.
+func (t *Tokens) Mint(batchID, userID string) (string, time.Time) {
+	exp := t.now().Add(t.ttl).Truncate(time.Second)
+	p, _ := json.Marshal(tokenPayload{Batch: batchID, User: userID, Expires: exp.Unix()})
+	k := t.keys[0]
+	head := tokenPrefix + "." + k.id + "." + base64.RawURLEncoding.EncodeToString(p)
+	return head + "." + base64.RawURLEncoding.EncodeToString(mac(k.secret, head)), exp
+}
+
+func mac(secret []byte, msg string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
+}
+
+// Verify checks a token for batchID. Tampered, expired, unknown-key and
+// other-batch tokens are all UNAUTHENTICATED, with no hint of which.
+func (t *Tokens) Verify(token, batchID string) (Principal, error) {
+	fail := func(why string) (Principal, error) {
+		return Principal{}, &problem.Error{Code: problem.Unauthenticated, Detail: "the progress token is not valid for this batch; mint a new one with GET /batch/{id}/progress-token", Err: errors.New(why)}
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 4 || parts[0] != tokenPrefix {
+		return fail("malformed")
+	}
+	var key *tokenKey
+	for i := range t.keys {
+		if t.keys[i].id == parts[1] {
+			key = &t.keys[i]
+		}
+	}
+	if key == nil {
+		return fail("unknown key id")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[3])
+	if err != nil || !hmac.Equal(sig, mac(key.secret, strings.Join(parts[:3], "."))) {
+		return fail("bad signature")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return fail("bad payload")
+	}
+	var p tokenPayload
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return fail("bad payload")
+	}
+	if p.Batch != batchID {
+		return fail("token of another batch")
+	}
+	if !t.now().Before(time.Unix(p.Expires, 0)) {
+		return fail("expired")
+	}
+	return Principal{UserID: p.User, Via: "progress-token", BatchID: p.Batch}, nil
+}
+
+// Stream authenticates progress streams: a progress token in the "token" query
+// parameter (EventSource), or else the deployment's own credential.
+type Stream struct {
+	Tokens *Tokens
+	Bearer Authenticator
+}
+
+// Authenticate implements Authenticator for GET /progress/{batchId}.
+func (s Stream) Authenticate(r *http.Request) (Principal, error) {
+	if tok := r.URL.Query().Get("token"); tok != "" {
+		return s.Tokens.Verify(tok, r.PathValue("batchId"))
+	}
+	return s.Bearer.Authenticate(r)
+}

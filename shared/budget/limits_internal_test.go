@@ -1,0 +1,133 @@
+package budget
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+
+	"github.com/assetgen/assetgen/shared/devstack"
+	"github.com/assetgen/assetgen/shared/devstack/stacktest"
+	"github.com/assetgen/assetgen/shared/ledger"
+)
+
+// fakeClock is a settable clock for the unexported now fields.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type limitsDoc struct {
+	Users map[string]float64 `json:"users"`
+}
+
+// setLimits replaces the limits object by compare-and-swap.
+func setLimits(t *testing.T, store *ledger.Store, users map[string]float64) {
+	t.Helper()
+	_, err := ledger.Update(context.Background(), store, LimitsObject, func(limitsDoc, bool) (limitsDoc, error) {
+		return limitsDoc{Users: users}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The pure transitions report "nothing to do" with errNoChange, which the store
+// turns into a skipped write.
+func TestNoOpsReportErrNoChange(t *testing.T) {
+	is := is.New(t)
+	a := Account{Limit: 10_000_000,
+		Reserved: map[string]Micros{"held": 1_000_000},
+		Spent:    map[string]Micros{"paid": 1_000_000}}
+	_, err := Reserve(a, "held", 1)
+	is.True(errors.Is(err, errNoChange)) // reserve of a reserved batch
+	_, err = Reserve(a, "paid", 1)
+	is.True(errors.Is(err, errNoChange)) // reserve of a settled batch
+	_, err = Settle(a, "paid", 1)
+	is.True(errors.Is(err, errNoChange)) // settle twice
+	_, err = Settle(a, "unknown", 1)
+	is.True(errors.Is(err, errNoChange)) // settle of an unknown batch
+	_, err = Release(a, "unknown")
+	is.True(errors.Is(err, errNoChange)) // release of an unknown batch
+}
+
+// An override changed in the bucket is picked up only once the TTL has passed;
+// until then the instance answers from memory without reading the object.
+func TestLimitsReloadAfterTTL(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	faults := devstack.NewFaults(1)
+	c := stacktest.Open(t, faults)
+	ctx := context.Background()
+	setLimits(t, c.Store, map[string]float64{"u": 100})
+
+	clock := &fakeClock{t: time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)}
+	l := NewLimits(c.Store, 10, time.Minute)
+	l.now = clock.Now
+
+	is.Equal(l.For(ctx, "u"), FromUSD(100))    // override read from the object
+	is.Equal(l.For(ctx, "other"), FromUSD(10)) // default for everyone else
+
+	setLimits(t, c.Store, map[string]float64{"u": 5})
+	readsBefore := faults.Counts().Reads
+	clock.Advance(time.Minute - time.Nanosecond)
+	is.Equal(l.For(ctx, "u"), FromUSD(100))      // within the TTL: the old override
+	is.Equal(faults.Counts().Reads, readsBefore) // and no read of the object
+
+	clock.Advance(time.Nanosecond)
+	is.Equal(l.For(ctx, "u"), FromUSD(5)) // TTL passed: the new override
+	is.True(faults.Counts().Reads > readsBefore)
+
+	// A read that fails keeps the last good overrides.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	clock.Advance(time.Minute)
+	is.Equal(l.For(cancelled, "u"), FromUSD(5)) // last good override kept
+
+	// A corrupt object keeps them too.
+	w := c.Storage.Bucket(stacktest.TestBucket).Object(LimitsObject).NewWriter(ctx)
+	_, err := w.Write([]byte("{not json"))
+	is.NoErr(err)
+	is.NoErr(w.Close())
+	clock.Advance(time.Minute)
+	is.Equal(l.For(ctx, "u"), FromUSD(5)) // corrupt object: last good override kept
+
+	// A deleted object means no overrides at all.
+	is.NoErr(c.Storage.Bucket(stacktest.TestBucket).Object(LimitsObject).Delete(ctx))
+	clock.Advance(time.Minute)
+	is.Equal(l.For(ctx, "u"), FromUSD(10)) // no object: the default
+}
+
+// Until a first good read, a failed read gives the default and does not wait a
+// whole TTL before trying again.
+func TestLimitsDefaultUntilFirstGoodRead(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	c := stacktest.Open(t, nil)
+	ctx := context.Background()
+	setLimits(t, c.Store, map[string]float64{"u": 100})
+
+	clock := &fakeClock{t: time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)}
+	l := NewLimits(c.Store, 10, time.Hour)
+	l.now = clock.Now
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	is.Equal(l.For(cancelled, "u"), FromUSD(10)) // unreadable: the default
+	is.Equal(l.For(ctx, "u"), FromUSD(100))      // the next call reads at once
+}
