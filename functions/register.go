@@ -239,6 +239,7 @@ func (p *Platform) Submit() (http.Handler, error) {
 		ProgressBaseURL:  cfg.ProgressBaseURL,
 		LiveAvailable:    cfg.LiveBackend != "",
 		CORS:             cors.Parse(cfg.CORSOrigins),
+		Project:          cfg.Project,
 		SubmitsPerMinute: cfg.SubmitRatePerMinute,
 	}, submit.Deps{
 		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
@@ -273,6 +274,7 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 		Lease:          cfg.RowLease,
 		MaxAttempts:    cfg.MaxAttempts,
 		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
+		Project:        cfg.Project,
 	}, p.Clients.Store, gens, p.Finisher, tasks, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
 }
 
@@ -285,6 +287,8 @@ func (p *Platform) Progress() (http.Handler, *progress.Hub) {
 		// URLs are refreshed 5 minutes before they expire, sooner for short TTLs.
 		RefreshBefore: min(5*time.Minute, cfg.SignedURLTTL/3),
 		WriteTimeout:  30 * time.Second,
+		Project:       cfg.Project,
+		MinHeadroom:   cfg.SSEMinHeadroom,
 	}, p.Clients.Store, p.Clients.Signer.Sign, p.Log)
 	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: p.Clients.Store.PingRead})
 	return progress.New(hub, ready, p.Log), hub

@@ -16,6 +16,7 @@ import (
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 )
 
@@ -32,6 +33,8 @@ type Config struct {
 	MinWriteGap time.Duration
 	// VariantConcurrency bounds the variants of a row made at once.
 	VariantConcurrency int
+	// Project is the Google Cloud project (trace links in logs).
+	Project string
 	// AttemptTimeout bounds one delivery; keep it under the queue's dispatch
 	// deadline so the attempt records its outcome before Cloud Tasks gives up.
 	AttemptTimeout time.Duration
@@ -56,8 +59,9 @@ func New(cfg Config, store *ledger.Store, gens Generators, finisher *completion.
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", ready)
+	mux.Handle("GET /metrics", metrics.Handler())
 	// Cloud Tasks posts to whatever path the task names; a function deployed with
 	// FUNCTION_TARGET receives every path, so any POST is a task.
 	mux.Handle("POST /", tasks.Require(h))
-	return obs.Middleware(log, api.Serve(mux))
+	return obs.Middleware(log, obs.Options{Function: "generate", Project: cfg.Project, Observe: metrics.ObserveRequest}, api.Serve(mux))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 )
@@ -94,7 +95,18 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 	mr := m.Rows[row]
 	started := time.Now()
 	img, err := gen.Generate(ctx, imagegen.Request{Model: m.Model, Prompt: mr.Prompt, Variant: v, AspectRatio: mr.AspectRatio, Refs: refs})
-	log := obs.Logger(ctx).With("variant", v, "modelLatency", time.Since(started))
+	took := time.Since(started)
+	log := obs.Logger(ctx).With("variant", v, "modelLatency", took)
+	model := m.Model
+	if m.RunMode != "live" {
+		model = "placeholder"
+	}
+	result := "ok"
+	if err != nil {
+		result = imagegen.ClassOf(err).String()
+		metrics.ModelFailures.WithLabelValues(model, result).Inc()
+	}
+	metrics.ModelLatency.WithLabelValues(model, result).Observe(took.Seconds())
 	if err != nil {
 		f := failure(err)
 		log.Warn("generate: variant failed", "code", f.Code, "error", err)
@@ -147,7 +159,6 @@ type recorder struct {
 	lastWrite time.Time
 	pending   []ledger.VariantResult
 }
-
 
 func (rec *recorder) run(ctx context.Context, results <-chan ledger.VariantResult, retries <-chan ledger.Failure, stopStarting func(), lastAttempt bool) (rowOutcome, error) {
 	var timer *time.Timer

@@ -54,6 +54,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := deliveryOf(r)
+	obs.Annotate(r.Context(), "batchId", t.BatchID)
+	obs.Annotate(r.Context(), "row", strconv.Itoa(t.Row))
 	log := obs.Logger(r.Context()).With("batchId", t.BatchID, "row", t.Row, "task", d.taskName, "retry", d.retries)
 	ctx, cancel := context.WithTimeout(obs.WithLogger(r.Context(), log), h.cfg.AttemptTimeout)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/metrics"
 )
 
 // Hub shares one ledger tail per batch among all of this instance's watchers of
@@ -112,8 +113,10 @@ func (h *Hub) subscribe(m *ledger.Manifest) (*tail, *watcher) {
 	if t == nil {
 		t = newTail(h, m)
 		h.tails[m.BatchID] = t
+		metrics.Tails.Inc()
 		go t.run()
 	}
+	metrics.Streams.Inc()
 	t.watchers[w] = struct{}{}
 	if h.watchers == 0 {
 		h.idle = make(chan struct{})
@@ -136,10 +139,12 @@ func (h *Hub) unsubscribe(t *tail, w *watcher) {
 	}
 	delete(t.watchers, w)
 	h.watchers--
+	metrics.Streams.Dec()
 	if len(t.watchers) == 0 {
 		t.stop()
 		if h.tails[t.m.BatchID] == t {
 			delete(h.tails, t.m.BatchID)
+			metrics.Tails.Dec()
 		}
 	}
 	if h.watchers == 0 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 )
 
@@ -29,6 +30,11 @@ type Config struct {
 	// WriteTimeout bounds one write to a client; a client that stops reading
 	// is dropped instead of holding its buffers forever.
 	WriteTimeout time.Duration
+	// Project is the Google Cloud project (trace links in logs).
+	Project string
+	// MinHeadroom refuses new streams with 503 OVERLOADED while less than this
+	// share of the memory limit is free (0 disables the check).
+	MinHeadroom float64
 }
 
 // New returns the progress service's handler. All its routes are here.
@@ -37,5 +43,6 @@ func New(hub *Hub, ready *health.Readiness, log *slog.Logger) http.Handler {
 	mux.Handle("GET /progress/{batchId}", hub.handleStream())
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", ready)
-	return obs.Middleware(log, api.Serve(mux))
+	mux.Handle("GET /metrics", metrics.Handler())
+	return obs.Middleware(log, obs.Options{Function: "progress", Project: hub.cfg.Project, Observe: metrics.ObserveRequest}, api.Serve(mux))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 )
@@ -36,6 +37,14 @@ func (h *Hub) handleStream() http.Handler {
 			problem.Write(w, r, &problem.Error{Code: problem.NotReady, Detail: "this instance is shutting down; reconnect", RetryAfter: 1})
 			return
 		default:
+		}
+		if h.cfg.MinHeadroom > 0 {
+			if mem := metrics.RecentHeadroom(); mem.Ratio < h.cfg.MinHeadroom {
+				metrics.StreamsRefused.Inc()
+				problem.Write(w, r, &problem.Error{Code: problem.Overloaded, RetryAfter: 5,
+					Detail: "this instance is short of memory; reconnect in a few seconds"})
+				return
+			}
 		}
 		t, wt := h.subscribe(m)
 		defer h.unsubscribe(t, wt)

@@ -17,6 +17,7 @@ import (
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/queue"
 	"github.com/assetgen/assetgen/shared/refs"
@@ -36,6 +37,8 @@ type Config struct {
 	CORS cors.Policy
 	// SubmitsPerMinute bounds each user's submits on one instance.
 	SubmitsPerMinute int
+	// Project is the Google Cloud project (trace links in logs).
+	Project string
 }
 
 // Deps are the submit function's collaborators, all built once per instance.
@@ -64,7 +67,8 @@ func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
 	mux.Handle("GET /budget", user(s.handleBudget()))
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)
-	return obs.Middleware(log, cfg.CORS.Wrap(api.Serve(mux)))
+	mux.Handle("GET /metrics", metrics.Handler())
+	return obs.Middleware(log, obs.Options{Function: "submit", Project: cfg.Project, Observe: metrics.ObserveRequest}, cfg.CORS.Wrap(api.Serve(mux)))
 }
 
 type server struct {

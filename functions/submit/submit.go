@@ -18,6 +18,7 @@ import (
 	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 	"github.com/assetgen/assetgen/shared/queue"
@@ -31,9 +32,12 @@ func (s *server) handleSubmit() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := s.submit(w, r)
 		if err != nil {
+			metrics.Submits.WithLabelValues("unknown", string(problem.CodeOf(err))).Inc()
 			problem.Write(w, r, err)
 			return
 		}
+		obs.Annotate(r.Context(), "batchId", resp.BatchID)
+		metrics.Submits.WithLabelValues(resp.RunMode, "accepted").Inc()
 		w.Header().Set("Location", resp.StatusURL)
 		api.WriteJSON(w, http.StatusAccepted, resp)
 	})
@@ -192,6 +196,9 @@ func (s *server) resolveRefs(ctx context.Context, req batch.Request, spec batch.
 	if err != nil {
 		return nil, err
 	}
+	metrics.RefsSubmitted.Add(float64(st.Submitted))
+	metrics.RefsUnique.Add(float64(st.UniqueContents))
+	metrics.RefsUploaded.Add(float64(st.Uploaded))
 	obs.Logger(ctx).Info("submit: references resolved", "submitted", st.Submitted, "distinctUrls", st.DistinctURLs,
 		"uniqueContents", st.UniqueContents, "uploaded", st.Uploaded, "dedupRate", st.DedupRate())
 	return out, nil
@@ -333,6 +340,7 @@ func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Accoun
 	progressURL, tokenExp := s.progressURL(r, m)
 	resp := api.SubmitResponse{
 		BatchID:                m.BatchID,
+		RunMode:                string(m.RunMode),
 		Status:                 ledger.Queued,
 		StatusURL:              base + "/batch/" + m.BatchID,
 		ProgressURL:            progressURL,

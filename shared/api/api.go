@@ -50,6 +50,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // SubmitResponse is the 202 answer to POST /batch/images.
 type SubmitResponse struct {
 	BatchID     string        `json:"batchId"`
+	RunMode     string        `json:"runMode"`
 	Status      ledger.Status `json:"status"`
 	ProgressURL string        `json:"progressUrl"`
 	// ProgressTokenExpiresAt is when progressUrl's token stops opening the

@@ -77,6 +77,8 @@ func (a *APIKeys) table(ctx context.Context) (map[string]keyEntry, error) {
 	b, err := a.source(ctx)
 	if err != nil {
 		if a.keys != nil {
+			// Keep the last good table; try the source again after the TTL.
+			a.loaded = a.now()
 			return a.keys, nil
 		}
 		return nil, err
@@ -87,6 +89,7 @@ func (a *APIKeys) table(ctx context.Context) (map[string]keyEntry, error) {
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &doc); err != nil {
 			if a.keys != nil {
+				a.loaded = a.now()
 				return a.keys, nil
 			}
 			return nil, err

@@ -50,6 +50,10 @@ func Require(a Authenticator, next http.Handler) http.Handler {
 		}
 		ctx := With(r.Context(), p)
 		ctx = obs.WithLogger(ctx, obs.Logger(ctx).With("userId", p.UserID))
+		obs.Annotate(ctx, "userId", p.UserID)
+		if id := r.PathValue("batchId"); id != "" {
+			obs.Annotate(ctx, "batchId", id)
+		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

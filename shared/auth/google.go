@@ -158,8 +158,13 @@ func (k *keyCache) key(ctx context.Context, kid string) (jose.JSONWebKey, error)
 	stale := k.keys == nil || now.After(k.expires)
 	_, known := k.keys[kid]
 	if stale || (!known && now.Sub(k.lastFetch) > time.Minute) {
-		if err := k.fetch(ctx, now); err != nil && k.keys == nil {
-			return jose.JSONWebKey{}, err
+		if err := k.fetch(ctx, now); err != nil {
+			if k.keys == nil {
+				return jose.JSONWebKey{}, err
+			}
+			// The key servers are failing: keep the keys we have and try again in
+			// a minute, instead of on every request.
+			k.expires = now.Add(time.Minute)
 		}
 	}
 	key, ok := k.keys[kid]

@@ -41,16 +41,24 @@ const tokenPrefix = "pt1"
 // the token lifetime.
 func NewTokens(spec string, ttl time.Duration) (*Tokens, error) {
 	t := &Tokens{ttl: ttl, now: time.Now}
+	seen := map[string]bool{}
+	n := 0
 	for _, part := range strings.Split(spec, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
 		}
+		n++
+		// Entries are named by position: a malformed one may be a bare secret.
 		id, secret, ok := strings.Cut(part, ":")
 		key, err := base64.StdEncoding.DecodeString(secret)
 		if !ok || id == "" || strings.ContainsAny(id, ".") || err != nil || len(key) < 32 {
-			return nil, fmt.Errorf("auth: progress token key %q: want id:base64 of at least 32 bytes", id)
+			return nil, fmt.Errorf("auth: progress token key #%d: want id:base64 of at least 32 bytes", n)
 		}
+		if seen[id] {
+			return nil, fmt.Errorf("auth: progress token key #%d: id %q is listed twice", n, id)
+		}
+		seen[id] = true
 		t.keys = append(t.keys, tokenKey{id: id, secret: key})
 	}
 	if len(t.keys) == 0 {
@@ -94,6 +102,7 @@ func (t *Tokens) Verify(token, batchID string) (Principal, error) {
 	for i := range t.keys {
 		if t.keys[i].id == parts[1] {
 			key = &t.keys[i]
+			break
 		}
 	}
 	if key == nil {

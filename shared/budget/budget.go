@@ -36,6 +36,9 @@ type Account struct {
 // ErrExceeded means the estimate does not fit in what remains.
 var ErrExceeded = errors.New("budget: exceeded")
 
+// ErrNegative refuses a negative reservation, which would grow what remains.
+var ErrNegative = errors.New("budget: negative amount")
+
 // Totals are an account's sums.
 type Totals struct {
 	Limit, Reserved, Spent, Remaining Micros
@@ -71,6 +74,9 @@ func (a Account) clone() Account {
 // reserved or settled changes nothing, so a retried submit is never charged
 // twice.
 func Reserve(a Account, batchID string, amount Micros) (Account, error) {
+	if amount < 0 {
+		return a, ErrNegative
+	}
 	if _, ok := a.Reserved[batchID]; ok {
 		return a, errNoChange
 	}

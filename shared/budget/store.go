@@ -103,18 +103,38 @@ func (s *Store) fill(ctx context.Context, a Account, user, day string) Account {
 	return a
 }
 
-// Change applies a pure change to a user's account for a day, by CAS.
+// Change applies a pure change to a user's account for a day, by CAS, for at
+// most the store's patience. ErrContended means the change is not in the
+// account: a write cut off by the deadline may still have landed, so the
+// account is read once more to tell.
 func (s *Store) Change(ctx context.Context, user, day string, fn func(Account) (Account, error)) (Account, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.patience)
+	apply := func(ctx context.Context) (Account, error) {
+		return ledger.Update(ctx, s.ledger, Object(day, user), func(cur Account, _ bool) (Account, error) {
+			next, err := fn(s.fill(ctx, cur, user, day))
+			if errors.Is(err, errNoChange) {
+				err = ledger.ErrNoChange
+			}
+			return next, err
+		})
+	}
+	patient, cancel := context.WithTimeout(ctx, s.patience)
 	defer cancel()
-	a, err := ledger.Update(ctx, s.ledger, Object(day, user), func(cur Account, _ bool) (Account, error) {
-		next, err := fn(s.fill(ctx, cur, user, day))
-		if errors.Is(err, errNoChange) {
-			err = ledger.ErrNoChange
+	a, err := apply(patient)
+	if err != nil && patient.Err() != nil && ctx.Err() == nil {
+		// Changes are idempotent: applied to what is stored now, one that
+		// landed reports no change, and the account is returned as it is.
+		check, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		var cur Account
+		rerr := s.ledger.ReadJSON(check, Object(day, user), &cur)
+		if rerr == nil {
+			cur = s.fill(check, cur, user, day)
+			if _, ferr := fn(cur); errors.Is(ferr, errNoChange) {
+				return cur, nil
+			}
 		}
-		return next, err
-	})
-	if errors.Is(err, ledger.ErrContended) || (err != nil && ctx.Err() != nil) {
+	}
+	if errors.Is(err, ledger.ErrContended) || (err != nil && patient.Err() != nil) {
 		return a, fmt.Errorf("%w: %w", ErrContended, err)
 	}
 	return a, err

@@ -14,6 +14,7 @@ import (
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 )
 
@@ -62,6 +63,7 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 				return false, err
 			}
 		} else {
+			count(m, final)
 			obs.Logger(ctx).Info("completion: batch finished", "batchId", m.BatchID, "status", final.Summary.Status,
 				"images", final.Summary.Variants.Done, "failed", final.Summary.Variants.Failed, "costUsd", final.Summary.CostUSD)
 		}
@@ -69,6 +71,22 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 		return false, err
 	}
 	return true, f.effects(ctx, m, final)
+}
+
+// count records a finished batch's outcomes, once (by the marker's creator).
+func count(m *ledger.Manifest, final ledger.Final) {
+	mode := string(m.RunMode)
+	metrics.Batches.WithLabelValues(mode, string(final.Summary.Status)).Inc()
+	for _, r := range final.Rows {
+		metrics.Rows.WithLabelValues(mode, string(r.Status)).Inc()
+		for _, v := range r.Variants {
+			outcome := string(v.Status)
+			if v.Error != nil {
+				outcome = v.Error.Code
+			}
+			metrics.Variants.WithLabelValues(mode, outcome).Inc()
+		}
+	}
 }
 
 // effects runs the once-per-batch effects unless their marker exists.

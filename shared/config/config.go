@@ -40,6 +40,7 @@ var Vars = []Var{
 	{"SSE_POLL_MIN", "250ms", "Ledger poll of a progress tail while rows are being generated or change."},
 	{"SSE_POLL_MAX", "2s", "Slowest ledger poll of a progress tail, reached while rows only wait in the queue."},
 	{"SSE_MAX_DURATION", "59m", "A progress stream ends itself after this long, before Cloud Run's request timeout."},
+	{"SSE_MIN_HEADROOM", "0.1", "The progress service refuses new streams (503 OVERLOADED) while less than this share of its memory limit is free."},
 	{"SSE_RETRY", "2s", "Reconnect delay suggested to EventSource clients (retry:)."},
 	{"DRY_RUN_DELAY", "0", "Time the placeholder generator takes per image, to watch progress arrive."},
 	{"LIVE_BACKEND", "", "Image model backend of live runs: vertex (Application Default Credentials), gemini (API key), or empty for none."},
@@ -115,6 +116,7 @@ type Config struct {
 	SSEPollMax          time.Duration
 	SSEMaxDuration      time.Duration
 	SSERetry            time.Duration
+	SSEMinHeadroom      float64
 	DryRunDelay         time.Duration
 	LiveBackend         string
 	Project             string
@@ -166,6 +168,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SSEPollMax:          p.dur("SSE_POLL_MAX", 2*time.Second),
 		SSEMaxDuration:      p.dur("SSE_MAX_DURATION", 59*time.Minute),
 		SSERetry:            p.dur("SSE_RETRY", 2*time.Second),
+		SSEMinHeadroom:      p.float("SSE_MIN_HEADROOM", 0.1),
 		DryRunDelay:         p.dur("DRY_RUN_DELAY", 0),
 		LiveBackend:         p.str("LIVE_BACKEND", ""),
 		Project:             p.str("GOOGLE_CLOUD_PROJECT", ""),
@@ -331,7 +334,7 @@ func (p *parser) check(c Config) {
 	if c.RefsAllowLoopback && !c.Local() {
 		p.fail("REFS_ALLOW_LOOPBACK", errors.New("only the local stack may fetch references from loopback"))
 	}
-	if !strings.HasPrefix(c.Queue, "projects/") || strings.Count(c.Queue, "/") != 5 {
+	if !strings.HasPrefix(c.Queue, "projects/") || strings.Count(c.Queue, "/") != 5 || strings.HasSuffix(c.Queue, "/") {
 		p.fail("TASKS_QUEUE", fmt.Errorf("want projects/P/locations/L/queues/Q, got %q", c.Queue))
 	}
 }

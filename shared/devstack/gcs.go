@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 )
@@ -61,7 +62,8 @@ func StartGCS(o GCSOptions) (*GCS, error) {
 	for _, b := range o.Buckets {
 		srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b})
 	}
-	h := srv.HTTPHandler()
+	locks := &objectLocks{}
+	h := locks.wrap(srv.HTTPHandler())
 	if o.Wrap != nil {
 		h = o.Wrap(h)
 	}
@@ -74,9 +76,16 @@ func StartGCS(o GCSOptions) (*GCS, error) {
 	return g, nil
 }
 
-// Close stops the emulator.
+// Close stops the emulator: it waits briefly for requests in flight, then
+// closes every connection (idle keep-alive connections would otherwise hold
+// Shutdown until its deadline).
 func (g *GCS) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	err := g.http.Shutdown(ctx)
+	if err != nil {
+		err = g.http.Close()
+	}
 	g.server.Stop()
 	return err
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,10 +57,11 @@ func Parse(s string) (Value, error) {
 		return Value{}, fmt.Errorf("flags: %q is not on, off or a percentage", s)
 	}
 	f, err := strconv.ParseFloat(p, 64)
-	if err != nil || f < 0 || f > 100 {
+	if err != nil || !(f >= 0 && f <= 100) { // NaN fails both comparisons
 		return Value{}, fmt.Errorf("flags: %q is not a percentage from 0%% to 100%%", s)
 	}
-	return Value{int(f * 100)}, nil
+	// Rounded: 0.29*100 is 28.999…, which truncation would make 0.28%.
+	return Value{int(math.Round(f * 100))}, nil
 }
 
 // String renders the value the way Parse reads it.

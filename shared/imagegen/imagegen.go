@@ -51,6 +51,20 @@ const (
 	Transient
 )
 
+// String names the class in metrics and logs.
+func (c Class) String() string {
+	switch c {
+	case Blocked:
+		return "blocked"
+	case RateLimited:
+		return "rate_limited"
+	case Transient:
+		return "transient"
+	default:
+		return "permanent"
+	}
+}
+
 // Retryable reports whether a task should be retried for this class.
 func (c Class) Retryable() bool { return c == RateLimited || c == Transient }
 

@@ -14,6 +14,8 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/googleapis/gax-go/v2"
+
+	"github.com/assetgen/assetgen/shared/metrics"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
@@ -35,6 +37,18 @@ type Store struct {
 // writes are idempotent, so they are retried on 429/5xx with exponential backoff.
 func Configure(c *storage.Client) {
 	c.SetRetry(
+		storage.WithErrorFunc(func(err error) bool {
+			retry := storage.ShouldRetry(err)
+			if retry {
+				status := "network"
+				var ge *googleapi.Error
+				if errors.As(err, &ge) {
+					status = strconv.Itoa(ge.Code)
+				}
+				metrics.GCSRetries.WithLabelValues(status).Inc()
+			}
+			return retry
+		}),
 		storage.WithPolicy(storage.RetryIdempotent),
 		storage.WithBackoff(gax.Backoff{Initial: 200 * time.Millisecond, Max: 8 * time.Second, Multiplier: 2}),
 		storage.WithMaxAttempts(8),
@@ -237,6 +251,7 @@ func Update[T any](ctx context.Context, s *Store, name string, fn func(cur T, ex
 		if !IsPreconditionFailed(err) {
 			return cur, err
 		}
+		metrics.LedgerConflicts.Inc()
 		if attempt >= s.casAttempts {
 			return cur, fmt.Errorf("ledger: %s: %d attempts lost the race: %w", name, attempt, ErrContended)
 		}

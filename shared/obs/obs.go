@@ -7,9 +7,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,6 +26,7 @@ type ctxKey int
 const (
 	keyRequestID ctxKey = iota
 	keyLogger
+	keyNotes
 )
 
 // NewLogger returns a JSON logger whose records Cloud Logging parses natively:
@@ -103,10 +108,22 @@ func SaneRequestID(id string) bool {
 	return true
 }
 
-// Middleware gives each request an id (the caller's X-Request-Id if sane), returns
-// it on the response, puts a logger carrying it in the context, and writes one
-// log line per request.
-func Middleware(log *slog.Logger, next http.Handler) http.Handler {
+// Options configure the request middleware.
+type Options struct {
+	// Function names the function or service in metrics ("submit", …).
+	Function string
+	// Project is the Google Cloud project, for trace links in logs.
+	Project string
+	// Observe, when set, is told each request's route, status and latency
+	// (the metrics package records them).
+	Observe func(function, route string, status int, seconds float64)
+}
+
+// Middleware gives each request an id (the caller's X-Request-Id if sane),
+// returns it on the response, puts a logger carrying it and the request's
+// trace in the context, and writes one request log line in Cloud Logging's
+// httpRequest format, with the user and batch the handlers annotated.
+func Middleware(log *slog.Logger, o Options, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(HeaderRequestID)
@@ -115,16 +132,95 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		w.Header().Set(HeaderRequestID, id)
 		l := log.With(slog.String("requestId", id))
-		ctx := WithLogger(WithRequestID(r.Context(), id), l)
+		if trace, span := traceOf(r); trace != "" && o.Project != "" {
+			l = l.With(slog.String("logging.googleapis.com/trace", "projects/"+o.Project+"/traces/"+trace))
+			if span != "" {
+				l = l.With(slog.String("logging.googleapis.com/spanId", span))
+			}
+		}
+		notes := &annotations{}
+		ctx := context.WithValue(WithLogger(WithRequestID(r.Context(), id), l), keyNotes, notes)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r.WithContext(ctx))
-		l.LogAttrs(ctx, slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+		req := r.WithContext(ctx)
+		next.ServeHTTP(rec, req)
+		latency := time.Since(start)
+		route := req.Pattern // set by the ServeMux this request reached
+		if route == "" {
+			route = "unmatched"
+		}
+		if o.Observe != nil {
+			o.Observe(o.Function, route, rec.status, latency.Seconds())
+		}
+		attrs := []slog.Attr{
+			slog.Group("httpRequest",
+				slog.String("requestMethod", r.Method),
+				slog.String("requestUrl", r.URL.Path),
+				slog.Int("status", rec.status),
+				slog.String("latency", strconv.FormatFloat(latency.Seconds(), 'f', 6, 64)+"s"),
+				slog.String("userAgent", r.UserAgent()),
+				slog.String("remoteIp", r.RemoteAddr),
+				slog.Int64("responseSize", rec.bytes),
+				slog.String("protocol", r.Proto),
+			),
+			slog.String("route", route),
 			slog.Int("status", rec.status),
-			slog.Duration("latency", time.Since(start)),
-		)
+			slog.Duration("latency", latency),
+		}
+		attrs = append(attrs, notes.attrs()...)
+		l.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 	})
+}
+
+// traceOf reads the request's trace and span: W3C traceparent first, then
+// Google's X-Cloud-Trace-Context ("TRACE/SPAN;o=1", span in decimal).
+func traceOf(r *http.Request) (trace, span string) {
+	if tp := r.Header.Get("traceparent"); tp != "" {
+		parts := strings.Split(tp, "-")
+		if len(parts) == 4 && len(parts[1]) == 32 && len(parts[2]) == 16 && isHex(parts[1]) && isHex(parts[2]) {
+			return parts[1], parts[2]
+		}
+	}
+	if xc := r.Header.Get("X-Cloud-Trace-Context"); xc != "" {
+		head, _, _ := strings.Cut(xc, ";")
+		t, s, _ := strings.Cut(head, "/")
+		if len(t) == 32 && isHex(t) {
+			if n, err := strconv.ParseUint(s, 10, 64); err == nil && n > 0 {
+				return t, fmt.Sprintf("%016x", n)
+			}
+			return t, ""
+		}
+	}
+	return "", ""
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// annotations are what handlers add to their request's log line.
+type annotations struct {
+	mu   sync.Mutex
+	list []slog.Attr
+}
+
+func (a *annotations) attrs() []slog.Attr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]slog.Attr(nil), a.list...)
+}
+
+// Annotate adds key=value to the request's log line (user id, batch id).
+func Annotate(ctx context.Context, key, value string) {
+	if a, ok := ctx.Value(keyNotes).(*annotations); ok {
+		a.mu.Lock()
+		a.list = append(a.list, slog.String(key, value))
+		a.mu.Unlock()
+	}
 }
 
 // statusRecorder remembers the status code; Unwrap keeps http.ResponseController
@@ -132,6 +228,7 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 type statusRecorder struct {
 	http.ResponseWriter
 	status      int
+	bytes       int64
 	wroteHeader bool
 }
 
@@ -144,7 +241,9 @@ func (s *statusRecorder) WriteHeader(code int) {
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	s.wroteHeader = true
-	return s.ResponseWriter.Write(b)
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

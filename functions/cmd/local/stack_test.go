@@ -206,6 +206,7 @@ func startAppWith(tb testing.TB, overrides map[string]string, o options) *app {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	appLogs.Store(a, logs)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -222,4 +223,24 @@ func startAppWith(tb testing.TB, overrides map[string]string, o options) *app {
 		}
 	})
 	return a
+}
+
+// appLogs holds each test stack's log sink, for tests that read the logs.
+var appLogs sync.Map
+
+// logLines returns the stack's log lines, decoded.
+func logLines(t *testing.T, a *app) []map[string]any {
+	t.Helper()
+	v, ok := appLogs.Load(a)
+	if !ok {
+		t.Fatal("no logs for this stack")
+	}
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(v.(*syncBuffer).String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
