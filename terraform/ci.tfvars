@@ -15,3 +15,8 @@ create_gemini_api_key_secret = true
 alert_emails                 = ["oncall@example.com"]
 flags_hybrid_v1              = "10%"
 flags_live_runs              = "off"
+
+# Authentication of the public API (docs/security.md).
+auth_mode      = "google"
+auth_audiences = ["1234567890-abc.apps.googleusercontent.com"]
+# auth_issuers = ["https://securetoken.google.com/my-project"] # Identity Platform

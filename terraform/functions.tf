@@ -18,6 +18,16 @@ locals {
     LOG_LEVEL               = var.log_level
     MODELS_JSON             = var.models_json
     DAILY_BUDGET_USD        = tostring(var.daily_budget_usd)
+    # Trace links in the structured logs.
+    GOOGLE_CLOUD_PROJECT = var.project
+  } : k => v if v != "" }
+
+  # How the public API authenticates callers (submit and progress).
+  auth_env = { for k, v in {
+    AUTH_MODE      = var.auth_mode
+    AUTH_AUDIENCES = join(",", var.auth_audiences)
+    AUTH_ISSUERS   = join(",", var.auth_issuers)
+    CORS_ORIGINS   = join(",", var.allowed_origins)
   } : k => v if v != "" }
 
   live_backend = { vertex = "vertex", gemini_api = "gemini", none = "" }[var.genai_backend]
@@ -58,7 +68,7 @@ resource "google_cloudfunctions2_function" "submit" {
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
 
-    environment_variables = merge(local.common_env, { for k, v in {
+    environment_variables = merge(local.common_env, local.auth_env, { for k, v in {
       GENERATE_URL = local.generate_url
       # The account whose OIDC token every row task carries: the only one
       # allowed to invoke generate.
@@ -71,10 +81,24 @@ resource "google_cloudfunctions2_function" "submit" {
       HYBRID_V1_ENABLED = var.flags_hybrid_v1
       LIVE_RUNS         = var.flags_live_runs
       # Submit offers live runs when a backend exists; only generate holds the key.
-      LIVE_BACKEND         = local.live_backend
-      GOOGLE_CLOUD_PROJECT = local.live_backend == "vertex" ? var.project : ""
-      REF_BUCKETS          = join(",", var.ref_buckets)
+      LIVE_BACKEND = local.live_backend
+      REF_BUCKETS  = join(",", var.ref_buckets)
     } : k => v if v != "" }, lookup(var.extra_env, "submit", {}))
+
+    # The HMAC keys of progress tokens (id:base64,…), from Secret Manager.
+    secret_environment_variables {
+      key        = "PROGRESS_TOKEN_KEYS"
+      project_id = var.project
+      secret     = var.progress_token_keys_secret
+      version    = "latest"
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.auth_mode != "google" || length(var.auth_audiences) > 0
+      error_message = "auth_mode = \"google\" needs auth_audiences: the OAuth client ids or the Identity Platform project id your frontend's tokens are issued for."
+    }
   }
 
   # The build's grants, and the runtime grants, so that the first requests
@@ -128,10 +152,13 @@ resource "google_cloudfunctions2_function" "generate" {
       DRY_RUN_DELAY = var.dry_run_delay
       # Live runs: Vertex AI in this project with the function's own identity,
       # or the Gemini API with the key below.
-      LIVE_BACKEND         = local.live_backend
-      GOOGLE_CLOUD_PROJECT = local.live_backend == "vertex" ? var.project : ""
-      VERTEX_LOCATION      = local.live_backend == "vertex" ? var.vertex_location : ""
-      MODEL_TIMEOUT        = var.model_timeout
+      LIVE_BACKEND    = local.live_backend
+      VERTEX_LOCATION = local.live_backend == "vertex" ? var.vertex_location : ""
+      MODEL_TIMEOUT   = var.model_timeout
+      # Second lock after IAM: each task's OIDC token must be for this URL and
+      # issued to the queue's service account.
+      TASKS_OIDC_AUDIENCE   = local.generate_url
+      TASKS_SERVICE_ACCOUNT = local.sa_email["tasks-invoker"]
     } : k => v if v != "" }, lookup(var.extra_env, "generate", {}))
 
     # The Gemini API key, read from Secret Manager when an instance starts; the

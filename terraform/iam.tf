@@ -144,6 +144,18 @@ locals {
   ) : ""
 }
 
+# Submit mints progress tokens and progress verifies them: both read the keys.
+resource "google_secret_manager_secret_iam_member" "progress_token_keys" {
+  for_each = toset(["submit", "progress"])
+
+  project   = var.project
+  secret_id = var.progress_token_keys_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.sa_member[each.key]
+
+  depends_on = [google_service_account.sa]
+}
+
 resource "google_secret_manager_secret_iam_member" "generate_gemini_key" {
   count = local.gemini_secret_enabled ? 1 : 0
 

@@ -57,7 +57,7 @@ resource "google_logging_metric" "request_errors" {
 resource "google_logging_metric" "request_latency" {
   name            = "${var.name_prefix}-request-latency"
   description     = "Latency of API requests (submit, and progress outside SSE streams), from jsonPayload.latency in nanoseconds."
-  filter          = "${local.request_log_filter} AND resource.labels.service_name!=\"${local.function_names.generate}\" AND NOT jsonPayload.path=~\"^/progress/\""
+  filter          = "${local.request_log_filter} AND resource.labels.service_name!=\"${local.function_names.generate}\" AND NOT jsonPayload.route=~\"/progress/\""
   value_extractor = "EXTRACT(jsonPayload.latency)"
 
   metric_descriptor {

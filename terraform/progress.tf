@@ -31,12 +31,20 @@ resource "google_cloudfunctions2_function" "progress" {
     ingress_settings                 = "ALLOW_ALL"
     all_traffic_on_latest_revision   = true
 
-    environment_variables = merge(local.common_env, {
+    environment_variables = merge(local.common_env, local.auth_env, {
       SIGNING_SERVICE_ACCOUNT = local.sa_email["progress"]
       # End streams a minute before the request timeout so clients reconnect
       # cleanly (with Last-Event-ID) instead of being cut off.
       SSE_MAX_DURATION = "${var.progress_timeout_seconds - 60}s"
     }, lookup(var.extra_env, "progress", {}))
+
+    # Verifies the progress tokens submit mints.
+    secret_environment_variables {
+      key        = "PROGRESS_TOKEN_KEYS"
+      project_id = var.project
+      secret     = var.progress_token_keys_secret
+      version    = "latest"
+    }
   }
 
   depends_on = [

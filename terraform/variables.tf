@@ -111,6 +111,35 @@ variable "allowed_origins" {
   }
 }
 
+variable "auth_mode" {
+  type        = string
+  description = "How the public API authenticates callers: google (Google / Identity Platform ID tokens) or apikey (keys whose SHA-256 hashes are in config/apikeys.json)."
+  default     = "google"
+
+  validation {
+    condition     = contains(["google", "apikey"], var.auth_mode)
+    error_message = "auth_mode must be google or apikey (none exists only for the local stack)."
+  }
+}
+
+variable "auth_audiences" {
+  type        = list(string)
+  description = "Accepted ID-token audiences with auth_mode = google: your OAuth client ids, or the Identity Platform / Firebase project id."
+  default     = []
+}
+
+variable "auth_issuers" {
+  type        = list(string)
+  description = "Accepted ID-token issuers; empty means Google's (https://accounts.google.com). Add https://securetoken.google.com/<project> for Identity Platform."
+  default     = []
+}
+
+variable "progress_token_keys_secret" {
+  type        = string
+  description = "Secret Manager secret (id in this project) holding the progress-token HMAC keys, id:base64(32+ bytes),… — the first signs, all verify. Created outside terraform (docs/deploy.md)."
+  default     = "assetgen-progress-token-keys"
+}
+
 variable "bucket_force_destroy" {
   type        = bool
   description = "Let terraform destroy the ledger bucket even when it holds objects. Keep false outside throwaway projects."

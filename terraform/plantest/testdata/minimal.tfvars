@@ -4,3 +4,5 @@
 # sides of every count/for_each are checked.
 project       = "assetgen-ci"
 source_object = "source/functions-0123456789abcdef0123456789abcdef01234567.zip"
+# The one setting without a default: who the frontend's ID tokens are for.
+auth_audiences = ["1234567890-abc.apps.googleusercontent.com"]
