@@ -289,7 +289,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		}
 		sub.undo = append(sub.undo, func(ctx context.Context) {
 			if _, err := s.Budgets.Release(ctx, sub.user, sub.day, batchID); err != nil {
-				obs.Logger(ctx).Error("submit: releasing the reservation failed; the housekeeping job will", "batchId", batchID, "error", err)
+				obs.Logger(ctx).Error("submit: releasing the reservation failed; it holds that budget until the UTC day ends", "batchId", batchID, "error", err)
 			}
 		})
 	}
@@ -303,7 +303,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	}
 	sub.undo = append(sub.undo, func(ctx context.Context) {
 		if err := s.Store.DeleteBatch(ctx, batchID); err != nil {
-			obs.Logger(ctx).Error("submit: rollback failed; the housekeeping job will remove the batch", "batchId", batchID, "error", err)
+			obs.Logger(ctx).Error("submit: rollback failed; the housekeeping job removes what is left", "batchId", batchID, "error", err)
 		}
 	})
 	return m, nil

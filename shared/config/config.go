@@ -67,6 +67,7 @@ var Vars = []Var{
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
 	{"TASKS_OIDC_AUDIENCE", "", "When set, generate verifies each task's OIDC token has this audience and TASKS_SERVICE_ACCOUNT's email."},
+	{"HISTORY_RETENTION", "720h", "(Housekeeping job) age past which batches, their history and budget days are deleted."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
 	{"TASKS_EMULATOR_HOST", "(local: set by make run)", "host:port of the Cloud Tasks stand-in; the tasks client uses it instead of Google Cloud."},
 }

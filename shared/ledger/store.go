@@ -152,8 +152,14 @@ func (s *Store) Manifest(ctx context.Context, batchID string) (*Manifest, error)
 }
 
 // DeleteBatch removes every object of a batch: the rollback of a submit that
-// could not finish, so no partial batch is left behind.
+// could not finish, so no partial batch is left behind. The manifest goes
+// first: without it the batch no longer exists for any reader or task, even if
+// a later delete fails (the housekeeping job removes such leftovers).
 func (s *Store) DeleteBatch(ctx context.Context, batchID string) error {
+	err := s.bucket.Object(ManifestObject(batchID)).Delete(ctx)
+	if err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+		return fmt.Errorf("ledger: delete manifest of %s: %w", batchID, err)
+	}
 	it := s.bucket.Objects(ctx, &storage.Query{Prefix: BatchPrefix(batchID)})
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)

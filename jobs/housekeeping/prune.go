@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/api/iterator"
+
+	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/idempotency"
+	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/obs"
+)
+
+// Prefixes of the objects pruned besides batches (idempotency.Object,
+// budget.Object).
+const (
+	keysPrefix    = "idempotency/"
+	budgetsPrefix = "budgets/"
+)
+
+// pruneBatches deletes batches whose manifest is older than the retention,
+// oldest first, at most maxBatches per run. The ids tell which batches can be
+// that old without reading them; the manifest confirms it.
+func (j *job) pruneBatches(ctx context.Context) error {
+	cutoff := j.cutoff()
+	ids, err := j.listBatches(ctx, "", batchesPrefix+idFloor(cutoff))
+	if err != nil {
+		return err
+	}
+	var old []string
+	for _, id := range ids {
+		if t, ok := idTime(id); ok && t.Before(cutoff) && len(old) < j.opts.maxBatches {
+			old = append(old, id)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers / 2) // each DeleteBatch runs its own deletes in parallel
+	for _, id := range old {
+		g.Go(func() error {
+			m, err := j.store.Manifest(gctx, id)
+			switch {
+			case errors.Is(err, ledger.ErrNotFound):
+				// Leftovers without a manifest: old enough all the same.
+			case err != nil:
+				j.fail(ctx, "reading an old manifest", err, "batchId", id)
+				return nil
+			case !m.CreatedAt.Before(cutoff):
+				return nil // a retried submit recorded it after its id was issued
+			}
+			if !j.opts.dryRun {
+				if err := j.store.DeleteBatch(gctx, id); err != nil {
+					j.fail(ctx, "deleting an old batch", err, "batchId", id)
+					return nil
+				}
+			}
+			j.rep.prunedBatches.Add(1)
+			obs.Logger(ctx).Info("housekeeping: pruned a batch", "batchId", id, "dryRun", j.opts.dryRun)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// pruneKeys deletes idempotency records that no longer bind their key (older
+// than idempotency.TTL). Each is deleted only if it is still the generation
+// that was read and found expired.
+func (j *job) pruneKeys(ctx context.Context) error {
+	// Record names are hashes: start at a random one and wrap around, so that
+	// when there are more records than the bound, live records listed first
+	// cannot hide expired ones from every run.
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	start := keysPrefix + hex.EncodeToString(b[:])
+	names, _, err := j.listObjects(ctx, keysPrefix, start, "", j.opts.maxObjects)
+	if err != nil {
+		return err
+	}
+	if len(names) < j.opts.maxObjects {
+		more, _, err := j.listObjects(ctx, keysPrefix, "", start, j.opts.maxObjects-len(names))
+		if err != nil {
+			return err
+		}
+		names = append(names, more...)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for _, name := range names {
+		g.Go(func() error {
+			var expired atomic.Bool
+			gone := func(r idempotency.Record) bool {
+				expired.Store(!r.Live(j.now))
+				return expired.Load()
+			}
+			var err error
+			if j.opts.dryRun {
+				var r idempotency.Record
+				if err = j.store.ReadJSON(gctx, name, &r); err == nil {
+					gone(r)
+				} else if errors.Is(err, ledger.ErrNotFound) {
+					err = nil
+				}
+			} else {
+				err = ledger.DeleteIf(gctx, j.store, name, gone)
+			}
+			if err != nil {
+				j.fail(ctx, "pruning an idempotency record", err, "object", name)
+				return nil
+			}
+			if expired.Load() {
+				j.rep.prunedKeys.Add(1)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if n := j.rep.prunedKeys.Load(); n > 0 {
+		obs.Logger(ctx).Info("housekeeping: pruned idempotency records", "count", n, "dryRun", j.opts.dryRun)
+	}
+	return nil
+}
+
+// pruneBudgets deletes the budget accounts of days before the retention, one
+// day prefix at a time, each account only at the generation listed.
+func (j *job) pruneBudgets(ctx context.Context) error {
+	days, err := j.listDays(ctx, budgetsPrefix+budget.Day(j.cutoff()))
+	if err != nil {
+		return err
+	}
+	left := j.opts.maxObjects
+	for _, day := range days {
+		if left <= 0 || ctx.Err() != nil {
+			break
+		}
+		names, gens, err := j.listObjects(ctx, budgetsPrefix+day+"/", "", "", left+1)
+		if err != nil {
+			return err
+		}
+		whole := len(names) <= left
+		if !whole {
+			names, gens = names[:left], gens[:left]
+		}
+		left -= len(names)
+		var failed atomic.Int64
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(workers)
+		for i, name := range names {
+			if j.opts.dryRun {
+				break
+			}
+			g.Go(func() error {
+				err := j.store.Bucket().Object(name).If(storage.Conditions{GenerationMatch: gens[i]}).Delete(gctx)
+				if err != nil && !errors.Is(err, storage.ErrObjectNotExist) && !ledger.IsPreconditionFailed(err) {
+					failed.Add(1)
+					j.fail(ctx, "deleting an old budget account", err, "object", name)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		// A day counts once every account listed is gone; a day cut short by the
+		// bound is finished by the next run.
+		if whole && failed.Load() == 0 {
+			j.rep.prunedDays.Add(1)
+			obs.Logger(ctx).Info("housekeeping: pruned a budget day", "day", day, "accounts", len(names), "dryRun", j.opts.dryRun)
+		}
+	}
+	return nil
+}
+
+// listDays lists the days of budgets/<day>/ that sort before end.
+func (j *job) listDays(ctx context.Context, end string) ([]string, error) {
+	q := &storage.Query{Prefix: budgetsPrefix, Delimiter: "/", EndOffset: end}
+	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
+		return nil, err
+	}
+	var days []string
+	it := j.store.Bucket().Objects(ctx, q)
+	for {
+		attrs, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return days, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list budget days: %w", err)
+		}
+		day := strings.TrimSuffix(strings.TrimPrefix(attrs.Prefix, budgetsPrefix), "/")
+		if _, err := time.Parse(time.DateOnly, day); attrs.Prefix == "" || err != nil {
+			continue // not a day: left alone
+		}
+		days = append(days, day)
+	}
+}
+
+// listObjects lists up to limit object names (and generations) under prefix,
+// in [start, end) (empty: unbounded).
+func (j *job) listObjects(ctx context.Context, prefix, start, end string, limit int) ([]string, []int64, error) {
+	q := &storage.Query{Prefix: prefix, StartOffset: start, EndOffset: end}
+	if err := q.SetAttrSelection([]string{"Name", "Generation"}); err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	var gens []int64
+	it := j.store.Bucket().Objects(ctx, q)
+	for len(names) < limit {
+		attrs, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		names = append(names, attrs.Name)
+		gens = append(gens, attrs.Generation)
+	}
+	return names, gens, nil
+}
