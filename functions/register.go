@@ -55,7 +55,10 @@ func init() {
 		return p.Generate(ctx)
 	}))
 	functions.HTTP("Progress", lazy(func(_ context.Context, p *Platform) (http.Handler, error) {
-		h, hub := p.Progress()
+		h, hub, err := p.Progress()
+		if err != nil {
+			return nil, err
+		}
 		go drainOnSIGTERM(hub, p.Log)
 		return h, nil
 	}))
@@ -241,9 +244,10 @@ func (p *Platform) Submit() (http.Handler, error) {
 		CORS:             cors.Parse(cfg.CORSOrigins),
 		Project:          cfg.Project,
 		SubmitsPerMinute: cfg.SubmitRatePerMinute,
+		AssetLinkTTL:     cfg.HistoryRetention,
 	}, submit.Deps{
 		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
-		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: tokens, Ready: ready,
+		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: tokens, Finisher: p.Finisher, Ready: ready,
 		Refs: refs.NewFetcher(p.Clients.Storage, refs.Options{AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets}),
 	}, p.Log), nil
 }
@@ -279,8 +283,16 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 }
 
 // Progress builds the progress service and returns its hub too.
-func (p *Platform) Progress() (http.Handler, *progress.Hub) {
+func (p *Platform) Progress() (http.Handler, *progress.Hub, error) {
 	cfg := p.Cfg
+	callers, err := p.Callers()
+	if err != nil {
+		return nil, nil, err
+	}
+	tokens, err := p.Tokens()
+	if err != nil {
+		return nil, nil, err
+	}
 	hub := progress.NewHub(progress.Config{
 		PollMin: cfg.SSEPollMin, PollMax: cfg.SSEPollMax, Heartbeat: cfg.SSEHeartbeat,
 		MaxDuration: cfg.SSEMaxDuration, Retry: cfg.SSERetry,
@@ -291,5 +303,5 @@ func (p *Platform) Progress() (http.Handler, *progress.Hub) {
 		MinHeadroom:   cfg.SSEMinHeadroom,
 	}, p.Clients.Store, p.Clients.Signer.Sign, p.Log)
 	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: p.Clients.Store.PingRead})
-	return progress.New(hub, ready, p.Log), hub
+	return progress.New(hub, auth.Stream{Tokens: tokens, Bearer: callers}, ready, p.Log), hub, nil
 }

@@ -20,6 +20,8 @@ locals {
     DAILY_BUDGET_USD        = tostring(var.daily_budget_usd)
     # Trace links in the structured logs.
     GOOGLE_CLOUD_PROJECT = var.project
+    # Retention: stable image links last as long as the images.
+    HISTORY_RETENTION = "${var.retention_days * 24}h"
   } : k => v if v != "" }
 
   # How the public API authenticates callers (submit and progress).

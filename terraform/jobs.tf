@@ -36,8 +36,6 @@ resource "google_cloud_run_v2_job" "housekeeping" {
           for_each = merge(local.common_env, {
             GENERATE_URL          = local.generate_url
             TASKS_SERVICE_ACCOUNT = local.sa_email["tasks-invoker"]
-            # The retention the bucket's lifecycle rules use, so both prune alike.
-            HISTORY_RETENTION = "${var.retention_days * 24}h"
           })
           content {
             name  = env.key

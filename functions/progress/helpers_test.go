@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/devstack"
@@ -89,23 +89,17 @@ type instance struct {
 	tr     *http.Transport
 }
 
-type instanceOption func(*httptest.Server)
-
 // newInstance serves a fresh hub over the stack's store. sign nil means the
 // stack's signer. When the test ends, the hub is closed, the streams drain and
 // the server stops.
-func (s *stack) newInstance(t testing.TB, cfg Config, sign api.SignFunc, opts ...instanceOption) *instance {
+func (s *stack) newInstance(t testing.TB, cfg Config, sign api.SignFunc) *instance {
 	t.Helper()
 	if sign == nil {
 		sign = s.clients.Signer.Sign
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := NewHub(cfg, s.clients.Store, sign, log)
-	srv := httptest.NewUnstartedServer(New(hub, health.NewReadiness(time.Second), log))
-	for _, o := range opts {
-		o(srv)
-	}
-	srv.Start()
+	srv := httptest.NewServer(New(hub, auth.None{}, health.NewReadiness(time.Second), log))
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}
 	in := &instance{hub: hub, srv: srv, tr: tr, client: &http.Client{Transport: tr}}
 	t.Cleanup(func() {
@@ -136,7 +130,7 @@ type driver struct {
 // promptLen bytes long (large frames for the slow-client test).
 func (s *stack) newBatch(t testing.TB, rows, variants, promptLen int) *driver {
 	t.Helper()
-	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: "test", RunMode: batch.DryRun,
+	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: auth.LocalUser, RunMode: batch.DryRun,
 		Model: "gemini-2.5-flash-image", CreatedAt: time.Now().UTC()}
 	for i := range rows {
 		p := fmt.Sprintf("row %d: a watercolour fox ", i)
@@ -515,12 +509,3 @@ func (in *instance) rawDial(ctx context.Context, t testing.TB, rcvbuf int) net.C
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
-
-// skipBug skips a test that shows a known bug, unless PROGRESS_BUGS=1 runs it
-// to see it fail (or pass once fixed).
-func skipBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("PROGRESS_BUGS") != "1" {
-		t.Skip(why)
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
@@ -38,9 +39,11 @@ type Config struct {
 }
 
 // New returns the progress service's handler. All its routes are here.
-func New(hub *Hub, ready *health.Readiness, log *slog.Logger) http.Handler {
+// callers authenticates streams: a progress token, or the deployment's own
+// credential (auth.Stream).
+func New(hub *Hub, callers auth.Authenticator, ready *health.Readiness, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /progress/{batchId}", hub.handleStream())
+	mux.Handle("GET /progress/{batchId}", auth.Require(callers, hub.handleStream()))
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", ready)
 	mux.Handle("GET /metrics", metrics.Handler())

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/metrics"
@@ -22,21 +23,21 @@ func (h *Hub) handleStream() http.Handler {
 			problem.Write(w, r, problem.New(problem.BatchNotFound, "no batch %q", id))
 			return
 		}
+		select {
+		case <-h.closing:
+			problem.Write(w, r, &problem.Error{Code: problem.NotReady, Detail: "this instance is shutting down; reconnect", RetryAfter: 1})
+			return
+		default:
+		}
 		m, err := h.manifest(ctx, id)
-		if errors.Is(err, ledger.ErrNotFound) {
+		// Only the owner's streams open; anyone else's batch is a missing one.
+		if p, _ := auth.From(ctx); errors.Is(err, ledger.ErrNotFound) || (err == nil && m.Owner != p.UserID) {
 			problem.Write(w, r, problem.New(problem.BatchNotFound, "no batch %q", id))
 			return
 		}
 		if err != nil {
 			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch failed"))
 			return
-		}
-
-		select {
-		case <-h.closing:
-			problem.Write(w, r, &problem.Error{Code: problem.NotReady, Detail: "this instance is shutting down; reconnect", RetryAfter: 1})
-			return
-		default:
 		}
 		if h.cfg.MinHeadroom > 0 {
 			if mem := metrics.RecentHeadroom(); mem.Ratio < h.cfg.MinHeadroom {
@@ -67,7 +68,7 @@ func (h *Hub) handleStream() http.Handler {
 			}
 		}
 		s := &stream{w: w, rc: http.NewResponseController(w), tag: tag, seen: seen, sent: make([]*snapshot, len(seen)),
-			held: held, writeTimeout: h.cfg.WriteTimeout,
+			held: held, writeTimeout: h.cfg.WriteTimeout, refresh: h.cfg.RefreshBefore,
 			// URLs the client kept from an earlier connection that are about to
 			// expire are replaced: those rows are sent again.
 			stale: resumed && !held.IsZero() && time.Until(held) < h.cfg.RefreshBefore}
@@ -142,6 +143,7 @@ type stream struct {
 	sent         []*snapshot
 	held         time.Time // expiry of URLs kept from an earlier connection
 	stale        bool      // those URLs must be replaced
+	refresh      time.Duration
 	writeTimeout time.Duration
 	pingDue      bool
 }
@@ -193,9 +195,11 @@ func (s *stream) pending(st *state) bool {
 
 // send writes every row the client lacks, then the totals, then done or a ping.
 func (s *stream) send(st *state) error {
-	if s.writeTimeout > 0 {
-		// A client that stops reading is dropped, not waited for.
-		_ = s.rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	s.deadline()
+	// URLs kept from an earlier connection age too: once they come within the
+	// refresh margin, their rows are sent again (the heartbeat wakes us).
+	if !s.stale && !s.held.IsZero() && time.Until(s.held) < s.refresh {
+		s.stale = true
 	}
 	wrote := false
 	for i, snap := range st.rows {
@@ -241,7 +245,16 @@ func (s *stream) event(frame []byte) error {
 	return err
 }
 
+// deadline bounds the next writes: a client that stops reading is dropped,
+// not waited for.
+func (s *stream) deadline() {
+	if s.writeTimeout > 0 {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	}
+}
+
 func (s *stream) write(b []byte) error {
+	s.deadline()
 	if _, err := s.w.Write(b); err != nil {
 		return err
 	}

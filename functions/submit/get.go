@@ -19,17 +19,7 @@ func (s *server) handleGet() http.Handler {
 			problem.Write(w, r, err)
 			return
 		}
-		rows, err := s.Store.Rows(r.Context(), m)
-		if err != nil {
-			problem.Write(w, r, err)
-			return
-		}
-		b, err := api.NewBatch(m, rows, s.Signer.Sign)
-		if err != nil {
-			problem.Write(w, r, err)
-			return
-		}
-		api.WriteJSON(w, http.StatusOK, b)
+		s.writeBatch(w, r, m)
 	})
 }
 

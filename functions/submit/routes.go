@@ -12,6 +12,7 @@ import (
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/cors"
 	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/health"
@@ -39,20 +40,24 @@ type Config struct {
 	SubmitsPerMinute int
 	// Project is the Google Cloud project (trace links in logs).
 	Project string
+	// AssetLinkTTL is how long stable image links work: as long as images
+	// are retained.
+	AssetLinkTTL time.Duration
 }
 
 // Deps are the submit function's collaborators, all built once per instance.
 type Deps struct {
-	Store   *ledger.Store
-	Queue   *queue.Enqueuer
-	Signer  *urls.Signer
-	Keys    *idempotency.Keys
-	Budgets *budget.Store
-	Flags   *flags.Set
-	Refs    *refs.Fetcher
-	Auth    auth.Authenticator
-	Tokens  *auth.Tokens
-	Ready   *health.Readiness
+	Store    *ledger.Store
+	Queue    *queue.Enqueuer
+	Signer   *urls.Signer
+	Keys     *idempotency.Keys
+	Budgets  *budget.Store
+	Flags    *flags.Set
+	Refs     *refs.Fetcher
+	Auth     auth.Authenticator
+	Tokens   *auth.Tokens
+	Finisher *completion.Finisher
+	Ready    *health.Readiness
 }
 
 // New returns the submit function's handler. All its routes are here.
@@ -64,6 +69,9 @@ func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
 	mux.Handle("GET /batch/{batchId}", user(s.handleGet()))
 	mux.Handle("GET /batch/{batchId}/history", user(s.handleHistory()))
 	mux.Handle("GET /batch/{batchId}/progress-token", user(s.handleProgressToken()))
+	mux.Handle("POST /batch/{batchId}/cancel", user(s.handleCancel()))
+	// Stable image links authenticate themselves (their token, or the owner's).
+	mux.Handle("GET /assets/{batchId}/{row}/{variant}", s.handleAsset())
 	mux.Handle("GET /budget", user(s.handleBudget()))
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)

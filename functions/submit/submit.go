@@ -333,10 +333,7 @@ func (s *server) rollback(ctx context.Context, sub *submission) {
 
 // answer is the 202 body: the same for the first submit and every replay.
 func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Account) api.SubmitResponse {
-	base := s.cfg.PublicBaseURL
-	if base == "" {
-		base = origin(r)
-	}
+	base := s.publicBase(r)
 	progressURL, tokenExp := s.progressURL(r, m)
 	resp := api.SubmitResponse{
 		BatchID:                m.BatchID,
@@ -373,6 +370,14 @@ func (s *server) progressURL(r *http.Request, m *ledger.Manifest) (string, time.
 	}
 	tok, exp := s.Tokens.Mint(m.BatchID, m.Owner)
 	return base + "/progress/" + m.BatchID + "?token=" + tok, exp
+}
+
+// publicBase is the submit function's origin for links.
+func (s *server) publicBase(r *http.Request) string {
+	if s.cfg.PublicBaseURL != "" {
+		return s.cfg.PublicBaseURL
+	}
+	return origin(r)
 }
 
 // origin is the scheme://host the client used, honouring the proxy headers

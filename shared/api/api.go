@@ -126,12 +126,15 @@ type Row struct {
 
 // Variant is one image of a row, with a signed URL once it exists.
 type Variant struct {
-	Index     int             `json:"index"`
-	Status    ledger.Status   `json:"status"`
-	URL       string          `json:"url,omitempty"`
-	ExpiresAt *time.Time      `json:"expiresAt,omitempty"`
-	CostUSD   float64         `json:"costUsd,omitempty"`
-	Error     *ledger.Failure `json:"error,omitempty"`
+	Index     int           `json:"index"`
+	Status    ledger.Status `json:"status"`
+	URL       string        `json:"url,omitempty"`
+	ExpiresAt *time.Time    `json:"expiresAt,omitempty"`
+	// Link is the image's stable link (GET /batch only): it redirects to a
+	// fresh signed URL for as long as the image is kept.
+	Link    string          `json:"link,omitempty"`
+	CostUSD float64         `json:"costUsd,omitempty"`
+	Error   *ledger.Failure `json:"error,omitempty"`
 }
 
 // SignFunc signs a URL for an object name.

@@ -33,6 +33,9 @@ type tokenPayload struct {
 	Batch   string `json:"b"`
 	User    string `json:"u"`
 	Expires int64  `json:"e"`
+	// Scope narrows a token: empty for a progress token (the stream and the
+	// batch's images), "asset/<row>/<variant>" for one image's stable link.
+	Scope string `json:"s,omitempty"`
 }
 
 const tokenPrefix = "pt1"
@@ -75,10 +78,24 @@ func (t *Tokens) TTL() time.Duration { return t.ttl }
 
 // Mint returns a token for one batch of one user, and when it expires.
 func (t *Tokens) Mint(batchID, userID string) (string, time.Time) {
-	exp := t.now().Add(t.ttl).Truncate(time.Second)
-	p, _ := json.Marshal(tokenPayload{Batch: batchID, User: userID, Expires: exp.Unix()})
+	return t.mint(tokenPayload{Batch: batchID, User: userID}, t.ttl)
+}
+
+// MintAsset returns a token that opens one image's stable link for ttl — as
+// long as the image is kept, so a link stored in a spreadsheet or a CMS works.
+func (t *Tokens) MintAsset(batchID, userID string, row, variant int, ttl time.Duration) string {
+	tok, _ := t.mint(tokenPayload{Batch: batchID, User: userID, Scope: assetScope(row, variant)}, ttl)
+	return tok
+}
+
+func assetScope(row, variant int) string { return fmt.Sprintf("asset/%d/%d", row, variant) }
+
+func (t *Tokens) mint(p tokenPayload, ttl time.Duration) (string, time.Time) {
+	exp := t.now().Add(ttl).Truncate(time.Second)
+	p.Expires = exp.Unix()
+	body, _ := json.Marshal(p)
 	k := t.keys[0]
-	head := tokenPrefix + "." + k.id + "." + base64.RawURLEncoding.EncodeToString(p)
+	head := tokenPrefix + "." + k.id + "." + base64.RawURLEncoding.EncodeToString(body)
 	return head + "." + base64.RawURLEncoding.EncodeToString(mac(k.secret, head)), exp
 }
 
@@ -88,9 +105,20 @@ func mac(secret []byte, msg string) []byte {
 	return m.Sum(nil)
 }
 
-// Verify checks a token for batchID. Tampered, expired, unknown-key and
-// other-batch tokens are all UNAUTHENTICATED, with no hint of which.
+// Verify checks a progress token for batchID. Tampered, expired, unknown-key,
+// other-batch and asset tokens are all UNAUTHENTICATED, with no hint of which.
 func (t *Tokens) Verify(token, batchID string) (Principal, error) {
+	return t.verify(token, batchID, func(scope string) bool { return scope == "" })
+}
+
+// VerifyAsset checks a token for one image of batchID: its asset token, or the
+// batch's progress token.
+func (t *Tokens) VerifyAsset(token, batchID string, row, variant int) (Principal, error) {
+	want := assetScope(row, variant)
+	return t.verify(token, batchID, func(scope string) bool { return scope == "" || scope == want })
+}
+
+func (t *Tokens) verify(token, batchID string, scopeOK func(string) bool) (Principal, error) {
 	fail := func(why string) (Principal, error) {
 		return Principal{}, &problem.Error{Code: problem.Unauthenticated, Detail: "the progress token is not valid for this batch; mint a new one with GET /batch/{id}/progress-token", Err: errors.New(why)}
 	}
@@ -122,6 +150,9 @@ func (t *Tokens) Verify(token, batchID string) (Principal, error) {
 	}
 	if p.Batch != batchID {
 		return fail("token of another batch")
+	}
+	if !scopeOK(p.Scope) {
+		return fail("token of another scope")
 	}
 	if !t.now().Before(time.Unix(p.Expires, 0)) {
 		return fail("expired")

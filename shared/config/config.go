@@ -67,7 +67,7 @@ var Vars = []Var{
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
 	{"TASKS_OIDC_AUDIENCE", "", "When set, generate verifies each task's OIDC token has this audience and TASKS_SERVICE_ACCOUNT's email."},
-	{"HISTORY_RETENTION", "720h", "(Housekeeping job) age past which batches, their history and budget days are deleted."},
+	{"HISTORY_RETENTION", "720h", "How long batches, their images and history are kept: stable image links last as long; the housekeeping job deletes what is older."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
 	{"TASKS_EMULATOR_HOST", "(local: set by make run)", "host:port of the Cloud Tasks stand-in; the tasks client uses it instead of Google Cloud."},
 }
@@ -80,6 +80,7 @@ var LocalVars = []Var{
 	{"LOCAL_GCS_ADDR", "127.0.0.1:4443", "Address of the embedded Cloud Storage emulator (signed URLs point here)."},
 	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
 	{"TASKS_DUPLICATE_DELIVERY", "false", "Deliver every task twice, to watch at-least-once delivery do no harm."},
+	{"LOCAL_TASKS_MAX_CONCURRENT", "100", "Deliveries the Cloud Tasks stand-in makes at once (the queue's max concurrent dispatches)."},
 	{"LOCAL_FAKE_MODEL", "false", "Serve live runs from an embedded fake of the Gemini API (free; prompt markers such as [blocked] script failures)."},
 	{"LOCAL_FAKE_MODEL_DELAY", "1s", "How long the fake model takes per image."},
 }
@@ -139,6 +140,7 @@ type Config struct {
 	CORSOrigins         string
 	SubmitRatePerMinute int
 	TasksOIDCAudience   string
+	HistoryRetention    time.Duration
 	Models              models.Table
 	LogLevel            slog.Level
 	StorageEmulatorHost string
@@ -191,6 +193,7 @@ func Load(getenv func(string) string) (Config, error) {
 		CORSOrigins:         p.str("CORS_ORIGINS", ""),
 		SubmitRatePerMinute: p.int("SUBMIT_RATE_PER_MINUTE", 30),
 		TasksOIDCAudience:   p.str("TASKS_OIDC_AUDIENCE", ""),
+		HistoryRetention:    p.dur("HISTORY_RETENTION", 720*time.Hour),
 		StorageEmulatorHost: p.str("STORAGE_EMULATOR_HOST", ""),
 		TasksEmulatorHost:   p.str("TASKS_EMULATOR_HOST", ""),
 	}

@@ -125,50 +125,75 @@ type Options struct {
 // httpRequest format, with the user and batch the handlers annotated.
 func Middleware(log *slog.Logger, o Options, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		id := r.Header.Get(HeaderRequestID)
-		if !SaneRequestID(id) {
-			id = NewRequestID()
-		}
-		w.Header().Set(HeaderRequestID, id)
-		l := log.With(slog.String("requestId", id))
-		if trace, span := traceOf(r); trace != "" && o.Project != "" {
-			l = l.With(slog.String("logging.googleapis.com/trace", "projects/"+o.Project+"/traces/"+trace))
-			if span != "" {
-				l = l.With(slog.String("logging.googleapis.com/spanId", span))
-			}
-		}
-		notes := &annotations{}
-		ctx := context.WithValue(WithLogger(WithRequestID(r.Context(), id), l), keyNotes, notes)
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		req := r.WithContext(ctx)
-		next.ServeHTTP(rec, req)
-		latency := time.Since(start)
-		route := req.Pattern // set by the ServeMux this request reached
-		if route == "" {
-			route = "unmatched"
-		}
-		if o.Observe != nil {
-			o.Observe(o.Function, route, rec.status, latency.Seconds())
-		}
-		attrs := []slog.Attr{
-			slog.Group("httpRequest",
-				slog.String("requestMethod", r.Method),
-				slog.String("requestUrl", r.URL.Path),
-				slog.Int("status", rec.status),
-				slog.String("latency", strconv.FormatFloat(latency.Seconds(), 'f', 6, 64)+"s"),
-				slog.String("userAgent", r.UserAgent()),
-				slog.String("remoteIp", r.RemoteAddr),
-				slog.Int64("responseSize", rec.bytes),
-				slog.String("protocol", r.Proto),
-			),
-			slog.String("route", route),
-			slog.Int("status", rec.status),
-			slog.Duration("latency", latency),
-		}
-		attrs = append(attrs, notes.attrs()...)
-		l.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+		// The request's state lives on the heap, not in this frame: progress
+		// streams keep this frame on their stack for up to an hour, and a small
+		// frame keeps their goroutine stacks at the minimum.
+		st := begin(log, o, w, r)
+		next.ServeHTTP(st.rec, st.req)
+		st.finish()
 	})
+}
+
+// request is one request's log and metrics state.
+type request struct {
+	o     Options
+	start time.Time
+	orig  *http.Request
+	req   *http.Request
+	rec   *statusRecorder
+	log   *slog.Logger
+	notes *annotations
+}
+
+//go:noinline
+func begin(log *slog.Logger, o Options, w http.ResponseWriter, r *http.Request) *request {
+	st := &request{o: o, start: time.Now(), orig: r, notes: &annotations{}}
+	id := r.Header.Get(HeaderRequestID)
+	if !SaneRequestID(id) {
+		id = NewRequestID()
+	}
+	w.Header().Set(HeaderRequestID, id)
+	st.log = log.With(slog.String("requestId", id))
+	if trace, span := traceOf(r); trace != "" && o.Project != "" {
+		st.log = st.log.With(slog.String("logging.googleapis.com/trace", "projects/"+o.Project+"/traces/"+trace))
+		if span != "" {
+			st.log = st.log.With(slog.String("logging.googleapis.com/spanId", span))
+		}
+	}
+	ctx := context.WithValue(WithLogger(WithRequestID(r.Context(), id), st.log), keyNotes, st.notes)
+	st.rec = &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	st.req = r.WithContext(ctx)
+	return st
+}
+
+//go:noinline
+func (st *request) finish() {
+	r := st.orig
+	latency := time.Since(st.start)
+	route := st.req.Pattern // set by the ServeMux this request reached
+	if route == "" {
+		route = "unmatched"
+	}
+	if st.o.Observe != nil {
+		st.o.Observe(st.o.Function, route, st.rec.status, latency.Seconds())
+	}
+	attrs := []slog.Attr{
+		slog.Group("httpRequest",
+			slog.String("requestMethod", r.Method),
+			slog.String("requestUrl", r.URL.Path),
+			slog.Int("status", st.rec.status),
+			slog.String("latency", strconv.FormatFloat(latency.Seconds(), 'f', 6, 64)+"s"),
+			slog.String("userAgent", r.UserAgent()),
+			slog.String("remoteIp", r.RemoteAddr),
+			slog.Int64("responseSize", st.rec.bytes),
+			slog.String("protocol", r.Proto),
+		),
+		slog.String("route", route),
+		slog.Int("status", st.rec.status),
+		slog.Duration("latency", latency),
+	}
+	attrs = append(attrs, st.notes.attrs()...)
+	st.log.LogAttrs(st.req.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 // traceOf reads the request's trace and span: W3C traceparent first, then

@@ -110,6 +110,10 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, fmt.Errorf("TASKS_DUPLICATE_DELIVERY: %w", err)
 	}
+	concurrent, err := strconv.ParseInt(local("LOCAL_TASKS_MAX_CONCURRENT"), 10, 64)
+	if err != nil || concurrent < 1 {
+		return nil, fmt.Errorf("LOCAL_TASKS_MAX_CONCURRENT: want a positive integer")
+	}
 	fakeModel, err := strconv.ParseBool(local("LOCAL_FAKE_MODEL"))
 	if err != nil {
 		return nil, fmt.Errorf("LOCAL_FAKE_MODEL: %w", err)
@@ -148,7 +152,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	}
 	a.tasks, err = devstack.StartTasks(devstack.TasksOptions{
 		Addr: local("LOCAL_TASKS_ADDR"), Queue: probe.Queue, MaxAttempts: probe.MaxAttempts,
-		DuplicateDelivery: dup, Log: a.log, Latency: o.tasksLatency,
+		DuplicateDelivery: dup, Log: a.log, Latency: o.tasksLatency, MaxConcurrent: concurrent,
 	})
 	if err != nil {
 		return nil, err
@@ -194,11 +198,15 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, err
 	}
-	progressH, hub := p.Progress()
+	progressH, hub, err := p.Progress()
+	if err != nil {
+		return nil, err
+	}
 	a.hub = hub
 
 	mux := http.NewServeMux()
 	mux.Handle("/batch/", submitH)
+	mux.Handle("/assets/", submitH)
 	mux.Handle("/tasks/", generateH)
 	mux.Handle("/progress/", progressH)
 	mux.Handle("/", submitH) // health, readiness, and problem documents for anything else

@@ -1,0 +1,70 @@
+package submit
+
+import (
+	"context"
+	"net/http"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/obs"
+	"github.com/assetgen/assetgen/shared/problem"
+)
+
+// handleCancel stops the caller's batch: rows not started become cancelled at
+// once, running rows finish the variants they are making and stop. When that
+// leaves every row final, the batch completes here (the budget releases what
+// will not be made); otherwise the last running row completes it. Cancelling
+// again, or cancelling a finished batch, changes nothing and answers the state.
+func (s *server) handleCancel() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		m, err := s.manifest(r)
+		if err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+		p, _ := auth.From(ctx)
+		op := ledger.Op{Actor: "cancel/" + p.UserID, RequestID: obs.RequestID(ctx), Now: s.now().UTC()}
+		if err := s.cancelRows(ctx, m, op); err != nil {
+			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "cancelling the rows failed; retry the cancel"))
+			return
+		}
+		if _, err := s.Finisher.Finish(ctx, m); err != nil {
+			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "completing the cancelled batch failed; retry the cancel"))
+			return
+		}
+		s.writeBatch(w, r, m)
+	})
+}
+
+// cancelRows applies the pure Cancel transition to every row, concurrently:
+// each row is its own object, so they do not contend.
+func (s *server) cancelRows(ctx context.Context, m *ledger.Manifest, op ledger.Op) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range m.Rows {
+		g.Go(func() error {
+			_, err := s.Store.UpdateRow(gctx, m, i, func(r ledger.Row) (ledger.Row, error) { return ledger.Cancel(r, op) })
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// writeBatch answers the batch's current state with fresh URLs and links.
+func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Manifest) {
+	rows, err := s.Store.Rows(r.Context(), m)
+	if err != nil {
+		problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the rows failed"))
+		return
+	}
+	b, err := api.NewBatch(m, rows, s.Signer.Sign)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.addLinks(r, m, &b)
+	api.WriteJSON(w, http.StatusOK, b)
+}

@@ -1,0 +1,596 @@
+// Command ssebench measures what a progress stream costs, on one process
+// serving the progress handler over the in-process Cloud Storage emulator
+// (devstack.StartGCS, the production clients through cloud.Open), with the
+// production hub settings except a 30 s heartbeat so streams sit idle:
+//
+//	a) memory per idle stream: for each N in -watchers, a child process (this
+//	   binary re-executed with -child, so client memory is not counted) opens N
+//	   streams of one running batch; once the hub counts N watchers, the
+//	   server's RSS (VmRSS) and Go heap (HeapInuse+StackInuse) are read again
+//	   and the growth is divided by N. Goal: ≤ 32 KiB per stream.
+//	b) Cloud Storage requests per second (devstack.Faults counts them between
+//	   the storage client and the emulator) over -duration with 1 watcher and
+//	   with -rate-watchers watchers of the same running batch, and their ratio.
+//	   Goal: ≤ 1.05 — traffic depends on batches, not watchers.
+//	c) delay from a ledger write (UpdateRow returning) to the row event reaching
+//	   a client: -changes row changes watched by -latency-watchers in-process
+//	   clients, at the default PollMin 250 ms / PollMax 2 s (a row is running,
+//	   so the tail polls at PollMin). Reported as p50, p95 and max.
+//
+// Both processes raise RLIMIT_NOFILE to its hard limit; if N connections hit a
+// machine limit, the table says how many worked. Run it with
+//
+//	go run ./scripts/ssebench [-watchers 1000,10000] [-duration 10s]
+//
+// It prints its progress to stderr and a markdown table to stdout.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/assetgen/assetgen/functions/progress"
+	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/cloud"
+	"github.com/assetgen/assetgen/shared/config"
+	"github.com/assetgen/assetgen/shared/devstack"
+	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/ledger"
+)
+
+const bucket = "assetgen-ssebench"
+
+func main() {
+	watchers := flag.String("watchers", "1000,10000", "comma-separated numbers of idle streams for the memory measurement")
+	rateWatchers := flag.Int("rate-watchers", 1000, "watchers compared with one for Cloud Storage requests per second")
+	duration := flag.Duration("duration", 10*time.Second, "window of each requests-per-second measurement")
+	changes := flag.Int("changes", 200, "row changes timed from ledger write to client")
+	latencyWatchers := flag.Int("latency-watchers", 10, "clients receiving the timed changes")
+	child := flag.Bool("child", false, "internal: run as the client process")
+	addr := flag.String("addr", "", "internal: the server's host:port (child)")
+	path := flag.String("path", "", "internal: the stream's path (child)")
+	n := flag.Int("n", 0, "internal: streams to open (child)")
+	memprofile := flag.String("memprofile", "", "write a heap profile at each -watchers step to this path plus .N")
+	flag.Parse()
+
+	nofile := raiseNoFile()
+	if *child {
+		if err := runChild(*addr, *path, *n); err != nil {
+			fmt.Fprintln(os.Stderr, "ssebench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var ns []int
+	for _, f := range strings.Split(*watchers, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v <= 0 {
+			fmt.Fprintf(os.Stderr, "ssebench: bad -watchers entry %q\n", f)
+			os.Exit(2)
+		}
+		ns = append(ns, v)
+	}
+	b := bench{nofile: nofile, duration: *duration, memprofile: *memprofile}
+	if err := b.run(ns, *rateWatchers, *changes, *latencyWatchers); err != nil {
+		fmt.Fprintln(os.Stderr, "ssebench:", err)
+		os.Exit(1)
+	}
+}
+
+// raiseNoFile lifts the open-files limit to its hard maximum and returns it.
+func raiseNoFile() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	lim.Cur = lim.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	return lim.Cur
+}
+
+type bench struct {
+	nofile     uint64
+	duration   time.Duration
+	memprofile string
+
+	faults  *devstack.Faults
+	clients *cloud.Clients
+	hub     *progress.Hub
+	addr    string
+	m       *ledger.Manifest
+	rows    []string // result table rows
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+func (b *bench) row(measure, value, goal string) {
+	b.rows = append(b.rows, fmt.Sprintf("| %s | %s | %s |", measure, value, goal))
+}
+
+func (b *bench) run(ns []int, rateWatchers, changes, latencyWatchers int) error {
+	ctx := context.Background()
+	stop, err := b.start(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	logf("serving on %s, RLIMIT_NOFILE %d, GOMAXPROCS %d", b.addr, b.nofile, runtime.GOMAXPROCS(0))
+
+	for _, n := range ns {
+		if err := b.memory(ctx, n); err != nil {
+			return err
+		}
+	}
+	if err := b.requestRate(ctx, rateWatchers); err != nil {
+		return err
+	}
+	if err := b.latency(ctx, changes, latencyWatchers); err != nil {
+		return err
+	}
+
+	fmt.Printf("\nssebench: %s, %s/%s, GOMAXPROCS %d, RLIMIT_NOFILE %d; hub: Heartbeat 30s, PollMin 250ms, PollMax 2s\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), b.nofile)
+	fmt.Println("| measurement | result | goal |")
+	fmt.Println("|---|---|---|")
+	for _, r := range b.rows {
+		fmt.Println(r)
+	}
+	return nil
+}
+
+// start runs the emulator, the clients, a hub and its server, and creates one
+// running batch.
+func (b *bench) start(ctx context.Context) (func(), error) {
+	root, err := os.MkdirTemp("", "ssebench-*")
+	if err != nil {
+		return nil, err
+	}
+	b.faults = devstack.NewFaults(1)
+	g, err := devstack.StartGCS(devstack.GCSOptions{Addr: "127.0.0.1:0", Root: root + "/gcs", Buckets: []string{bucket}, Wrap: b.faults.Wrap})
+	if err != nil {
+		os.RemoveAll(root)
+		return nil, err
+	}
+	env := map[string]string{"BUCKET": bucket, "STORAGE_EMULATOR_HOST": g.Addr, "SIGNING_KEY_FILE": root + "/key.pem"}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		return nil, err
+	}
+	if b.clients, err = cloud.Open(ctx, cfg); err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b.hub = progress.NewHub(progress.Config{
+		PollMin: 250 * time.Millisecond, PollMax: 2 * time.Second,
+		Heartbeat: 30 * time.Second, MaxDuration: 59 * time.Minute, Retry: 2 * time.Second,
+		RefreshBefore: 5 * time.Minute, WriteTimeout: 30 * time.Second,
+	}, b.clients.Store, b.clients.Signer.Sign, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	b.addr = ln.Addr().String()
+	srv := &http.Server{Handler: progress.New(b.hub, auth.None{}, health.NewReadiness(5*time.Second), log), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+
+	b.m = &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: auth.LocalUser, RunMode: batch.DryRun,
+		Model: "gemini-2.5-flash-image", CreatedAt: time.Now().UTC()}
+	for i := range 10 {
+		b.m.Rows = append(b.m.Rows, ledger.ManifestRow{Index: i, Prompt: fmt.Sprintf("row %d: a lighthouse at dusk, watercolour", i), Variants: 2, AspectRatio: "1:1"})
+	}
+	if err := b.clients.Store.CreateManifest(ctx, b.m); err != nil {
+		return nil, err
+	}
+	// Row 0 is being generated: the tail polls at PollMin.
+	if _, err := b.startRow(ctx, 0); err != nil {
+		return nil, err
+	}
+	return func() {
+		b.hub.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.hub.WaitIdle(sctx)
+		_ = srv.Shutdown(sctx)
+		_ = b.clients.Close()
+		_ = g.Close(sctx)
+		os.RemoveAll(root)
+	}, nil
+}
+
+// startRow leases a row (again): a new version while it runs.
+func (b *bench) startRow(ctx context.Context, row int) (ledger.Row, error) {
+	return b.clients.Store.UpdateRow(ctx, b.m, row, func(r ledger.Row) (ledger.Row, error) {
+		return ledger.Start(r, ledger.Op{Actor: "ssebench", Now: time.Now().UTC()}, "ssebench", time.Hour)
+	})
+}
+
+// --- a) memory per idle stream --------------------------------------------------
+
+type sample struct {
+	rss, heap  uint64 // bytes; heap is HeapInuse+StackInuse
+	heapInuse  uint64
+	stackInuse uint64
+	goroutines int
+}
+
+func measure() sample {
+	// Each collection may halve an idle goroutine's oversized stack: a few of
+	// them give the steady state a long-running server reaches.
+	for range 4 {
+		runtime.GC()
+	}
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return sample{rss: vmRSS(), heap: ms.HeapInuse + ms.StackInuse, heapInuse: ms.HeapInuse, stackInuse: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// vmRSS reads this process's resident set size from /proc/self/status.
+func vmRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseUint(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+func (b *bench) memory(ctx context.Context, n int) error {
+	logf("memory: opening %d streams from a child process", n)
+	before := measure()
+	c, got, err := b.spawn(ctx, n)
+	if err != nil {
+		return err
+	}
+	defer c.stop(b)
+	if got == 0 {
+		b.row(fmt.Sprintf("memory per idle stream, %d watchers", n), "no stream opened", "≤ 32 KiB")
+		return nil
+	}
+	after := measure()
+	st := b.hub.Stats()
+	rss := (float64(after.rss) - float64(before.rss)) / float64(got) / 1024
+	heap := (float64(after.heap) - float64(before.heap)) / float64(got) / 1024
+	logf("memory: %d streams (hub %+v): RSS %d → %d KiB, heap %d → %d KiB, stacks %d → %d KiB, goroutines %d → %d",
+		got, st, before.rss>>10, after.rss>>10, before.heapInuse>>10, after.heapInuse>>10, before.stackInuse>>10, after.stackInuse>>10, before.goroutines, after.goroutines)
+	if b.memprofile != "" {
+		if err := writeHeapProfile(fmt.Sprintf("%s.%d", b.memprofile, n)); err != nil {
+			return err
+		}
+	}
+	label := fmt.Sprintf("%d", n)
+	if got < n {
+		label = fmt.Sprintf("%d of %d requested (%s)", got, n, c.limit)
+	}
+	b.row(fmt.Sprintf("RSS per idle stream, %s watchers", label),
+		fmt.Sprintf("%.1f KiB (%.1f → %.1f MiB)", rss, float64(before.rss)/(1<<20), float64(after.rss)/(1<<20)), "≤ 32 KiB")
+	b.row(fmt.Sprintf("Go heap+stacks per idle stream, %s watchers", label),
+		fmt.Sprintf("%.1f KiB (%.1f → %.1f MiB)", heap, float64(before.heap)/(1<<20), float64(after.heap)/(1<<20)), "≤ 32 KiB")
+	return nil
+}
+
+// --- the client process --------------------------------------------------------
+
+type childProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	limit string // why fewer streams than asked opened
+}
+
+// spawn starts a child that opens n streams, and returns once the hub counts
+// the ones it opened.
+func (b *bench) spawn(ctx context.Context, n int) (*childProc, int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.CommandContext(ctx, self, "-child", "-addr", b.addr, "-path", "/progress/"+b.m.BatchID, "-n", strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	c := &childProc{cmd: cmd, stdin: stdin}
+	// The child prints "ready <opened> <first error>" once done connecting.
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		c.stop(b)
+		return nil, 0, fmt.Errorf("child: %w", err)
+	}
+	f := strings.SplitN(strings.TrimSpace(line), " ", 3)
+	got, _ := strconv.Atoi(f[1])
+	if len(f) == 3 {
+		c.limit = f[2]
+	}
+	deadline := time.Now().Add(time.Minute)
+	for b.hub.Stats().Watchers != got {
+		if time.Now().After(deadline) {
+			return c, got, fmt.Errorf("the hub counts %+v, the child opened %d", b.hub.Stats(), got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c, got, nil
+}
+
+// stop tells the child to close its streams and waits until the hub has let
+// them all go.
+func (c *childProc) stop(b *bench) {
+	_ = c.stdin.Close()
+	_ = c.cmd.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := b.hub.WaitIdle(ctx); err != nil {
+		logf("streams still open after the child exited: %+v", b.hub.Stats())
+	}
+}
+
+// runChild opens n streams to addr, reads them (discarding), reports how many
+// opened, and closes them when stdin closes.
+func runChild(addr, path string, n int) error {
+	var (
+		mu       sync.Mutex
+		conns    []net.Conn
+		firstErr error
+	)
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n")
+	open := func() error {
+		conn, err := net.DialTimeout("tcp", addr, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		if _, err := conn.Write(req); err != nil {
+			conn.Close()
+			return err
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReaderSize(conn, 1024)
+		status, err := br.ReadString('\n')
+		if err != nil || !strings.Contains(status, " 200 ") {
+			conn.Close()
+			return fmt.Errorf("status %q: %v", strings.TrimSpace(status), err)
+		}
+		_ = conn.SetReadDeadline(time.Time{})
+		mu.Lock()
+		conns = append(conns, conn)
+		mu.Unlock()
+		go func() { _, _ = io.Copy(io.Discard, br) }()
+		return nil
+	}
+	sem := make(chan struct{}, 128)
+	var wg sync.WaitGroup
+	for range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := open(); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	msg := fmt.Sprintf("ready %d", len(conns))
+	if firstErr != nil {
+		msg += " " + strings.ReplaceAll(firstErr.Error(), "\n", " ")
+	}
+	fmt.Println(msg)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
+	}
+	return nil
+}
+
+// --- b) Cloud Storage requests per second ---------------------------------------
+
+func (b *bench) requestRate(ctx context.Context, many int) error {
+	type rate struct {
+		n               int
+		connect, counts devstack.Counts
+	}
+	var out []rate
+	for _, n := range []int{1, many} {
+		logf("requests: %d watcher(s) for %s", n, b.duration)
+		b.faults.Reset()
+		c, got, err := b.spawn(ctx, n)
+		if err != nil {
+			return err
+		}
+		if got != n {
+			c.stop(b)
+			return fmt.Errorf("requests: only %d of %d streams opened (%s)", got, n, c.limit)
+		}
+		connect := b.faults.Counts()
+		b.faults.Reset()
+		time.Sleep(b.duration)
+		counts := b.faults.Counts()
+		c.stop(b)
+		out = append(out, rate{n, connect, counts})
+	}
+	per := func(c devstack.Counts) float64 {
+		return float64(c.Lists+c.Reads+c.Writes) / b.duration.Seconds()
+	}
+	for _, r := range out {
+		b.row(fmt.Sprintf("Cloud Storage requests/s, %d watcher(s), %s", r.n, b.duration),
+			fmt.Sprintf("%.2f (lists %d, reads %d, writes %d)", per(r.counts), r.counts.Lists, r.counts.Reads, r.counts.Writes), "")
+	}
+	ratio := per(out[1].counts) / per(out[0].counts)
+	b.row(fmt.Sprintf("requests ratio %d : 1 watchers", many), fmt.Sprintf("%.3f", ratio), "≤ 1.05")
+	for _, r := range out {
+		b.row(fmt.Sprintf("Cloud Storage requests to open %d stream(s) of a batch no stream watched", r.n),
+			fmt.Sprintf("%d (lists %d, reads %d)", r.connect.Lists+r.connect.Reads, r.connect.Lists, r.connect.Reads), "")
+	}
+	return nil
+}
+
+// --- c) ledger write → event delay -----------------------------------------------
+
+type receipt struct {
+	row, version int
+	at           time.Time
+}
+
+func (b *bench) latency(ctx context.Context, changes, watchers int) error {
+	logf("latency: %d changes, %d watchers", changes, watchers)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan receipt, 1024)
+	errc := make(chan error, watchers)
+	for range watchers {
+		go func() { errc <- follow(ctx, "http://"+b.addr+"/progress/"+b.m.BatchID, got) }()
+	}
+	deadline := time.Now().Add(time.Minute)
+	for b.hub.Stats().Watchers != watchers {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("latency: the hub counts %+v", b.hub.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Let every client read its snapshot.
+	time.Sleep(500 * time.Millisecond)
+	drain(got)
+
+	var delays []time.Duration
+	for i := range changes {
+		row := 1 + i%(len(b.m.Rows)-1)
+		r, err := b.startRow(ctx, row)
+		if err != nil {
+			return err
+		}
+		written := time.Now()
+		seen := 0
+		timeout := time.After(30 * time.Second)
+		for seen < watchers {
+			select {
+			case rc := <-got:
+				if rc.row == row && rc.version == r.Version {
+					delays = append(delays, rc.at.Sub(written))
+					seen++
+				}
+			case err := <-errc:
+				return fmt.Errorf("latency: a client stopped: %v", err)
+			case <-timeout:
+				return fmt.Errorf("latency: change %d (row %d v%d) reached %d of %d clients in 30s", i, row, r.Version, seen, watchers)
+			}
+		}
+		// Land the next write at a random point of the poll cycle.
+		time.Sleep(rand.N(250 * time.Millisecond))
+	}
+	cancel()
+	slices.Sort(delays)
+	pct := func(p float64) time.Duration {
+		return delays[min(len(delays)-1, int(p*float64(len(delays))))].Round(time.Millisecond)
+	}
+	b.row(fmt.Sprintf("ledger write → event, %d changes × %d watchers (PollMin 250ms)", changes, watchers),
+		fmt.Sprintf("p50 %s, p95 %s, max %s", pct(0.50), pct(0.95), delays[len(delays)-1].Round(time.Millisecond)), "p95 ≤ PollMin + a read")
+	return nil
+}
+
+func drain(c chan receipt) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+// follow reads one stream and reports every row event it receives.
+func follow(ctx context.Context, url string, got chan<- receipt) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	typ := ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			typ = ""
+		case strings.HasPrefix(line, "event: "):
+			typ = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: ") && typ == "row":
+			at := time.Now()
+			var r struct{ Index, Version int }
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &r); err != nil {
+				return err
+			}
+			select {
+			case got <- receipt{r.Index, r.Version, at}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return errors.New("stream ended")
+}
