@@ -73,6 +73,7 @@ func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
 	// Stable image links authenticate themselves (their token, or the owner's).
 	mux.Handle("GET /assets/{batchId}/{row}/{variant}", s.handleAsset())
 	mux.Handle("GET /budget", user(s.handleBudget()))
+	mux.Handle("GET /models", s.handleModels())
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)
 	mux.Handle("GET /metrics", metrics.Handler())

@@ -209,3 +209,19 @@ type ProgressToken struct {
 	ProgressURL string    `json:"progressUrl"`
 	ExpiresAt   time.Time `json:"expiresAt"`
 }
+
+// Models is GET /models: what a batch may ask for.
+type Models struct {
+	Default string  `json:"default"`
+	Models  []Model `json:"models"`
+	// LiveAvailable says whether this deployment runs live batches.
+	LiveAvailable bool `json:"liveAvailable"`
+}
+
+// Model is one model a batch may name.
+type Model struct {
+	Name         string   `json:"name"`
+	PriceUSD     float64  `json:"priceUsd"`
+	MaxRefs      int      `json:"maxRefs"`
+	AspectRatios []string `json:"aspectRatios"`
+}
