@@ -7,8 +7,6 @@ package functions
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -38,10 +36,10 @@ import (
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/notify"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 	"github.com/assetgen/assetgen/shared/refs"
-	"github.com/assetgen/assetgen/shared/urls"
 )
 
 func init() {
@@ -150,6 +148,8 @@ type Platform struct {
 	Flags    *flags.Set
 	Keys     *idempotency.Keys
 	Finisher *completion.Finisher
+	// Tokens signs progress tokens and image links.
+	Tokens *auth.Tokens
 }
 
 // FlagsObject is the bucket object whose flag values override the environment.
@@ -169,9 +169,17 @@ func NewPlatform(cfg config.Config, c *cloud.Clients, getenv func(string) string
 		return nil, err
 	}
 	budgets := budget.NewStore(c.Store, budget.NewLimits(c.Store, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
+	tokens, err := auth.TokensFromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n, err := completion.NotifierFromConfig(context.Background(), cfg, tokens)
+	if err != nil {
+		return nil, err
+	}
 	return &Platform{
-		Cfg: cfg, Clients: c, Log: log, Budgets: budgets, Flags: fl,
-		Keys: idempotency.New(c.Store), Finisher: completion.New(c.Store, budgets),
+		Cfg: cfg, Clients: c, Log: log, Budgets: budgets, Flags: fl, Tokens: tokens,
+		Keys: idempotency.New(c.Store), Finisher: completion.New(c.Store, budgets, n),
 	}, nil
 }
 
@@ -201,23 +209,17 @@ func (p *Platform) Callers() (auth.Authenticator, error) {
 	return nil, fmt.Errorf("functions: AUTH_MODE must be google or apikey (none locally), got %q", cfg.AuthMode)
 }
 
-// Tokens builds the progress-token signer. Locally the key derives from the
-// local signing key, so tokens survive restarts; a deployment must configure
-// PROGRESS_TOKEN_KEYS (from Secret Manager).
-func (p *Platform) Tokens() (*auth.Tokens, error) {
-	spec := p.Cfg.ProgressTokenKeys
-	if spec == "" {
-		if !p.Cfg.Local() || p.Cfg.SigningKeyFile == "" {
-			return nil, errors.New("functions: PROGRESS_TOKEN_KEYS is required (id:base64-secret,…)")
-		}
-		pem, err := urls.LoadOrCreateKey(p.Cfg.SigningKeyFile)
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(append([]byte("assetgen progress tokens\x00"), pem...))
-		spec = "local:" + base64.StdEncoding.EncodeToString(sum[:])
+// rules are what submit validates batches against.
+func (p *Platform) rules() batch.Rules {
+	cfg := p.Cfg
+	r := batch.Rules{
+		Models: cfg.Models, RefBuckets: cfg.RefBuckets, AllowHTTPRefs: cfg.RefsAllowLoopback,
+		CheckWebhook: func(u string) error { return notify.CheckWebhookURL(u, cfg.RefsAllowLoopback) },
 	}
-	return auth.NewTokens(spec, p.Cfg.ProgressTokenTTL)
+	if completion.SheetsAvailable(cfg) {
+		r.CheckSheet = func(id, rng string) error { return notify.SheetTarget{SpreadsheetID: id, Range: rng}.Validate() }
+	}
+	return r
 }
 
 // Submit builds the submit function (the platform's clients need their tasks client).
@@ -230,14 +232,10 @@ func (p *Platform) Submit() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := p.Tokens()
-	if err != nil {
-		return nil, err
-	}
 	q := p.Clients.Enqueuer(cfg)
 	ready := health.NewReadiness(readinessTTL, writeProbe(p.Clients), health.Check{Name: "queue", Fn: q.Ping})
 	return submit.New(submit.Config{
-		Rules:            batch.Rules{Models: cfg.Models, RefBuckets: cfg.RefBuckets, AllowHTTPRefs: cfg.RefsAllowLoopback},
+		Rules:            p.rules(),
 		PublicBaseURL:    cfg.PublicBaseURL,
 		ProgressBaseURL:  cfg.ProgressBaseURL,
 		LiveAvailable:    cfg.LiveBackend != "",
@@ -247,7 +245,7 @@ func (p *Platform) Submit() (http.Handler, error) {
 		AssetLinkTTL:     cfg.HistoryRetention,
 	}, submit.Deps{
 		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
-		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: tokens, Finisher: p.Finisher, Ready: ready,
+		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: p.Tokens, Finisher: p.Finisher, Ready: ready,
 		Refs: refs.NewFetcher(p.Clients.Storage, refs.Options{AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets}),
 	}, p.Log), nil
 }
@@ -289,10 +287,6 @@ func (p *Platform) Progress() (http.Handler, *progress.Hub, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	tokens, err := p.Tokens()
-	if err != nil {
-		return nil, nil, err
-	}
 	hub := progress.NewHub(progress.Config{
 		PollMin: cfg.SSEPollMin, PollMax: cfg.SSEPollMax, Heartbeat: cfg.SSEHeartbeat,
 		MaxDuration: cfg.SSEMaxDuration, Retry: cfg.SSERetry,
@@ -303,5 +297,5 @@ func (p *Platform) Progress() (http.Handler, *progress.Hub, error) {
 		MinHeadroom:   cfg.SSEMinHeadroom,
 	}, p.Clients.Store, p.Clients.Signer.Sign, p.Log)
 	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: p.Clients.Store.PingRead})
-	return progress.New(hub, auth.Stream{Tokens: tokens, Bearer: callers}, ready, p.Log), hub, nil
+	return progress.New(hub, auth.Stream{Tokens: p.Tokens, Bearer: callers}, ready, p.Log), hub, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
@@ -66,5 +67,14 @@ func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Ma
 		return
 	}
 	s.addLinks(r, m, &b)
+	var fx completion.Effects
+	if err := s.Store.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
+		for _, o := range fx.Notifications {
+			b.Notifications = append(b.Notifications, api.Notification{
+				Kind: o.Kind, Target: o.Target, Status: o.Status, Attempts: o.Attempts, Error: o.Error, At: o.At,
+				Retrying: !o.Delivered() && o.Retryable,
+			})
+		}
+	}
 	api.WriteJSON(w, http.StatusOK, b)
 }

@@ -47,6 +47,13 @@ func (s *server) handleHistory() http.Handler {
 		var fx completion.Effects
 		if err := s.Store.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &fx); err == nil {
 			entries = append(entries, api.HistoryEntry{At: fx.At, Actor: "generate", Action: "settled", Detail: fmt.Sprintf("charged $%.3f", fx.ChargedUSD)})
+			for _, o := range fx.Notifications {
+				detail := fmt.Sprintf("%s %s after %d attempt(s)", o.Kind, o.Status, o.Attempts)
+				if o.Error != "" {
+					detail += ": " + o.Error
+				}
+				entries = append(entries, api.HistoryEntry{At: o.At, Actor: "generate", Action: "notified", Detail: detail})
+			}
 		}
 		sort.SliceStable(entries, func(i, j int) bool { return entries[i].At.Before(entries[j].At) })
 		api.WriteJSON(w, http.StatusOK, api.History{BatchID: m.BatchID, Entries: entries})

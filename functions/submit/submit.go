@@ -266,6 +266,10 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	m := &ledger.Manifest{
 		Schema: 1, BatchID: batchID, Owner: sub.user, RunMode: sub.spec.RunMode, Model: sub.model,
 		CreatedAt: s.now().UTC(), RequestID: obs.RequestID(ctx), PriceUSD: sub.price, EstimateUSD: sub.estimate.USD(),
+		Notify: ledger.Notify{WebhookURL: sub.spec.WebhookURL},
+	}
+	if sh := sub.spec.Sheet; sh != nil {
+		m.Notify.SpreadsheetID, m.Notify.SheetRange = sh.SpreadsheetID, sh.Range
 	}
 	for i, row := range sub.spec.Rows {
 		mr := ledger.ManifestRow{Index: row.Index, ID: row.ID, Prompt: row.Prompt, Variants: row.Variants, AspectRatio: row.AspectRatio}

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/completion"
@@ -75,7 +76,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// The run's id travels into every re-enqueued task (X-Request-Id), so the
 	// generate attempts it caused are found by it.
 	ctx = obs.WithLogger(obs.WithRequestID(ctx, runID), log)
-	j := newJob(opts, cfg, c.Store, c.Enqueuer(cfg), log, runID)
+	// Announcements of batches it completes, and retries of failed ones, are
+	// the same as the functions' (signed webhooks, Sheets, stable links).
+	tokens, err := auth.TokensFromConfig(cfg)
+	if err != nil {
+		return err
+	}
+	n, err := completion.NotifierFromConfig(ctx, cfg, tokens)
+	if err != nil {
+		return err
+	}
+	j := newJob(opts, cfg, c.Store, c.Enqueuer(cfg), n, log, runID)
 	log.Info("housekeeping: start", "dryRun", opts.dryRun, "maxRows", opts.maxRows, "maxBatches", opts.maxBatches,
 		"maxObjects", opts.maxObjects, "retention", opts.retention.String(), "stuckAfter", opts.stuckAfter.String())
 	err = j.run(ctx)
@@ -98,11 +109,11 @@ type job struct {
 	rep report
 }
 
-func newJob(opts options, cfg config.Config, store *ledger.Store, q *queue.Enqueuer, log *slog.Logger, runID string) *job {
+func newJob(opts options, cfg config.Config, store *ledger.Store, q *queue.Enqueuer, n completion.Notifier, log *slog.Logger, runID string) *job {
 	// The same budget store and finisher the functions build (functions.NewPlatform).
 	budgets := budget.NewStore(store, budget.NewLimits(store, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
 	return &job{
-		opts: opts, store: store, queue: q, finisher: completion.New(store, budgets), log: log, runID: runID,
+		opts: opts, store: store, queue: q, finisher: completion.New(store, budgets, n), log: log, runID: runID,
 		policy: policy{stuckAfter: opts.stuckAfter, maxAttempts: cfg.MaxAttempts},
 		now:    time.Now().UTC(),
 	}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
@@ -30,16 +31,34 @@ const (
 // the key named, for as long as the key lives (24h).
 const lateManifest = idempotency.TTL + time.Hour
 
+// renotify retries a finished batch's notifications that failed for a
+// reason a retry may fix (a webhook receiver or the Sheets API was down).
+func (j *job) renotify(ctx context.Context, id string, fx completion.Effects) error {
+	if !fx.Retryable() {
+		return nil
+	}
+	j.rep.renotified.Add(1)
+	if j.opts.dryRun {
+		return nil
+	}
+	m, err := j.store.Manifest(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = j.finisher.RetryNotifications(ctx, m)
+	return err
+}
+
 // examine looks at one batch and repairs what it can: stuck rows are
 // re-enqueued or failed, and a batch whose rows are all final is completed.
 func (j *job) examine(ctx context.Context, id string, rowsLeft int) (outcome, error) {
-	done, err := j.store.Exists(ctx, ledger.EffectsObject(id))
-	if err != nil {
-		return open, err
-	}
-	if done {
+	var fx completion.Effects
+	switch err := j.store.ReadJSON(ctx, ledger.EffectsObject(id), &fx); {
+	case err == nil:
 		j.rep.batches.Add(1)
-		return finished, nil
+		return finished, j.renotify(ctx, id, fx)
+	case !errors.Is(err, ledger.ErrNotFound):
+		return open, err
 	}
 	m, err := j.store.Manifest(ctx, id)
 	if errors.Is(err, ledger.ErrNotFound) {

@@ -10,7 +10,7 @@ import (
 type report struct {
 	batches, rows                         atomic.Int64 // examined
 	requeued, failed, cancelled           atomic.Int64 // rows
-	completed                             atomic.Int64 // batches
+	completed, renotified                 atomic.Int64 // batches
 	prunedBatches, prunedKeys, prunedDays atomic.Int64
 	errors                                atomic.Int64
 }
@@ -21,9 +21,9 @@ func (r *report) summary(dryRun bool) string {
 	if dryRun {
 		dry = "yes"
 	}
-	return fmt.Sprintf("housekeeping: examined %d batches, %d rows; re-enqueued %d, failed %d, cancelled %d, completed %d; "+
+	return fmt.Sprintf("housekeeping: examined %d batches, %d rows; re-enqueued %d, failed %d, cancelled %d, completed %d, renotified %d; "+
 		"pruned %d batches, %d keys, %d budget days; %d errors (dry run: %s)",
-		r.batches.Load(), r.rows.Load(), r.requeued.Load(), r.failed.Load(), r.cancelled.Load(), r.completed.Load(),
+		r.batches.Load(), r.rows.Load(), r.requeued.Load(), r.failed.Load(), r.cancelled.Load(), r.completed.Load(), r.renotified.Load(),
 		r.prunedBatches.Load(), r.prunedKeys.Load(), r.prunedDays.Load(), r.errors.Load(), dry)
 }
 
@@ -31,7 +31,7 @@ func (r *report) summary(dryRun bool) string {
 func (r *report) attrs() []any {
 	return []any{
 		"batches", r.batches.Load(), "rows", r.rows.Load(), "requeued", r.requeued.Load(), "failed", r.failed.Load(),
-		"cancelled", r.cancelled.Load(), "completed", r.completed.Load(), "prunedBatches", r.prunedBatches.Load(),
+		"cancelled", r.cancelled.Load(), "completed", r.completed.Load(), "renotified", r.renotified.Load(), "prunedBatches", r.prunedBatches.Load(),
 		"prunedKeys", r.prunedKeys.Load(), "prunedBudgetDays", r.prunedDays.Load(), "errors", r.errors.Load(),
 	}
 }

@@ -99,6 +99,20 @@ type Batch struct {
 	CreatedAt time.Time `json:"createdAt"`
 	Totals
 	Rows []Row `json:"rows"`
+	// Notifications are the finished batch's webhook and Sheets deliveries.
+	Notifications []Notification `json:"notifications,omitempty"`
+}
+
+// Notification is one announcement of a finished batch.
+type Notification struct {
+	Kind     string    `json:"kind"`   // webhook or sheet
+	Target   string    `json:"target"` // the URL, or spreadsheetId!range
+	Status   string    `json:"status"` // delivered or failed
+	Attempts int       `json:"attempts"`
+	Error    string    `json:"error,omitempty"`
+	At       time.Time `json:"at"`
+	// Retrying says the housekeeping job will try a failed delivery again.
+	Retrying bool `json:"retrying,omitempty"`
 }
 
 // Totals are a batch's counts: the data of event: batch.

@@ -58,6 +58,10 @@ func Decode(body []byte) (Request, []problem.FieldError, error) {
 			req.Refs = d.strings(raw, at)
 		case "rows":
 			req.Rows = d.rows(raw, at)
+		case "webhookUrl":
+			d.field(raw, at, &req.WebhookURL)
+		case "sheet":
+			req.Sheet = d.sheet(raw, at)
 		default:
 			d.unknown(at, k)
 		}
@@ -152,6 +156,27 @@ func (d *decoder) rows(raw json.RawMessage, at string) []RowRequest {
 		out = append(out, row)
 	}
 	return out
+}
+
+func (d *decoder) sheet(raw json.RawMessage, at string) *SheetRequest {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		d.mistyped(at, "an object with spreadsheetId and range", raw)
+		return nil
+	}
+	var s SheetRequest
+	for _, k := range sortedKeys(fields) {
+		v, fat := fields[k], at+"/"+escapePointer(k)
+		switch k {
+		case "spreadsheetId":
+			d.field(v, fat, &s.SpreadsheetID)
+		case "range":
+			d.field(v, fat, &s.Range)
+		default:
+			d.unknown(fat, k)
+		}
+	}
+	return &s
 }
 
 func sortedKeys(m map[string]json.RawMessage) []string {

@@ -41,6 +41,16 @@ type Request struct {
 	Model   string       `json:"model,omitempty"`
 	Refs    []string     `json:"refs,omitempty"`
 	Rows    []RowRequest `json:"rows"`
+	// WebhookURL, when set, receives a signed POST when the batch finishes.
+	WebhookURL string `json:"webhookUrl,omitempty"`
+	// Sheet, when set, gets one row per batch row when the batch finishes.
+	Sheet *SheetRequest `json:"sheet,omitempty"`
+}
+
+// SheetRequest names a Google Sheets range for write-back.
+type SheetRequest struct {
+	SpreadsheetID string `json:"spreadsheetId"`
+	Range         string `json:"range"`
 }
 
 // RowRequest is one row of a Request.
@@ -54,9 +64,11 @@ type RowRequest struct {
 
 // Spec is a validated request with every default filled in.
 type Spec struct {
-	RunMode RunMode
-	Model   string
-	Rows    []RowSpec
+	RunMode    RunMode
+	Model      string
+	Rows       []RowSpec
+	WebhookURL string
+	Sheet      *SheetRequest
 }
 
 // RowSpec is a validated row. RefURLs is the row's merge order: its own refs first,

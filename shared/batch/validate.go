@@ -30,6 +30,10 @@ type Rules struct {
 	RefBuckets []string
 	// AllowHTTPRefs admits plain http:// references (local demos and tests only).
 	AllowHTTPRefs bool
+	// CheckWebhook and CheckSheet judge the notification targets (the rules of
+	// the notify package); nil means the feature is not available here.
+	CheckWebhook func(url string) error
+	CheckSheet   func(spreadsheetID, rng string) error
 }
 
 // Validate checks every field of req and returns the normalised spec, or a
@@ -108,6 +112,26 @@ func Validate(req Request, rules Rules) (Spec, error) {
 		own := checkRefs(row.Refs, p+"/refs", rules, add)
 		rs.RefURLs = MergeRefURLs(own, global)
 		spec.Rows = append(spec.Rows, rs)
+	}
+
+	if req.WebhookURL != "" {
+		if rules.CheckWebhook == nil {
+			add("/webhookUrl", FieldUnknownValue, "completion webhooks are not available on this deployment")
+		} else if err := rules.CheckWebhook(req.WebhookURL); err != nil {
+			add("/webhookUrl", FieldInvalidValue, "%s", err.Error())
+		} else {
+			spec.WebhookURL = req.WebhookURL
+		}
+	}
+	if req.Sheet != nil {
+		if rules.CheckSheet == nil {
+			add("/sheet", FieldUnknownValue, "Google Sheets write-back is not available on this deployment")
+		} else if err := rules.CheckSheet(req.Sheet.SpreadsheetID, req.Sheet.Range); err != nil {
+			add("/sheet", FieldInvalidValue, "%s", err.Error())
+		} else {
+			s := *req.Sheet
+			spec.Sheet = &s
+		}
 	}
 
 	if len(errs) > 0 {

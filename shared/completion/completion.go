@@ -7,6 +7,7 @@ package completion
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/metrics"
+	"github.com/assetgen/assetgen/shared/notify"
 	"github.com/assetgen/assetgen/shared/obs"
 )
 
@@ -22,18 +24,29 @@ import (
 type Finisher struct {
 	store   *ledger.Store
 	budgets *budget.Store
+	n       Notifier
 	now     func() time.Time
 }
 
+// Notifier announces finished batches. A nil member means that channel is not
+// available on this deployment (submit refuses batches that ask for it).
+type Notifier struct {
+	Webhooks *notify.Webhooks
+	Sheets   *notify.Sheets
+	// Link is an image's stable link, for the announcements.
+	Link func(m *ledger.Manifest, row, variant int) string
+}
+
 // New returns a finisher.
-func New(store *ledger.Store, budgets *budget.Store) *Finisher {
-	return &Finisher{store: store, budgets: budgets, now: time.Now}
+func New(store *ledger.Store, budgets *budget.Store, n Notifier) *Finisher {
+	return &Finisher{store: store, budgets: budgets, n: n, now: time.Now}
 }
 
 // Effects records what the once-per-batch effects did.
 type Effects struct {
-	At         time.Time `json:"at"`
-	ChargedUSD float64   `json:"chargedUsd"`
+	At            time.Time        `json:"at"`
+	ChargedUSD    float64          `json:"chargedUsd"`
+	Notifications []notify.Outcome `json:"notifications,omitempty"`
 }
 
 // Finish completes m's batch if every row is final. It returns whether the
@@ -89,10 +102,54 @@ func count(m *ledger.Manifest, final ledger.Final) {
 	}
 }
 
+// Retryable reports whether a notification failed for a reason a retry may fix.
+func (e Effects) Retryable() bool {
+	for _, o := range e.Notifications {
+		if !o.Delivered() && o.Retryable {
+			return true
+		}
+	}
+	return false
+}
+
+// claimTTL is how long one caller owns a batch's effects before another may
+// take them over (it crashed): longer than settling plus two bounded
+// notification deliveries.
+const claimTTL = 5 * time.Minute
+
+// claim is who is performing a batch's effects, since when.
+type claim struct {
+	Holder string    `json:"holder"`
+	At     time.Time `json:"at"`
+}
+
+var errClaimed = errors.New("completion: another caller performs the effects")
+
+// claimEffects makes this call the one that performs the effects, unless
+// another call holds a fresh claim: concurrent finishers (every row's last
+// task, a duplicate delivery, the housekeeping job) never announce twice, and a
+// crashed one is taken over once its claim is stale.
+func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest) (bool, error) {
+	me := claim{Holder: obs.NewRequestID(), At: f.now().UTC()}
+	_, err := ledger.Update(ctx, f.store, ledger.BatchPrefix(m.BatchID)+"effects-claim.json", func(cur claim, exists bool) (claim, error) {
+		if exists && me.At.Sub(cur.At) < claimTTL {
+			return cur, errClaimed
+		}
+		return me, nil
+	})
+	if errors.Is(err, errClaimed) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // effects runs the once-per-batch effects unless their marker exists.
 func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, final ledger.Final) error {
 	done, err := f.store.Exists(ctx, ledger.EffectsObject(m.BatchID))
 	if err != nil || done {
+		return err
+	}
+	if mine, err := f.claimEffects(ctx, m); err != nil || !mine {
 		return err
 	}
 	charged := budget.FromUSD(final.Summary.CostUSD)
@@ -101,6 +158,91 @@ func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, final ledger
 			return fmt.Errorf("completion: settle budget: %w", err)
 		}
 	}
-	_, err = f.store.CreateMarker(ctx, ledger.EffectsObject(m.BatchID), Effects{At: f.now().UTC(), ChargedUSD: charged.USD()})
+	fx := Effects{ChargedUSD: charged.USD(), Notifications: f.announce(ctx, m, final, nil)}
+	fx.At = f.now().UTC()
+	_, err = f.store.CreateMarker(ctx, ledger.EffectsObject(m.BatchID), fx)
 	return err
+}
+
+// announce delivers the batch's notifications; only those whose index is in
+// redo when redo is not nil (a retry of earlier failures).
+func (f *Finisher) announce(ctx context.Context, m *ledger.Manifest, final ledger.Final, redo map[string]bool) []notify.Outcome {
+	link := func(row, variant int) string {
+		if f.n.Link == nil {
+			return ""
+		}
+		return f.n.Link(m, row, variant)
+	}
+	var out []notify.Outcome
+	if u := m.Notify.WebhookURL; u != "" && (redo == nil || redo[notify.KindWebhook]) {
+		if f.n.Webhooks == nil {
+			out = append(out, unavailable(notify.KindWebhook, u))
+		} else {
+			id := m.BatchID + ":webhook"
+			body, _ := json.Marshal(notify.NewEvent(id, final, m, link))
+			out = append(out, f.n.Webhooks.Deliver(ctx, u, id, body))
+		}
+	}
+	if m.Notify.SpreadsheetID != "" && (redo == nil || redo[notify.KindSheet]) {
+		t := notify.SheetTarget{SpreadsheetID: m.Notify.SpreadsheetID, Range: m.Notify.SheetRange}
+		if f.n.Sheets == nil {
+			out = append(out, unavailable(notify.KindSheet, t.String()))
+		} else {
+			out = append(out, f.n.Sheets.Write(ctx, t, notify.Rows(final, m, link)))
+		}
+	}
+	for _, o := range out {
+		if !o.Delivered() {
+			obs.Logger(ctx).Warn("completion: notification failed", "batchId", m.BatchID, "kind", o.Kind, "error", o.Error, "retryable", o.Retryable)
+		}
+	}
+	return out
+}
+
+func unavailable(kind, target string) notify.Outcome {
+	return notify.Outcome{Kind: kind, Target: target, Status: notify.StatusFailed, Error: "not available on this deployment", At: time.Now().UTC()}
+}
+
+// RetryNotifications delivers again the notifications of a finished batch
+// that failed for a reason a retry may fix (the housekeeping job calls it).
+// The batch's results are never at stake: they are in the ledger either way.
+func (f *Finisher) RetryNotifications(ctx context.Context, m *ledger.Manifest) (int, error) {
+	var fx Effects
+	if err := f.store.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &fx); err != nil {
+		if errors.Is(err, ledger.ErrNotFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	redo := map[string]bool{}
+	for _, o := range fx.Notifications {
+		if !o.Delivered() && o.Retryable {
+			redo[o.Kind] = true
+		}
+	}
+	if len(redo) == 0 {
+		return 0, nil
+	}
+	var final ledger.Final
+	if err := f.store.ReadJSON(ctx, ledger.StateObject(m.BatchID), &final); err != nil {
+		return 0, err
+	}
+	again := f.announce(ctx, m, final, redo)
+	_, err := ledger.Update(ctx, f.store, ledger.EffectsObject(m.BatchID), func(cur Effects, exists bool) (Effects, error) {
+		if !exists {
+			return cur, ledger.ErrNoChange
+		}
+		next := cur
+		next.Notifications = append([]notify.Outcome(nil), cur.Notifications...)
+		for i, o := range next.Notifications {
+			for _, a := range again {
+				if a.Kind == o.Kind && !o.Delivered() {
+					a.Attempts += o.Attempts
+					next.Notifications[i] = a
+				}
+			}
+		}
+		return next, nil
+	})
+	return len(again), err
 }

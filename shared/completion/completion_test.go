@@ -36,7 +36,7 @@ func open(t *testing.T) *stack {
 	faults := devstack.NewFaults(1)
 	c := stacktest.Open(t, faults)
 	budgets := budget.NewStore(c.Store, budget.NewLimits(c.Store, 10, time.Hour), 30*time.Second)
-	return &stack{c: c, faults: faults, budgets: budgets, finisher: completion.New(c.Store, budgets), day: budget.Day(time.Now())}
+	return &stack{c: c, faults: faults, budgets: budgets, finisher: completion.New(c.Store, budgets, completion.Notifier{}), day: budget.Day(time.Now())}
 }
 
 // manifest records a batch of rows with the given variants each.

@@ -67,6 +67,9 @@ var Vars = []Var{
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
 	{"TASKS_OIDC_AUDIENCE", "", "When set, generate verifies each task's OIDC token has this audience and TASKS_SERVICE_ACCOUNT's email."},
+	{"WEBHOOK_SECRET", "(local: derived from the signing key)", "Secret that signs completion webhooks (X-Assetgen-Signature); from Secret Manager."},
+	{"NOTIFY_MAX_ELAPSED", "30s", "How long one webhook or Sheets delivery keeps retrying before it is recorded as failed (the housekeeping job retries it later)."},
+	{"SHEETS_API_URL", "", "Endpoint of the Google Sheets API; empty uses Google's in the cloud and disables write-back locally."},
 	{"HISTORY_RETENTION", "720h", "How long batches, their images and history are kept: stable image links last as long; the housekeeping job deletes what is older."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
 	{"TASKS_EMULATOR_HOST", "(local: set by make run)", "host:port of the Cloud Tasks stand-in; the tasks client uses it instead of Google Cloud."},
@@ -141,6 +144,9 @@ type Config struct {
 	SubmitRatePerMinute int
 	TasksOIDCAudience   string
 	HistoryRetention    time.Duration
+	WebhookSecret       string
+	SheetsAPIURL        string
+	NotifyMaxElapsed    time.Duration
 	Models              models.Table
 	LogLevel            slog.Level
 	StorageEmulatorHost string
@@ -194,6 +200,9 @@ func Load(getenv func(string) string) (Config, error) {
 		SubmitRatePerMinute: p.int("SUBMIT_RATE_PER_MINUTE", 30),
 		TasksOIDCAudience:   p.str("TASKS_OIDC_AUDIENCE", ""),
 		HistoryRetention:    p.dur("HISTORY_RETENTION", 720*time.Hour),
+		WebhookSecret:       getenv("WEBHOOK_SECRET"),
+		SheetsAPIURL:        p.str("SHEETS_API_URL", ""),
+		NotifyMaxElapsed:    p.dur("NOTIFY_MAX_ELAPSED", 30*time.Second),
 		StorageEmulatorHost: p.str("STORAGE_EMULATOR_HOST", ""),
 		TasksEmulatorHost:   p.str("TASKS_EMULATOR_HOST", ""),
 	}

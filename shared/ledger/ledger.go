@@ -53,8 +53,10 @@ type Manifest struct {
 	EstimateUSD float64 `json:"estimateUsd"`
 	// BudgetDay is the UTC day whose budget holds the batch's reservation
 	// (live runs only); settlement goes to the same day.
-	BudgetDay string        `json:"budgetDay,omitempty"`
-	Rows      []ManifestRow `json:"rows"`
+	BudgetDay string `json:"budgetDay,omitempty"`
+	// Notify says who hears about the batch when it finishes.
+	Notify Notify        `json:"notify,omitzero"`
+	Rows   []ManifestRow `json:"rows"`
 }
 
 // ManifestRow is one row as submitted.
@@ -80,6 +82,14 @@ type Ref struct {
 type Dropped struct {
 	URL    string `json:"url"`
 	Reason string `json:"reason"`
+}
+
+// Notify is where a finished batch is announced.
+type Notify struct {
+	WebhookURL string `json:"webhookUrl,omitempty"`
+	// SpreadsheetID and SheetRange name a Google Sheets range for write-back.
+	SpreadsheetID string `json:"spreadsheetId,omitempty"`
+	SheetRange    string `json:"sheetRange,omitempty"`
 }
 
 // Images is the number of images the batch asks for.

@@ -5,6 +5,7 @@ package urls
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -124,4 +125,16 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("urls: write key: %w", err)
 	}
 	return b, nil
+}
+
+// LocalSecret derives a secret for purpose from the local signing key at
+// keyFile, so the local stack's tokens and webhook signatures survive restarts
+// without any configuration. Deployments configure real secrets instead.
+func LocalSecret(keyFile, purpose string) ([]byte, error) {
+	pem, err := LoadOrCreateKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(append([]byte("assetgen "+purpose+"\x00"), pem...))
+	return sum[:], nil
 }
