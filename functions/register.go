@@ -36,6 +36,7 @@ import (
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/notify"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
@@ -209,6 +210,12 @@ func (p *Platform) Callers() (auth.Authenticator, error) {
 	return nil, fmt.Errorf("functions: AUTH_MODE must be google or apikey (none locally), got %q", cfg.AuthMode)
 }
 
+// metricsAccess opens /metrics on the local stack; a deployment serves it only
+// to scrapers presenting METRICS_TOKEN.
+func metricsAccess(cfg config.Config) metrics.Access {
+	return metrics.Access{Open: cfg.Local(), Token: cfg.MetricsToken}
+}
+
 // rules are what submit validates batches against.
 func (p *Platform) rules() batch.Rules {
 	cfg := p.Cfg
@@ -241,6 +248,7 @@ func (p *Platform) Submit() (http.Handler, error) {
 		LiveAvailable:    cfg.LiveBackend != "",
 		CORS:             cors.Parse(cfg.CORSOrigins),
 		Project:          cfg.Project,
+		Metrics:          metricsAccess(cfg),
 		SubmitsPerMinute: cfg.SubmitRatePerMinute,
 		AssetLinkTTL:     cfg.HistoryRetention,
 	}, submit.Deps{
@@ -277,6 +285,7 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 		MaxAttempts:    cfg.MaxAttempts,
 		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
 		Project:        cfg.Project,
+		Metrics:        metricsAccess(cfg),
 	}, p.Clients.Store, gens, p.Finisher, tasks, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
 }
 
@@ -294,6 +303,7 @@ func (p *Platform) Progress() (http.Handler, *progress.Hub, error) {
 		RefreshBefore: min(5*time.Minute, cfg.SignedURLTTL/3),
 		WriteTimeout:  30 * time.Second,
 		Project:       cfg.Project,
+		Metrics:       metricsAccess(cfg),
 		MinHeadroom:   cfg.SSEMinHeadroom,
 	}, p.Clients.Store, p.Clients.Signer.Sign, p.Log)
 	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: p.Clients.Store.PingRead})

@@ -35,6 +35,8 @@ type Config struct {
 	VariantConcurrency int
 	// Project is the Google Cloud project (trace links in logs).
 	Project string
+	// Metrics says who may read /metrics.
+	Metrics metrics.Access
 	// AttemptTimeout bounds one delivery; keep it under the queue's dispatch
 	// deadline so the attempt records its outcome before Cloud Tasks gives up.
 	AttemptTimeout time.Duration
@@ -59,7 +61,7 @@ func New(cfg Config, store *ledger.Store, gens Generators, finisher *completion.
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", ready)
-	mux.Handle("GET /metrics", metrics.Handler())
+	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))
 	// Cloud Tasks posts to whatever path the task names; a function deployed with
 	// FUNCTION_TARGET receives every path, so any POST is a task.
 	mux.Handle("POST /", tasks.Require(h))

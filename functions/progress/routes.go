@@ -33,6 +33,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Project is the Google Cloud project (trace links in logs).
 	Project string
+	// Metrics says who may read /metrics.
+	Metrics metrics.Access
 	// MinHeadroom refuses new streams with 503 OVERLOADED while less than this
 	// share of the memory limit is free (0 disables the check).
 	MinHeadroom float64
@@ -46,6 +48,6 @@ func New(hub *Hub, callers auth.Authenticator, ready *health.Readiness, log *slo
 	mux.Handle("GET /progress/{batchId}", auth.Require(callers, hub.handleStream()))
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", ready)
-	mux.Handle("GET /metrics", metrics.Handler())
+	mux.Handle("GET /metrics", metrics.Handler(hub.cfg.Metrics))
 	return obs.Middleware(log, obs.Options{Function: "progress", Project: hub.cfg.Project, Observe: metrics.ObserveRequest}, api.Serve(mux))
 }

@@ -40,6 +40,8 @@ type Config struct {
 	SubmitsPerMinute int
 	// Project is the Google Cloud project (trace links in logs).
 	Project string
+	// Metrics says who may read /metrics.
+	Metrics metrics.Access
 	// AssetLinkTTL is how long stable image links work: as long as images
 	// are retained.
 	AssetLinkTTL time.Duration
@@ -76,7 +78,7 @@ func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
 	mux.Handle("GET /models", s.handleModels())
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)
-	mux.Handle("GET /metrics", metrics.Handler())
+	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))
 	return obs.Middleware(log, obs.Options{Function: "submit", Project: cfg.Project, Observe: metrics.ObserveRequest}, cfg.CORS.Wrap(api.Serve(mux)))
 }
 

@@ -58,9 +58,9 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 	wg.Wait()
 	var fx completion.Effects
 	is.NoErr(s.c.Store.ReadJSON(context.Background(), ledger.EffectsObject(m.BatchID), &fx))
-	is.Equal(len(fx.Notifications), 1)          // one announcement, though five finished at once
+	is.Equal(len(fx.Notifications), 1)             // one announcement, though five finished at once
 	is.Equal(fx.Notifications[0].Status, "failed") // the receiver was down
-	is.True(fx.Retryable())                      // for a reason a retry may fix
+	is.True(fx.Retryable())                        // for a reason a retry may fix
 
 	up.Store(true)
 	retried, err := f.RetryNotifications(context.Background(), m)

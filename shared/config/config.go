@@ -69,6 +69,7 @@ var Vars = []Var{
 	{"TASKS_OIDC_AUDIENCE", "", "When set, generate verifies each task's OIDC token has this audience and TASKS_SERVICE_ACCOUNT's email."},
 	{"WEBHOOK_SECRET", "(local: derived from the signing key)", "Secret that signs completion webhooks (X-Assetgen-Signature); from Secret Manager."},
 	{"NOTIFY_MAX_ELAPSED", "30s", "How long one webhook or Sheets delivery keeps retrying before it is recorded as failed (the housekeeping job retries it later)."},
+	{"METRICS_TOKEN", "", "Bearer token a scraper presents to read /metrics on a deployment (open locally; off when empty)."},
 	{"SHEETS_API_URL", "", "Endpoint of the Google Sheets API; empty uses Google's in the cloud and disables write-back locally."},
 	{"HISTORY_RETENTION", "720h", "How long batches, their images and history are kept: stable image links last as long; the housekeeping job deletes what is older."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
@@ -147,6 +148,7 @@ type Config struct {
 	WebhookSecret       string
 	SheetsAPIURL        string
 	NotifyMaxElapsed    time.Duration
+	MetricsToken        string
 	Models              models.Table
 	LogLevel            slog.Level
 	StorageEmulatorHost string
@@ -203,6 +205,7 @@ func Load(getenv func(string) string) (Config, error) {
 		WebhookSecret:       getenv("WEBHOOK_SECRET"),
 		SheetsAPIURL:        p.str("SHEETS_API_URL", ""),
 		NotifyMaxElapsed:    p.dur("NOTIFY_MAX_ELAPSED", 30*time.Second),
+		MetricsToken:        getenv("METRICS_TOKEN"),
 		StorageEmulatorHost: p.str("STORAGE_EMULATOR_HOST", ""),
 		TasksEmulatorHost:   p.str("TASKS_EMULATOR_HOST", ""),
 	}

@@ -4,6 +4,7 @@
 package metrics
 
 import (
+	"crypto/subtle"
 	"net/http"
 	"strconv"
 
@@ -99,9 +100,25 @@ func init() {
 	}, func() float64 { return Headroom().Ratio }))
 }
 
-// Handler serves the series in Prometheus exposition format.
-func Handler() http.Handler {
-	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{})
+// Access says who may read /metrics: anyone (the local stack), or callers
+// presenting Token as a bearer credential. With neither, /metrics is off: the
+// functions are public, and their counters are nobody else's business.
+type Access struct {
+	Open  bool
+	Token string
+}
+
+// Handler serves the series in Prometheus exposition format to those Access
+// admits, and 404 to everyone else.
+func Handler(a Access) http.Handler {
+	serve := promhttp.HandlerFor(Registry, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.Open && (a.Token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+a.Token)) != 1) {
+			http.NotFound(w, r)
+			return
+		}
+		serve.ServeHTTP(w, r)
+	})
 }
 
 // ObserveRequest records one HTTP request (obs.Options.Observe).
