@@ -142,15 +142,18 @@ func writeProbe(c *cloud.Clients) health.Check {
 // Platform is what every function of an instance shares, built once from the
 // configuration: the clients, and the stores and switches over them.
 type Platform struct {
-	Cfg      config.Config
-	Clients  *cloud.Clients
-	Log      *slog.Logger
-	Budgets  *budget.Store
-	Flags    *flags.Set
-	Keys     *idempotency.Keys
-	Finisher *completion.Finisher
+	Cfg     config.Config
+	Clients *cloud.Clients
+	Log     *slog.Logger
+	Budgets *budget.Store
+	Flags   *flags.Set
+	Keys    *idempotency.Keys
 	// Tokens signs progress tokens and image links.
 	Tokens *auth.Tokens
+
+	finisherOnce sync.Once
+	finisher     *completion.Finisher
+	finisherErr  error
 }
 
 // FlagsObject is the bucket object whose flag values override the environment.
@@ -174,14 +177,23 @@ func NewPlatform(cfg config.Config, c *cloud.Clients, getenv func(string) string
 	if err != nil {
 		return nil, err
 	}
-	n, err := completion.NotifierFromConfig(context.Background(), cfg, tokens)
-	if err != nil {
-		return nil, err
-	}
 	return &Platform{
 		Cfg: cfg, Clients: c, Log: log, Budgets: budgets, Flags: fl, Tokens: tokens,
-		Keys: idempotency.New(c.Store), Finisher: completion.New(c.Store, budgets, n),
+		Keys: idempotency.New(c.Store),
 	}, nil
+}
+
+// Finisher completes batches and announces them (webhooks, Sheets). Built on
+// first use: only submit (cancel) and generate finish batches, so the progress
+// service never needs the webhook secret.
+func (p *Platform) Finisher(ctx context.Context) (*completion.Finisher, error) {
+	p.finisherOnce.Do(func() {
+		var n completion.Notifier
+		if n, p.finisherErr = completion.NotifierFromConfig(ctx, p.Cfg, p.Tokens); p.finisherErr == nil {
+			p.finisher = completion.New(p.Clients.Store, p.Budgets, n)
+		}
+	})
+	return p.finisher, p.finisherErr
 }
 
 // Callers builds the authenticator of the public API from AUTH_MODE. A
@@ -239,6 +251,10 @@ func (p *Platform) Submit() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	finisher, err := p.Finisher(context.Background())
+	if err != nil {
+		return nil, err
+	}
 	q := p.Clients.Enqueuer(cfg)
 	ready := health.NewReadiness(readinessTTL, writeProbe(p.Clients), health.Check{Name: "queue", Fn: q.Ping})
 	return submit.New(submit.Config{
@@ -253,7 +269,7 @@ func (p *Platform) Submit() (http.Handler, error) {
 		AssetLinkTTL:     cfg.HistoryRetention,
 	}, submit.Deps{
 		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
-		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: p.Tokens, Finisher: p.Finisher, Ready: ready,
+		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: p.Tokens, Finisher: finisher, Ready: ready,
 		Refs: refs.NewFetcher(p.Clients.Storage, refs.Options{AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets}),
 	}, p.Log), nil
 }
@@ -261,6 +277,10 @@ func (p *Platform) Submit() (http.Handler, error) {
 // Generate builds the generate function, with the live model when configured.
 func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 	cfg := p.Cfg
+	finisher, err := p.Finisher(ctx)
+	if err != nil {
+		return nil, err
+	}
 	gens := generate.Generators{batch.DryRun: imagegen.NewPlaceholder(cfg.DryRunDelay)}
 	if cfg.LiveBackend != "" {
 		g, err := imagegen.NewGemini(ctx, imagegen.GeminiConfig{
@@ -286,7 +306,7 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
 		Project:        cfg.Project,
 		Metrics:        metricsAccess(cfg),
-	}, p.Clients.Store, gens, p.Finisher, tasks, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
+	}, p.Clients.Store, gens, finisher, tasks, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
 }
 
 // Progress builds the progress service and returns its hub too.

@@ -22,6 +22,10 @@ locals {
     GOOGLE_CLOUD_PROJECT = var.project
     # Retention: stable image links last as long as the images.
     HISTORY_RETENTION = "${var.retention_days * 24}h"
+    # Submit's public origin. Whoever finishes a batch (generate, submit on
+    # cancel, the housekeeping job) puts stable image links under it in the
+    # webhook and the Sheets rows; submit also uses it for statusUrl.
+    PUBLIC_BASE_URL = local.public_base_url
   } : k => v if v != "" }
 
   # How the public API authenticates callers (submit and progress).
@@ -38,6 +42,7 @@ locals {
   # audience is this URL's origin, which Cloud Run accepts for its own URLs.
   generate_url      = local.run_urls.generate
   progress_base_url = var.progress_public_base_url != "" ? var.progress_public_base_url : local.run_urls.progress
+  public_base_url   = var.public_base_url != "" ? var.public_base_url : local.run_urls.submit
 }
 
 resource "google_cloudfunctions2_function" "submit" {
@@ -76,7 +81,6 @@ resource "google_cloudfunctions2_function" "submit" {
       # allowed to invoke generate.
       TASKS_SERVICE_ACCOUNT   = local.sa_email["tasks-invoker"]
       PROGRESS_BASE_URL       = local.progress_base_url
-      PUBLIC_BASE_URL         = var.public_base_url
       SIGNING_SERVICE_ACCOUNT = local.sa_email["submit"]
       # Canary flags (docs/deploy.md); config/flags.json in the bucket
       # overrides them at run time.
@@ -87,11 +91,19 @@ resource "google_cloudfunctions2_function" "submit" {
       REF_BUCKETS  = join(",", var.ref_buckets)
     } : k => v if v != "" }, lookup(var.extra_env, "submit", {}))
 
-    # The HMAC keys of progress tokens (id:base64,…), from Secret Manager.
+    # From Secret Manager (version latest, read when an instance starts): the
+    # HMAC keys of progress tokens and image links (id:base64,…), and the
+    # secret that signs completion webhooks.
     secret_environment_variables {
       key        = "PROGRESS_TOKEN_KEYS"
       project_id = var.project
       secret     = var.progress_token_keys_secret
+      version    = "latest"
+    }
+    secret_environment_variables {
+      key        = "WEBHOOK_SECRET"
+      project_id = var.project
+      secret     = var.webhook_secret_secret
       version    = "latest"
     }
   }
@@ -115,6 +127,8 @@ resource "google_cloudfunctions2_function" "submit" {
     google_cloud_tasks_queue_iam_member.viewer,
     google_service_account_iam_member.act_as_tasks_invoker,
     google_service_account_iam_member.self_token_creator,
+    google_secret_manager_secret_iam_member.progress_token_keys,
+    google_secret_manager_secret_iam_member.webhook_secret,
   ]
 }
 
@@ -163,6 +177,21 @@ resource "google_cloudfunctions2_function" "generate" {
       TASKS_SERVICE_ACCOUNT = local.sa_email["tasks-invoker"]
     } : k => v if v != "" }, lookup(var.extra_env, "generate", {}))
 
+    # Generate finishes batches (the last row's task): it mints image-link
+    # tokens and signs the completion webhook.
+    secret_environment_variables {
+      key        = "PROGRESS_TOKEN_KEYS"
+      project_id = var.project
+      secret     = var.progress_token_keys_secret
+      version    = "latest"
+    }
+    secret_environment_variables {
+      key        = "WEBHOOK_SECRET"
+      project_id = var.project
+      secret     = var.webhook_secret_secret
+      version    = "latest"
+    }
+
     # The Gemini API key, read from Secret Manager when an instance starts; the
     # value never passes through terraform.
     dynamic "secret_environment_variables" {
@@ -195,6 +224,8 @@ resource "google_cloudfunctions2_function" "generate" {
     google_storage_bucket_iam_member.ledger_object_admin,
     google_project_iam_member.generate_vertex,
     google_secret_manager_secret_iam_member.generate_gemini_key,
+    google_secret_manager_secret_iam_member.progress_token_keys,
+    google_secret_manager_secret_iam_member.webhook_secret,
   ]
 }
 

@@ -7,13 +7,17 @@
 #   submit          write ledger objects, sign URLs as itself,      bucket, itself,
 #                   create tasks + read the queue (readiness),      queue,
 #                   attach tasks-invoker's OIDC token to tasks,     tasks-invoker,
-#                   read gs:// references                           ref_buckets
+#                   read gs:// references,                          ref_buckets,
+#                   read the token keys and webhook secret           the two secrets
 #   generate        read/write ledger objects and images,           bucket,
-#                   call Vertex AI, read the Gemini key (if used)    project, secret
-#   progress        read ledger objects, sign URLs as itself         bucket, itself
+#                   call Vertex AI, read the Gemini key (if used),   project, secret,
+#                   read the token keys and webhook secret           the two secrets
+#   progress        read ledger objects, sign URLs as itself,        bucket, itself,
+#                   read the token keys and webhook secret           the two secrets
 #   tasks-invoker   invoke the generate function                     generate's service
 #   housekeeping    read/write ledger objects, re-enqueue tasks     bucket, queue,
-#                   with tasks-invoker's OIDC token                  tasks-invoker
+#                   with tasks-invoker's OIDC token,                 tasks-invoker,
+#                   read the token keys and webhook secret           the two secrets
 #   scheduler       run the housekeeping job                         the job
 #   build           build the function images                        see below
 
@@ -144,12 +148,33 @@ locals {
   ) : ""
 }
 
-# Submit mints progress tokens and progress verifies them: both read the keys.
+# The secrets every workload reads at start, granted on each secret (never on
+# the project). Submit mints progress tokens and progress verifies them;
+# whoever finishes a batch (generate's last row, submit on cancel, the
+# housekeeping job) mints image-link tokens with the same keys and signs the
+# completion webhook. Progress sends no webhooks but cannot start without
+# WEBHOOK_SECRET (see progress.tf).
+locals {
+  secret_readers = concat(["submit", "generate", "progress"], local.housekeeping_enabled ? ["housekeeping"] : [])
+}
+
 resource "google_secret_manager_secret_iam_member" "progress_token_keys" {
-  for_each = toset(["submit", "progress"])
+  for_each = toset(local.secret_readers)
 
   project   = var.project
   secret_id = var.progress_token_keys_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.sa_member[each.key]
+
+  depends_on = [google_service_account.sa]
+}
+
+resource "google_secret_manager_secret_iam_member" "webhook_secret" {
+  # Progress only streams: it never finishes a batch, so never signs a webhook.
+  for_each = toset([for w in local.secret_readers : w if w != "progress"])
+
+  project   = var.project
+  secret_id = var.webhook_secret_secret
   role      = "roles/secretmanager.secretAccessor"
   member    = local.sa_member[each.key]
 

@@ -42,6 +42,28 @@ resource "google_cloud_run_v2_job" "housekeeping" {
             value = env.value
           }
         }
+
+        # The job finishes batches too (recovered rows, retried
+        # notifications): image-link tokens and webhook signatures, from
+        # Secret Manager (version latest, read when an execution starts).
+        env {
+          name = "PROGRESS_TOKEN_KEYS"
+          value_source {
+            secret_key_ref {
+              secret  = var.progress_token_keys_secret
+              version = "latest"
+            }
+          }
+        }
+        env {
+          name = "WEBHOOK_SECRET"
+          value_source {
+            secret_key_ref {
+              secret  = var.webhook_secret_secret
+              version = "latest"
+            }
+          }
+        }
       }
     }
   }
@@ -51,6 +73,8 @@ resource "google_cloud_run_v2_job" "housekeeping" {
     google_storage_bucket_iam_member.ledger_object_admin,
     google_cloud_tasks_queue_iam_member.enqueuer,
     google_service_account_iam_member.act_as_tasks_invoker,
+    google_secret_manager_secret_iam_member.progress_token_keys,
+    google_secret_manager_secret_iam_member.webhook_secret,
   ]
 }
 

@@ -43,6 +43,14 @@ output "generate_service_account" {
   value       = google_service_account.sa["generate"].email
 }
 
+output "sheets_share_with" {
+  description = "Service accounts that write finished batches back to Google Sheets: users share their sheet (as Editor) with these e-mails; no project IAM is involved. Generate writes when a batch's last row finishes; submit (cancel) and the housekeeping job (recovery, retried notifications) when they finish one."
+  value = concat(
+    [google_service_account.sa["generate"].email, google_service_account.sa["submit"].email],
+    local.housekeeping_enabled ? [google_service_account.sa["housekeeping"].email] : [],
+  )
+}
+
 output "progress_service_account" {
   description = "Identity of the progress function."
   value       = google_service_account.sa["progress"].email

@@ -54,6 +54,7 @@ resource "google_cloudfunctions2_function" "progress" {
     google_storage_bucket_iam_member.build_source_viewer,
     google_storage_bucket_iam_member.ledger_object_viewer,
     google_service_account_iam_member.self_token_creator,
+    google_secret_manager_secret_iam_member.progress_token_keys,
   ]
 }
 

@@ -140,6 +140,17 @@ variable "progress_token_keys_secret" {
   default     = "assetgen-progress-token-keys"
 }
 
+variable "webhook_secret_secret" {
+  type        = string
+  description = "Secret Manager secret (id in this project) holding the HMAC secret that signs completion webhooks (WEBHOOK_SECRET, X-Assetgen-Signature). Created outside terraform (docs/deploy.md)."
+  default     = "assetgen-webhook-secret"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_secret_secret))
+    error_message = "webhook_secret_secret must be a Secret Manager secret id: 1-255 letters, digits, hyphens or underscores."
+  }
+}
+
 variable "bucket_force_destroy" {
   type        = bool
   description = "Let terraform destroy the ledger bucket even when it holds objects. Keep false outside throwaway projects."
@@ -303,7 +314,7 @@ variable "public_submit" {
 
 variable "public_base_url" {
   type        = string
-  description = "Public origin of submit if it sits behind a custom domain or load balancer (PUBLIC_BASE_URL). Empty: the request's own origin."
+  description = "Public origin of submit if it sits behind a custom domain or load balancer (PUBLIC_BASE_URL, given to every function and the housekeeping job for statusUrl and the stable image links in webhooks and Sheets). Empty: submit's deterministic run.app URL."
   default     = ""
 
   validation {

@@ -57,6 +57,7 @@ type configResource struct {
 	Address     string                     `json:"address"`
 	Type        string                     `json:"type"`
 	Expressions map[string]json.RawMessage `json:"expressions"`
+	DependsOn   []string                   `json:"depends_on"`
 }
 
 // load reads the plan named by ASSETGEN_PLAN_JSON, or skips the test.
