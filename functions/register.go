@@ -21,6 +21,7 @@ import (
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
+	"github.com/assetgen/assetgen/functions/console"
 	"github.com/assetgen/assetgen/functions/generate"
 	"github.com/assetgen/assetgen/functions/progress"
 	"github.com/assetgen/assetgen/functions/submit"
@@ -324,7 +325,11 @@ func (p *Platform) Progress() (http.Handler, *progress.Hub, error) {
 		WriteTimeout:  30 * time.Second,
 		Project:       cfg.Project,
 		Metrics:       metricsAccess(cfg),
-		MinHeadroom:   cfg.SSEMinHeadroom,
+		CORS:          cors.Parse(cfg.CORSOrigins),
+		// The console talks to submit at PUBLIC_BASE_URL (its own origin when
+		// empty, as on the local stack).
+		Console:     console.New(console.Config{APIBase: cfg.PublicBaseURL}),
+		MinHeadroom: cfg.SSEMinHeadroom,
 	}, p.Clients.Store, p.Clients.Signer.Sign, p.Log)
 	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: p.Clients.Store.PingRead})
 	return progress.New(hub, auth.Stream{Tokens: p.Tokens, Bearer: callers}, ready, p.Log), hub, nil

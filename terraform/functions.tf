@@ -33,7 +33,8 @@ locals {
     AUTH_MODE      = var.auth_mode
     AUTH_AUDIENCES = join(",", var.auth_audiences)
     AUTH_ISSUERS   = join(",", var.auth_issuers)
-    CORS_ORIGINS   = join(",", var.allowed_origins)
+    # The console is served by the progress service and calls submit from there.
+    CORS_ORIGINS = join(",", distinct(concat(var.allowed_origins, [local.progress_base_url])))
   } : k => v if v != "" }
 
   live_backend = { vertex = "vertex", gemini_api = "gemini", none = "" }[var.genai_backend]

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/assetgen/assetgen/functions/console"
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/cors"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
@@ -35,6 +37,11 @@ type Config struct {
 	Project string
 	// Metrics says who may read /metrics.
 	Metrics metrics.Access
+	// CORS is the browser origin allow-list (consoles on other origins).
+	CORS cors.Policy
+	// Console, when set, is the batch console served at / and under
+	// console.Prefix, so a deployment serves it with the progress service.
+	Console http.Handler
 	// MinHeadroom refuses new streams with 503 OVERLOADED while less than this
 	// share of the memory limit is free (0 disables the check).
 	MinHeadroom float64
@@ -49,5 +56,9 @@ func New(hub *Hub, callers auth.Authenticator, ready *health.Readiness, log *slo
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", ready)
 	mux.Handle("GET /metrics", metrics.Handler(hub.cfg.Metrics))
-	return obs.Middleware(log, obs.Options{Function: "progress", Project: hub.cfg.Project, Observe: metrics.ObserveRequest}, api.Serve(mux))
+	if hub.cfg.Console != nil {
+		mux.Handle("GET /{$}", hub.cfg.Console)
+		mux.Handle(console.Prefix, hub.cfg.Console)
+	}
+	return obs.Middleware(log, obs.Options{Function: "progress", Project: hub.cfg.Project, Observe: metrics.ObserveRequest}, hub.cfg.CORS.Wrap(api.Serve(mux)))
 }

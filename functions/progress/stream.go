@@ -36,7 +36,9 @@ func (h *Hub) handleStream() http.Handler {
 			return
 		}
 		if err != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch failed"))
+			if ctx.Err() == nil { // else the client left: nothing to answer
+				problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch failed"))
+			}
 			return
 		}
 		if h.cfg.MinHeadroom > 0 {
@@ -55,7 +57,9 @@ func (h *Hub) handleStream() http.Handler {
 		case <-t.ready:
 		}
 		if t.firstErr != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, t.firstErr, "reading the batch failed"))
+			if ctx.Err() == nil {
+				problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, t.firstErr, "reading the batch failed"))
+			}
 			return
 		}
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/functions"
+	"github.com/assetgen/assetgen/functions/console"
 	"github.com/assetgen/assetgen/functions/progress"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/config"
@@ -163,6 +164,8 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		"TASKS_EMULATOR_HOST":   a.tasks.Addr,
 		"GENERATE_URL":          a.base + "/tasks/generate",
 		"SIGNING_KEY_FILE":      filepath.Join(a.dataDir, "signing-key.pem"),
+		// Stable image links in webhooks and sheets point at the local stack.
+		"PUBLIC_BASE_URL": a.base,
 	}
 	if fakeModel {
 		if a.model, err = devstack.StartFakeModel("127.0.0.1:0", fakeDelay); err != nil {
@@ -209,6 +212,10 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	mux.Handle("/assets/", submitH)
 	mux.Handle("/tasks/", generateH)
 	mux.Handle("/progress/", progressH)
+	// The batch console, on the API's own origin.
+	consoleH := console.New(console.Config{})
+	mux.Handle("GET /{$}", consoleH)
+	mux.Handle(console.Prefix, consoleH)
 	mux.Handle("/", submitH) // health, readiness, and problem documents for anything else
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	a.srv.RegisterOnShutdown(hub.Close)

@@ -1,0 +1,490 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's Chromium. Without it the browser test skips on a
+// developer machine and fails in CI, which installs it (.ci/run).
+func uiChromium(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/chromium", "chromium"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	msg := "Chromium is not installed (apt-get install -y --no-install-recommends chromium): the console browser test cannot run"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// browser starts a headless Chromium with a fresh profile; it is closed
+// before the stack stops and before the profile is deleted.
+func uiBrowser(t *testing.T, exe string, timeout time.Duration) context.Context {
+	t.Helper()
+	profile := t.TempDir()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(exe),
+		chromedp.Headless, // also hides scrollbars and mutes audio
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true), // /dev/shm is tiny in containers
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1280, 900),
+	)
+	ctx, cancelTab := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelTab()
+		cancelAlloc() // waits for the browser to exit
+	})
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("starting %s: %v", exe, err)
+	}
+	return ctx
+}
+
+// uiErrors collects the page's uncaught exceptions, console errors and
+// browser-logged errors other than HTTP statuses (Content-Security-Policy
+// violations, for one).
+type uiErrors struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func uiWatch(t *testing.T, ctx context.Context) *uiErrors {
+	pe := &uiErrors{}
+	exceptions := chromedp.Events(ctx, runtime.ExceptionThrown)
+	consoleCalls := chromedp.Events(ctx, runtime.ConsoleAPICalled)
+	entries := chromedp.Events(ctx, cdplog.EntryAdded)
+	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev, err := range entries {
+			if err != nil {
+				return
+			}
+			// Refused requests (the 400 and 401 the tests provoke) are logged
+			// by the network source; everything else at error level counts.
+			if e := ev.Entry; e.Level == cdplog.EntryLevelError && e.Source != cdplog.EntrySourceNetwork {
+				pe.add(fmt.Sprintf("%s: %s %s", e.Source, e.Text, e.URL))
+			}
+		}
+	}()
+	go func() {
+		for ev, err := range exceptions {
+			if err != nil {
+				return
+			}
+			text := ev.ExceptionDetails.Text
+			if ev.ExceptionDetails.Exception != nil && ev.ExceptionDetails.Exception.Description != "" {
+				text += " " + ev.ExceptionDetails.Exception.Description
+			}
+			pe.add("exception: " + text)
+		}
+	}()
+	go func() {
+		for ev, err := range consoleCalls {
+			if err != nil {
+				return
+			}
+			if ev.Type == runtime.ConsoleAPICalledTypeError {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				pe.add("console.error: " + strings.Join(parts, " "))
+			}
+		}
+	}()
+	return pe
+}
+
+func (p *uiErrors) add(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.list = append(p.list, s)
+}
+
+func (p *uiErrors) all() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.list...)
+}
+
+// choose picks an option of a select the way a user does: the value changes
+// and change fires.
+func uiChoose(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event('change', {bubbles: true})); })()`, sel, value))
+}
+
+func uiEval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+func uiPoll(t *testing.T, ctx context.Context, what, expr string, timeout time.Duration) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout))); err != nil {
+		t.Fatalf("waiting until %s: %v", what, err)
+	}
+}
+
+func uiDo(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// uiFillRows types one row per prompt (the form starts with one row), each
+// with the given number of variants.
+func uiFillRows(t *testing.T, ctx context.Context, prompts []string, variants int) {
+	t.Helper()
+	for i, p := range prompts {
+		if i > 0 {
+			uiDo(t, ctx, "adding a row", chromedp.Click(chromedp.ID("add-row")))
+		}
+		row := fmt.Sprintf("#rows > li:nth-child(%d) ", i+1)
+		uiDo(t, ctx, "filling row "+fmt.Sprint(i+1),
+			chromedp.SendKeys(chromedp.CSS(row+"textarea[data-name=prompt]"), p),
+			uiChoose(row+"select[data-name=variants]", fmt.Sprint(variants)))
+	}
+}
+
+// uiCheckLog asserts that, per row, the versions of rendered row events only
+// increase (so none repeats), and returns how many came on each connection.
+func uiCheckLog(t *testing.T, log []uiRowEvent) map[int]int {
+	t.Helper()
+	last := map[int]uiRowEvent{}
+	perConn := map[int]int{}
+	for _, e := range log {
+		if prev, ok := last[e.Row]; ok && e.Version <= prev.Version {
+			t.Errorf("row %d went from version %d (connection %d) to %d (connection %d)", e.Row, prev.Version, prev.Conn, e.Version, e.Conn)
+		}
+		last[e.Row] = e
+		perConn[e.Conn]++
+	}
+	return perConn
+}
+
+// uiImagesLoaded is true once n thumbnails have loaded from signed URLs.
+func uiImagesLoaded(n int) string {
+	return fmt.Sprintf(`(() => {
+		const imgs = Array.from(document.querySelectorAll('#grid img'));
+		return imgs.length === %d && imgs.every(i => i.complete && i.naturalWidth > 0 && i.src.includes('X-Goog-Signature='));
+	})()`, n)
+}
+
+// uiNoErrors is true while no cell and no box shows an error.
+const uiNoErrors = `document.querySelectorAll('#grid .cell[data-status=failed], #grid .cell[data-image=broken], #grid .error, .problem:not([hidden])').length === 0`
+
+// uiRepoRoot is the directory of go.mod.
+func uiRepoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+type uiRowEvent struct {
+	Row     int    `json:"row"`
+	Version int    `json:"version"`
+	Status  string `json:"status"`
+	Conn    int    `json:"conn"`
+	ID      string `json:"id"`
+}
+
+// The console, driven by a real browser against `make run`'s wiring: the live
+// run is gated on CONFIRM, a problem document is shown field by field, and a
+// dry run of 3 rows × 2 variants fills its grid with six signed thumbnails —
+// across a dropped and resumed progress stream, with no row state shown twice
+// or out of order.
+func TestConsoleEndToEnd(t *testing.T) {
+	exe := uiChromium(t)
+	began := time.Now()
+	// The fake model only makes live runs available, so the CONFIRM gate can be
+	// exercised; nothing in this test runs live. One task at a time makes the
+	// rows finish 400ms apart, so there is always news after the first image.
+	s := startStack(t, map[string]string{"DRY_RUN_DELAY": "400ms", "LOCAL_FAKE_MODEL": "true", "LOCAL_TASKS_MAX_CONCURRENT": "1"})
+	ctx := uiBrowser(t, exe, 60*time.Second)
+	errs := uiWatch(t, ctx)
+	t.Logf("stack and browser up in %s", time.Since(began).Round(time.Millisecond))
+
+	uiDo(t, ctx, "opening the console", chromedp.Navigate(s.base+"/"))
+	uiPoll(t, ctx, "the console has loaded models and budget", `window.assetgenConsole && window.assetgenConsole.ready`, 10*time.Second)
+	if n := uiEval[int](t, ctx, `document.querySelectorAll('#model option').length`); n < 1 {
+		t.Fatalf("the model select has %d options", n)
+	}
+	if b := uiEval[string](t, ctx, `document.getElementById('budget').textContent`); !strings.Contains(b, "remaining of $25.00") {
+		t.Errorf("budget line %q does not show the daily budget", b)
+	}
+
+	// A live run stays disabled until the box says exactly CONFIRM.
+	disabled := `document.getElementById('submit').disabled`
+	uiDo(t, ctx, "choosing live", chromedp.Click(chromedp.ID("run-live")))
+	if !uiEval[bool](t, ctx, disabled) {
+		t.Fatal("submit is enabled for a live run without CONFIRM")
+	}
+	uiDo(t, ctx, "typing CONFIRM", chromedp.SendKeys(chromedp.ID("confirm"), "CONFIRM"))
+	if uiEval[bool](t, ctx, disabled) {
+		t.Fatal("submit stays disabled after typing CONFIRM")
+	}
+	uiDo(t, ctx, "typing past CONFIRM", chromedp.SendKeys(chromedp.ID("confirm"), "!"))
+	if !uiEval[bool](t, ctx, disabled) {
+		t.Fatal("submit is enabled with CONFIRM! in the box")
+	}
+	uiDo(t, ctx, "choosing dry run", chromedp.Click(chromedp.ID("run-dry")))
+	if uiEval[bool](t, ctx, disabled) {
+		t.Fatal("submit is disabled for a dry run")
+	}
+
+	// An empty prompt: the API's problem document, field by field.
+	uiDo(t, ctx, "submitting an empty row", chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "the problem document is shown", `document.getElementById('problem').textContent.includes('VALIDATION_FAILED')`, 5*time.Second)
+	problem := uiEval[string](t, ctx, `document.getElementById('problem').textContent`)
+	for _, want := range []string{"Row 1 · prompt", "REQUIRED"} {
+		if !strings.Contains(problem, want) {
+			t.Errorf("problem box %q lacks %q", problem, want)
+		}
+	}
+	if !uiEval[bool](t, ctx, `document.querySelector('#rows textarea[data-name=prompt]').getAttribute('aria-invalid') === 'true'`) {
+		t.Error("the empty prompt is not marked invalid")
+	}
+
+	// 3 rows × 2 variants, dry run.
+	prompts := []string{"a lighthouse at dawn", "a red bicycle in the rain", "a bowl of ramen, studio light"}
+	uiFillRows(t, ctx, prompts, 2)
+	if est := uiEval[string](t, ctx, `document.getElementById('estimate').textContent`); !strings.Contains(est, "6 images") {
+		t.Fatalf("estimate %q does not count 6 images", est)
+	}
+	submitted := time.Now()
+	uiDo(t, ctx, "submitting", chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "the grid has six cells", `document.querySelectorAll('#grid .cell').length === 6`, 10*time.Second)
+	if !uiEval[bool](t, ctx, `document.getElementById('problem').hidden`) {
+		t.Fatal("the problem box is still shown after a good submit")
+	}
+	uiPoll(t, ctx, "a first image is done", `document.querySelector('#grid .cell[data-status=done]') !== null`, 20*time.Second)
+	firstDone := time.Since(submitted)
+
+	// Drop the stream mid-batch, wait until the server has made images the
+	// page has not seen, then resume.
+	lastID := uiEval[string](t, ctx, `window.assetgenConsole.closeStream()`)
+	if lastID == "" {
+		t.Fatal("no event id before the stream was dropped")
+	}
+	shown := uiEval[int](t, ctx, `document.querySelectorAll('#grid .cell[data-status=done]').length`)
+	if shown >= 6 {
+		t.Fatalf("all %d images were shown before the stream was dropped; nothing left to resume", shown)
+	}
+	uiPoll(t, ctx, "the server has made images the page has not seen", fmt.Sprintf(
+		`fetch('/batch/' + window.assetgenConsole.batchId, {cache: 'no-store'}).then(r => r.json()).then(b => b.variantCounts.done > %d)`, shown),
+		20*time.Second)
+	if now := uiEval[int](t, ctx, `document.querySelectorAll('#grid .cell[data-status=done]').length`); now != shown {
+		t.Fatalf("the page showed %d images while its stream was closed, %d before", now, shown)
+	}
+	if !uiEval[bool](t, ctx, `window.assetgenConsole.reopenStream()`) {
+		t.Fatal("reopenStream refused")
+	}
+
+	uiPoll(t, ctx, "six thumbnails have loaded from signed URLs", uiImagesLoaded(6), 30*time.Second)
+	allDone := time.Since(submitted)
+	uiPoll(t, ctx, "the summary lists six stable links", `window.assetgenConsole.finished && !document.getElementById('summary').hidden && document.querySelectorAll('#links a').length === 6`, 10*time.Second)
+
+	if !uiEval[bool](t, ctx, uiNoErrors) {
+		t.Error("a cell or a box shows an error")
+	}
+	if alts := uiEval[[]string](t, ctx, `Array.from(document.querySelectorAll('#grid img')).map(i => i.alt)`); len(alts) != 6 || alts[0] != prompts[0]+" — variant 1" {
+		t.Errorf("alt texts %q: want prompt and variant", alts)
+	}
+	if totals := uiEval[string](t, ctx, `document.getElementById('totals').textContent`); !strings.HasPrefix(totals, "Done — 6 of 6 images made") {
+		t.Errorf("totals %q", totals)
+	}
+
+	// Every row event the page rendered: per row, versions only increase and
+	// none repeats; the resumed stream delivered what was missed.
+	log := uiEval[[]uiRowEvent](t, ctx, `window.assetgenConsole.rowLog`)
+	resumed := uiCheckLog(t, log)[2]
+	last := map[int]uiRowEvent{}
+	for _, e := range log {
+		last[e.Row] = e
+	}
+	if len(last) != 3 {
+		t.Errorf("row events for %d rows, want 3: %+v", len(last), log)
+	}
+	for r, e := range last {
+		if e.Status != "done" {
+			t.Errorf("row %d last rendered as %s", r, e.Status)
+		}
+	}
+	if resumed == 0 {
+		t.Errorf("the resumed stream delivered no row event: %+v", log)
+	}
+	if n := uiEval[int](t, ctx, `window.assetgenConsole.connections`); n != 2 {
+		t.Errorf("%d stream connections, want 2 (the first and the resumed one)", n)
+	}
+
+	// A stable link works without the page.
+	link := uiEval[string](t, ctx, `document.querySelector('#links a').href`)
+	resp, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("stable link %s: %d %s", link, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+
+	if e := errs.all(); len(e) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(e, "\n"))
+	}
+
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The screenshot is a test artifact; the README's copy in docs/ is
+	// refreshed only on request (UPDATE_SCREENSHOT=1), so tests leave the tree clean.
+	root := uiRepoRoot(t)
+	shots := []string{filepath.Join(root, "artifacts", "console.png")}
+	if os.Getenv("UPDATE_SCREENSHOT") == "1" {
+		shots = append(shots, filepath.Join(root, "docs", "console.png"))
+	}
+	for _, p := range shots {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("first image after %s, all six after %s, %d row events (%d on the resumed stream), test %s",
+		firstDone.Round(time.Millisecond), allDone.Round(time.Millisecond), len(log), resumed, time.Since(began).Round(time.Millisecond))
+}
+
+// When the stream's token has expired the console mints a new one and resumes
+// where it was; reloaded on a finished batch, its stream answers 204 and the
+// console renders the final state from GET /batch/{id}.
+func TestConsoleRenewsExpiredTokenAndReopensFinishedBatch(t *testing.T) {
+	exe := uiChromium(t)
+	began := time.Now()
+	// Rows take longer than tokens live, so a token expires mid-batch.
+	s := startStack(t, map[string]string{"DRY_RUN_DELAY": "4s", "PROGRESS_TOKEN_TTL": "2s"})
+	ctx := uiBrowser(t, exe, 60*time.Second)
+	errs := uiWatch(t, ctx)
+
+	uiDo(t, ctx, "opening the console", chromedp.Navigate(s.base+"/"))
+	uiPoll(t, ctx, "the console is ready", `window.assetgenConsole && window.assetgenConsole.ready`, 10*time.Second)
+	uiFillRows(t, ctx, []string{"a paper crane", "a tin robot"}, 1)
+	submitted := time.Now()
+	uiDo(t, ctx, "submitting", chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "a row is running", `window.assetgenConsole.rowLog.length > 0`, 10*time.Second)
+	t.Logf("running after %s", time.Since(submitted))
+	firstURL := uiEval[string](t, ctx, `window.assetgenConsole.progressUrl`)
+	id := uiEval[string](t, ctx, `window.assetgenConsole.batchId`)
+	uiEval[string](t, ctx, `window.assetgenConsole.closeStream()`)
+
+	// Wait until the token of the stream URL the page holds has expired.
+	uiPoll(t, ctx, "the progress token has expired", `Date.now() > Date.parse(window.assetgenConsole.tokenExpiresAt)`, 10*time.Second)
+	resp, err := http.Get(firstURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the expired stream URL answers %d, want 401", resp.StatusCode)
+	}
+	resp, err = http.Get(s.base + "/batch/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct{ Status string }
+	_ = json.NewDecoder(resp.Body).Decode(&state)
+	resp.Body.Close()
+	t.Logf("expired after %s, batch %s", time.Since(submitted), state.Status)
+	if state.Status == "done" {
+		t.Fatal("the batch finished before its token expired; the test's timing is off")
+	}
+
+	// Reopening with the expired URL fails with 401: the console mints a new
+	// token and resumes.
+	uiEval[bool](t, ctx, `window.assetgenConsole.reopenStream()`)
+	uiPoll(t, ctx, "two thumbnails have loaded", uiImagesLoaded(2), 30*time.Second)
+	uiPoll(t, ctx, "the batch is finished", `window.assetgenConsole.finished && document.querySelectorAll('#links a').length === 2`, 10*time.Second)
+	if got := uiEval[string](t, ctx, `window.assetgenConsole.progressUrl`); got == firstURL || !strings.Contains(got, "token=") {
+		t.Errorf("the stream was not reopened with a fresh token: %s", got)
+	}
+	if n := uiEval[int](t, ctx, `window.assetgenConsole.connections`); n != 3 {
+		t.Errorf("%d stream connections, want 3 (first, refused, renewed)", n)
+	}
+	perConn := uiCheckLog(t, uiEval[[]uiRowEvent](t, ctx, `window.assetgenConsole.rowLog`))
+	if perConn[2] != 0 || perConn[3] == 0 {
+		t.Errorf("row events per connection %v: want none on the refused one, some on the renewed one", perConn)
+	}
+	if !uiEval[bool](t, ctx, uiNoErrors) {
+		t.Error("a cell or a box shows an error")
+	}
+
+	// Reload: the address names the batch, the new stream answers 204, and the
+	// final state comes from GET /batch/{id}.
+	if loc := uiEval[string](t, ctx, `location.hash`); loc != "#batch="+id {
+		t.Fatalf("the address names %q, not the batch", loc)
+	}
+	uiDo(t, ctx, "reloading", chromedp.Reload())
+	uiPoll(t, ctx, "the reloaded console is ready", `window.assetgenConsole && window.assetgenConsole.ready`, 10*time.Second)
+	uiPoll(t, ctx, "the finished batch is rendered", `window.assetgenConsole.finished && document.querySelectorAll('#links a').length === 2`, 10*time.Second)
+	uiPoll(t, ctx, "two thumbnails have loaded again", uiImagesLoaded(2), 10*time.Second)
+	if n := uiEval[int](t, ctx, `window.assetgenConsole.rowLog.length`); n != 0 {
+		t.Errorf("%d row events from a finished batch's stream, want none (204)", n)
+	}
+	if !uiEval[bool](t, ctx, uiNoErrors) {
+		t.Error("a cell or a box shows an error after the reload")
+	}
+	if e := errs.all(); len(e) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(e, "\n"))
+	}
+	t.Logf("test %s", time.Since(began).Round(time.Millisecond))
+}
