@@ -6,8 +6,9 @@
 # terraform/plantest/testdata/minimal.tfvars (every default).
 #
 # usage: scripts/ci-terraform.sh
-#   TF_OFFLINE_VALIDATE  path of the validator's run script
-#                        (default: ../shared/tools/tf-offline-validate/run)
+#   TF_OFFLINE_VALIDATE  path of the validator's run script (default: the team
+#                        kit's shared/tools/tf-offline-validate/run beside this
+#                        repository, or beside the repository it was cloned from)
 #
 # No cloud access, no credentials. The first run builds terraform and the
 # provider stand-in (~3 min, cached in ~/.cache/tf-offline-validate).
@@ -23,8 +24,17 @@ if [[ $# -gt 0 ]]; then
 fi
 
 cd "$(dirname "$0")/.."
-validate="${TF_OFFLINE_VALIDATE:-../shared/tools/tf-offline-validate/run}"
-[[ -x "$validate" ]] || { echo "ci-terraform.sh: validator not found at $validate (set TF_OFFLINE_VALIDATE)" >&2; exit 1; }
+# The team kit sits beside the repository; a fresh clone in CI may live
+# elsewhere, so the kit beside the clone's origin counts too.
+candidates=("${TF_OFFLINE_VALIDATE:-}" ../shared/tools/tf-offline-validate/run)
+if origin="$(git remote get-url origin 2>/dev/null)" && [[ -d "$origin" ]]; then
+  candidates+=("$(cd "$origin/.." && pwd)/shared/tools/tf-offline-validate/run")
+fi
+validate=""
+for c in "${candidates[@]}"; do
+  if [[ -n "$c" && -x "$c" ]]; then validate="$c"; break; fi
+done
+[[ -n "$validate" ]] || { echo "ci-terraform.sh: validator not found (tried: ${candidates[*]}); set TF_OFFLINE_VALIDATE" >&2; exit 1; }
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
