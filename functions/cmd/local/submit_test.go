@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -372,4 +373,32 @@ func TestReferencesToPrivateAddressesAreRefused(t *testing.T) {
 		is.Equal(ans.str("code"), c.code) // refused with the right code
 	}
 	is.Equal(len(objects(t, a, "batches/")), 0) // nothing written
+}
+
+// Fifty live submits at once against one user's daily budget: the
+// reservations, compare-and-swapped on one account object, never add up to
+// more than the limit, and every submit gets a clear answer.
+func TestConcurrentLiveSubmitsNeverOverspend(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a, _ := liveStack(t, map[string]string{"LOCAL_FAKE_MODEL_DELAY": "1h", "SUBMIT_RATE_PER_MINUTE": "1000"})
+	body := `{"runMode":"live","confirm":"CONFIRM","rows":[{"prompt":"x","variants":3}]}` // $0.117: 8 fit in $1
+	var wg sync.WaitGroup
+	codes := make(chan int, 50)
+	for range 50 {
+		wg.Go(func() { codes <- post(t, a.base+"/batch/images", body, nil).status })
+	}
+	wg.Wait()
+	close(codes)
+	counts := map[int]int{}
+	for c := range codes {
+		counts[c]++
+	}
+	is.True(counts[http.StatusAccepted] <= 8)                                                                          // never more than fit
+	is.True(counts[http.StatusAccepted] >= 1)                                                                          // and some did
+	is.Equal(counts[http.StatusAccepted]+counts[http.StatusPaymentRequired]+counts[http.StatusServiceUnavailable], 50) // the rest are 402 or 503 BUDGET_CONTENDED
+	b := get(t, a.base+"/budget", nil)
+	reserved := b.doc["reservedUsd"].(float64)
+	is.True(reserved <= 1.0)                                                        // the account holds at most the limit
+	is.Equal(math.Round(reserved*1e6), float64(counts[http.StatusAccepted]*117000)) // exactly the accepted batches
 }
