@@ -20,6 +20,7 @@ type limiter struct {
 	perMinute int
 	mu        sync.Mutex
 	users     map[string]*entry
+	swept     time.Time
 }
 
 type entry struct {
@@ -53,10 +54,13 @@ func (l *limiter) reserve(user string, now time.Time) *rate.Reservation {
 	if e == nil {
 		e = &entry{lim: rate.NewLimiter(rate.Limit(float64(l.perMinute)/60), l.perMinute)}
 		l.users[user] = e
-		// Forget users idle for an hour, so the map stays bounded.
-		if len(l.users) > 10000 {
+		// Forget users idle long enough for their bucket to be full again (a
+		// fresh entry is the same); sweep at most once a minute, so a flood of
+		// new users costs one pass a minute, not one per request.
+		if len(l.users) > 10000 && now.Sub(l.swept) > time.Minute {
+			l.swept = now
 			for u, old := range l.users {
-				if now.Sub(old.seen) > time.Hour {
+				if now.Sub(old.seen) > time.Minute {
 					delete(l.users, u)
 				}
 			}

@@ -54,6 +54,10 @@ type submission struct {
 	price    float64
 	estimate budget.Micros
 	day      string
+	// retryOf is the batch an earlier attempt with the same key began.
+	retryOf string
+	// claimedID is the batch the key is bound to, once claimed.
+	claimedID string
 	refs     []refs.RowRefs
 	// account is the caller's budget after this batch, for the answer.
 	account *budget.Account
@@ -84,16 +88,33 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	if err := batch.CheckConfirm(req); err != nil {
 		return resp, err
 	}
-	if err := s.checkFlags(ctx, sub); err != nil {
-		return resp, err
+	// A retry of an accepted submit gets its batch back before any other check:
+	// the batch exists and is reserved, whatever the flags or the budget say now.
+	if sub.key != "" {
+		rec, live, err := s.Keys.Peek(ctx, sub.user, sub.key)
+		switch {
+		case err != nil:
+			return resp, problem.Wrap(problem.GCSWriteFailed, err, "reading the idempotency key failed")
+		case live && rec.BodySHA256 != sub.bodyHash:
+			return resp, conflict()
+		case live && rec.Committed:
+			return s.replay(ctx, r, sub, rec.BatchID)
+		case live:
+			sub.retryOf = rec.BatchID // an earlier attempt got part-way: finish it
+		}
 	}
 	model, _ := s.cfg.Rules.Models.Lookup(sub.spec.Model)
 	sub.model, sub.price = model.Name, model.PriceUSD
 	// Dry runs report what the batch would cost live; only live runs reserve it.
 	sub.estimate = budget.FromUSD(model.PriceUSD) * budget.Micros(sub.spec.Images())
-	if sub.spec.RunMode == batch.Live {
-		if err := s.preflight(ctx, sub); err != nil {
+	if sub.retryOf == "" {
+		if err := s.checkFlags(ctx, sub); err != nil {
 			return resp, err
+		}
+		if sub.spec.RunMode == batch.Live {
+			if err := s.preflight(ctx, sub); err != nil {
+				return resp, err
+			}
 		}
 	}
 	if sub.refs, err = s.resolveRefs(ctx, req, sub.spec, min(batch.MaxMergedRefs, model.MaxRefs)); err != nil {
@@ -105,13 +126,12 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 			s.rollback(ctx, sub)
 		}
 	}()
-	batchID, replay, err := s.claim(ctx, sub)
+	batchID, committed, err := s.claim(ctx, sub)
 	if err != nil {
 		return resp, err
 	}
-	if replay != nil {
-		acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
-		return s.answer(r, replay, &acct), nil
+	if committed {
+		return s.replay(ctx, r, sub, batchID)
 	}
 	m, err := s.record(ctx, sub, batchID)
 	if err != nil {
@@ -133,9 +153,10 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		return resp, problem.Wrap(problem.TaskEnqueueFailed, err, "queueing the batch failed; nothing was kept")
 	}
 	if sub.key != "" {
+		// Until the key is committed, a failed retry could still undo the
+		// batch; so an uncommitted batch is not reported as accepted.
 		if err := s.Keys.Commit(ctx, sub.user, sub.key, m.BatchID); err != nil {
-			// The batch is recorded and queued; a retry with the key finds it.
-			obs.Logger(ctx).Warn("submit: committing the idempotency key failed", "error", err)
+			return resp, problem.Wrap(problem.GCSWriteFailed, err, "recording the idempotency key failed; retry with the same key")
 		}
 	}
 	sub.undo = nil
@@ -228,37 +249,37 @@ func exceeded(estimate budget.Micros, t budget.Totals) error {
 	}
 }
 
+func conflict() error {
+	return problem.New(problem.IdempotencyConflict, "this Idempotency-Key was used with a different request body in the last 24 hours")
+}
+
 // claim picks the batch id. With an Idempotency-Key, the key's record decides:
-// a committed batch is answered again (replay), an uncommitted one is finished
-// under its id, a new key binds a new id.
-func (s *server) claim(ctx context.Context, sub *submission) (string, *ledger.Manifest, error) {
-	id := batch.NewID()
+// a new key binds a new id; an uncommitted record is finished under its id;
+// a committed one (a concurrent twin got there first) is answered again.
+func (s *server) claim(ctx context.Context, sub *submission) (id string, committed bool, err error) {
+	id = batch.NewID()
 	if sub.key == "" {
-		return id, nil, nil
+		return id, false, nil
 	}
-	rec, created, err := s.Keys.Claim(ctx, sub.user, sub.key, sub.bodyHash, id)
+	rec, _, err := s.Keys.Claim(ctx, sub.user, sub.key, sub.bodyHash, id)
 	if errors.Is(err, idempotency.ErrConflict) {
-		return "", nil, problem.New(problem.IdempotencyConflict, "this Idempotency-Key was used with a different request body in the last 24 hours")
+		return "", false, conflict()
 	}
 	if err != nil {
-		return "", nil, problem.Wrap(problem.GCSWriteFailed, err, "recording the idempotency key failed")
+		return "", false, problem.Wrap(problem.GCSWriteFailed, err, "recording the idempotency key failed")
 	}
-	if created {
-		sub.undo = append(sub.undo, func(ctx context.Context) {
-			if err := s.Keys.Forget(ctx, sub.user, sub.key, id); err != nil {
-				obs.Logger(ctx).Warn("submit: forgetting the idempotency key failed", "error", err)
-			}
-		})
-		return id, nil, nil
+	sub.claimedID = rec.BatchID
+	return rec.BatchID, rec.Committed, nil
+}
+
+// replay answers a retry of an accepted submit with its batch.
+func (s *server) replay(ctx context.Context, r *http.Request, sub *submission, batchID string) (api.SubmitResponse, error) {
+	m, err := s.Store.Manifest(ctx, batchID)
+	if err != nil {
+		return api.SubmitResponse{}, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch of this Idempotency-Key failed")
 	}
-	if rec.Committed {
-		m, err := s.Store.Manifest(ctx, rec.BatchID)
-		if err != nil {
-			return "", nil, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch of this Idempotency-Key failed")
-		}
-		return rec.BatchID, m, nil
-	}
-	return rec.BatchID, nil, nil
+	acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
+	return s.answer(r, m, &acct), nil
 }
 
 // record reserves the budget (live runs) and writes the manifest.
@@ -280,7 +301,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	}
 	if sub.spec.RunMode == batch.Live {
 		m.BudgetDay = sub.day
-		acct, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
+		acct, created, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
 		sub.account = &acct
 		switch {
 		case errors.Is(err, budget.ErrExceeded):
@@ -291,25 +312,31 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		case err != nil:
 			return nil, problem.Wrap(problem.GCSWriteFailed, err, "reserving the budget failed")
 		}
-		sub.undo = append(sub.undo, func(ctx context.Context) {
-			if _, err := s.Budgets.Release(ctx, sub.user, sub.day, batchID); err != nil {
-				obs.Logger(ctx).Error("submit: releasing the reservation failed; it holds that budget until the UTC day ends", "batchId", batchID, "error", err)
-			}
-		})
+		if created { // only the reservation this call made is this call's to release
+			sub.undo = append(sub.undo, func(ctx context.Context) {
+				if _, err := s.Budgets.Release(ctx, sub.user, sub.day, batchID); err != nil {
+					obs.Logger(ctx).Error("submit: releasing the reservation failed; it holds that budget until the UTC day ends", "batchId", batchID, "error", err)
+				}
+			})
+		}
 	}
+	// Undone even if the write's outcome is unknown (it may have landed), but
+	// never a manifest an earlier attempt wrote.
+	undo := func(ctx context.Context) {
+		if err := s.Store.DeleteBatch(ctx, batchID); err != nil {
+			obs.Logger(ctx).Error("submit: rollback failed; the housekeeping job removes what is left", "batchId", batchID, "error", err)
+		}
+	}
+	sub.undo = append(sub.undo, undo)
 	err := s.Store.CreateManifest(ctx, m)
 	if errors.Is(err, ledger.ErrExists) {
-		// An idempotent retry of a submit that got this far: same key, same body.
+		// A retry of a submit that got this far: same key, same body.
+		sub.undo = sub.undo[:len(sub.undo)-1]
 		return s.Store.Manifest(ctx, batchID)
 	}
 	if err != nil {
 		return nil, problem.Wrap(problem.GCSWriteFailed, err, "recording the batch failed; nothing was queued")
 	}
-	sub.undo = append(sub.undo, func(ctx context.Context) {
-		if err := s.Store.DeleteBatch(ctx, batchID); err != nil {
-			obs.Logger(ctx).Error("submit: rollback failed; the housekeeping job removes what is left", "batchId", batchID, "error", err)
-		}
-	})
 	return m, nil
 }
 
@@ -325,11 +352,20 @@ func (s *server) enqueue(ctx context.Context, m *ledger.Manifest) error {
 	return g.Wait()
 }
 
-// rollback undoes a failed submit's writes, newest first, on a context of its
-// own: the request's may be what failed.
+// rollback undoes what a failed submit wrote, newest first, on a context of its
+// own (the request's may be what failed). With an Idempotency-Key, the key goes
+// first: if a twin request committed it meanwhile, the batch is that request's
+// now and nothing is undone.
 func (s *server) rollback(ctx context.Context, sub *submission) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	if sub.key != "" && sub.claimedID != "" {
+		free, err := s.Keys.Forget(ctx, sub.user, sub.key, sub.claimedID)
+		if err != nil || !free {
+			obs.Logger(ctx).Warn("submit: another request holds the batch; nothing undone", "batchId", sub.claimedID, "error", err)
+			return
+		}
+	}
 	for _, undo := range slices.Backward(sub.undo) {
 		undo(ctx)
 	}

@@ -46,7 +46,7 @@ func seed(t *testing.T, s *stack) scenario {
 	})
 
 	sc.finished = s.manifest(t, now.Add(-30*time.Minute), batch.Live, 2)
-	if _, err := s.budgets.Reserve(ctx, sc.finished.Owner, sc.finished.BudgetDay, sc.finished.BatchID, budget.FromUSD(sc.finished.EstimateUSD)); err != nil {
+	if _, _, err := s.budgets.Reserve(ctx, sc.finished.Owner, sc.finished.BudgetDay, sc.finished.BatchID, budget.FromUSD(sc.finished.EstimateUSD)); err != nil {
 		t.Fatal(err)
 	}
 	s.finishRow(t, sc.finished, 0, true)
@@ -71,7 +71,7 @@ func seed(t *testing.T, s *stack) scenario {
 	sc.freshKey = s.putKey(t, "u", "fresh", now.Add(-time.Hour))
 
 	sc.oldDay = budget.Day(now.Add(-40 * 24 * time.Hour))
-	if _, err := s.budgets.Reserve(ctx, "someone", sc.oldDay, sc.old.BatchID, budget.FromUSD(price)); err != nil {
+	if _, _, err := s.budgets.Reserve(ctx, "someone", sc.oldDay, sc.old.BatchID, budget.FromUSD(price)); err != nil {
 		t.Fatal(err)
 	}
 	return sc
@@ -389,7 +389,7 @@ func TestGivingUpCompletesTheBatch(t *testing.T) {
 	s := newStack(t)
 	now := time.Now()
 	m := s.manifest(t, now.Add(-time.Hour), batch.Live, 2)
-	_, err := s.budgets.Reserve(context.Background(), m.Owner, m.BudgetDay, m.BatchID, budget.FromUSD(m.EstimateUSD))
+	_, _, err := s.budgets.Reserve(context.Background(), m.Owner, m.BudgetDay, m.BatchID, budget.FromUSD(m.EstimateUSD))
 	is.NoErr(err)
 	s.finishRow(t, m, 0, true)
 	s.setRow(t, m, 1, running(now.Add(-20*time.Minute), now.Add(-5*time.Minute), maxAttempts))

@@ -79,25 +79,30 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)}
 	l := NewLimits(c.Store, 10, time.Minute)
 	l.now = clock.Now
+	limit := func(ctx context.Context, user string) Micros {
+		m, err := l.For(ctx, user)
+		is.NoErr(err)
+		return m
+	}
 
-	is.Equal(l.For(ctx, "u"), FromUSD(100))    // override read from the object
-	is.Equal(l.For(ctx, "other"), FromUSD(10)) // default for everyone else
+	is.Equal(limit(ctx, "u"), FromUSD(100))    // override read from the object
+	is.Equal(limit(ctx, "other"), FromUSD(10)) // default for everyone else
 
 	setLimits(t, c.Store, map[string]float64{"u": 5})
 	readsBefore := faults.Counts().Reads
 	clock.Advance(time.Minute - time.Nanosecond)
-	is.Equal(l.For(ctx, "u"), FromUSD(100))      // within the TTL: the old override
+	is.Equal(limit(ctx, "u"), FromUSD(100))      // within the TTL: the old override
 	is.Equal(faults.Counts().Reads, readsBefore) // and no read of the object
 
 	clock.Advance(time.Nanosecond)
-	is.Equal(l.For(ctx, "u"), FromUSD(5)) // TTL passed: the new override
+	is.Equal(limit(ctx, "u"), FromUSD(5)) // TTL passed: the new override
 	is.True(faults.Counts().Reads > readsBefore)
 
 	// A read that fails keeps the last good overrides.
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	clock.Advance(time.Minute)
-	is.Equal(l.For(cancelled, "u"), FromUSD(5)) // last good override kept
+	is.Equal(limit(cancelled, "u"), FromUSD(5)) // last good override kept
 
 	// A corrupt object keeps them too.
 	w := c.Storage.Bucket(stacktest.TestBucket).Object(LimitsObject).NewWriter(ctx)
@@ -105,16 +110,16 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	is.NoErr(err)
 	is.NoErr(w.Close())
 	clock.Advance(time.Minute)
-	is.Equal(l.For(ctx, "u"), FromUSD(5)) // corrupt object: last good override kept
+	is.Equal(limit(ctx, "u"), FromUSD(5)) // corrupt object: last good override kept
 
 	// A deleted object means no overrides at all.
 	is.NoErr(c.Storage.Bucket(stacktest.TestBucket).Object(LimitsObject).Delete(ctx))
 	clock.Advance(time.Minute)
-	is.Equal(l.For(ctx, "u"), FromUSD(10)) // no object: the default
+	is.Equal(limit(ctx, "u"), FromUSD(10)) // no object: the default
 }
 
-// Until a first good read, a failed read gives the default and does not wait a
-// whole TTL before trying again.
+// Until a first good read, a failed read fails closed (an operator may have
+// blocked the user) and does not wait a whole TTL before trying again.
 func TestLimitsDefaultUntilFirstGoodRead(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
@@ -128,6 +133,9 @@ func TestLimitsDefaultUntilFirstGoodRead(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	is.Equal(l.For(cancelled, "u"), FromUSD(10)) // unreadable: the default
-	is.Equal(l.For(ctx, "u"), FromUSD(100))      // the next call reads at once
+	_, err := l.For(cancelled, "u")
+	is.True(errors.Is(err, ErrLimitsUnknown)) // unreadable, nothing known: no spending
+	m, err := l.For(ctx, "u")
+	is.NoErr(err)
+	is.Equal(m, FromUSD(100)) // the next call reads at once
 }

@@ -25,8 +25,8 @@ type Limits struct {
 	perUser map[string]Micros
 }
 
-// LimitsObject is the config object of per-user daily limits:
-// {"users": {"alice@example.com": 100}} in USD.
+// LimitsObject is the config object of per-user daily limits in USD, keyed by
+// user id (a Google token's subject, an API key's user): {"users": {"1084…": 100}}.
 const LimitsObject = "config/budgets.json"
 
 // NewLimits returns limits with a default in USD.
@@ -34,28 +34,43 @@ func NewLimits(store *ledger.Store, defaultUSD float64, ttl time.Duration) *Limi
 	return &Limits{store: store, def: FromUSD(defaultUSD), ttl: ttl, now: time.Now}
 }
 
-// For returns a user's daily limit. A config object that cannot be read keeps
-// the last good overrides (and the default until one was read).
-func (l *Limits) For(ctx context.Context, user string) Micros {
+// ErrLimitsUnknown means the overrides were never read: an operator may have
+// lowered or blocked this user, so no money is spent until they are known.
+var ErrLimitsUnknown = errors.New("budget: the per-user limits cannot be read")
+
+// For returns a user's daily limit. An override table that cannot be reread
+// keeps the last good one; with none read yet, it fails closed. The read
+// happens outside the lock, so budget changes do not queue behind it.
+func (l *Limits) For(ctx context.Context, user string) (Micros, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.perUser == nil || l.now().Sub(l.loaded) >= l.ttl {
+	table, fresh := l.perUser, l.perUser != nil && l.now().Sub(l.loaded) < l.ttl
+	l.mu.Unlock()
+	if !fresh {
 		var doc struct {
 			Users map[string]float64 `json:"users"`
 		}
 		err := l.store.ReadJSON(ctx, LimitsObject, &doc)
-		if err == nil || errors.Is(err, ledger.ErrNotFound) {
+		l.mu.Lock()
+		switch {
+		case err == nil || errors.Is(err, ledger.ErrNotFound):
 			l.perUser = map[string]Micros{}
 			for u, usd := range doc.Users {
 				l.perUser[u] = FromUSD(usd)
 			}
+			l.loaded = l.now()
+		case l.perUser != nil:
+			l.loaded = l.now() // keep the last good table; try again after the TTL
 		}
-		l.loaded = l.now()
+		table = l.perUser
+		l.mu.Unlock()
+		if table == nil {
+			return 0, fmt.Errorf("%w: %w", ErrLimitsUnknown, err)
+		}
 	}
-	if m, ok := l.perUser[user]; ok {
-		return m
+	if m, ok := table[user]; ok {
+		return m, nil
 	}
-	return l.def
+	return l.def, nil
 }
 
 // Store keeps accounts in the bucket, one object per user and day, updated
@@ -93,14 +108,15 @@ func (s *Store) Get(ctx context.Context, user, day string) (Account, error) {
 	if err != nil {
 		return Account{}, err
 	}
-	return s.fill(ctx, a, user, day), nil
+	return s.fill(ctx, a, user, day)
 }
 
-func (s *Store) fill(ctx context.Context, a Account, user, day string) Account {
+func (s *Store) fill(ctx context.Context, a Account, user, day string) (Account, error) {
 	a.User, a.Day = user, day
 	// The limit in force is today's setting, so a raised limit applies at once.
-	a.Limit = s.limits.For(ctx, user)
-	return a
+	limit, err := s.limits.For(ctx, user)
+	a.Limit = limit
+	return a, err
 }
 
 // Change applies a pure change to a user's account for a day, by CAS, for at
@@ -110,7 +126,11 @@ func (s *Store) fill(ctx context.Context, a Account, user, day string) Account {
 func (s *Store) Change(ctx context.Context, user, day string, fn func(Account) (Account, error)) (Account, error) {
 	apply := func(ctx context.Context) (Account, error) {
 		return ledger.Update(ctx, s.ledger, Object(day, user), func(cur Account, _ bool) (Account, error) {
-			next, err := fn(s.fill(ctx, cur, user, day))
+			cur, err := s.fill(ctx, cur, user, day)
+			if err != nil {
+				return cur, err
+			}
+			next, err := fn(cur)
 			if errors.Is(err, errNoChange) {
 				err = ledger.ErrNoChange
 			}
@@ -128,8 +148,11 @@ func (s *Store) Change(ctx context.Context, user, day string, fn func(Account) (
 		var cur Account
 		rerr := s.ledger.ReadJSON(check, Object(day, user), &cur)
 		if rerr == nil {
-			cur = s.fill(check, cur, user, day)
-			if _, ferr := fn(cur); errors.Is(ferr, errNoChange) {
+			cur, ferr := s.fill(check, cur, user, day)
+			if ferr == nil {
+				_, ferr = fn(cur)
+			}
+			if errors.Is(ferr, errNoChange) {
 				return cur, nil
 			}
 		}
@@ -140,9 +163,17 @@ func (s *Store) Change(ctx context.Context, user, day string, fn func(Account) (
 	return a, err
 }
 
-// Reserve holds amount for a batch in the user's account of day.
-func (s *Store) Reserve(ctx context.Context, user, day, batchID string, amount Micros) (Account, error) {
-	return s.Change(ctx, user, day, func(a Account) (Account, error) { return Reserve(a, batchID, amount) })
+// Reserve holds amount for a batch in the user's account of day. created is
+// false when the batch held its reservation already (a retried submit): only
+// the call that created a reservation may release it.
+func (s *Store) Reserve(ctx context.Context, user, day, batchID string, amount Micros) (Account, bool, error) {
+	created := false
+	a, err := s.Change(ctx, user, day, func(a Account) (Account, error) {
+		next, err := Reserve(a, batchID, amount)
+		created = err == nil
+		return next, err
+	})
+	return a, created && err == nil, err
 }
 
 // Settle charges a batch what it actually cost and releases the rest.

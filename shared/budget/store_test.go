@@ -86,12 +86,16 @@ func TestLimitsDefaultAndOverride(t *testing.T) {
 				writeLimits(t, c, tt.object)
 			}
 			l := budget.NewLimits(c.Store, 10, time.Hour)
-			is.Equal(l.For(context.Background(), tt.user), budget.FromUSD(tt.wantUSD))
+			got, err := l.For(context.Background(), tt.user)
+			is.NoErr(err)
+			is.Equal(got, budget.FromUSD(tt.wantUSD))
 		})
 	}
 }
 
-func TestLimitsCorruptObjectGivesDefault(t *testing.T) {
+// An override table that cannot be read, with none read before, fails closed:
+// it may lower or block this very user.
+func TestLimitsCorruptObjectFailsClosed(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	c := stacktest.Open(t, nil)
@@ -99,7 +103,8 @@ func TestLimitsCorruptObjectGivesDefault(t *testing.T) {
 	_, err := c.Store.PutObject(ctx, budget.LimitsObject, "application/json", []byte(`{"users": {"alice": "lots"}}`))
 	is.NoErr(err)
 	l := budget.NewLimits(c.Store, 10, time.Hour)
-	is.Equal(l.For(ctx, "alice"), budget.FromUSD(10)) // unreadable overrides: the default
+	_, err = l.For(ctx, "alice")
+	is.True(errors.Is(err, budget.ErrLimitsUnknown)) // unreadable overrides: no spending
 }
 
 // The per-user limit read from the bucket is the one a reservation is held to.
@@ -111,11 +116,11 @@ func TestReserveHonoursOverride(t *testing.T) {
 	writeLimits(t, c, map[string]float64{"small": 2, "big": 100})
 	s := newStore(c, 10, 10*time.Second)
 
-	_, err := s.Reserve(ctx, "small", day, "b1", budget.FromUSD(3))
+	_, _, err := s.Reserve(ctx, "small", day, "b1", budget.FromUSD(3))
 	is.True(errors.Is(err, budget.ErrExceeded)) // $3 does not fit a $2 override (though the default is $10)
-	_, err = s.Reserve(ctx, "big", day, "b1", budget.FromUSD(50))
+	_, _, err = s.Reserve(ctx, "big", day, "b1", budget.FromUSD(50))
 	is.NoErr(err) // $50 fits a $100 override
-	a, err := s.Reserve(ctx, "default", day, "b1", budget.FromUSD(10))
+	a, _, err := s.Reserve(ctx, "default", day, "b1", budget.FromUSD(10))
 	is.NoErr(err) // exactly the default fits
 	is.Equal(a.Limit, budget.FromUSD(10))
 	is.Equal(a.Sum().Remaining, budget.Micros(0))
@@ -131,19 +136,19 @@ func TestStoreReserveSettleRelease(t *testing.T) {
 	obj := budget.Object(day, "u")
 	writes := func() int { return faults.WritesOf(obj)[obj] }
 
-	a, err := s.Reserve(ctx, "u", day, "b1", budget.FromUSD(1))
+	a, _, err := s.Reserve(ctx, "u", day, "b1", budget.FromUSD(1))
 	is.NoErr(err)
 	is.Equal(a.Reserved["b1"], budget.FromUSD(1)) // the returned account holds it
-	_, err = s.Reserve(ctx, "u", day, "b2", budget.FromUSD(2))
+	_, _, err = s.Reserve(ctx, "u", day, "b2", budget.FromUSD(2))
 	is.NoErr(err)
 	is.Equal(writes(), 2)
 
-	a, err = s.Reserve(ctx, "u", day, "b1", budget.FromUSD(1))
+	a, _, err = s.Reserve(ctx, "u", day, "b1", budget.FromUSD(1))
 	is.NoErr(err)                                 // a retried reserve succeeds
 	is.Equal(writes(), 2)                         // without a write
 	is.Equal(a.Sum().Reserved, budget.FromUSD(3)) // and without holding twice
 
-	_, err = s.Reserve(ctx, "u", day, "b3", budget.FromUSD(7)+1)
+	_, _, err = s.Reserve(ctx, "u", day, "b3", budget.FromUSD(7)+1)
 	is.True(errors.Is(err, budget.ErrExceeded)) // one micro over what remains
 	is.Equal(writes(), 2)                       // refused without a write
 
@@ -183,13 +188,13 @@ func TestAccountsArePerUserAndDay(t *testing.T) {
 	c := stacktest.Open(t, nil)
 	ctx := context.Background()
 	s := newStore(c, 1, 10*time.Second)
-	_, err := s.Reserve(ctx, "u", day, "b1", budget.FromUSD(1))
+	_, _, err := s.Reserve(ctx, "u", day, "b1", budget.FromUSD(1))
 	is.NoErr(err)
-	_, err = s.Reserve(ctx, "u", day, "b2", 1)
+	_, _, err = s.Reserve(ctx, "u", day, "b2", 1)
 	is.True(errors.Is(err, budget.ErrExceeded)) // u's day is full
-	_, err = s.Reserve(ctx, "u", "2025-03-15", "b2", budget.FromUSD(1))
+	_, _, err = s.Reserve(ctx, "u", "2025-03-15", "b2", budget.FromUSD(1))
 	is.NoErr(err) // the next day is a fresh budget
-	_, err = s.Reserve(ctx, "v", day, "b3", budget.FromUSD(1))
+	_, _, err = s.Reserve(ctx, "v", day, "b3", budget.FromUSD(1))
 	is.NoErr(err) // another user is a fresh budget
 }
 
@@ -214,7 +219,7 @@ func reserveRace(t *testing.T, c *cloud.Clients, patience time.Duration) []raceR
 			<-start
 			id := fmt.Sprintf("batch-%02d", i)
 			t0 := time.Now()
-			_, err := s.Reserve(context.Background(), "racer", day, id, budget.FromUSD(1))
+			_, _, err := s.Reserve(context.Background(), "racer", day, id, budget.FromUSD(1))
 			results[i] = raceResult{id: id, err: err, dur: time.Since(t0)}
 		})
 	}
@@ -390,11 +395,11 @@ func TestContendedReserveThatLanded(t *testing.T) {
 	c := openHeld(t, &hold)
 	ctx := context.Background()
 	s := newStore(c, 10, 500*time.Millisecond)
-	_, err := s.Reserve(ctx, "u", day, "first", budget.FromUSD(1)) // the account exists
+	_, _, err := s.Reserve(ctx, "u", day, "first", budget.FromUSD(1)) // the account exists
 	is.NoErr(err)
 
 	hold.Store(true)
-	_, err = s.Reserve(ctx, "u", day, "late", budget.FromUSD(1))
+	_, _, err = s.Reserve(ctx, "u", day, "late", budget.FromUSD(1))
 	hold.Store(false)
 	a := readAccount(t, c, "u")
 	_, held := a.Reserved["late"]

@@ -35,6 +35,9 @@ type Notifier struct {
 	Sheets   *notify.Sheets
 	// Link is an image's stable link, for the announcements.
 	Link func(m *ledger.Manifest, row, variant int) string
+	// MaxElapsed bounds one delivery's retries; the effects claim outlasts
+	// settling plus every delivery.
+	MaxElapsed time.Duration
 }
 
 // New returns a finisher.
@@ -113,9 +116,11 @@ func (e Effects) Retryable() bool {
 }
 
 // claimTTL is how long one caller owns a batch's effects before another may
-// take them over (it crashed): longer than settling plus two bounded
+// take them over (it crashed): longer than settling plus both bounded
 // notification deliveries.
-const claimTTL = 5 * time.Minute
+func (f *Finisher) claimTTL() time.Duration {
+	return max(5*time.Minute, 3*f.n.MaxElapsed+time.Minute)
+}
 
 // claim is who is performing a batch's effects, since when.
 type claim struct {
@@ -129,10 +134,10 @@ var errClaimed = errors.New("completion: another caller performs the effects")
 // another call holds a fresh claim: concurrent finishers (every row's last
 // task, a duplicate delivery, the housekeeping job) never announce twice, and a
 // crashed one is taken over once its claim is stale.
-func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest) (bool, error) {
+func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what string) (bool, error) {
 	me := claim{Holder: obs.NewRequestID(), At: f.now().UTC()}
-	_, err := ledger.Update(ctx, f.store, ledger.BatchPrefix(m.BatchID)+"effects-claim.json", func(cur claim, exists bool) (claim, error) {
-		if exists && me.At.Sub(cur.At) < claimTTL {
+	_, err := ledger.Update(ctx, f.store, ledger.BatchPrefix(m.BatchID)+what+"-claim.json", func(cur claim, exists bool) (claim, error) {
+		if exists && me.At.Sub(cur.At) < f.claimTTL() {
 			return cur, errClaimed
 		}
 		return me, nil
@@ -149,7 +154,7 @@ func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, final ledger
 	if err != nil || done {
 		return err
 	}
-	if mine, err := f.claimEffects(ctx, m); err != nil || !mine {
+	if mine, err := f.claimEffects(ctx, m, "effects"); err != nil || !mine {
 		return err
 	}
 	charged := budget.FromUSD(final.Summary.CostUSD)
@@ -222,6 +227,10 @@ func (f *Finisher) RetryNotifications(ctx context.Context, m *ledger.Manifest) (
 	}
 	if len(redo) == 0 {
 		return 0, nil
+	}
+	// Overlapping housekeeping runs must not announce twice.
+	if mine, err := f.claimEffects(ctx, m, "renotify"); err != nil || !mine {
+		return 0, err
 	}
 	var final ledger.Final
 	if err := f.store.ReadJSON(ctx, ledger.StateObject(m.BatchID), &final); err != nil {

@@ -157,7 +157,7 @@ func TestFinishWaitsForEveryRow(t *testing.T) {
 // reserve holds the batch's estimate, as submit does for a live run.
 func (s *stack) reserve(t *testing.T, m *ledger.Manifest) {
 	t.Helper()
-	_, err := s.budgets.Reserve(context.Background(), m.Owner, m.BudgetDay, m.BatchID, budget.FromUSD(m.EstimateUSD))
+	_, _, err := s.budgets.Reserve(context.Background(), m.Owner, m.BudgetDay, m.BatchID, budget.FromUSD(m.EstimateUSD))
 	if err != nil {
 		t.Fatal(err)
 	}

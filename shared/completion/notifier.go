@@ -20,7 +20,7 @@ import (
 // (in the cloud, or locally against SHEETS_API_URL), and stable image links
 // (under PUBLIC_BASE_URL, signed by tokens).
 func NotifierFromConfig(ctx context.Context, cfg config.Config, tokens *auth.Tokens) (Notifier, error) {
-	var n Notifier
+	n := Notifier{MaxElapsed: cfg.NotifyMaxElapsed}
 	secret := []byte(cfg.WebhookSecret)
 	if len(secret) == 0 {
 		if !cfg.Local() || cfg.SigningKeyFile == "" {

@@ -105,10 +105,17 @@ func (k *Keys) Claim(ctx context.Context, user, key, bodyHash, batchID string) (
 	return rec, created, err
 }
 
+// ErrLost means the key no longer names the batch being committed: a failed
+// twin request rolled it back meanwhile.
+var ErrLost = errors.New("idempotency: the key no longer names this batch")
+
 // Commit marks the record's batch as recorded and queued.
 func (k *Keys) Commit(ctx context.Context, user, key, batchID string) error {
 	_, err := ledger.Update(ctx, k.store, Object(user, key), func(cur Record, exists bool) (Record, error) {
-		if !exists || cur.BatchID != batchID || cur.Committed {
+		switch {
+		case !exists || cur.BatchID != batchID:
+			return cur, ErrLost
+		case cur.Committed:
 			return cur, ledger.ErrNoChange
 		}
 		cur.Committed = true
@@ -117,8 +124,29 @@ func (k *Keys) Commit(ctx context.Context, user, key, batchID string) error {
 	return err
 }
 
-// Forget drops a record this call created, when its submit failed, so a retry
-// starts afresh. A record another call has since replaced is left alone.
-func (k *Keys) Forget(ctx context.Context, user, key, batchID string) error {
-	return ledger.DeleteIf(ctx, k.store, Object(user, key), func(cur Record) bool { return cur.BatchID == batchID && !cur.Committed })
+// Peek reads the live record of (user, key) without writing: a retry of an
+// accepted submit is answered from it before any other check.
+func (k *Keys) Peek(ctx context.Context, user, key string) (Record, bool, error) {
+	var rec Record
+	err := k.store.ReadJSON(ctx, Object(user, key), &rec)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, err
+	}
+	return rec, rec.Live(k.now()), nil
+}
+
+// Forget drops the record of a failed submit of batchID, so a retry starts
+// afresh. It reports false when the record was committed or bound to another
+// batch meanwhile — another request owns the batch now, and the failed one
+// must undo nothing — and true when the record is gone.
+func (k *Keys) Forget(ctx context.Context, user, key, batchID string) (bool, error) {
+	free := true
+	err := ledger.DeleteIf(ctx, k.store, Object(user, key), func(cur Record) bool {
+		free = cur.BatchID == batchID && !cur.Committed
+		return free
+	})
+	return free && err == nil, err
 }

@@ -224,7 +224,7 @@ func TestCommit(t *testing.T) {
 	_, _, err := keys.Claim(ctx, "u", "k", "body", "b1")
 	is.NoErr(err)
 
-	is.NoErr(keys.Commit(ctx, "u", "k", "other-batch")) // another batch's commit…
+	is.True(errors.Is(keys.Commit(ctx, "u", "k", "other-batch"), idempotency.ErrLost)) // another batch's commit is refused…
 	rec, _, err := keys.Claim(ctx, "u", "k", "body", "b2")
 	is.NoErr(err)
 	is.True(!rec.Committed) // …does not commit this one
@@ -237,7 +237,7 @@ func TestCommit(t *testing.T) {
 	is.True(rec.Committed) // a replay sees the batch committed
 	is.Equal(rec.BatchID, "b1")
 
-	is.NoErr(keys.Commit(ctx, "u", "missing", "b1")) // no record: nothing to commit
+	is.True(errors.Is(keys.Commit(ctx, "u", "missing", "b1"), idempotency.ErrLost)) // no record: the key was rolled back
 	_, found := readRecord(t, c, "u", "missing")
 	is.True(!found) // and nothing created
 }
@@ -265,7 +265,9 @@ func TestForget(t *testing.T) {
 			if tt.commit {
 				is.NoErr(keys.Commit(ctx, "u", "k", "b1"))
 			}
-			is.NoErr(keys.Forget(ctx, "u", "k", tt.forgetWith))
+			free, err := keys.Forget(ctx, "u", "k", tt.forgetWith)
+			is.NoErr(err)
+			is.Equal(free, tt.wantGone) // the caller learns whether the batch is still its own
 			rec, found := readRecord(t, c, "u", "k")
 			is.Equal(!found, tt.wantGone)
 			if found {
@@ -289,7 +291,9 @@ func TestForgetMissingRecord(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	c := stacktest.Open(t, nil)
-	is.NoErr(idempotency.New(c.Store).Forget(context.Background(), "u", "never", "b1")) // nothing to forget
+	free, err := idempotency.New(c.Store).Forget(context.Background(), "u", "never", "b1")
+	is.NoErr(err)
+	is.True(free) // nothing to forget: the batch is nobody else's
 }
 
 // A record older than 24 hours no longer binds its key: a new claim replaces it,

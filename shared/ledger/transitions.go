@@ -38,6 +38,11 @@ func Start(r Row, op Op, holder string, lease time.Duration) (Row, error) {
 	if r.Status.Terminal() {
 		return r, ErrTerminal
 	}
+	if r.CancelRequested && (r.Lease == nil || !op.Now.Before(r.Lease.Until) || r.Lease.Holder == holder) {
+		// Cancelled while its last attempt ran and that attempt is gone: the
+		// row ends here instead of paying the model again.
+		return Finish(r, op, nil)
+	}
 	detail := fmt.Sprintf("attempt %d", r.Attempts+1)
 	if r.Lease != nil && r.Lease.Holder != holder {
 		if op.Now.Before(r.Lease.Until) {
@@ -156,12 +161,14 @@ func Finish(r Row, op Op, pending *Failure) (Row, error) {
 // Cancel stops a row: one nobody is working on becomes cancelled at once; one
 // that is running is asked to stop after its current variants.
 func Cancel(r Row, op Op) (Row, error) {
-	if r.Status.Terminal() || r.CancelRequested {
+	live := r.Lease != nil && op.Now.Before(r.Lease.Until)
+	if r.Status.Terminal() || (r.CancelRequested && live) {
 		return r, ErrNoChange
 	}
 	out := r.Clone()
 	out.CancelRequested = true
-	if out.Status == Queued || out.Lease == nil || !op.Now.Before(out.Lease.Until) {
+	if out.Status == Queued || !live {
+		// Nobody is working on it: it ends now.
 		return Finish(out, op, nil)
 	}
 	record(&out, op, "cancel_requested", "")

@@ -756,3 +756,37 @@ func TestTransitionsArePure(t *testing.T) {
 		})
 	}
 }
+
+// A row whose cancel was requested while an attempt ran, and whose attempt then
+// went away (released, or its lease expired), ends on the next touch instead of
+// being generated again.
+func TestCancelledRowIsNotRestarted(t *testing.T) {
+	is := is.New(t)
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	op := ledger.Op{Actor: "t", Now: now}
+	r := ledger.NewRow(ledger.ManifestRow{Index: 0, Variants: 3})
+	r, err := ledger.Start(r, op, "first", time.Minute)
+	is.NoErr(err)
+	r, err = ledger.RecordVariants(r, op, []ledger.VariantResult{{Index: 0, Object: "img0"}})
+	is.NoErr(err)
+	r, err = ledger.Cancel(r, op)
+	is.NoErr(err)
+	is.True(r.CancelRequested)         // the running attempt is asked to stop
+	is.Equal(r.Status, ledger.Running) // but it is still running
+
+	released, err := ledger.Release(r, op, "first", ledger.Failure{Code: "GCS_WRITE_FAILED"})
+	is.NoErr(err)
+	restarted, err := ledger.Start(released, op, "second", time.Minute)
+	is.NoErr(err)
+	is.Equal(restarted.Status, ledger.Cancelled)             // the retry ends the row
+	is.Equal(restarted.Variants[0].Status, ledger.Done)      // keeping what was made
+	is.Equal(restarted.Variants[1].Status, ledger.Cancelled) // and paying for nothing more
+
+	later := ledger.Op{Actor: "t", Now: now.Add(time.Hour)} // the first attempt's lease expired
+	again, err := ledger.Cancel(r, later)
+	is.NoErr(err)
+	is.Equal(again.Status, ledger.Cancelled) // a second cancel finishes a row nobody works on
+
+	_, err = ledger.Cancel(r, op)
+	is.True(errors.Is(err, ledger.ErrNoChange)) // while the attempt is alive, cancelling again changes nothing
+}

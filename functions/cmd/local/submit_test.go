@@ -402,3 +402,26 @@ func TestConcurrentLiveSubmitsNeverOverspend(t *testing.T) {
 	is.True(reserved <= 1.0)                                                        // the account holds at most the limit
 	is.Equal(math.Round(reserved*1e6), float64(counts[http.StatusAccepted]*117000)) // exactly the accepted batches
 }
+
+// A retried live submit gets its batch back even when the budget that admitted
+// it no longer covers a second copy, or live runs were switched off meanwhile.
+func TestRetryOfAnAcceptedSubmitIsAnsweredFirst(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a, _ := liveStack(t, map[string]string{"LOCAL_FAKE_MODEL_DELAY": "1h"})
+	var rows []string
+	for i := range 5 {
+		rows = append(rows, fmt.Sprintf(`{"prompt":"p%d","variants":3}`, i))
+	}
+	body := `{"runMode":"live","confirm":"CONFIRM","rows":[` + strings.Join(rows, ",") + `]}` // $0.585 of $1
+	key := map[string]string{"Idempotency-Key": "retry-me"}
+	first := post(t, a.base+"/batch/images", body, key)
+	is.Equal(first.status, http.StatusAccepted)
+
+	putJSON(t, a, "config/flags.json", map[string]string{"LIVE_RUNS": "off"})
+	again := post(t, a.base+"/batch/images", body, key)
+	is.Equal(again.status, http.StatusAccepted)          // not 402, not 503
+	is.Equal(again.str("batchId"), first.str("batchId")) // the same batch
+	b := get(t, a.base+"/budget", nil)
+	is.Equal(b.doc["reservedUsd"], 0.585) // reserved once
+}
