@@ -58,7 +58,7 @@ type submission struct {
 	retryOf string
 	// claimedID is the batch the key is bound to, once claimed.
 	claimedID string
-	refs     []refs.RowRefs
+	refs      []refs.RowRefs
 	// account is the caller's budget after this batch, for the answer.
 	account *budget.Account
 	undo    []func(context.Context)
