@@ -268,6 +268,7 @@ func (p *Platform) Submit() (http.Handler, error) {
 		Metrics:          metricsAccess(cfg),
 		SubmitsPerMinute: cfg.SubmitRatePerMinute,
 		AssetLinkTTL:     cfg.HistoryRetention,
+		ConfigTTL:        cfg.ConfigTTL,
 	}, submit.Deps{
 		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
 		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: p.Tokens, Finisher: finisher, Ready: ready,

@@ -42,6 +42,8 @@ type Config struct {
 	Project string
 	// Metrics says who may read /metrics.
 	Metrics metrics.Access
+	// ConfigTTL is how long operator settings read from the bucket are cached.
+	ConfigTTL time.Duration
 	// AssetLinkTTL is how long stable image links work: as long as images
 	// are retained.
 	AssetLinkTTL time.Duration
@@ -64,7 +66,7 @@ type Deps struct {
 
 // New returns the submit function's handler. All its routes are here.
 func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
-	s := &server{cfg: cfg, Deps: d, now: time.Now}
+	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: &sheetGrants{store: d.Store, ttl: cfg.ConfigTTL}}
 	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
 	mux.Handle("POST /batch/images", user(newLimiter(cfg.SubmitsPerMinute).require(s.handleSubmit())))
@@ -85,5 +87,6 @@ func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
 type server struct {
 	cfg Config
 	Deps
-	now func() time.Time
+	now    func() time.Time
+	sheets *sheetGrants
 }

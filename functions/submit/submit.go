@@ -111,6 +111,11 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		if err := s.checkFlags(ctx, sub); err != nil {
 			return resp, err
 		}
+		if sh := sub.spec.Sheet; sh != nil {
+			if err := s.sheets.allow(ctx, sub.user, sh.SpreadsheetID); err != nil {
+				return resp, err
+			}
+		}
 		if sub.spec.RunMode == batch.Live {
 			if err := s.preflight(ctx, sub); err != nil {
 				return resp, err

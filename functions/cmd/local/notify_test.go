@@ -101,9 +101,12 @@ func TestSheetsWriteBack(t *testing.T) {
 				_, _ = fmt.Fprintf(w, `{"error":{"code":%d,"message":"no","status":%q}}`, code, status)
 			}))
 			t.Cleanup(sheets.Close)
-			a := startApp(t, map[string]string{"SHEETS_API_URL": sheets.URL + "/", "NOTIFY_MAX_ELAPSED": "10s"}, devstack.NewFaults(1))
-			sub := post(t, a.base+"/batch/images",
-				`{"runMode":"dry_run","sheet":{"spreadsheetId":"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789","range":"Results!A:E"},"rows":[{"prompt":"a fox","id":"fox"},{"prompt":"b"}]}`, nil)
+			a := startApp(t, map[string]string{"SHEETS_API_URL": sheets.URL + "/", "NOTIFY_MAX_ELAPSED": "10s", "CONFIG_TTL": "0"}, devstack.NewFaults(1))
+			batchBody := `{"runMode":"dry_run","sheet":{"spreadsheetId":"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789","range":"Results!A:E"},"rows":[{"prompt":"a fox","id":"fox"},{"prompt":"b"}]}`
+			refused := post(t, a.base+"/batch/images", batchBody, nil)
+			is.Equal(refused.status, http.StatusForbidden) // a sheet nobody granted this user
+			putJSON(t, a, "config/sheets.json", map[string]any{"users": map[string]any{"local": []string{"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"}}})
+			sub := post(t, a.base+"/batch/images", batchBody, nil)
 			is.Equal(sub.status, http.StatusAccepted)
 			readToDone(t, openStream(t, sub.str("progressUrl"), ""))
 			is.NoErr(a.tasks.WaitIdle(deadline(t, 30*time.Second)))
