@@ -86,6 +86,10 @@ func TestFunctionsThroughTheFramework(t *testing.T) {
 	})
 	is.NoErr(err)                        // Progress streams to done
 	is.Equal(done.VariantCounts.Done, 2) // Generate made both images
+	state, err := c.Batch(ctx, sub.BatchID)
+	is.NoErr(err)                                // Submit serves the state
+	is.Equal(string(state.Status), "done")       // as done
+	is.True(state.Rows[0].Variants[1].URL != "") // with signed URLs
 
 	// Every path reaches the one function: unknown paths are its problem documents.
 	resp, err := http.Get(url("Generate") + "/no/such/path")
