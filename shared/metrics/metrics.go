@@ -76,6 +76,13 @@ var (
 		Name: "assetgen_ledger_conflicts_total", Help: "Compare-and-swap writes that lost a race (412) and were re-applied.",
 	}))
 
+	// ConfigReloadFailures counts failed reads of the config objects operators
+	// edit in the bucket (flags, API keys, budgets, sheet grants); the last
+	// good copy stays in force meanwhile.
+	ConfigReloadFailures = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "assetgen_config_reload_failures_total", Help: "Failed reads of a config object in the bucket, by object (the last good copy stays in force).",
+	}, []string{"object"}))
+
 	// Streams and Tails are the progress service's load.
 	Streams = register(prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "assetgen_sse_streams", Help: "Open progress streams.",
