@@ -157,14 +157,11 @@ type Platform struct {
 	finisherErr  error
 }
 
-// FlagsObject is the bucket object whose flag values override the environment.
-const FlagsObject = "config/flags.json"
-
 // NewPlatform builds the shared pieces over c.
 func NewPlatform(cfg config.Config, c *cloud.Clients, getenv func(string) string, log *slog.Logger) (*Platform, error) {
 	fl, err := flags.New(getenv, func(ctx context.Context) (map[string]string, error) {
 		var m map[string]string
-		err := c.Store.ReadJSON(ctx, FlagsObject, &m)
+		err := c.Store.ReadJSON(ctx, flags.Object, &m)
 		if errors.Is(err, ledger.ErrNotFound) {
 			return nil, flags.ErrNoObject
 		}

@@ -5,10 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -31,19 +32,27 @@ type keyEntry struct {
 // APIKeys authenticates server-to-server callers by key, sent as
 // "Authorization: Bearer <key>" or "X-Api-Key: <key>".
 type APIKeys struct {
-	source func(ctx context.Context) ([]byte, error)
-	ttl    time.Duration
-	now    func() time.Time
-
-	mu     sync.Mutex
-	loaded time.Time
-	keys   map[string]keyEntry
+	keys *cached.Value[map[string]keyEntry]
 }
 
 // NewAPIKeys reads the key table through source (nil bytes: no keys), reloaded
 // after ttl so a key is added or revoked without a deploy.
 func NewAPIKeys(source func(ctx context.Context) ([]byte, error), ttl time.Duration) *APIKeys {
-	return &APIKeys{source: source, ttl: ttl, now: time.Now}
+	return newAPIKeys(source, cached.Options{TTL: ttl})
+}
+
+// newAPIKeys keeps the table in a cached.Value: a table that cannot be read
+// again keeps the last good one in force. Until a first good read (the source
+// fails or the object does not parse), no key is accepted and callers get
+// NOT_READY: the table fails closed.
+func newAPIKeys(source func(ctx context.Context) ([]byte, error), opt cached.Options) *APIKeys {
+	return &APIKeys{keys: cached.New(APIKeysObject, func(ctx context.Context) (map[string]keyEntry, error) {
+		b, err := source(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return parseKeys(b)
+	}, opt)}
 }
 
 // Authenticate implements Authenticator.
@@ -55,7 +64,7 @@ func (a *APIKeys) Authenticate(r *http.Request) (Principal, error) {
 	if key == "" {
 		return Principal{}, problem.New(problem.Unauthenticated, "send an API key as Authorization: Bearer <key> or X-Api-Key")
 	}
-	keys, err := a.table(r.Context())
+	keys, err := a.keys.Get(r.Context())
 	if err != nil {
 		return Principal{}, problem.Wrap(problem.NotReady, err, "the key table cannot be read")
 	}
@@ -66,38 +75,18 @@ func (a *APIKeys) Authenticate(r *http.Request) (Principal, error) {
 	return Principal{UserID: e.User, Via: "apikey"}, nil
 }
 
-// table returns the keys, reloading after the TTL; a failed reload keeps the
-// last good table.
-func (a *APIKeys) table(ctx context.Context) (map[string]keyEntry, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.keys != nil && a.now().Sub(a.loaded) < a.ttl {
-		return a.keys, nil
-	}
-	b, err := a.source(ctx)
-	if err != nil {
-		if a.keys != nil {
-			// Keep the last good table; try the source again after the TTL.
-			a.loaded = a.now()
-			return a.keys, nil
-		}
-		return nil, err
-	}
+// parseKeys reads the key table; no bytes is an empty table.
+func parseKeys(b []byte) (map[string]keyEntry, error) {
 	var doc struct {
 		Keys map[string]keyEntry `json:"keys"`
 	}
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &doc); err != nil {
-			if a.keys != nil {
-				a.loaded = a.now()
-				return a.keys, nil
-			}
-			return nil, err
+			return nil, fmt.Errorf("auth: parsing %s: %w", APIKeysObject, err)
 		}
 	}
 	if doc.Keys == nil {
 		doc.Keys = map[string]keyEntry{}
 	}
-	a.keys, a.loaded = doc.Keys, a.now()
-	return a.keys, nil
+	return doc.Keys, nil
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -160,9 +163,8 @@ func TestAPIKeysNoObject(t *testing.T) {
 func TestAPIKeysReloadAfterTTL(t *testing.T) {
 	is := is.New(t)
 	src := &keySource{body: keyTable(t, map[string]string{"ak_old": "alice"})}
-	a := NewAPIKeys(src.read, 5*time.Minute)
 	now := t0
-	a.now = func() time.Time { return now } // the test runs on one goroutine
+	a := keysAt(src, 5*time.Minute, &now)
 	user := func(key string) string {
 		p, err := a.Authenticate(keyRequest("Bearer "+key, ""))
 		if err != nil {
@@ -201,9 +203,8 @@ func TestAPIKeysFailingReloadKeepsLastGoodTable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
 			src := &keySource{body: keyTable(t, map[string]string{"ak_ci": "ci-bot"})}
-			a := NewAPIKeys(src.read, time.Minute)
 			now := t0
-			a.now = func() time.Time { return now }
+			a := keysAt(src, time.Minute, &now)
 
 			p, err := a.Authenticate(keyRequest("", "ak_ci"))
 			is.NoErr(err)
@@ -222,7 +223,7 @@ func TestAPIKeysFailingReloadKeepsLastGoodTable(t *testing.T) {
 			reads := src.count()
 			p, err = a.Authenticate(keyRequest("", "ak_ci"))
 			is.NoErr(err)
-			is.Equal(p.UserID, "ci-bot") // a failed reload waits a TTL before the next try
+			is.Equal(p.UserID, "ci-bot") // a failed reload waits for a back-off before the next try
 			is.Equal(src.count(), reads) // without reading the source on every request
 			now = now.Add(time.Hour)
 			p, err = a.Authenticate(keyRequest("", "ak_ci"))
@@ -233,7 +234,8 @@ func TestAPIKeysFailingReloadKeepsLastGoodTable(t *testing.T) {
 }
 
 // With no table yet, a failing source is NOT_READY, not UNAUTHENTICATED: the
-// caller may well hold a good key. The next request tries again.
+// caller may well hold a good key. No key is accepted until a table is read,
+// which is tried again after a back-off.
 func TestAPIKeysNotReadyWithoutTable(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -246,8 +248,8 @@ func TestAPIKeysNotReadyWithoutTable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
 			src := &keySource{body: tt.body, err: tt.err}
-			a := NewAPIKeys(src.read, time.Minute)
-			a.now = func() time.Time { return t0 }
+			now := t0
+			a := keysAt(src, time.Minute, &now)
 
 			_, err := a.Authenticate(keyRequest("Bearer ak_ci", ""))
 			checkCode(t, err, problem.NotReady)
@@ -259,8 +261,12 @@ func TestAPIKeysNotReadyWithoutTable(t *testing.T) {
 			checkProblem(t, rec, problem.NotReady)
 
 			src.set(keyTable(t, map[string]string{"ak_ci": "ci-bot"}), nil)
+			_, err = a.Authenticate(keyRequest("Bearer ak_ci", ""))
+			checkCode(t, err, problem.NotReady) // within the back-off: still no table
+			is.Equal(src.count(), 1)            // and no read on every request
+			now = now.Add(time.Second)
 			p, err := a.Authenticate(keyRequest("Bearer ak_ci", ""))
-			is.NoErr(err) // read again at once once the source works
+			is.NoErr(err) // read again after the back-off
 			is.Equal(p.UserID, "ci-bot")
 		})
 	}
@@ -306,3 +312,9 @@ func TestAPIKeysConcurrent(t *testing.T) {
 }
 
 var t0 = time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+
+// keysAt is an APIKeys over src on a clock the test moves (from one goroutine).
+func keysAt(src *keySource, ttl time.Duration, now *time.Time) *APIKeys {
+	return newAPIKeys(src.read, cached.Options{TTL: ttl, Backoff: time.Second,
+		Now: func() time.Time { return *now }, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}

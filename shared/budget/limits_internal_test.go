@@ -3,12 +3,16 @@ package budget
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
 
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/devstack/stacktest"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -66,6 +70,12 @@ func TestNoOpsReportErrNoChange(t *testing.T) {
 	is.True(errors.Is(err, errNoChange)) // release of an unknown batch
 }
 
+// limitsAt reads the limits object of store on a clock the test moves.
+func limitsAt(store *ledger.Store, defaultUSD float64, ttl time.Duration, clock *fakeClock) *Limits {
+	return newLimits(readLimits(store), defaultUSD, cached.Options{TTL: ttl, Backoff: time.Second, Now: clock.Now,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
 // An override changed in the bucket is picked up only once the TTL has passed;
 // until then the instance answers from memory without reading the object.
 func TestLimitsReloadAfterTTL(t *testing.T) {
@@ -77,8 +87,7 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	setLimits(t, c.Store, map[string]float64{"u": 100})
 
 	clock := &fakeClock{t: time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)}
-	l := NewLimits(c.Store, 10, time.Minute)
-	l.now = clock.Now
+	l := limitsAt(c.Store, 10, time.Minute, clock)
 	limit := func(ctx context.Context, user string) Micros {
 		m, err := l.For(ctx, user)
 		is.NoErr(err)
@@ -99,10 +108,12 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	is.True(faults.Counts().Reads > readsBefore)
 
 	// A read that fails keeps the last good overrides.
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
+	faults.SetFailures(1, http.StatusForbidden)
 	clock.Advance(time.Minute)
-	is.Equal(limit(cancelled, "u"), FromUSD(5)) // last good override kept
+	rejected := faults.Counts().Rejected
+	is.Equal(limit(ctx, "u"), FromUSD(5))        // last good override kept
+	is.True(faults.Counts().Rejected > rejected) // (the read was tried, and failed)
+	faults.SetFailures(0)
 
 	// A corrupt object keeps them too.
 	w := c.Storage.Bucket(stacktest.TestBucket).Object(LimitsObject).NewWriter(ctx)
@@ -119,23 +130,26 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 }
 
 // Until a first good read, a failed read fails closed (an operator may have
-// blocked the user) and does not wait a whole TTL before trying again.
-func TestLimitsDefaultUntilFirstGoodRead(t *testing.T) {
+// blocked the user) and is retried after a back-off, not a whole TTL.
+func TestLimitsFailClosedUntilFirstGoodRead(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	c := stacktest.Open(t, nil)
+	faults := devstack.NewFaults(1)
+	c := stacktest.Open(t, faults)
 	ctx := context.Background()
 	setLimits(t, c.Store, map[string]float64{"u": 100})
 
 	clock := &fakeClock{t: time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)}
-	l := NewLimits(c.Store, 10, time.Hour)
-	l.now = clock.Now
+	l := limitsAt(c.Store, 10, time.Hour, clock)
 
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err := l.For(cancelled, "u")
+	faults.SetFailures(1, http.StatusForbidden)
+	_, err := l.For(ctx, "u")
 	is.True(errors.Is(err, ErrLimitsUnknown)) // unreadable, nothing known: no spending
+	faults.SetFailures(0)
+	_, err = l.For(ctx, "u")
+	is.True(errors.Is(err, ErrLimitsUnknown)) // within the back-off: not read again
+	clock.Advance(time.Second)
 	m, err := l.For(ctx, "u")
 	is.NoErr(err)
-	is.Equal(m, FromUSD(100)) // the next call reads at once
+	is.Equal(m, FromUSD(100)) // after the back-off, read
 }

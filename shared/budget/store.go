@@ -6,9 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/ledger"
 )
 
@@ -16,13 +16,8 @@ import (
 // from a config object in the bucket (reloaded after a TTL, so an operator
 // raises a limit without a deploy).
 type Limits struct {
-	store   *ledger.Store
 	def     Micros
-	ttl     time.Duration
-	now     func() time.Time
-	mu      sync.Mutex
-	loaded  time.Time
-	perUser map[string]Micros
+	perUser *cached.Value[map[string]Micros]
 }
 
 // LimitsObject is the config object of per-user daily limits in USD, keyed by
@@ -31,7 +26,29 @@ const LimitsObject = "config/budgets.json"
 
 // NewLimits returns limits with a default in USD.
 func NewLimits(store *ledger.Store, defaultUSD float64, ttl time.Duration) *Limits {
-	return &Limits{store: store, def: FromUSD(defaultUSD), ttl: ttl, now: time.Now}
+	return newLimits(readLimits(store), defaultUSD, cached.Options{TTL: ttl})
+}
+
+func newLimits(load func(context.Context) (map[string]Micros, error), defaultUSD float64, opt cached.Options) *Limits {
+	return &Limits{def: FromUSD(defaultUSD), perUser: cached.New(LimitsObject, load, opt)}
+}
+
+// readLimits reads the overrides; no object means none.
+func readLimits(store *ledger.Store) func(context.Context) (map[string]Micros, error) {
+	return func(ctx context.Context) (map[string]Micros, error) {
+		var doc struct {
+			Users map[string]float64 `json:"users"`
+		}
+		err := store.ReadJSON(ctx, LimitsObject, &doc)
+		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return nil, err
+		}
+		m := make(map[string]Micros, len(doc.Users))
+		for u, usd := range doc.Users {
+			m[u] = FromUSD(usd)
+		}
+		return m, nil
+	}
 }
 
 // ErrLimitsUnknown means the overrides were never read: an operator may have
@@ -39,33 +56,11 @@ func NewLimits(store *ledger.Store, defaultUSD float64, ttl time.Duration) *Limi
 var ErrLimitsUnknown = errors.New("budget: the per-user limits cannot be read")
 
 // For returns a user's daily limit. An override table that cannot be reread
-// keeps the last good one; with none read yet, it fails closed. The read
-// happens outside the lock, so budget changes do not queue behind it.
+// keeps the last good one; with none read yet, it fails closed.
 func (l *Limits) For(ctx context.Context, user string) (Micros, error) {
-	l.mu.Lock()
-	table, fresh := l.perUser, l.perUser != nil && l.now().Sub(l.loaded) < l.ttl
-	l.mu.Unlock()
-	if !fresh {
-		var doc struct {
-			Users map[string]float64 `json:"users"`
-		}
-		err := l.store.ReadJSON(ctx, LimitsObject, &doc)
-		l.mu.Lock()
-		switch {
-		case err == nil || errors.Is(err, ledger.ErrNotFound):
-			l.perUser = map[string]Micros{}
-			for u, usd := range doc.Users {
-				l.perUser[u] = FromUSD(usd)
-			}
-			l.loaded = l.now()
-		case l.perUser != nil:
-			l.loaded = l.now() // keep the last good table; try again after the TTL
-		}
-		table = l.perUser
-		l.mu.Unlock()
-		if table == nil {
-			return 0, fmt.Errorf("%w: %w", ErrLimitsUnknown, err)
-		}
+	table, err := l.perUser.Get(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrLimitsUnknown, err)
 	}
 	if m, ok := table[user]; ok {
 		return m, nil

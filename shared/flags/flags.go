@@ -14,8 +14,9 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/assetgen/assetgen/shared/cached"
 )
 
 // Flag is one switch.
@@ -94,19 +95,17 @@ func Bucket(f Flag, user string) int {
 	return int(binary.BigEndian.Uint64(sum[:8]) % 10000)
 }
 
+// Object is the bucket object whose flag values override the environment: a
+// JSON map from flag name to value, e.g. {"LIVE_RUNS": "10%"}.
+const Object = "config/flags.json"
+
 // Source reads the flags object: a JSON map from flag name to value.
 type Source func(ctx context.Context) (map[string]string, error)
 
 // Set is the flags in force on an instance.
 type Set struct {
-	env    map[string]Value
-	source Source
-	ttl    time.Duration
-	now    func() time.Time
-
-	mu     sync.Mutex
-	loaded time.Time
-	over   map[string]Value
+	env  map[string]Value
+	over *cached.Value[map[string]Value] // nil without a source
 }
 
 // ErrNoObject tells the Set that no flags object exists (only the environment
@@ -116,7 +115,11 @@ var ErrNoObject = errors.New("flags: no flags object")
 // New reads every flag from getenv (refusing bad values at start) and takes
 // overrides from source, reloaded after ttl.
 func New(getenv func(string) string, source Source, ttl time.Duration) (*Set, error) {
-	s := &Set{env: map[string]Value{}, source: source, ttl: ttl, now: time.Now}
+	return newSet(getenv, source, cached.Options{TTL: ttl})
+}
+
+func newSet(getenv func(string) string, source Source, opt cached.Options) (*Set, error) {
+	s := &Set{env: map[string]Value{}}
 	var errs []error
 	for _, f := range Registry {
 		raw := getenv(f.Name)
@@ -129,6 +132,11 @@ func New(getenv func(string) string, source Source, ttl time.Duration) (*Set, er
 		}
 		s.env[f.Name] = v
 	}
+	if source != nil {
+		s.over = cached.New(Object, func(ctx context.Context) (map[string]Value, error) {
+			return overrides(ctx, source)
+		}, opt)
+	}
 	return s, errors.Join(errs...)
 }
 
@@ -137,40 +145,45 @@ func (s *Set) Enabled(ctx context.Context, f Flag, user string) bool {
 	return s.Value(ctx, f).For(f, user)
 }
 
-// Value is the setting of f in force: the flags object's if it names f and the
-// value parses, else the environment's.
+// Value is the setting of f in force: the flags object's if it names f, else
+// the environment's. While the object cannot be read, the last good copy
+// stays in force, so a storage hiccup never flips a flag; until a first good
+// read, the environment alone counts.
 func (s *Set) Value(ctx context.Context, f Flag) Value {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.source != nil && (s.over == nil || s.now().Sub(s.loaded) >= s.ttl) {
-		s.reload(ctx)
-	}
-	if v, ok := s.over[f.Name]; ok {
-		return v
+	if s.over != nil {
+		if over, err := s.over.Get(ctx); err == nil {
+			if v, ok := over[f.Name]; ok {
+				return v
+			}
+		}
 	}
 	return s.env[f.Name]
 }
 
-// reload keeps the last good overrides when the object cannot be read, so a
-// storage hiccup never flips a flag.
-func (s *Set) reload(ctx context.Context) {
-	s.loaded = s.now()
-	raw, err := s.source(ctx)
+// overrides reads and parses the flags object. A value that does not parse
+// fails the whole read, so a typo keeps the last good copy in force (and is
+// counted and logged) instead of silently falling back to the environment.
+// Names no flag of this release uses are ignored: a newer release may know
+// them.
+func overrides(ctx context.Context, source Source) (map[string]Value, error) {
+	raw, err := source(ctx)
 	if errors.Is(err, ErrNoObject) {
-		s.over = map[string]Value{}
-		return
+		return map[string]Value{}, nil
 	}
 	if err != nil {
-		if s.over == nil {
-			s.over = map[string]Value{}
-		}
-		return
+		return nil, err
 	}
 	over := map[string]Value{}
-	for name, val := range raw {
-		if v, err := Parse(val); err == nil {
-			over[name] = v
+	for _, f := range Registry {
+		val, ok := raw[f.Name]
+		if !ok {
+			continue
 		}
+		v, err := Parse(val)
+		if err != nil {
+			return nil, fmt.Errorf("flags: %s: %s: %w", Object, f.Name, err)
+		}
+		over[f.Name] = v
 	}
-	s.over = over
+	return over, nil
 }

@@ -274,6 +274,7 @@ func TestObjectOverridesEnvironment(t *testing.T) {
 		{"object turns it off", "on", answer{m: map[string]string{"HYBRID_V1_ENABLED": "off"}}, "off"},
 		{"object names another flag", "off", answer{m: map[string]string{"LIVE_RUNS": "on"}}, "off"},
 		{"object value does not parse", "12.5%", answer{m: map[string]string{"HYBRID_V1_ENABLED": "bogus"}}, "12.5%"},
+		{"object names an unknown flag", "off", answer{m: map[string]string{"NEWER_FLAG": "bogus", "HYBRID_V1_ENABLED": "25%"}}, "25%"},
 		{"empty object", "12.5%", answer{m: map[string]string{}}, "12.5%"},
 		{"no object", "12.5%", answer{err: flags.ErrNoObject}, "12.5%"},
 		{"object unreadable from the start", "12.5%", answer{err: errors.New("503")}, "12.5%"},
@@ -288,23 +289,6 @@ func TestObjectOverridesEnvironment(t *testing.T) {
 			is.True(src.Reads() >= 1) // the object was consulted
 		})
 	}
-}
-
-// A storage hiccup never flips a flag: the last good overrides stay in force.
-func TestReadErrorKeepsLastGoodOverrides(t *testing.T) {
-	is := is.New(t)
-	ctx := context.Background()
-	src := &source{answers: []answer{
-		{m: map[string]string{"HYBRID_V1_ENABLED": "off"}},
-		{err: errors.New("storage: 503")},
-	}}
-	// A TTL of zero reloads on every call.
-	s, err := flags.New(envOf(nil), src.read, 0)
-	is.NoErr(err)
-	is.Equal(s.Value(ctx, flags.BatchAPI).String(), "off") // the override
-	is.Equal(s.Value(ctx, flags.BatchAPI).String(), "off") // kept through a failed read
-	is.Equal(s.Value(ctx, flags.BatchAPI).String(), "off") // and another
-	is.True(src.Reads() >= 3)                              // (the reads did happen, and fail)
 }
 
 // A deleted flags object means only the environment counts again.
