@@ -12,6 +12,7 @@ import (
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/cors"
 	"github.com/assetgen/assetgen/shared/flags"
@@ -66,7 +67,7 @@ type Deps struct {
 
 // New returns the submit function's handler. All its routes are here.
 func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
-	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: &sheetGrants{store: d.Store, ttl: cfg.ConfigTTL}}
+	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Store), cached.Options{TTL: cfg.ConfigTTL, Log: log})}
 	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
 	mux.Handle("POST /batch/images", user(newLimiter(cfg.SubmitsPerMinute).require(s.handleSubmit())))

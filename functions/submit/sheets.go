@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
-	"time"
 
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/problem"
 )
@@ -19,37 +18,36 @@ const SheetsObject = "config/sheets.json"
 
 // sheetGrants is the allow-list, read from the bucket and cached for a TTL.
 type sheetGrants struct {
-	store *ledger.Store
-	ttl   time.Duration
-
-	mu     sync.Mutex
-	loaded time.Time
-	users  map[string][]string
+	users *cached.Value[map[string][]string]
 }
 
-// allow refuses a spreadsheet the user was not granted. An unreadable list,
-// with none read before, refuses too.
-func (g *sheetGrants) allow(ctx context.Context, user, spreadsheetID string) error {
-	g.mu.Lock()
-	users, fresh := g.users, g.users != nil && time.Since(g.loaded) < g.ttl
-	g.mu.Unlock()
-	if !fresh {
+func newSheetGrants(load func(context.Context) (map[string][]string, error), opt cached.Options) *sheetGrants {
+	return &sheetGrants{users: cached.New(SheetsObject, load, opt)}
+}
+
+// readSheetGrants reads the allow-list; no object grants nothing.
+func readSheetGrants(store *ledger.Store) func(context.Context) (map[string][]string, error) {
+	return func(ctx context.Context) (map[string][]string, error) {
 		var doc struct {
 			Users map[string][]string `json:"users"`
 		}
-		err := g.store.ReadJSON(ctx, SheetsObject, &doc)
-		g.mu.Lock()
-		if err == nil || errors.Is(err, ledger.ErrNotFound) {
-			g.users, g.loaded = doc.Users, time.Now()
-			if g.users == nil {
-				g.users = map[string][]string{}
-			}
+		err := store.ReadJSON(ctx, SheetsObject, &doc)
+		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return nil, err
 		}
-		users = g.users
-		g.mu.Unlock()
-		if users == nil {
-			return problem.Wrap(problem.NotReady, err, "the list of spreadsheets cannot be read; retry shortly")
+		if doc.Users == nil {
+			doc.Users = map[string][]string{}
 		}
+		return doc.Users, nil
+	}
+}
+
+// allow refuses a spreadsheet the user was not granted. A list that cannot be
+// read again keeps the last good one; with none read yet, it refuses too.
+func (g *sheetGrants) allow(ctx context.Context, user, spreadsheetID string) error {
+	users, err := g.users.Get(ctx)
+	if err != nil {
+		return problem.Wrap(problem.NotReady, err, "the list of spreadsheets cannot be read; retry shortly")
 	}
 	if !slices.Contains(users[user], spreadsheetID) {
 		return &problem.Error{Code: problem.Forbidden,
