@@ -2,12 +2,11 @@ package progress
 
 // The harness of the stream tests: the progress handler served by httptest over
 // the in-process Cloud Storage emulator, batches written straight into the
-// ledger so a test controls every change, and a small Server-Sent Events client
-// that timestamps what it receives. Nothing here sleeps: tests wait on events
+// ledger so a test controls every change, and a Server-Sent Events client (the
+// Go client's reader) that timestamps what it receives. Nothing here sleeps: tests wait on events
 // read from streams, on Hub.WaitIdle and on channels, bounded by contexts.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,6 +25,7 @@ import (
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/client"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/devstack/stacktest"
@@ -289,58 +288,28 @@ func (in *instance) status(ctx context.Context, t testing.TB, batchID, lastID st
 	return resp, b
 }
 
+// read turns the stream into events with the Go client's reader, stamping
+// each with the time it arrived.
 func (s *sse) read(lastID string) {
 	defer close(s.events)
-	br := bufio.NewReaderSize(s.resp.Body, 16<<10)
-	var cur event
-	var data []string
-	hasID := false
+	events := client.NewEventReader(s.resp.Body, lastID)
+	retried := false
 	for {
-		line, err := br.ReadString('\n')
+		ev, err := events.Next()
 		if err != nil {
-			if errors.Is(err, io.EOF) && line == "" {
-				s.err = io.EOF
-			} else {
-				s.err = err
-			}
+			s.err = err
 			return
 		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			if hasID {
-				lastID = cur.ID
-			}
-			if data != nil {
-				cur.Data, cur.LastID, cur.At = strings.Join(data, "\n"), lastID, time.Now()
-				if cur.Type == "" {
-					cur.Type = "message"
-				}
-				select {
-				case s.events <- cur:
-				case <-s.done:
-					s.err = errors.New("closed by the test")
-					return
-				}
-			}
-			cur, data, hasID = event{}, nil, false
-			continue
+		if d := events.Retry(); d > 0 && !retried {
+			s.retry <- int(d.Milliseconds())
+			retried = true
 		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			cur.ID, hasID = value, true
-		case "event":
-			cur.Type = value
-		case "data":
-			data = append(data, value)
-		case "retry":
-			if n, err := strconv.Atoi(value); err == nil {
-				select {
-				case s.retry <- n:
-				default:
-				}
-			}
+		e := event{ID: ev.ID, LastID: ev.LastID, Type: ev.Type, Data: string(ev.Data), At: time.Now()}
+		select {
+		case s.events <- e:
+		case <-s.done:
+			s.err = errors.New("closed by the test")
+			return
 		}
 	}
 }

@@ -52,6 +52,7 @@ import (
 	"github.com/assetgen/assetgen/functions/progress"
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/client"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/devstack"
@@ -563,34 +564,28 @@ func follow(ctx context.Context, url string, got chan<- receipt) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	typ := ""
-	for sc.Scan() {
-		line := sc.Text()
+	events := client.NewEventReader(resp.Body, "")
+	for {
+		ev, err := events.Next()
 		switch {
-		case line == "":
-			typ = ""
-		case strings.HasPrefix(line, "event: "):
-			typ = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: ") && typ == "row":
-			at := time.Now()
-			var r struct{ Index, Version int }
-			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &r); err != nil {
-				return err
-			}
-			select {
-			case got <- receipt{r.Index, r.Version, at}:
-			case <-ctx.Done():
-				return nil
-			}
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, io.EOF):
+			return errors.New("stream ended")
+		case err != nil:
+			return err
+		case ev.Type != "row":
+			continue
+		}
+		at := time.Now()
+		var r struct{ Index, Version int }
+		if err := json.Unmarshal(ev.Data, &r); err != nil {
+			return err
+		}
+		select {
+		case got <- receipt{r.Index, r.Version, at}:
+		case <-ctx.Done():
+			return nil
 		}
 	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err := sc.Err(); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return errors.New("stream ended")
 }

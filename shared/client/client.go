@@ -4,7 +4,6 @@
 package client
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -105,13 +104,6 @@ func (c *Client) Batch(ctx context.Context, batchID string) (api.Batch, error) {
 	return out, err
 }
 
-// Event is one Server-Sent Event of a progress stream.
-type Event struct {
-	ID   string
-	Type string
-	Data []byte
-}
-
 // ErrFinished is returned by Follow when the batch was already finished when
 // the stream opened (204) and the client had not seen anything yet.
 var ErrFinished = errors.New("assetgen: batch already finished")
@@ -168,40 +160,24 @@ func (c *Client) followOnce(ctx context.Context, url string, lastID *string, fn 
 		_ = json.NewDecoder(resp.Body).Decode(&pe.Doc)
 		return false, pe
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	var ev Event
-	for sc.Scan() {
-		line := sc.Text()
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch {
-		case line == "":
-			if ev.Type != "" {
-				if ev.ID != "" {
-					*lastID = ev.ID
-				}
-				switch ev.Type {
-				case "row", "batch", "done":
-					if err := fn(ev); err != nil {
-						return true, err
-					}
-				}
-				if ev.Type == "done" {
-					return true, nil
-				}
+	events := NewEventReader(resp.Body, *lastID)
+	for {
+		ev, err := events.Next()
+		if errors.Is(err, io.EOF) {
+			return false, io.ErrUnexpectedEOF // the stream ended before done
+		}
+		if err != nil {
+			return false, err
+		}
+		*lastID = ev.LastID
+		switch ev.Type {
+		case "row", "batch", "done":
+			if err := fn(ev); err != nil {
+				return true, err
 			}
-			ev = Event{}
-		case field == "id":
-			ev.ID = value
-		case field == "event":
-			ev.Type = value
-		case field == "data":
-			ev.Data = append(ev.Data, value...)
+		}
+		if ev.Type == "done" {
+			return true, nil
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return false, err
-	}
-	return false, io.ErrUnexpectedEOF
 }

@@ -40,7 +40,7 @@ func readToDone(t *testing.T, s *sseStream) (rows []rowEvent, lastID string, don
 	for {
 		ev, ok := s.next()
 		is.True(ok) // the stream ends only after event: done
-		switch ev.Event {
+		switch ev.Type {
 		case "row":
 			is.True(ev.ID != "") // row events carry an id
 			var r rowEvent
@@ -57,7 +57,7 @@ func readToDone(t *testing.T, s *sseStream) (rows []rowEvent, lastID string, don
 			return rows, lastID, done
 		case "ping":
 		default:
-			t.Fatalf("unexpected event %q", ev.Event)
+			t.Fatalf("unexpected event %q", ev.Type)
 		}
 	}
 }
@@ -149,7 +149,7 @@ func TestResumeMidBatch(t *testing.T) {
 	for resumeID == "" {
 		ev, ok := s.next()
 		is.True(ok) // the first connection sees the batch start
-		if ev.Event != "row" {
+		if ev.Type != "row" {
 			continue
 		}
 		var r rowEvent

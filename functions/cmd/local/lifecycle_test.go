@@ -34,7 +34,7 @@ func TestCancelStopsTheBatchAndReleasesTheBudget(t *testing.T) {
 		ev, ok := s.next()
 		is.True(ok)
 		var r rowEvent
-		if ev.Event == "row" && json.Unmarshal([]byte(ev.Data), &r) == nil && r.Status == "running" {
+		if ev.Type == "row" && json.Unmarshal([]byte(ev.Data), &r) == nil && r.Status == "running" {
 			running = r.Index // this row is being generated
 		}
 	}

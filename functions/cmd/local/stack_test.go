@@ -14,6 +14,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/assetgen/assetgen/shared/client"
 	"github.com/assetgen/assetgen/shared/devstack"
 )
 
@@ -105,15 +106,10 @@ type submitted struct {
 	StatusURL   string `json:"statusUrl"`
 }
 
-// event is one Server-Sent Event.
-type event struct {
-	ID, Event, Data string
-}
-
-// sseStream reads events from a progress stream.
+// sseStream reads events from a progress stream with the Go client's reader.
 type sseStream struct {
-	resp *http.Response
-	sc   *bufio.Scanner
+	resp   *http.Response
+	events *client.EventReader
 }
 
 func openStream(t *testing.T, url, lastID string) *sseStream {
@@ -130,31 +126,13 @@ func openStream(t *testing.T, url, lastID string) *sseStream {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	return &sseStream{resp: resp, sc: sc}
+	return &sseStream{resp: resp, events: client.NewEventReader(resp.Body, lastID)}
 }
 
-// next returns the next event (comments and the retry hint skipped); ok is
-// false when the server ended the stream.
-func (s *sseStream) next() (event, bool) {
-	var ev event
-	for s.sc.Scan() {
-		line := s.sc.Text()
-		switch {
-		case line == "":
-			if ev.Event != "" || ev.Data != "" {
-				return ev, true
-			}
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			ev.Event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			ev.Data = line[6:]
-		}
-	}
-	return ev, false
+// next returns the next event; ok is false when the stream ended.
+func (s *sseStream) next() (client.Event, bool) {
+	ev, err := s.events.Next()
+	return ev, err == nil
 }
 
 func (s *sseStream) close() { s.resp.Body.Close() }
