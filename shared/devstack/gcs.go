@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
@@ -24,6 +25,56 @@ type GCS struct {
 	Addr   string
 	server *fakestorage.Server
 	http   *http.Server
+	// inflight counts handlers still running, so Close can wait for them: a
+	// handler that outlives Close would write into a directory its owner (a
+	// test's TempDir) is already removing.
+	inflight handlers
+}
+
+// handlers counts running handlers; once closing, new requests are refused.
+type handlers struct {
+	mu      sync.Mutex
+	n       int
+	closing bool
+	idle    chan struct{}
+}
+
+func (h *handlers) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.n++
+	return true
+}
+
+func (h *handlers) leave() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n--; h.n == 0 && h.idle != nil {
+		close(h.idle)
+		h.idle = nil
+	}
+}
+
+// wait refuses new handlers and waits for the running ones.
+func (h *handlers) wait(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	if h.n == 0 {
+		h.mu.Unlock()
+		return nil
+	}
+	idle := make(chan struct{})
+	h.idle = idle
+	h.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("devstack: gcs handlers still running: %w", ctx.Err())
+	}
 }
 
 // GCSOptions configure the emulator.
@@ -67,7 +118,15 @@ func StartGCS(o GCSOptions) (*GCS, error) {
 	if o.Wrap != nil {
 		h = o.Wrap(h)
 	}
-	g := &GCS{Addr: hostport, server: srv, http: &http.Server{Handler: h}}
+	g := &GCS{Addr: hostport, server: srv}
+	g.http = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.inflight.enter() {
+			http.Error(w, "emulator closing", http.StatusServiceUnavailable)
+			return
+		}
+		defer g.inflight.leave()
+		h.ServeHTTP(w, r)
+	})}
 	go func() {
 		if err := g.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("devstack: gcs emulator stopped", "error", err)
@@ -78,14 +137,16 @@ func StartGCS(o GCSOptions) (*GCS, error) {
 
 // Close stops the emulator: it waits briefly for requests in flight, then
 // closes every connection (idle keep-alive connections would otherwise hold
-// Shutdown until its deadline).
+// Shutdown until its deadline), and waits, until ctx ends, for the handlers
+// that were still running (closed connections cancel their requests).
 func (g *GCS) Close(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	grace, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	err := g.http.Shutdown(ctx)
+	err := g.http.Shutdown(grace)
 	if err != nil {
 		err = g.http.Close()
 	}
+	err = errors.Join(err, g.inflight.wait(ctx))
 	g.server.Stop()
 	return err
 }
