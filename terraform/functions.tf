@@ -62,8 +62,8 @@ resource "google_cloudfunctions2_function" "submit" {
   description = "assetgen submit: POST /batch/images, GET /batch/{id}"
 
   build_config {
-    runtime         = var.function_runtime
-    entry_point     = "Submit"
+    runtime           = var.function_runtime
+    entry_point       = "Submit"
     service_account   = local.build_service_account
     docker_repository = local.repository_name
     source {
@@ -152,8 +152,8 @@ resource "google_cloudfunctions2_function" "generate" {
   description = "assetgen generate: one row per Cloud Task; invoked only by the tasks-invoker account"
 
   build_config {
-    runtime         = var.function_runtime
-    entry_point     = "Generate"
+    runtime           = var.function_runtime
+    entry_point       = "Generate"
     service_account   = local.build_service_account
     docker_repository = local.repository_name
     source {

@@ -9,8 +9,8 @@ resource "google_cloudfunctions2_function" "progress" {
   description = "assetgen progress: GET /progress/{id} Server-Sent Events"
 
   build_config {
-    runtime         = var.function_runtime
-    entry_point     = "Progress"
+    runtime           = var.function_runtime
+    entry_point       = "Progress"
     service_account   = local.build_service_account
     docker_repository = local.repository_name
     source {
