@@ -89,6 +89,7 @@ Permission denied on secret
 [Ss]ervice account .* does not exist
 does not exist in the resource's hierarchy
 uploadArtifacts.* denied
+does not have storage.objects.get access
 EOF
 attempts=6
 
@@ -167,7 +168,8 @@ add_secret_version() { new_secret_value "$2" | gcloud secrets versions add "$1" 
 ensure_secret() {
   if ! gcloud secrets describe "$1" --project "$project" >/dev/null 2>&1; then
     say "creating secret $1"
-    retry gcloud secrets create "$1" --replication-policy=automatic --project "$project"
+    retry gcloud secrets create "$1" --replication-policy=automatic --project "$project" ||
+      grep -q 'already exists' "$work/last.log" || die "could not create secret $1"
   fi
   if [ -z "$(gcloud secrets versions list "$1" --project "$project" --filter=state:ENABLED --limit=1 --format='value(name)')" ]; then
     say "adding a first version to secret $1 (generated here, not shown)"

@@ -723,12 +723,12 @@ variable "alert_dispatch_delay_p99_seconds" {
 
 variable "alert_housekeeping_quiet_seconds" {
   type        = number
-  description = "Alert when no housekeeping execution has succeeded for this long (the schedule runs it every 10 minutes by default). Cloud Monitoring allows 120 to 84600."
+  description = "Alert when no housekeeping execution has succeeded for this many seconds (the schedule runs it every 10 minutes by default). Cloud Monitoring allows whole minutes from 120 to 84600."
   default     = 3600
 
   validation {
-    condition     = var.alert_housekeeping_quiet_seconds >= 120 && var.alert_housekeeping_quiet_seconds <= 84600
-    error_message = "alert_housekeeping_quiet_seconds must be between 120 and 84600."
+    condition     = var.alert_housekeeping_quiet_seconds >= 120 && var.alert_housekeeping_quiet_seconds <= 84600 && var.alert_housekeeping_quiet_seconds % 60 == 0
+    error_message = "alert_housekeeping_quiet_seconds must be whole minutes between 120 and 84600 seconds."
   }
 }
 
