@@ -118,11 +118,12 @@ func (s *sandbox) fail(cmd, glob, times, message string) {
 	}
 }
 
-// run runs the script with bash and extra environment; it returns the
-// combined output and the exit code.
+// run runs the script with bash in POSIX mode (which refuses some bash-only
+// forms the script would otherwise get away with) and extra environment; it
+// returns the combined output and the exit code.
 func (s *sandbox) run(script string, env []string, args ...string) (string, int) {
 	s.t.Helper()
-	cmd := exec.Command("bash", append([]string{filepath.Join("scripts", script)}, args...)...)
+	cmd := exec.Command("bash", append([]string{"--posix", filepath.Join("scripts", script)}, args...)...)
 	cmd.Dir = s.root
 	cmd.Env = append(append([]string{}, s.env...), env...)
 	cmd.Stdin = strings.NewReader("")
