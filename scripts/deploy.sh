@@ -273,6 +273,9 @@ if [ "$mode" = deploy ]; then
     -target=google_project_iam_member.build_logs \
     -target=google_storage_bucket_iam_member.build_source_viewer
 
+  if [ "$manage_source_bucket" != true ] && ! gcloud storage buckets describe "gs://$source_bucket" --project "$project" >/dev/null 2>&1; then
+    die "the source bucket gs://$source_bucket does not exist, and manage_source_bucket = false leaves it to you"
+  fi
   if [ -n "$archive" ]; then
     if gcloud storage objects describe "gs://$source_bucket/$object" --project "$project" >/dev/null 2>&1; then
       say "gs://$source_bucket/$object is already uploaded"
