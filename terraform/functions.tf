@@ -1,11 +1,23 @@
 # The submit and generate functions (Cloud Run functions, gen2). All three
 # functions, progress included (progress.tf), build from one source archive:
-# scripts/package.sh adds a root package that blank-imports
-# github.com/assetgen/assetgen/functions, whose init registers Submit,
-# Generate and Progress; entry_point picks one (DESIGN §9).
+# Cloud Run functions' Go builder imports the package at the root of the
+# uploaded source and runs its init registrations, so scripts/package.sh adds
+# a root package that blank-imports github.com/assetgen/assetgen/functions,
+# whose init registers Submit, Generate and Progress; entry_point picks one.
+#
+# Trust boundaries (docs/security.md):
+# - generate is private: ingress internal (Cloud Tasks of this project counts
+#   as internal) and run.invoker for the tasks account only. Cloud Run checks
+#   the task's OIDC token for IAM and hands it on with its signature removed,
+#   so generate checks the token's claims (TASKS_OIDC_AUDIENCE,
+#   TASKS_SERVICE_ACCOUNT), never its signature.
+# - submit and progress are public at IAM (allUsers) and authenticate callers
+#   themselves: browsers' CORS preflights carry no credentials, EventSource
+#   cannot send headers, and a token Cloud Run verified for IAM would reach
+#   the function without its signature.
 
 locals {
-  build_service_account = var.dedicated_build_service_account ? "projects/${var.project}/serviceAccounts/${local.sa_email["build"]}" : null
+  build_service_account = "projects/${var.project}/serviceAccounts/${local.sa_email["build"]}"
 
   # Settings every function reads (shared/config). Empty values are left out so
   # the code's defaults apply.
@@ -37,8 +49,6 @@ locals {
     CORS_ORIGINS = join(",", distinct(concat(var.allowed_origins, [local.progress_base_url])))
   } : k => v if v != "" }
 
-  live_backend = { vertex = "vertex", gemini_api = "gemini", none = "" }[var.genai_backend]
-
   # Generate's URL, where Cloud Tasks posts row tasks. The OIDC token's
   # audience is this URL's origin, which Cloud Run accepts for its own URLs.
   generate_url      = local.run_urls.generate
@@ -52,9 +62,10 @@ resource "google_cloudfunctions2_function" "submit" {
   description = "assetgen submit: POST /batch/images, GET /batch/{id}"
 
   build_config {
-    runtime         = var.function_runtime
-    entry_point     = "Submit"
-    service_account = local.build_service_account
+    runtime           = var.function_runtime
+    entry_point       = "Submit"
+    service_account   = local.build_service_account
+    docker_repository = local.repository_name
     source {
       storage_source {
         bucket = local.source_bucket
@@ -71,8 +82,8 @@ resource "google_cloudfunctions2_function" "submit" {
     min_instance_count               = var.submit.min_instances
     max_instance_count               = var.submit.max_instances
     timeout_seconds                  = var.submit.timeout
-    # Public: submit authenticates its users itself (public_submit grants the
-    # invoker role to allUsers in functions_iam below).
+    # Public: submit authenticates its users itself (allUsers holds the
+    # invoker role, functions_iam below).
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
 
@@ -87,7 +98,8 @@ resource "google_cloudfunctions2_function" "submit" {
       # overrides them at run time.
       HYBRID_V1_ENABLED = var.flags_hybrid_v1
       LIVE_RUNS         = var.flags_live_runs
-      # Submit offers live runs when a backend exists; only generate holds the key.
+      # Submit offers live runs when a backend exists; only generate holds
+      # the key. Empty while a Gemini API key secret has no version yet.
       LIVE_BACKEND = local.live_backend
       REF_BUCKETS  = join(",", var.ref_buckets)
     } : k => v if v != "" }, lookup(var.extra_env, "submit", {}))
@@ -98,13 +110,13 @@ resource "google_cloudfunctions2_function" "submit" {
     secret_environment_variables {
       key        = "PROGRESS_TOKEN_KEYS"
       project_id = var.project
-      secret     = var.progress_token_keys_secret
+      secret     = local.secret_ids.progress_token_keys
       version    = "latest"
     }
     secret_environment_variables {
       key        = "WEBHOOK_SECRET"
       project_id = var.project
-      secret     = var.webhook_secret_secret
+      secret     = local.secret_ids.webhook_secret
       version    = "latest"
     }
   }
@@ -120,14 +132,15 @@ resource "google_cloudfunctions2_function" "submit" {
   # after a deployment do not race them.
   depends_on = [
     google_service_account.sa,
-    google_project_iam_member.build,
+    google_project_iam_member.build_logs,
     google_project_iam_member.build_gcf_buckets,
+    google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.build_source_viewer,
     google_storage_bucket_iam_member.ledger_object_admin,
     google_cloud_tasks_queue_iam_member.enqueuer,
     google_cloud_tasks_queue_iam_member.viewer,
     google_service_account_iam_member.act_as_tasks_invoker,
-    google_service_account_iam_member.self_token_creator,
+    google_service_account_iam_member.self_url_signer,
     google_secret_manager_secret_iam_member.progress_token_keys,
     google_secret_manager_secret_iam_member.webhook_secret,
   ]
@@ -139,9 +152,10 @@ resource "google_cloudfunctions2_function" "generate" {
   description = "assetgen generate: one row per Cloud Task; invoked only by the tasks-invoker account"
 
   build_config {
-    runtime         = var.function_runtime
-    entry_point     = "Generate"
-    service_account = local.build_service_account
+    runtime           = var.function_runtime
+    entry_point       = "Generate"
+    service_account   = local.build_service_account
+    docker_repository = local.repository_name
     source {
       storage_source {
         bucket = local.source_bucket
@@ -160,8 +174,8 @@ resource "google_cloudfunctions2_function" "generate" {
     # Longer than one task delivery (the dispatch deadline), so an attempt can
     # record its outcome before Cloud Tasks gives up on it.
     timeout_seconds = local.generate_timeout
-    # Reachable over the network, but not invokable: no allUsers binding, and
-    # run.invoker only for tasks-invoker (functions_iam below).
+    # Internal by default (Cloud Tasks of this project is internal), and not
+    # invokable by anyone but tasks-invoker (functions_iam below).
     ingress_settings               = var.generate_ingress
     all_traffic_on_latest_revision = true
 
@@ -172,8 +186,9 @@ resource "google_cloudfunctions2_function" "generate" {
       LIVE_BACKEND    = local.live_backend
       VERTEX_LOCATION = local.live_backend == "vertex" ? var.vertex_location : ""
       MODEL_TIMEOUT   = var.model_timeout
-      # Second lock after IAM: each task's OIDC token must be for this URL and
-      # issued to the queue's service account.
+      # Second lock after IAM: the claims of each task's OIDC token (Cloud
+      # Run removed its signature after verifying it) must name this URL as
+      # audience and the queue's service account as verified e-mail.
       TASKS_OIDC_AUDIENCE   = local.generate_url
       TASKS_SERVICE_ACCOUNT = local.sa_email["tasks-invoker"]
     } : k => v if v != "" }, lookup(var.extra_env, "generate", {}))
@@ -183,20 +198,20 @@ resource "google_cloudfunctions2_function" "generate" {
     secret_environment_variables {
       key        = "PROGRESS_TOKEN_KEYS"
       project_id = var.project
-      secret     = var.progress_token_keys_secret
+      secret     = local.secret_ids.progress_token_keys
       version    = "latest"
     }
     secret_environment_variables {
       key        = "WEBHOOK_SECRET"
       project_id = var.project
-      secret     = var.webhook_secret_secret
+      secret     = local.secret_ids.webhook_secret
       version    = "latest"
     }
 
     # The Gemini API key, read from Secret Manager when an instance starts; the
-    # value never passes through terraform.
+    # value never passes through terraform. Mounted once a version exists.
     dynamic "secret_environment_variables" {
-      for_each = local.gemini_secret_enabled ? [local.gemini_secret_id] : []
+      for_each = local.gemini_key_mounted ? [local.secret_ids.gemini_api_key] : []
       content {
         key        = "GEMINI_API_KEY"
         project_id = var.project
@@ -208,10 +223,6 @@ resource "google_cloudfunctions2_function" "generate" {
 
   lifecycle {
     precondition {
-      condition     = !local.gemini_secret_enabled || var.gemini_api_key_secret != ""
-      error_message = "genai_backend = \"gemini_api\" needs gemini_api_key_secret (the Secret Manager secret id holding the key)."
-    }
-    precondition {
       condition     = var.generate.concurrency * var.generate.max_instances >= var.tasks_max_concurrent_dispatches
       error_message = "generate.concurrency x generate.max_instances must be at least tasks_max_concurrent_dispatches, or dispatched tasks are turned away with 429s."
     }
@@ -219,8 +230,9 @@ resource "google_cloudfunctions2_function" "generate" {
 
   depends_on = [
     google_service_account.sa,
-    google_project_iam_member.build,
+    google_project_iam_member.build_logs,
     google_project_iam_member.build_gcf_buckets,
+    google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.build_source_viewer,
     google_storage_bucket_iam_member.ledger_object_admin,
     google_project_iam_member.generate_vertex,
@@ -245,9 +257,10 @@ resource "google_cloud_run_v2_service_iam_member" "generate_tasks_invoker" {
   depends_on = [google_service_account.sa]
 }
 
+# Public at IAM: submit authenticates its callers itself (AUTH_MODE). A
+# private submit cannot serve browsers: CORS preflights carry no credentials,
+# and Cloud Run would hand the user's token on without its signature.
 resource "google_cloud_run_v2_service_iam_member" "submit_public" {
-  count = var.public_submit ? 1 : 0
-
   project  = var.project
   location = var.region
   name     = google_cloudfunctions2_function.submit.service_config[0].service

@@ -1,7 +1,9 @@
 # Service accounts and least-privilege grants. Every grant is on the narrowest
-# resource that works (bucket, queue, service account, Cloud Run service, job);
-# the only project-level grants are Vertex AI use for generate and what the
-# build account needs to write logs and images. No account gets owner/editor.
+# resource that works (bucket, queue, service account, secret, repository,
+# Cloud Run service, job); where a predefined role would carry more than the
+# one permission needed, a custom role of this environment carries just it.
+# The only project-level grants are Vertex AI prediction for generate and
+# build log writing. No account gets owner/editor.
 #
 #   account         may                                            where
 #   submit          write ledger objects, sign URLs as itself,      bucket, itself,
@@ -10,16 +12,16 @@
 #                   read gs:// references,                          ref_buckets,
 #                   read the token keys and webhook secret           the two secrets
 #   generate        read/write ledger objects and images,           bucket,
-#                   call Vertex AI, read the Gemini key (if used),   project, secret,
+#                   predict with Vertex AI, read the Gemini key,     project, secret,
 #                   read the token keys and webhook secret           the two secrets
 #   progress        read ledger objects, sign URLs as itself,        bucket, itself,
-#                   read the token keys and webhook secret           the two secrets
+#                   read the token keys                              the secret
 #   tasks-invoker   invoke the generate function                     generate's service
 #   housekeeping    read/write ledger objects, re-enqueue tasks     bucket, queue,
 #                   with tasks-invoker's OIDC token,                 tasks-invoker,
 #                   read the token keys and webhook secret           the two secrets
 #   scheduler       run the housekeeping job                         the job
-#   build           build the function images                        see below
+#   build           build the function and job images                see below
 
 resource "google_service_account" "sa" {
   for_each = local.service_accounts
@@ -56,13 +58,30 @@ resource "google_storage_bucket_iam_member" "ledger_object_viewer" {
 # ----------------------------------------------------------- signed URLs ---
 
 # Signed URLs are signed through IAM signBlob as the function's own account
-# (SIGNING_SERVICE_ACCOUNT): token creator on itself, not on the project.
-resource "google_service_account_iam_member" "self_token_creator" {
+# (SIGNING_SERVICE_ACCOUNT). roles/iam.serviceAccountTokenCreator would also
+# let it mint access and ID tokens as itself; this role carries signBlob only.
+resource "google_project_iam_custom_role" "url_signer" {
+  role_id     = "${local.role_prefix}_url_signer"
+  title       = "${var.name_prefix} URL signer"
+  description = "Sign Cloud Storage URLs through IAM signBlob, as the service account it is granted on."
+  permissions = ["iam.serviceAccounts.signBlob"]
+
+  depends_on = [google_project_service.apis]
+}
+
+locals {
+  # Known at plan time (the role's own name attribute is not).
+  url_signer_role = "projects/${var.project}/roles/${local.role_prefix}_url_signer"
+}
+
+resource "google_service_account_iam_member" "self_url_signer" {
   for_each = toset(["submit", "progress"])
 
   service_account_id = google_service_account.sa[each.key].name
-  role               = "roles/iam.serviceAccountTokenCreator"
+  role               = local.url_signer_role
   member             = local.sa_member[each.key]
+
+  depends_on = [google_project_iam_custom_role.url_signer]
 }
 
 # ----------------------------------------------------------------- queue ---
@@ -78,9 +97,9 @@ resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
   depends_on = [google_service_account.sa]
 }
 
-# submit's /readyz calls GetQueue (cloudtasks.queues.get), which the enqueuer
-# role lacks; the viewer role on this one queue is the smallest predefined role
-# that has it.
+# submit's readiness check calls GetQueue (cloudtasks.queues.get), which the
+# enqueuer role lacks; the viewer role on this one queue is the smallest
+# predefined role that has it.
 resource "google_cloud_tasks_queue_iam_member" "viewer" {
   for_each = toset(["submit"])
 
@@ -115,25 +134,39 @@ resource "google_storage_bucket_iam_member" "ref_buckets_viewer" {
   depends_on = [google_service_account.sa]
 }
 
-# Vertex AI has no per-model IAM: aiplatform.user on the project is the
-# narrowest grant that allows generateContent.
+# Vertex AI has no per-model IAM, and roles/aiplatform.user would also let
+# generate create and delete every Vertex AI resource in the project. Calling
+# a Gemini model (generateContent) needs aiplatform.endpoints.predict only.
+resource "google_project_iam_custom_role" "vertex_predict" {
+  count = var.genai_backend == "vertex" ? 1 : 0
+
+  role_id     = "${local.role_prefix}_vertex_predict"
+  title       = "${var.name_prefix} Vertex AI predict"
+  description = "Call Vertex AI models (generateContent on publisher models); nothing else."
+  permissions = ["aiplatform.endpoints.predict"]
+
+  depends_on = [google_project_service.apis]
+}
+
 resource "google_project_iam_member" "generate_vertex" {
   count = var.genai_backend == "vertex" ? 1 : 0
 
   project = var.project
-  role    = "roles/aiplatform.user"
+  role    = "projects/${var.project}/roles/${local.role_prefix}_vertex_predict"
   member  = local.sa_member["generate"]
 
-  depends_on = [google_service_account.sa]
+  depends_on = [google_service_account.sa, google_project_iam_custom_role.vertex_predict]
 }
 
 # The Gemini API key lives in Secret Manager. Terraform either creates the
 # empty secret (no version: the key is added with gcloud from stdin and never
-# enters terraform state) or references an existing one by id.
+# enters terraform state) or references an existing one by id. A created
+# secret is mounted only once gemini_api_key_added says a version exists
+# (main.tf, gemini_key_mounted).
 resource "google_secret_manager_secret" "gemini_api_key" {
   count = local.gemini_secret_enabled && var.create_gemini_api_key_secret ? 1 : 0
 
-  secret_id = var.gemini_api_key_secret
+  secret_id = local.secret_ids.gemini_api_key
 
   replication {
     auto {}
@@ -142,27 +175,22 @@ resource "google_secret_manager_secret" "gemini_api_key" {
   depends_on = [google_project_service.apis]
 }
 
+# The secrets the workloads read at start, granted on each secret (never on
+# the project). Every workload builds progress and image-link tokens from
+# PROGRESS_TOKEN_KEYS (submit mints progress tokens, progress verifies them,
+# whoever finishes a batch signs stable image links). WEBHOOK_SECRET is read
+# only by what finishes batches: generate (the last row), submit (cancel) and
+# the housekeeping job (recovered rows, retried notifications).
 locals {
-  gemini_secret_id = local.gemini_secret_enabled ? (
-    var.create_gemini_api_key_secret ? google_secret_manager_secret.gemini_api_key[0].secret_id : var.gemini_api_key_secret
-  ) : ""
-}
-
-# The secrets every workload reads at start, granted on each secret (never on
-# the project). Submit mints progress tokens and progress verifies them;
-# whoever finishes a batch (generate's last row, submit on cancel, the
-# housekeeping job) mints image-link tokens with the same keys and signs the
-# completion webhook. Progress sends no webhooks but cannot start without
-# WEBHOOK_SECRET (see progress.tf).
-locals {
-  secret_readers = concat(["submit", "generate", "progress"], local.housekeeping_enabled ? ["housekeeping"] : [])
+  secret_readers  = concat(["submit", "generate", "progress"], local.housekeeping_enabled ? ["housekeeping"] : [])
+  webhook_signers = [for w in local.secret_readers : w if w != "progress"]
 }
 
 resource "google_secret_manager_secret_iam_member" "progress_token_keys" {
   for_each = toset(local.secret_readers)
 
   project   = var.project
-  secret_id = var.progress_token_keys_secret
+  secret_id = local.secret_ids.progress_token_keys
   role      = "roles/secretmanager.secretAccessor"
   member    = local.sa_member[each.key]
 
@@ -170,11 +198,10 @@ resource "google_secret_manager_secret_iam_member" "progress_token_keys" {
 }
 
 resource "google_secret_manager_secret_iam_member" "webhook_secret" {
-  # Progress only streams: it never finishes a batch, so never signs a webhook.
-  for_each = toset([for w in local.secret_readers : w if w != "progress"])
+  for_each = toset(local.webhook_signers)
 
   project   = var.project
-  secret_id = var.webhook_secret_secret
+  secret_id = local.secret_ids.webhook_secret
   role      = "roles/secretmanager.secretAccessor"
   member    = local.sa_member[each.key]
 
@@ -185,7 +212,7 @@ resource "google_secret_manager_secret_iam_member" "generate_gemini_key" {
   count = local.gemini_secret_enabled ? 1 : 0
 
   project   = var.project
-  secret_id = local.gemini_secret_id
+  secret_id = var.create_gemini_api_key_secret ? google_secret_manager_secret.gemini_api_key[0].secret_id : local.secret_ids.gemini_api_key
   role      = "roles/secretmanager.secretAccessor"
   member    = local.sa_member["generate"]
 
@@ -194,24 +221,32 @@ resource "google_secret_manager_secret_iam_member" "generate_gemini_key" {
 
 # ---------------------------------------------------------------- build ---
 
-# Cloud Build's default service account in new projects is the Compute Engine
-# default account, often without the roles a function build needs (or, worse,
-# with editor). The dedicated build account gets only: build logs, images in
-# Artifact Registry, read of our source archives, and objects in the buckets
-# Cloud Run functions manage for builds (gcf-v2-sources-*, gcf-v2-uploads-*).
-resource "google_project_iam_member" "build" {
-  for_each = var.dedicated_build_service_account ? toset(["roles/logging.logWriter", "roles/artifactregistry.writer"]) : toset([])
-
+# The build account builds the three function images (Cloud Run functions'
+# builds) and the housekeeping image (scripts/deploy.sh submits it to Cloud
+# Build as this account). It may: write build logs (project: Cloud Logging has
+# no narrower scope), push images to this environment's repository only, read
+# the source bucket (archives and the job's staged source), and use the
+# buckets Cloud Run functions manage for builds (gcf-v2-sources-*,
+# gcf-v2-uploads-*).
+resource "google_project_iam_member" "build_logs" {
   project = var.project
-  role    = each.value
+  role    = "roles/logging.logWriter"
   member  = local.sa_member["build"]
 
   depends_on = [google_service_account.sa]
 }
 
-resource "google_project_iam_member" "build_gcf_buckets" {
-  count = var.dedicated_build_service_account ? 1 : 0
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  project    = var.project
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.repository_id
+  role       = "roles/artifactregistry.writer"
+  member     = local.sa_member["build"]
 
+  depends_on = [google_service_account.sa]
+}
+
+resource "google_project_iam_member" "build_gcf_buckets" {
   project = var.project
   role    = "roles/storage.objectAdmin"
   member  = local.sa_member["build"]
@@ -226,8 +261,6 @@ resource "google_project_iam_member" "build_gcf_buckets" {
 }
 
 resource "google_storage_bucket_iam_member" "build_source_viewer" {
-  count = var.dedicated_build_service_account ? 1 : 0
-
   bucket = local.source_bucket
   role   = "roles/storage.objectViewer"
   member = local.sa_member["build"]

@@ -1,6 +1,7 @@
 # The housekeeping Cloud Run job (jobs/housekeeping: recovers stuck rows,
 # prunes, settles) and the Cloud Scheduler job that runs it. Both exist only
-# when housekeeping_image is set; docs/deploy.md shows how to build the image.
+# when housekeeping_image is set; scripts/deploy.sh builds the image with the
+# build account into this environment's repository and passes it by digest.
 
 resource "google_cloud_run_v2_job" "housekeeping" {
   count = local.housekeeping_enabled ? 1 : 0
@@ -50,7 +51,7 @@ resource "google_cloud_run_v2_job" "housekeeping" {
           name = "PROGRESS_TOKEN_KEYS"
           value_source {
             secret_key_ref {
-              secret  = var.progress_token_keys_secret
+              secret  = local.secret_ids.progress_token_keys
               version = "latest"
             }
           }
@@ -59,7 +60,7 @@ resource "google_cloud_run_v2_job" "housekeeping" {
           name = "WEBHOOK_SECRET"
           value_source {
             secret_key_ref {
-              secret  = var.webhook_secret_secret
+              secret  = local.secret_ids.webhook_secret
               version = "latest"
             }
           }

@@ -1,6 +1,16 @@
+output "environment" {
+  description = "The environment's name_prefix: every resource name of this environment starts with it."
+  value       = var.name_prefix
+}
+
+output "services" {
+  description = "Cloud Run service of each function (a gen2 function's service carries its name): the names scripts/deploy.sh --rollback shifts traffic on."
+  value       = local.function_names
+}
+
 output "submit_url" {
-  description = "Origin of the submit function (POST /batch/images, GET /batch/{id})."
-  value       = google_cloudfunctions2_function.submit.service_config[0].uri
+  description = "Deterministic origin of the submit function (POST /batch/images, GET /batch/{id}): https://<service>-<project number>.<region>.run.app, known before the function exists."
+  value       = local.run_urls.submit
 }
 
 output "progress_url" {
@@ -9,8 +19,13 @@ output "progress_url" {
 }
 
 output "generate_url" {
-  description = "URL Cloud Tasks posts row tasks to (GENERATE_URL). Not publicly invokable."
+  description = "URL Cloud Tasks posts row tasks to (GENERATE_URL, and the audience of their OIDC tokens). Not invokable but by the tasks account."
   value       = local.generate_url
+}
+
+output "auth_audiences" {
+  description = "ID-token audiences submit and progress accept (auth_mode = google): mint a smoke-test token for one of them."
+  value       = var.auth_audiences
 }
 
 output "bucket" {
@@ -24,13 +39,41 @@ output "source_bucket" {
 }
 
 output "source_object" {
-  description = "The source archive the functions are built from (redeploy an earlier one to roll back)."
+  description = "The source archive the functions are built from (scripts/deploy.sh --source-object redeploys an earlier one)."
   value       = var.source_object
+}
+
+output "image_repository" {
+  description = "The environment's Artifact Registry repository (function and housekeeping images)."
+  value       = local.image_base
+}
+
+output "housekeeping_image" {
+  description = "Image of the housekeeping job, by digest (empty: no job)."
+  value       = var.housekeeping_image
 }
 
 output "queue" {
   description = "Full name of the row task queue (TASKS_QUEUE)."
   value       = google_cloud_tasks_queue.generate.id
+}
+
+output "queue_name" {
+  description = "Short name of the row task queue (gcloud tasks queues pause/resume)."
+  value       = local.queue_name
+}
+
+output "secrets" {
+  description = "Secret Manager secret ids the workloads read: progress_token_keys and webhook_secret (created by scripts/deploy.sh), gemini_api_key (with genai_backend = gemini_api)."
+  value = merge(
+    { progress_token_keys = local.secret_ids.progress_token_keys, webhook_secret = local.secret_ids.webhook_secret },
+    local.gemini_secret_enabled ? { gemini_api_key = local.secret_ids.gemini_api_key } : {},
+  )
+}
+
+output "live_backend" {
+  description = "LIVE_BACKEND the functions run with; empty while the Gemini API key secret waits for its first version (then add it and set gemini_api_key_added = true)."
+  value       = local.live_backend
 }
 
 output "submit_service_account" {
@@ -72,11 +115,16 @@ output "scheduler_service_account" {
 }
 
 output "build_service_account" {
-  description = "Cloud Build account of the function builds (null: the project default)."
-  value       = var.dedicated_build_service_account ? google_service_account.sa["build"].email : null
+  description = "Cloud Build account that builds the function images and the housekeeping image."
+  value       = google_service_account.sa["build"].email
 }
 
 output "housekeeping_job" {
   description = "Name of the housekeeping Cloud Run job (null when housekeeping_image is empty)."
   value       = local.housekeeping_enabled ? google_cloud_run_v2_job.housekeeping[0].name : null
+}
+
+output "scheduler_job" {
+  description = "Name and region of the Cloud Scheduler job that runs housekeeping (null when housekeeping_image is empty)."
+  value       = local.housekeeping_enabled ? { name = google_cloud_scheduler_job.housekeeping[0].name, region = local.scheduler_region } : null
 }

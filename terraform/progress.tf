@@ -1,7 +1,7 @@
 # The progress service: a gen2 function (a Cloud Run service underneath) from
-# the same source archive, so all three functions share one build path
-# (DESIGN §9). SSE streams are long requests: timeout 3600 s (Cloud Run's
-# maximum) and up to 1000 streams per instance, which needs a whole CPU.
+# the same source archive, so all three functions share one build path. SSE
+# streams are long requests: timeout 3600 s (Cloud Run's maximum) and up to
+# 1000 streams per instance, which needs a whole CPU.
 
 resource "google_cloudfunctions2_function" "progress" {
   name        = local.function_names.progress
@@ -9,9 +9,10 @@ resource "google_cloudfunctions2_function" "progress" {
   description = "assetgen progress: GET /progress/{id} Server-Sent Events"
 
   build_config {
-    runtime         = var.function_runtime
-    entry_point     = "Progress"
-    service_account = local.build_service_account
+    runtime           = var.function_runtime
+    entry_point       = "Progress"
+    service_account   = local.build_service_account
+    docker_repository = local.repository_name
     source {
       storage_source {
         bucket = local.source_bucket
@@ -42,24 +43,26 @@ resource "google_cloudfunctions2_function" "progress" {
     secret_environment_variables {
       key        = "PROGRESS_TOKEN_KEYS"
       project_id = var.project
-      secret     = var.progress_token_keys_secret
+      secret     = local.secret_ids.progress_token_keys
       version    = "latest"
     }
   }
 
   depends_on = [
     google_service_account.sa,
-    google_project_iam_member.build,
+    google_project_iam_member.build_logs,
     google_project_iam_member.build_gcf_buckets,
+    google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.build_source_viewer,
     google_storage_bucket_iam_member.ledger_object_viewer,
-    google_service_account_iam_member.self_token_creator,
+    google_service_account_iam_member.self_url_signer,
     google_secret_manager_secret_iam_member.progress_token_keys,
   ]
 }
 
-# Public: EventSource cannot send an Authorization header, so the stream is
-# authorised by the short-lived token in its URL (returned by submit).
+# Public at IAM: EventSource cannot send an Authorization header, so the
+# stream is authorised by the short-lived token in its URL (returned by
+# submit), which the progress function verifies itself.
 resource "google_cloud_run_v2_service_iam_member" "progress_public" {
   project  = var.project
   location = var.region

@@ -12,8 +12,9 @@ resource "google_storage_bucket" "ledger" {
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
 
-  # The ledger keeps its own audit trail (see DESIGN §4); object versioning would
-  # keep a copy of every compare-and-swap write of every row object.
+  # The ledger keeps its own audit trail (each row object's history and the
+  # batch's state.json); object versioning would keep a copy of every
+  # compare-and-swap write of every row object.
   versioning {
     enabled = false
   }
@@ -84,9 +85,10 @@ resource "google_storage_bucket" "ledger" {
   depends_on = [google_project_service.apis]
 }
 
-# Source archives built by scripts/package.sh and uploaded by scripts/deploy.sh.
-# Cloud Run functions copy the archive at deploy time; old archives are kept
-# for source_retention_days so a previous release can be redeployed.
+# Source archives built by scripts/package.sh and uploaded by scripts/deploy.sh,
+# and the staged source of housekeeping image builds. Cloud Run functions copy
+# the archive at deploy time; old archives are kept for source_retention_days
+# (the rollback window) so a previous release can be redeployed.
 resource "google_storage_bucket" "source" {
   count = var.manage_source_bucket ? 1 : 0
 

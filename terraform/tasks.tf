@@ -5,7 +5,7 @@
 # deadline is a task property, not a queue property, so it is not set here.
 
 resource "google_cloud_tasks_queue" "generate" {
-  name     = var.queue_name
+  name     = local.queue_name
   location = var.region
 
   rate_limits {

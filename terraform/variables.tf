@@ -1,6 +1,7 @@
 # Every input of the deployment. Only `project` and `source_object` have no
-# default; scripts/deploy.sh passes both (source_object is the content-hashed
-# archive name printed by scripts/package.sh).
+# default: an environment's file terraform/env/<env>.tfvars names the project,
+# and scripts/deploy.sh passes source_object (the content-hashed archive name
+# printed by scripts/package.sh) and housekeeping_image (by digest).
 
 # ---------------------------------------------------------------- project ---
 
@@ -27,7 +28,7 @@ variable "region" {
 
 variable "name_prefix" {
   type        = string
-  description = "Prefix of every resource name (functions, service accounts, metrics). Short: service account ids are limited to 30 characters."
+  description = "The environment's name: prefix of every resource name (functions, queue, secrets, service accounts, buckets, job, schedule, image repository, custom roles, metrics, alerts), so several environments fit one project. Short: service account ids are limited to 30 characters."
   default     = "assetgen"
 
   validation {
@@ -136,18 +137,23 @@ variable "auth_issuers" {
 
 variable "progress_token_keys_secret" {
   type        = string
-  description = "Secret Manager secret (id in this project) holding the progress-token HMAC keys, id:base64(32+ bytes),… — the first signs, all verify. Created outside terraform (docs/deploy.md)."
-  default     = "assetgen-progress-token-keys"
+  description = "Secret Manager secret (id in this project) holding the progress-token HMAC keys, id:base64(32+ bytes),… — the first signs, all verify. scripts/deploy.sh creates it with a first version before terraform runs, so its value never enters terraform state. Empty: <name_prefix>-progress-token-keys."
+  default     = ""
+
+  validation {
+    condition     = var.progress_token_keys_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.progress_token_keys_secret))
+    error_message = "progress_token_keys_secret must be a Secret Manager secret id (1-255 letters, digits, hyphens or underscores) or empty."
+  }
 }
 
 variable "webhook_secret_secret" {
   type        = string
-  description = "Secret Manager secret (id in this project) holding the HMAC secret that signs completion webhooks (WEBHOOK_SECRET, X-Assetgen-Signature). Created outside terraform (docs/deploy.md)."
-  default     = "assetgen-webhook-secret"
+  description = "Secret Manager secret (id in this project) holding the HMAC secret that signs completion webhooks (WEBHOOK_SECRET, X-Assetgen-Signature). scripts/deploy.sh creates it with a first version before terraform runs. Empty: <name_prefix>-webhook-secret."
+  default     = ""
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_secret_secret))
-    error_message = "webhook_secret_secret must be a Secret Manager secret id: 1-255 letters, digits, hyphens or underscores."
+    condition     = var.webhook_secret_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_secret_secret))
+    error_message = "webhook_secret_secret must be a Secret Manager secret id (1-255 letters, digits, hyphens or underscores) or empty."
   }
 }
 
@@ -161,7 +167,7 @@ variable "bucket_force_destroy" {
 
 variable "source_bucket" {
   type        = string
-  description = "Bucket holding the function source archives uploaded by scripts/deploy.sh. Empty: <project>-<name_prefix>-source."
+  description = "Bucket holding the function source archives uploaded by scripts/deploy.sh (and the staged source of the housekeeping image build). Empty: <project>-<name_prefix>-source."
   default     = ""
 
   validation {
@@ -178,7 +184,7 @@ variable "manage_source_bucket" {
 
 variable "source_object" {
   type        = string
-  description = "Object name of the function source archive in source_bucket, as printed by scripts/package.sh (e.g. source/functions-<hash>.zip). Changing it rebuilds all three functions; a previous name rolls back."
+  description = "Object name of the function source archive in source_bucket, as printed by scripts/package.sh (e.g. source/functions-<hash>.zip). Changing it rebuilds all three functions; a previous name redeploys an earlier release."
 
   validation {
     condition     = can(regex("^[A-Za-z0-9._/-]+\\.zip$", var.source_object))
@@ -188,12 +194,23 @@ variable "source_object" {
 
 variable "source_retention_days" {
   type        = number
-  description = "Source archives older than this are deleted from a managed source bucket (keep long enough to roll back)."
+  description = "The rollback window: source archives (managed source bucket) and images (the environment's Artifact Registry repository) are kept this many days; the newest images of each function and of the job are kept regardless, so a serving revision never loses its image."
   default     = 90
 
   validation {
-    condition     = var.source_retention_days >= 7
-    error_message = "source_retention_days must be at least 7 days, so recent releases can be rolled back to."
+    condition     = var.source_retention_days >= 7 && floor(var.source_retention_days) == var.source_retention_days
+    error_message = "source_retention_days must be a whole number of at least 7 days, so recent releases can be rolled back to."
+  }
+}
+
+variable "images_kept" {
+  type        = number
+  description = "Newest image versions of each function and of the housekeeping job kept in the Artifact Registry repository whatever their age (a rollback shifts traffic to one of them)."
+  default     = 10
+
+  validation {
+    condition     = var.images_kept >= 2 && floor(var.images_kept) == var.images_kept
+    error_message = "images_kept must be a whole number of at least 2: the serving image and the one a rollback returns to."
   }
 }
 
@@ -208,22 +225,16 @@ variable "function_runtime" {
   }
 }
 
-variable "dedicated_build_service_account" {
-  type        = bool
-  description = "Build the functions with a dedicated, least-privilege Cloud Build service account. false: the project's default build service account."
-  default     = true
-}
-
 # ------------------------------------------------------------------ queue ---
 
 variable "queue_name" {
   type        = string
-  description = "Name of the Cloud Tasks queue for row tasks. A deleted queue's name cannot be reused for about 7 days."
-  default     = "generate"
+  description = "Name of the Cloud Tasks queue for row tasks. Empty: <name_prefix>-generate. A deleted queue's name cannot be reused for about 7 days, so an existing deployment may pin its old name here."
+  default     = ""
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9-]{1,100}$", var.queue_name))
-    error_message = "queue_name may contain letters, digits and hyphens (1-100)."
+    condition     = var.queue_name == "" || can(regex("^[A-Za-z0-9-]{1,100}$", var.queue_name))
+    error_message = "queue_name may contain letters, digits and hyphens (1-100), or be empty."
   }
 }
 
@@ -306,12 +317,6 @@ variable "tasks_dispatch_deadline_seconds" {
 
 # -------------------------------------------------------------- functions ---
 
-variable "public_submit" {
-  type        = bool
-  description = "Let anyone invoke the submit function (allUsers run.invoker). It authenticates users itself; set false to require Google identity tokens in front of it."
-  default     = true
-}
-
 variable "public_base_url" {
   type        = string
   description = "Public origin of submit if it sits behind a custom domain or load balancer (PUBLIC_BASE_URL, given to every function and the housekeeping job for statusUrl and the stable image links in webhooks and Sheets). Empty: submit's deterministic run.app URL."
@@ -371,8 +376,8 @@ variable "generate" {
 
 variable "generate_ingress" {
   type        = string
-  description = "Ingress of the generate function. ALLOW_ALL relies on IAM (only the tasks invoker may call it). Cloud Run treats Cloud Tasks in the same project as internal, so ALLOW_INTERNAL_ONLY adds a network layer; verify with scripts/smoke.sh before relying on it."
-  default     = "ALLOW_ALL"
+  description = "Ingress of the generate function. ALLOW_INTERNAL_ONLY (default): Cloud Run counts Cloud Tasks in the same project as internal, so only the queue (and VPCs of this project) reach it, on top of IAM. ALLOW_ALL leaves IAM (run.invoker for the tasks account only) as the sole lock."
+  default     = "ALLOW_INTERNAL_ONLY"
 
   validation {
     condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY"], var.generate_ingress)
@@ -551,7 +556,7 @@ variable "extra_env" {
 
 variable "genai_backend" {
   type        = string
-  description = "LIVE_BACKEND of live runs: \"vertex\" (Vertex AI with generate's own identity, roles/aiplatform.user), \"gemini_api\" (an API key from Secret Manager) or \"none\" (dry runs only)."
+  description = "LIVE_BACKEND of live runs: \"vertex\" (Vertex AI with generate's own identity and a one-permission role, aiplatform.endpoints.predict), \"gemini_api\" (an API key from Secret Manager) or \"none\" (dry runs only)."
   default     = "vertex"
 
   validation {
@@ -579,7 +584,7 @@ variable "model_timeout" {
 
 variable "gemini_api_key_secret" {
   type        = string
-  description = "Secret Manager secret id (short name, in this project) holding the Gemini API key, for genai_backend = gemini_api. Its value is added outside terraform; terraform never sees it."
+  description = "Secret Manager secret id (short name, in this project) holding the Gemini API key, for genai_backend = gemini_api. Its value is added outside terraform; terraform never sees it. Empty: <name_prefix>-gemini-api-key."
   default     = ""
 
   validation {
@@ -590,7 +595,13 @@ variable "gemini_api_key_secret" {
 
 variable "create_gemini_api_key_secret" {
   type        = bool
-  description = "Create the (empty) secret named gemini_api_key_secret here, without any version; add the key with `gcloud secrets versions add`. false: the secret already exists."
+  description = "Create the (empty) secret named gemini_api_key_secret here, without any version; add the key with `gcloud secrets versions add`, then set gemini_api_key_added = true. false: the secret already exists with a version."
+  default     = false
+}
+
+variable "gemini_api_key_added" {
+  type        = bool
+  description = "With create_gemini_api_key_secret: a version of the key exists. Until then generate does not mount the secret (a revision cannot start on a secret without versions) and live runs stay off (LIVE_BACKEND empty), so the first apply succeeds and dry runs work."
   default     = false
 }
 
@@ -598,8 +609,13 @@ variable "create_gemini_api_key_secret" {
 
 variable "housekeeping_image" {
   type        = string
-  description = "Container image of the housekeeping job (built from jobs/housekeeping, see docs/deploy.md). Empty: no job and no schedule are created."
+  description = "Container image of the housekeeping job, by digest (<region>-docker.pkg.dev/<project>/<name_prefix>-images/housekeeping@sha256:…): scripts/deploy.sh builds it from jobs/housekeeping with the build account and passes it. Empty: no job and no schedule are created."
   default     = ""
+
+  validation {
+    condition     = var.housekeeping_image == "" || can(regex("^[a-z0-9.-]+/[^@:]+@sha256:[0-9a-f]{64}$", var.housekeeping_image))
+    error_message = "housekeeping_image must name an image by digest (…/housekeeping@sha256:<64 hex>), so a job's image never changes under it, or be empty."
+  }
 }
 
 variable "housekeeping_args" {
@@ -680,5 +696,62 @@ variable "alert_latency_p95_seconds" {
   validation {
     condition     = var.alert_latency_p95_seconds > 0
     error_message = "alert_latency_p95_seconds must be positive."
+  }
+}
+
+variable "alert_queue_depth" {
+  type        = number
+  description = "Alert when the row task queue holds more than this many tasks for 15 minutes (work arrives faster than the queue's rate limits or the model let it drain)."
+  default     = 1000
+
+  validation {
+    condition     = var.alert_queue_depth >= 1
+    error_message = "alert_queue_depth must be at least 1."
+  }
+}
+
+variable "alert_dispatch_delay_p99_seconds" {
+  type        = number
+  description = "Alert when the 99th percentile of how late Cloud Tasks dispatches row tasks (queue/task_attempt_delays: actual minus scheduled attempt time) exceeds this for 15 minutes. Cloud Tasks publishes no oldest-task-age metric; this delay is its closest signal."
+  default     = 300
+
+  validation {
+    condition     = var.alert_dispatch_delay_p99_seconds > 0
+    error_message = "alert_dispatch_delay_p99_seconds must be positive."
+  }
+}
+
+variable "alert_housekeeping_quiet_seconds" {
+  type        = number
+  description = "Alert when no housekeeping execution has succeeded for this many seconds (the schedule runs it every 10 minutes by default). Cloud Monitoring allows whole minutes from 120 to 84600."
+  default     = 3600
+
+  validation {
+    condition     = var.alert_housekeeping_quiet_seconds >= 120 && var.alert_housekeeping_quiet_seconds <= 84600 && var.alert_housekeeping_quiet_seconds % 60 == 0
+    error_message = "alert_housekeeping_quiet_seconds must be whole minutes between 120 and 84600 seconds."
+  }
+}
+
+# ---------------------------------------------------------------- billing ---
+
+variable "billing_account" {
+  type        = string
+  description = "Billing account id (XXXXXX-XXXXXX-XXXXXX) of the project. Set it, with billing_budget_amount, to create a monthly budget on the whole project as the last guard on model spend; the deploying identity then needs billing.budgets.create on that account. Empty: no budget. In a project shared by several environments, set it in one of them only."
+  default     = ""
+
+  validation {
+    condition     = var.billing_account == "" || can(regex("^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$", var.billing_account))
+    error_message = "billing_account must look like 012345-6789AB-CDEF01, or be empty."
+  }
+}
+
+variable "billing_budget_amount" {
+  type        = number
+  description = "Monthly budget of the project, in the billing account's currency, with billing_account. Notifies the alert_emails channels (and the billing account's administrators) at 50, 90 and 100 % of actual spend and at 100 % of forecast spend. A budget alerts; it does not stop spending."
+  default     = 0
+
+  validation {
+    condition     = var.billing_budget_amount >= 0 && floor(var.billing_budget_amount) == var.billing_budget_amount
+    error_message = "billing_budget_amount must be a whole, non-negative amount."
   }
 }

@@ -1,17 +1,21 @@
 // Package plantest checks the security and wiring policies of the terraform in
-// terraform/ against a plan rendered as JSON (terraform show -json). It needs
-// no cloud access: the offline validator produces the plan from ci.tfvars.
+// terraform/ against plans rendered as JSON (terraform show -json). It needs
+// no cloud access: the offline validator produces the plans.
 //
-//	../shared/tools/tf-offline-validate/run terraform --plan-json /tmp/plan.json
-//	ASSETGEN_PLAN_JSON=/tmp/plan.json go test -count=1 ./terraform/plantest/
+//	../shared/tools/tf-offline-validate/run terraform --var-file terraform/ci.tfvars --plan-json /tmp/ci.json
+//	ASSETGEN_PLAN_JSON=/tmp/ci.json:/tmp/minimal.json go test -count=1 ./terraform/plantest/
 //
-// scripts/ci-terraform.sh does both. Without ASSETGEN_PLAN_JSON the tests skip.
+// ASSETGEN_PLAN_JSON lists one or more plans (separated like PATH); every
+// test runs against each, and the tests across environments compare them.
+// scripts/ci-terraform.sh (and so `make test`) plans every shipped var file
+// and runs the tests. Without ASSETGEN_PLAN_JSON the tests skip.
 package plantest
 
 import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -22,14 +26,21 @@ import (
 	"github.com/matryer/is"
 )
 
-// planEnv names the environment variable holding the plan JSON's path.
+// planEnv names the environment variable holding the plan JSON paths.
 const planEnv = "ASSETGEN_PLAN_JSON"
 
 // plan is the part of `terraform show -json` the tests read.
 type plan struct {
-	FormatVersion   string           `json:"format_version"`
-	ResourceChanges []resourceChange `json:"resource_changes"`
-	Configuration   struct {
+	// Name is the plan file's base name without .json.
+	Name            string                         `json:"-"`
+	FormatVersion   string                         `json:"format_version"`
+	Variables       map[string]struct{ Value any } `json:"variables"`
+	ResourceChanges []resourceChange               `json:"resource_changes"`
+	OutputChanges   map[string]struct {
+		After        any `json:"after"`
+		AfterUnknown any `json:"after_unknown"`
+	} `json:"output_changes"`
+	Configuration struct {
 		RootModule configModule `json:"root_module"`
 	} `json:"configuration"`
 }
@@ -47,7 +58,10 @@ type resourceChange struct {
 }
 
 type configModule struct {
-	Resources   []configResource `json:"resources"`
+	Resources []configResource `json:"resources"`
+	Variables map[string]struct {
+		Default any `json:"default"`
+	} `json:"variables"`
 	ModuleCalls map[string]struct {
 		Module configModule `json:"module"`
 	} `json:"module_calls"`
@@ -58,28 +72,75 @@ type configResource struct {
 	Type        string                     `json:"type"`
 	Expressions map[string]json.RawMessage `json:"expressions"`
 	DependsOn   []string                   `json:"depends_on"`
+	// Count and ForEach are the count / for_each expressions, when present.
+	Count   json.RawMessage `json:"count_expression"`
+	ForEach json.RawMessage `json:"for_each_expression"`
 }
 
-// load reads the plan named by ASSETGEN_PLAN_JSON, or skips the test.
-func load(t *testing.T) *plan {
+// plans reads every plan named by ASSETGEN_PLAN_JSON, or skips the test.
+func plans(t *testing.T) []*plan {
 	t.Helper()
-	path := os.Getenv(planEnv)
-	if path == "" {
-		t.Skipf("%s is not set; produce a plan with `../shared/tools/tf-offline-validate/run terraform --plan-json /tmp/plan.json` "+
-			"(from the repository root) and run `%s=/tmp/plan.json go test -count=1 ./terraform/plantest/`, or run scripts/ci-terraform.sh", planEnv, planEnv)
+	list := os.Getenv(planEnv)
+	if list == "" {
+		t.Skipf("%s is not set; run scripts/ci-terraform.sh (make test does when the offline validator is there), or produce a plan with "+
+			"`../shared/tools/tf-offline-validate/run terraform --plan-json /tmp/plan.json` (from the repository root) and run "+
+			"`%s=/tmp/plan.json go test -count=1 ./terraform/plantest/`", planEnv, planEnv)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read plan: %v", err)
+	var out []*plan
+	for _, path := range filepath.SplitList(list) {
+		if path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("read plan: %v", err)
+		}
+		p := &plan{Name: strings.TrimSuffix(filepath.Base(path), ".json")}
+		if err := json.Unmarshal(b, p); err != nil {
+			t.Fatalf("decode plan %s: %v", path, err)
+		}
+		if len(p.ResourceChanges) == 0 {
+			t.Fatalf("plan %s has no resource_changes: is it `terraform show -json` of a plan?", path)
+		}
+		out = append(out, p)
 	}
-	var p plan
-	if err := json.Unmarshal(b, &p); err != nil {
-		t.Fatalf("decode plan %s: %v", path, err)
+	return out
+}
+
+// each runs f against every plan, as a subtest named after the plan.
+func each(t *testing.T, f func(t *testing.T, p *plan)) {
+	t.Helper()
+	for _, p := range plans(t) {
+		t.Run(p.Name, func(t *testing.T) { f(t, p) })
 	}
-	if len(p.ResourceChanges) == 0 {
-		t.Fatalf("plan %s has no resource_changes: is it `terraform show -json` of a plan?", path)
+}
+
+// variable returns the value of an input variable as planned.
+func (p *plan) variable(name string) any { return p.Variables[name].Value }
+
+// stringVar returns a string input variable, failing the test if absent.
+func (p *plan) stringVar(t *testing.T, name string) string {
+	t.Helper()
+	s, ok := p.variable(name).(string)
+	if !ok {
+		t.Fatalf("plan %s: variable %s is not a string (%v)", p.Name, name, p.variable(name))
 	}
-	return &p
+	return s
+}
+
+// defaultOf returns a variable's declared default.
+func (p *plan) defaultOf(name string) any {
+	return p.Configuration.RootModule.Variables[name].Default
+}
+
+// configResource returns the configuration block at addr (no instance key).
+func (p *plan) configResource(addr string) (configResource, bool) {
+	for _, r := range p.configResources() {
+		if r.Address == addr {
+			return r, true
+		}
+	}
+	return configResource{}, false
 }
 
 // live returns the managed resources the plan keeps or creates (not the ones
@@ -330,41 +391,43 @@ func isPublic(member string) bool { return member == "allUsers" || member == "al
 // TestGenerateIsNotPublic: nothing makes the generate function invokable by
 // allUsers or allAuthenticatedUsers, whatever IAM resource type is used.
 func TestGenerateIsNotPublic(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	gen := p.function(t, "Generate")
-	on := p.grantsOn(t, gen)
-	is.True(len(on) > 0) // some IAM resource targets generate's service (the tasks invoker grant)
-	for _, g := range on {
-		if isPublic(g.Member) {
-			t.Errorf("%s grants %s to %s on the generate function: it must only be invokable by Cloud Tasks", g.Address, g.Role, g.Member)
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		gen := p.function(t, "Generate")
+		on := p.grantsOn(t, gen)
+		is.True(len(on) > 0) // some IAM resource targets generate's service (the tasks invoker grant)
+		for _, g := range on {
+			if isPublic(g.Member) {
+				t.Errorf("%s grants %s to %s on the generate function: it must only be invokable by Cloud Tasks", g.Address, g.Role, g.Member)
+			}
 		}
-	}
+	})
 }
 
 // TestOnlyTasksInvokerInvokesGenerate: the only run.invoker member on
 // generate's service is the tasks-invoker service account, and no
 // project-level grant hands out invoker rights on every service.
 func TestOnlyTasksInvokerInvokesGenerate(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	gen := p.function(t, "Generate")
-	invoker := p.tasksInvoker(t)
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		gen := p.function(t, "Generate")
+		invoker := p.tasksInvoker(t)
 
-	var members []string
-	for _, g := range p.grantsOn(t, gen) {
-		if slices.Contains(invokerRoles, g.Role) {
-			members = append(members, g.Member)
+		var members []string
+		for _, g := range p.grantsOn(t, gen) {
+			if slices.Contains(invokerRoles, g.Role) {
+				members = append(members, g.Member)
+			}
 		}
-	}
-	is.Equal(members, []string{"serviceAccount:" + invoker}) // generate's only invoker is the tasks-invoker account
+		is.Equal(members, []string{"serviceAccount:" + invoker}) // generate's only invoker is the tasks-invoker account
 
-	for _, g := range p.grants(t) {
-		if (g.Type == "google_project_iam_member" || g.Type == "google_project_iam_binding" || g.Type == "google_project_iam_policy") &&
-			(slices.Contains(invokerRoles, g.Role) || g.Role == "roles/run.admin" || g.Role == "roles/cloudfunctions.admin") {
-			t.Errorf("%s grants %s to %s on the whole project, which would let it invoke generate", g.Address, g.Role, g.Member)
+		for _, g := range p.grants(t) {
+			if (g.Type == "google_project_iam_member" || g.Type == "google_project_iam_binding" || g.Type == "google_project_iam_policy") &&
+				(slices.Contains(invokerRoles, g.Role) || g.Role == "roles/run.admin" || g.Role == "roles/cloudfunctions.admin") {
+				t.Errorf("%s grants %s to %s on the whole project, which would let it invoke generate", g.Address, g.Role, g.Member)
+			}
 		}
-	}
+	})
 }
 
 // tasksInvoker returns the e-mail submit hands to Cloud Tasks
@@ -393,52 +456,53 @@ func (p *plan) tasksInvoker(t *testing.T) string {
 // may invoke generate, submit may act as it (iam.serviceAccountUser, needed
 // to create tasks with its token), and GENERATE_URL points at generate.
 func TestTasksOIDCAccountIsGenerateInvoker(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	gen := p.function(t, "Generate")
-	submit := p.function(t, "Submit")
-	invoker := p.tasksInvoker(t)
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		gen := p.function(t, "Generate")
+		submit := p.function(t, "Submit")
+		invoker := p.tasksInvoker(t)
 
-	var genInvokers []string
-	for _, g := range p.grantsOn(t, gen) {
-		if g.Role == "roles/run.invoker" {
-			genInvokers = append(genInvokers, strings.TrimPrefix(g.Member, "serviceAccount:"))
-		}
-	}
-	is.True(slices.Contains(genInvokers, invoker)) // the OIDC account of the tasks holds run.invoker on generate
-
-	// Every job that enqueues tasks uses the same account.
-	for _, job := range p.live("google_cloud_run_v2_job") {
-		for k, v := range jobEnv(job.Change.After) {
-			if k == "TASKS_SERVICE_ACCOUNT" && v != invoker {
-				t.Errorf("%s: TASKS_SERVICE_ACCOUNT %q differs from submit's %q", job.Address, v, invoker)
+		var genInvokers []string
+		for _, g := range p.grantsOn(t, gen) {
+			if g.Role == "roles/run.invoker" {
+				genInvokers = append(genInvokers, strings.TrimPrefix(g.Member, "serviceAccount:"))
 			}
 		}
-	}
+		is.True(slices.Contains(genInvokers, invoker)) // the OIDC account of the tasks holds run.invoker on generate
 
-	// submit may attach the token: serviceAccountUser on the invoker account.
-	submitSA := "serviceAccount:" + str(submit.Change.After, "service_config", "service_account_email")
-	emails := p.serviceAccountEmails()
-	actAs := false
-	for _, rc := range p.live("google_service_account_iam_member") {
-		a := rc.Change.After
-		if str(a, "role") != "roles/iam.serviceAccountUser" || str(a, "member") != submitSA {
-			continue
+		// Every job that enqueues tasks uses the same account.
+		for _, job := range p.live("google_cloud_run_v2_job") {
+			for k, v := range jobEnv(job.Change.After) {
+				if k == "TASKS_SERVICE_ACCOUNT" && v != invoker {
+					t.Errorf("%s: TASKS_SERVICE_ACCOUNT %q differs from submit's %q", job.Address, v, invoker)
+				}
+			}
 		}
-		for _, ref := range p.references(configAddress(rc.Address), "service_account_id") {
-			if emails[strings.TrimSuffix(ref, ".name")] == invoker || emails[strings.TrimSuffix(ref, ".id")] == invoker {
+
+		// submit may attach the token: serviceAccountUser on the invoker account.
+		submitSA := "serviceAccount:" + str(submit.Change.After, "service_config", "service_account_email")
+		emails := p.serviceAccountEmails()
+		actAs := false
+		for _, rc := range p.live("google_service_account_iam_member") {
+			a := rc.Change.After
+			if str(a, "role") != "roles/iam.serviceAccountUser" || str(a, "member") != submitSA {
+				continue
+			}
+			for _, ref := range p.references(configAddress(rc.Address), "service_account_id") {
+				if emails[strings.TrimSuffix(ref, ".name")] == invoker || emails[strings.TrimSuffix(ref, ".id")] == invoker {
+					actAs = true
+				}
+			}
+			if strings.HasSuffix(str(a, "service_account_id"), "/"+invoker) {
 				actAs = true
 			}
 		}
-		if strings.HasSuffix(str(a, "service_account_id"), "/"+invoker) {
-			actAs = true
-		}
-	}
-	is.True(actAs) // submit holds roles/iam.serviceAccountUser on the tasks-invoker account
+		is.True(actAs) // submit holds roles/iam.serviceAccountUser on the tasks-invoker account
 
-	// Tasks go to generate, over https.
-	u := env(submit.Change.After)["GENERATE_URL"]
-	is.True(strings.HasPrefix(u, "https://"+str(gen.Change.After, "name")+"-")) // GENERATE_URL is generate's run.app URL
+		// Tasks go to generate, over https.
+		u := env(submit.Change.After)["GENERATE_URL"]
+		is.True(strings.HasPrefix(u, "https://"+str(gen.Change.After, "name")+"-")) // GENERATE_URL is generate's run.app URL
+	})
 }
 
 func jobEnv(after map[string]any) map[string]string {
@@ -463,142 +527,147 @@ func jobEnv(after map[string]any) map[string]string {
 // access prevention and uniform bucket-level access, and no bucket IAM grant
 // names allUsers or allAuthenticatedUsers.
 func TestBucketsArePrivate(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	ledger := env(p.function(t, "Submit").Change.After)["BUCKET"]
-	is.True(ledger != "") // submit names the ledger bucket
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		ledger := env(p.function(t, "Submit").Change.After)["BUCKET"]
+		is.True(ledger != "") // submit names the ledger bucket
 
-	seen := false
-	for _, b := range p.live("google_storage_bucket") {
-		a := b.Change.After
-		seen = seen || str(a, "name") == ledger
-		if got := str(a, "public_access_prevention"); got != "enforced" {
-			t.Errorf("%s: public_access_prevention = %q, want \"enforced\"", b.Address, got)
+		seen := false
+		for _, b := range p.live("google_storage_bucket") {
+			a := b.Change.After
+			seen = seen || str(a, "name") == ledger
+			if got := str(a, "public_access_prevention"); got != "enforced" {
+				t.Errorf("%s: public_access_prevention = %q, want \"enforced\"", b.Address, got)
+			}
+			if got, _ := a["uniform_bucket_level_access"].(bool); !got {
+				t.Errorf("%s: uniform_bucket_level_access is not true", b.Address)
+			}
+			if v := get(a, "versioning", "enabled"); v == true && str(a, "name") == ledger {
+				t.Errorf("%s: versioning is on; the ledger keeps its own history", b.Address)
+			}
 		}
-		if got, _ := a["uniform_bucket_level_access"].(bool); !got {
-			t.Errorf("%s: uniform_bucket_level_access is not true", b.Address)
-		}
-		if v := get(a, "versioning", "enabled"); v == true && str(a, "name") == ledger {
-			t.Errorf("%s: versioning is on; the ledger keeps its own history", b.Address)
-		}
-	}
-	is.True(seen) // the ledger bucket named by BUCKET is created by this plan
+		is.True(seen) // the ledger bucket named by BUCKET is created by this plan
 
-	for _, g := range p.grants(t) {
-		if strings.HasPrefix(g.Type, "google_storage_") && isPublic(g.Member) {
-			t.Errorf("%s grants %s to %s on a bucket", g.Address, g.Role, g.Member)
+		for _, g := range p.grants(t) {
+			if strings.HasPrefix(g.Type, "google_storage_") && isPublic(g.Member) {
+				t.Errorf("%s grants %s to %s on a bucket", g.Address, g.Role, g.Member)
+			}
 		}
-	}
+	})
 }
 
 // TestProgressServesLongStreams: the progress function holds SSE streams up
 // to Cloud Run's 3600 s limit with up to 1000 streams per instance (which
 // needs a whole CPU), and ends streams itself before the timeout.
 func TestProgressServesLongStreams(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	a := p.function(t, "Progress").Change.After
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		a := p.function(t, "Progress").Change.After
 
-	is.Equal(num(a, "service_config", "timeout_seconds"), 3600.0)                 // progress timeout is Cloud Run's maximum
-	is.True(num(a, "service_config", "max_instance_request_concurrency") >= 1000) // progress serves ≥ 1000 streams per instance
-	var cpu float64
-	_, err := fmt.Sscan(str(a, "service_config", "available_cpu"), &cpu)
-	is.NoErr(err)     // progress available_cpu is a number
-	is.True(cpu >= 1) // request concurrency > 1 needs at least one CPU
+		is.Equal(num(a, "service_config", "timeout_seconds"), 3600.0)                 // progress timeout is Cloud Run's maximum
+		is.True(num(a, "service_config", "max_instance_request_concurrency") >= 1000) // progress serves ≥ 1000 streams per instance
+		var cpu float64
+		_, err := fmt.Sscan(str(a, "service_config", "available_cpu"), &cpu)
+		is.NoErr(err)     // progress available_cpu is a number
+		is.True(cpu >= 1) // request concurrency > 1 needs at least one CPU
 
-	maxDur, err := time.ParseDuration(env(a)["SSE_MAX_DURATION"])
-	is.NoErr(err)                                    // progress sets SSE_MAX_DURATION
-	is.True(maxDur < 3600*time.Second)               // streams end before the request timeout cuts them
-	is.True(env(a)["SIGNING_SERVICE_ACCOUNT"] != "") // progress signs URLs as a named account
+		maxDur, err := time.ParseDuration(env(a)["SSE_MAX_DURATION"])
+		is.NoErr(err)                                    // progress sets SSE_MAX_DURATION
+		is.True(maxDur < 3600*time.Second)               // streams end before the request timeout cuts them
+		is.True(env(a)["SIGNING_SERVICE_ACCOUNT"] != "") // progress signs URLs as a named account
+	})
 }
 
 // TestNoOwnerOrEditor: no IAM grant anywhere in the plan hands out the basic
 // roles, and no project-wide grant lets an account impersonate every other.
 func TestNoOwnerOrEditor(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	grants := p.grants(t)
-	is.True(len(grants) > 0) // the plan grants roles
-	for _, g := range grants {
-		switch g.Role {
-		case "roles/owner", "roles/editor", "roles/viewer":
-			t.Errorf("%s grants the basic role %s to %s", g.Address, g.Role, g.Member)
-		}
-		if strings.HasPrefix(g.Type, "google_project_iam_") {
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		grants := p.grants(t)
+		is.True(len(grants) > 0) // the plan grants roles
+		for _, g := range grants {
 			switch g.Role {
-			case "roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountUser", "roles/iam.serviceAccountAdmin", "roles/resourcemanager.projectIamAdmin":
-				t.Errorf("%s grants %s to %s on the whole project; grant it on the one service account that needs it", g.Address, g.Role, g.Member)
+			case "roles/owner", "roles/editor", "roles/viewer":
+				t.Errorf("%s grants the basic role %s to %s", g.Address, g.Role, g.Member)
 			}
-			if isPublic(g.Member) {
-				t.Errorf("%s grants %s to %s on the project", g.Address, g.Role, g.Member)
+			if strings.HasPrefix(g.Type, "google_project_iam_") {
+				switch g.Role {
+				case "roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountUser", "roles/iam.serviceAccountAdmin", "roles/resourcemanager.projectIamAdmin":
+					t.Errorf("%s grants %s to %s on the whole project; grant it on the one service account that needs it", g.Address, g.Role, g.Member)
+				}
+				if isPublic(g.Member) {
+					t.Errorf("%s grants %s to %s on the project", g.Address, g.Role, g.Member)
+				}
 			}
 		}
-	}
+	})
 }
 
 // TestNoSecretValuesInTerraform: terraform never holds a secret's value: no
 // secret version resources, and no key-like plain environment variable on a
 // function (the Gemini key arrives through secret_environment_variables).
 func TestNoSecretValuesInTerraform(t *testing.T) {
-	p := load(t)
-	versionTypes := []string{"google_secret_manager_secret_version", "google_secret_manager_regional_secret_version"}
-	for _, rc := range p.live(versionTypes...) {
-		t.Errorf("%s: secret versions (their data) must not be managed by terraform; add them with `gcloud secrets versions add --data-file=-`", rc.Address)
-	}
-	for _, r := range p.configResources() {
-		if slices.Contains(versionTypes, r.Type) {
-			t.Errorf("%s: secret version declared in the configuration", r.Address)
+	each(t, func(t *testing.T, p *plan) {
+		versionTypes := []string{"google_secret_manager_secret_version", "google_secret_manager_regional_secret_version"}
+		for _, rc := range p.live(versionTypes...) {
+			t.Errorf("%s: secret versions (their data) must not be managed by terraform; add them with `gcloud secrets versions add --data-file=-`", rc.Address)
 		}
-	}
-	keyLike := regexp.MustCompile(`(?i)(API_KEY|SECRET|PASSWORD|PRIVATE_KEY|TOKEN)$`)
-	for _, fn := range p.live("google_cloudfunctions2_function") {
-		for k := range env(fn.Change.After) {
-			if keyLike.MatchString(k) {
-				t.Errorf("%s: plain environment variable %s looks like a secret; use secret_environment_variables", fn.Address, k)
+		for _, r := range p.configResources() {
+			if slices.Contains(versionTypes, r.Type) {
+				t.Errorf("%s: secret version declared in the configuration", r.Address)
 			}
 		}
-	}
-	for _, job := range p.live("google_cloud_run_v2_job") {
-		for k, v := range jobEnv(job.Change.After) {
-			if keyLike.MatchString(k) && v != "" {
-				t.Errorf("%s: plain environment variable %s looks like a secret; use a secret reference", job.Address, k)
+		keyLike := regexp.MustCompile(`(?i)(API_KEY|SECRET|PASSWORD|PRIVATE_KEY|TOKEN)$`)
+		for _, fn := range p.live("google_cloudfunctions2_function") {
+			for k := range env(fn.Change.After) {
+				if keyLike.MatchString(k) {
+					t.Errorf("%s: plain environment variable %s looks like a secret; use secret_environment_variables", fn.Address, k)
+				}
 			}
 		}
-	}
+		for _, job := range p.live("google_cloud_run_v2_job") {
+			for k, v := range jobEnv(job.Change.After) {
+				if keyLike.MatchString(k) && v != "" {
+					t.Errorf("%s: plain environment variable %s looks like a secret; use a secret reference", job.Address, k)
+				}
+			}
+		}
+	})
 }
 
 // TestQueueMatchesFunctions: the functions' view of the queue matches the
 // queue: its full name, its attempt budget, and a generate timeout that
 // outlives one task delivery.
 func TestQueueMatchesFunctions(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	queues := p.live("google_cloud_tasks_queue")
-	is.Equal(len(queues), 1) // one row task queue
-	q := queues[0].Change.After
-	project := str(q, "project")
-	if project == "" {
-		project = p.projectFromAnywhere()
-	}
-	wantQueue := fmt.Sprintf("projects/%s/locations/%s/queues/%s", project, str(q, "location"), str(q, "name"))
-	attempts := fmt.Sprint(num(q, "retry_config", "max_attempts"))
-
-	submit, gen := p.function(t, "Submit"), p.function(t, "Generate")
-	for _, fn := range []resourceChange{submit, gen} {
-		e := env(fn.Change.After)
-		if e["TASKS_QUEUE"] != wantQueue {
-			t.Errorf("%s: TASKS_QUEUE = %q, want %q", fn.Address, e["TASKS_QUEUE"], wantQueue)
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		queues := p.live("google_cloud_tasks_queue")
+		is.Equal(len(queues), 1) // one row task queue
+		q := queues[0].Change.After
+		project := str(q, "project")
+		if project == "" {
+			project = p.projectFromAnywhere()
 		}
-		if e["TASKS_MAX_ATTEMPTS"] != attempts {
-			t.Errorf("%s: TASKS_MAX_ATTEMPTS = %q, want the queue's max_attempts %s", fn.Address, e["TASKS_MAX_ATTEMPTS"], attempts)
-		}
-	}
+		wantQueue := fmt.Sprintf("projects/%s/locations/%s/queues/%s", project, str(q, "location"), str(q, "name"))
+		attempts := fmt.Sprint(num(q, "retry_config", "max_attempts"))
 
-	deadline, err := time.ParseDuration(env(submit.Change.After)["TASKS_DISPATCH_DEADLINE"])
-	is.NoErr(err)                                                                                                   // submit sets TASKS_DISPATCH_DEADLINE
-	is.True(deadline >= 15*time.Second && deadline <= 30*time.Minute)                                               // within Cloud Tasks' limits
-	is.Equal(env(gen.Change.After)["TASKS_DISPATCH_DEADLINE"], env(submit.Change.After)["TASKS_DISPATCH_DEADLINE"]) // generate knows the same deadline
-	is.True(time.Duration(num(gen.Change.After, "service_config", "timeout_seconds"))*time.Second >= deadline)      // generate outlives one delivery
+		submit, gen := p.function(t, "Submit"), p.function(t, "Generate")
+		for _, fn := range []resourceChange{submit, gen} {
+			e := env(fn.Change.After)
+			if e["TASKS_QUEUE"] != wantQueue {
+				t.Errorf("%s: TASKS_QUEUE = %q, want %q", fn.Address, e["TASKS_QUEUE"], wantQueue)
+			}
+			if e["TASKS_MAX_ATTEMPTS"] != attempts {
+				t.Errorf("%s: TASKS_MAX_ATTEMPTS = %q, want the queue's max_attempts %s", fn.Address, e["TASKS_MAX_ATTEMPTS"], attempts)
+			}
+		}
+
+		deadline, err := time.ParseDuration(env(submit.Change.After)["TASKS_DISPATCH_DEADLINE"])
+		is.NoErr(err)                                                                                                   // submit sets TASKS_DISPATCH_DEADLINE
+		is.True(deadline >= 15*time.Second && deadline <= 30*time.Minute)                                               // within Cloud Tasks' limits
+		is.Equal(env(gen.Change.After)["TASKS_DISPATCH_DEADLINE"], env(submit.Change.After)["TASKS_DISPATCH_DEADLINE"]) // generate knows the same deadline
+		is.True(time.Duration(num(gen.Change.After, "service_config", "timeout_seconds"))*time.Second >= deadline)      // generate outlives one delivery
+	})
 }
 
 func sortedValues(m map[string]string) []string {

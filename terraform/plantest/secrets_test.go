@@ -92,33 +92,34 @@ func (p *plan) workloads(t *testing.T) []workload {
 // They receive them only as Secret Manager references (never as plain values),
 // all from the same secret.
 func TestWorkloadsGetSecretsAsReferences(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	source := map[string]string{} // variable → secret id, the first workload's
-	for _, w := range p.workloads(t) {
-		required := []string{"PROGRESS_TOKEN_KEYS", "WEBHOOK_SECRET"}
-		if strings.Contains(w.Address, "progress") {
-			required = required[:1]
-			if _, leaked := w.Secrets["WEBHOOK_SECRET"]; leaked {
-				t.Errorf("%s: the progress service never signs webhooks; it must not read WEBHOOK_SECRET", w.Address)
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		source := map[string]string{} // variable → secret id, the first workload's
+		for _, w := range p.workloads(t) {
+			required := []string{"PROGRESS_TOKEN_KEYS", "WEBHOOK_SECRET"}
+			if strings.Contains(w.Address, "progress") {
+				required = required[:1]
+				if _, leaked := w.Secrets["WEBHOOK_SECRET"]; leaked {
+					t.Errorf("%s: the progress service never signs webhooks; it must not read WEBHOOK_SECRET", w.Address)
+				}
+			}
+			for _, k := range required {
+				if v, ok := w.Plain[k]; ok {
+					t.Errorf("%s: %s is a plain environment variable (%d characters); it must come from Secret Manager", w.Address, k, len(v))
+				}
+				secret := w.Secrets[k]
+				if secret == "" {
+					t.Errorf("%s: %s is not a Secret Manager reference", w.Address, k)
+					continue
+				}
+				if first, ok := source[k]; ok && first != secret {
+					t.Errorf("%s: %s comes from secret %q, another workload's from %q", w.Address, k, secret, first)
+				}
+				source[k] = secret
 			}
 		}
-		for _, k := range required {
-			if v, ok := w.Plain[k]; ok {
-				t.Errorf("%s: %s is a plain environment variable (%d characters); it must come from Secret Manager", w.Address, k, len(v))
-			}
-			secret := w.Secrets[k]
-			if secret == "" {
-				t.Errorf("%s: %s is not a Secret Manager reference", w.Address, k)
-				continue
-			}
-			if first, ok := source[k]; ok && first != secret {
-				t.Errorf("%s: %s comes from secret %q, another workload's from %q", w.Address, k, secret, first)
-			}
-			source[k] = secret
-		}
-	}
-	is.True(source["PROGRESS_TOKEN_KEYS"] != source["WEBHOOK_SECRET"]) // the webhook secret is not the token keys' secret
+		is.True(source["PROGRESS_TOKEN_KEYS"] != source["WEBHOOK_SECRET"]) // the webhook secret is not the token keys' secret
+	})
 }
 
 // TestSecretAccessIsPerSecret: no project-, folder- or organisation-level
@@ -126,65 +127,66 @@ func TestWorkloadsGetSecretsAsReferences(t *testing.T) {
 // readable by that workload's account through a binding on that one secret;
 // and the workload depends on that binding, so a first start does not race it.
 func TestSecretAccessIsPerSecret(t *testing.T) {
-	p := load(t)
-	is := is.New(t)
-	for _, g := range p.grants(t) {
-		broad := strings.HasPrefix(g.Type, "google_project_iam_") || strings.HasPrefix(g.Type, "google_folder_iam_") ||
-			strings.HasPrefix(g.Type, "google_organization_iam_")
-		if broad && strings.HasPrefix(g.Role, "roles/secretmanager.") {
-			t.Errorf("%s grants %s to %s above the secret; grant it on the one secret that account needs", g.Address, g.Role, g.Member)
-		}
-	}
-
-	// (secret id, member) → config addresses of the accessor bindings.
-	type key struct{ secret, member string }
-	access := map[key][]string{}
-	for _, rc := range p.live("google_secret_manager_secret_iam_member", "google_secret_manager_secret_iam_binding") {
-		a := rc.Change.After
-		if str(a, "role") != "roles/secretmanager.secretAccessor" {
-			continue
-		}
-		members := []string{str(a, "member")}
-		if l, ok := a["members"].([]any); ok {
-			members = members[:0]
-			for _, m := range l {
-				s, _ := m.(string)
-				members = append(members, s)
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		for _, g := range p.grants(t) {
+			broad := strings.HasPrefix(g.Type, "google_project_iam_") || strings.HasPrefix(g.Type, "google_folder_iam_") ||
+				strings.HasPrefix(g.Type, "google_organization_iam_")
+			if broad && strings.HasPrefix(g.Role, "roles/secretmanager.") {
+				t.Errorf("%s grants %s to %s above the secret; grant it on the one secret that account needs", g.Address, g.Role, g.Member)
 			}
 		}
-		for _, m := range members {
-			k := key{secretID(str(a, "secret_id")), m}
-			access[k] = append(access[k], configAddress(rc.Address))
-		}
-	}
 
-	deps := map[string][]string{}
-	for _, r := range p.configResources() {
-		deps[r.Address] = r.DependsOn
-	}
-
-	checked := 0
-	for _, w := range p.workloads(t) {
-		if w.ServiceAccount == "" {
-			t.Errorf("%s: service account unknown at plan time", w.Address)
-			continue
-		}
-		member := "serviceAccount:" + w.ServiceAccount
-		for variable, secret := range w.Secrets {
-			checked++
-			bindings := access[key{secret, member}]
-			if len(bindings) == 0 {
-				t.Errorf("%s: %s reads secret %q, but %s has no secretAccessor binding on it", w.Address, variable, secret, w.ServiceAccount)
+		// (secret id, member) → config addresses of the accessor bindings.
+		type key struct{ secret, member string }
+		access := map[key][]string{}
+		for _, rc := range p.live("google_secret_manager_secret_iam_member", "google_secret_manager_secret_iam_binding") {
+			a := rc.Change.After
+			if str(a, "role") != "roles/secretmanager.secretAccessor" {
 				continue
 			}
-			waits := false
-			for _, b := range bindings {
-				waits = waits || slices.Contains(deps[w.ConfigAddress], b)
+			members := []string{str(a, "member")}
+			if l, ok := a["members"].([]any); ok {
+				members = members[:0]
+				for _, m := range l {
+					s, _ := m.(string)
+					members = append(members, s)
+				}
 			}
-			if !waits {
-				t.Errorf("%s: does not depend_on %v, so its first instances may start before %s can read secret %q", w.Address, bindings, w.ServiceAccount, secret)
+			for _, m := range members {
+				k := key{secretID(str(a, "secret_id")), m}
+				access[k] = append(access[k], configAddress(rc.Address))
 			}
 		}
-	}
-	is.True(checked >= 5) // submit and generate reference two secrets each, progress one
+
+		deps := map[string][]string{}
+		for _, r := range p.configResources() {
+			deps[r.Address] = r.DependsOn
+		}
+
+		checked := 0
+		for _, w := range p.workloads(t) {
+			if w.ServiceAccount == "" {
+				t.Errorf("%s: service account unknown at plan time", w.Address)
+				continue
+			}
+			member := "serviceAccount:" + w.ServiceAccount
+			for variable, secret := range w.Secrets {
+				checked++
+				bindings := access[key{secret, member}]
+				if len(bindings) == 0 {
+					t.Errorf("%s: %s reads secret %q, but %s has no secretAccessor binding on it", w.Address, variable, secret, w.ServiceAccount)
+					continue
+				}
+				waits := false
+				for _, b := range bindings {
+					waits = waits || slices.Contains(deps[w.ConfigAddress], b)
+				}
+				if !waits {
+					t.Errorf("%s: does not depend_on %v, so its first instances may start before %s can read secret %q", w.Address, bindings, w.ServiceAccount, secret)
+				}
+			}
+		}
+		is.True(checked >= 5) // submit and generate reference two secrets each, progress one
+	})
 }
