@@ -180,9 +180,10 @@ func TestFanOutDoesNotMultiplyStorageRequests(t *testing.T) {
 	is.Equal(one.idle.Reads, int64(0))     // an unchanged batch is only listed
 	is.Equal(hundred.idle.Reads, int64(0)) // by any number of watchers
 	is.True(one.idle.Lists > 0)
-	// The tail polls on a timer, so the count moves with the machine's load a
-	// little; a cost per watcher would multiply it by a hundred.
-	if diff, tol := hundred.idle.Lists-one.idle.Lists, max(3, one.idle.Lists/5); diff > tol || -diff > tol {
+	// The tail polls on a timer, so the count moves with the machine's load
+	// (a loaded machine may list half as often in one run as in the other); a
+	// cost per watcher would multiply it by a hundred.
+	if hundred.idle.Lists > 2*one.idle.Lists+3 {
 		t.Errorf("listings over %s: %d with 1 watcher, %d with 100", window, one.idle.Lists, hundred.idle.Lists)
 	}
 	// Each change is one read-modify-write by the test and one read by the
