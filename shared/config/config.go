@@ -81,7 +81,7 @@ var Vars = []Var{
 var LocalVars = []Var{
 	{"PORT", "8080", "Port of the local stack (all three functions)."},
 	{"HOST", "127.0.0.1", "Interface the local stack listens on."},
-	{"DATA_DIR", ".data", "Where the local stack keeps the emulated bucket and its signing key."},
+	{"DATA_DIR", ".data", "Where the local stack keeps the emulated bucket, its signing key and its unfinished tasks (a restart on the same PORT delivers them)."},
 	{"LOCAL_GCS_ADDR", "127.0.0.1:4443", "Address of the embedded Cloud Storage emulator (signed URLs point here)."},
 	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
 	{"TASKS_DUPLICATE_DELIVERY", "false", "Deliver every task twice, to watch at-least-once delivery do no harm."},
