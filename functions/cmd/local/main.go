@@ -236,7 +236,8 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	mux.Handle("/assets/", submitH)
 	if cloudRunIAM {
 		a.iam = devstack.NewCloudRunIAM(devstack.CloudRunIAMOptions{
-			Tokens: tokens, Audiences: []string{a.cfg.TasksOIDCAudience}, Invokers: []string{a.cfg.TasksServiceAccount},
+			// Cloud Run accepts tokens for its own URL and for custom audiences.
+			Tokens: tokens, Audiences: []string{a.cfg.GenerateURL, a.cfg.TasksOIDCAudience}, Invokers: []string{a.cfg.TasksServiceAccount},
 		}, generateH)
 		generateH = a.iam
 	}
