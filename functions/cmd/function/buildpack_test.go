@@ -224,7 +224,8 @@ func buildFromArchive(t *testing.T, target string) string {
 
 	bin := filepath.Join(t.TempDir(), "function")
 	build := func(extra ...string) ([]byte, error) {
-		cmd := exec.Command("go", "build", "-o", bin, "./"+appDir)
+		// -trimpath keeps the build cache valid across temporary directories.
+		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./"+appDir)
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), append([]string{"GOFLAGS=-mod=mod -buildvcs=false"}, extra...)...)
 		return cmd.CombinedOutput()
