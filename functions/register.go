@@ -291,13 +291,12 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 		}
 		gens[batch.Live] = g
 	}
-	tasks := auth.TaskAuth{Queue: cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:], ServiceAccount: cfg.TasksServiceAccount}
-	if cfg.TasksOIDCAudience != "" {
-		v, err := auth.NewGoogle(auth.GoogleOptions{Audiences: []string{cfg.TasksOIDCAudience}, Leeway: time.Minute})
-		if err != nil {
-			return nil, err
-		}
-		tasks.Verifier = v
+	// Cloud Run verifies the task's token for IAM and strips its signature;
+	// generate checks what the stripped token says.
+	tasks := auth.TaskAuth{
+		Queue:      cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:],
+		Token:      auth.TaskToken{Audience: cfg.TasksOIDCAudience, ServiceAccount: cfg.TasksServiceAccount, Leeway: time.Minute},
+		OnCloudRun: cfg.CloudRunService != "",
 	}
 	return generate.New(generate.Config{
 		Lease:          cfg.RowLease,

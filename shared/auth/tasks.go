@@ -1,45 +1,158 @@
 package auth
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
-// TaskAuth admits only Cloud Tasks to the generate function: the request must
-// name the expected queue (X-CloudTasks-QueueName) and, when a verifier is
-// configured, carry an OIDC token for the expected audience issued to the
-// queue's service account. In the cloud the function is also private (IAM
-// invoker granted only to that account); this is the second lock.
+// StrippedSignature is what Cloud Run leaves in place of an ID token's
+// signature once its IAM check has verified the token: the container receives
+// header.payload.SIGNATURE_REMOVED_BY_GOOGLE, so the token can no longer be
+// verified there, only read.
+const StrippedSignature = "SIGNATURE_REMOVED_BY_GOOGLE"
+
+// googleIssuers are the issuers of Google-signed ID tokens, which Cloud Tasks'
+// OIDC tokens are.
+var googleIssuers = []string{"https://accounts.google.com", "accounts.google.com"}
+
+// TaskToken is what the ID token of every task delivery must say.
+type TaskToken struct {
+	// Audience is the token's expected audience (TASKS_OIDC_AUDIENCE).
+	Audience string
+	// ServiceAccount is the queue's service account, whose verified e-mail the
+	// token must carry (TASKS_SERVICE_ACCOUNT).
+	ServiceAccount string
+	// Leeway tolerates clock skew on exp, iat and nbf.
+	Leeway time.Duration
+}
+
+// CheckTaskToken reads a task's ID token as Cloud Run hands it to the
+// container and checks its claims. Its signature was verified by Cloud Run's
+// IAM check, which admits only the invoker (the queue's service account), and
+// then removed; what proves the token passed that check is the stripped
+// marker in place of the signature. A token that still carries a signature did
+// not come through Cloud Run and is refused. Errors are UNAUTHENTICATED for a
+// token that is not a valid stripped token for want.Audience, FORBIDDEN for a
+// valid one of another account.
+func CheckTaskToken(raw string, want TaskToken, now time.Time) (Claims, error) {
+	fail := func(why string) (Claims, error) {
+		return Claims{}, &problem.Error{Code: problem.Unauthenticated, Detail: "the task's OIDC token is not valid", Err: errors.New("auth: task token: " + why)}
+	}
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return fail("not a compact JWT")
+	}
+	if parts[2] != StrippedSignature {
+		return fail("its signature was not removed by Cloud Run's IAM check")
+	}
+	var head struct {
+		Alg string `json:"alg"`
+	}
+	if err := decodeSegment(parts[0], &head); err != nil {
+		return fail("header: " + err.Error())
+	}
+	if head.Alg != "RS256" {
+		return fail("algorithm " + head.Alg + " is not RS256")
+	}
+	var c Claims
+	if err := decodeSegment(parts[1], &c); err != nil {
+		return fail("claims: " + err.Error())
+	}
+	if c.Expiry == nil {
+		return fail("no expiry")
+	}
+	if err := c.ValidateWithLeeway(jwt.Expected{AnyAudience: []string{want.Audience}, Time: now}, want.Leeway); err != nil {
+		return fail(err.Error())
+	}
+	issuerOK := false
+	for _, iss := range googleIssuers {
+		issuerOK = issuerOK || c.Issuer == iss
+	}
+	if !issuerOK {
+		return fail("issuer " + c.Issuer + " is not Google")
+	}
+	if c.Email != want.ServiceAccount || !c.EmailVerified {
+		return Claims{}, problem.New(problem.Forbidden, "the task's token is not the queue's service account")
+	}
+	return c, nil
+}
+
+func decodeSegment(seg string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// TaskAuth admits only Cloud Tasks to the generate function. In the cloud the
+// function is private: Cloud Run's IAM check lets through only the queue's
+// service account (the invoker) and verifies the token's signature. The
+// handler then checks the queue name (X-CloudTasks-QueueName) and, with
+// Token.Audience set, the claims of the stripped token (CheckTaskToken).
 type TaskAuth struct {
 	// Queue is the queue's short id (the last element of its name).
 	Queue string
-	// Verifier checks the OIDC token; nil skips the check (the local stack).
-	Verifier *Google
-	// ServiceAccount is the email the token must be issued to.
-	ServiceAccount string
+	// Token is what each task's ID token must say; an empty Audience skips
+	// the token (the local stack without its Cloud Run front-end).
+	Token TaskToken
+	// OnCloudRun is set on a deployment (K_SERVICE): there a token check is
+	// mandatory, and without one every task is refused (503 NOT_READY) rather
+	// than run unchecked.
+	OnCloudRun bool
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// misconfigured says why the token check cannot run, or "".
+func (a TaskAuth) misconfigured() string {
+	switch {
+	case a.Token.Audience == "" && a.OnCloudRun:
+		return "TASKS_OIDC_AUDIENCE is not set on Cloud Run, so task tokens cannot be checked; every task is refused until it is"
+	case a.Token.Audience != "" && a.Token.ServiceAccount == "":
+		return "TASKS_OIDC_AUDIENCE is set without TASKS_SERVICE_ACCOUNT, so task tokens cannot be checked; every task is refused until it is"
+	}
+	return ""
 }
 
 // Require wraps next.
 func (a TaskAuth) Require(next http.Handler) http.Handler {
+	now := a.Now
+	if now == nil {
+		now = time.Now
+	}
+	why := a.misconfigured()
+	var warn sync.Once
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if why != "" {
+			warn.Do(func() { obs.Logger(r.Context()).Error("auth: generate refuses tasks: " + why) })
+			problem.Write(w, r, problem.New(problem.NotReady, "the generate function is misconfigured; see its logs"))
+			return
+		}
 		if q := r.Header.Get("X-CloudTasks-QueueName"); q != a.Queue {
 			problem.Write(w, r, problem.New(problem.Forbidden, "only the %s task queue may call this endpoint", a.Queue))
 			return
 		}
-		if a.Verifier != nil {
+		if a.Token.Audience != "" {
 			raw, ok := bearer(r)
 			if !ok {
 				problem.Write(w, r, problem.New(problem.Unauthenticated, "the task carries no OIDC token"))
 				return
 			}
-			c, err := a.Verifier.Verify(r.Context(), raw)
-			if err != nil {
-				problem.Write(w, r, problem.Wrap(problem.Unauthenticated, err, "the task's OIDC token is not valid"))
-				return
-			}
-			if c.Email != a.ServiceAccount || !c.EmailVerified {
-				problem.Write(w, r, problem.New(problem.Forbidden, "the task's token is not the queue's service account"))
+			if _, err := CheckTaskToken(raw, a.Token, now()); err != nil {
+				// Cloud Tasks retries refused deliveries; say why in the logs.
+				obs.Logger(r.Context()).Warn("auth: task refused", "error", err)
+				problem.Write(w, r, err)
 				return
 			}
 		}

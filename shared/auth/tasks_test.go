@@ -1,8 +1,13 @@
 package auth_test
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +15,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -30,65 +36,134 @@ func taskClaims(mods ...func(*auth.Claims)) auth.Claims {
 	}}, mods...)...)
 }
 
-func TestTaskAuth(t *testing.T) {
-	token := func(mods ...func(*auth.Claims)) func(t *testing.T) string {
-		return func(t *testing.T) string { return "Bearer " + mint(t, keyA(), "A", taskClaims(mods...)) }
+// stripped is a token as Cloud Run hands it to the container after its IAM
+// check: the signature replaced by the marker.
+func stripped(signed string) string {
+	return signed[:strings.LastIndex(signed, ".")+1] + auth.StrippedSignature
+}
+
+// strippedClaims is a stripped RS256 token over c.
+func strippedClaims(t *testing.T, c any) string {
+	return stripped(mint(t, keyA(), "A", c))
+}
+
+// handMade builds header.payload.signature from raw JSON segments.
+func handMade(header, payload, signature string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(header)) + "." + enc([]byte(payload)) + "." + signature
+}
+
+var want = auth.TaskToken{Audience: taskAudience, ServiceAccount: serviceAccount, Leeway: time.Minute}
+
+func TestCheckTaskToken(t *testing.T) {
+	mod := func(mods ...func(*auth.Claims)) func(t *testing.T) string {
+		return func(t *testing.T) string { return strippedClaims(t, taskClaims(mods...)) }
 	}
-	none := func(*testing.T) string { return "" }
+	payload, err := json.Marshal(taskClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
-		name          string
-		verify        bool // with a Verifier
-		queue         string
-		queueHeader   bool
-		authorization func(t *testing.T) string
-		want          problem.Code // "" when next runs
+		name  string
+		token func(t *testing.T) string
+		want  problem.Code // "" when accepted
 	}{
-		{"no queue header, no verifier", false, "", false, none, problem.Forbidden},
-		{"wrong queue, no verifier", false, "other-queue", true, none, problem.Forbidden},
-		{"queue name in another case", false, "Generate", true, none, problem.Forbidden},
-		{"full queue name instead of its id", false, "projects/p/locations/l/queues/generate", true, none, problem.Forbidden},
-		{"right queue, no verifier", false, taskQueue, true, none, ""},
-		{"no queue header, valid token", true, "", false, token(), problem.Forbidden},
-		{"wrong queue, valid token", true, "other-queue", true, token(), problem.Forbidden},
-		{"right queue, no token", true, taskQueue, true, none, problem.Unauthenticated},
-		{"right queue, not a bearer token", true, taskQueue, true, func(t *testing.T) string {
-			return "Basic " + mint(t, keyA(), "A", taskClaims())
+		{"stripped token of the queue's account", mod(), ""},
+		{"issuer without scheme", mod(func(c *auth.Claims) { c.Issuer = "accounts.google.com" }), ""},
+		{"audience among others", mod(func(c *auth.Claims) { c.Audience = jwt.Audience{"https://other.example", taskAudience} }), ""},
+		{"expired within the leeway", mod(func(c *auth.Claims) { c.Expiry = jwt.NewNumericDate(t0.Add(-30 * time.Second)) }), ""},
+		{"still signed: did not pass Cloud Run", func(t *testing.T) string { return mint(t, keyA(), "A", taskClaims()) }, problem.Unauthenticated},
+		{"empty signature", func(*testing.T) string {
+			return handMade(`{"alg":"RS256","typ":"JWT"}`, string(payload), "")
 		}, problem.Unauthenticated},
-		{"right queue, token for another audience", true, taskQueue, true, token(func(c *auth.Claims) {
-			c.Audience = jwt.Audience{"https://submit-abc123-uc.a.run.app"}
-		}), problem.Unauthenticated},
-		{"right queue, expired token", true, taskQueue, true, token(func(c *auth.Claims) {
+		{"marker with alg none", func(*testing.T) string {
+			return handMade(`{"alg":"none","typ":"JWT"}`, string(payload), auth.StrippedSignature)
+		}, problem.Unauthenticated},
+		{"marker with HMAC", func(*testing.T) string {
+			return handMade(`{"alg":"HS256","typ":"JWT"}`, string(payload), auth.StrippedSignature)
+		}, problem.Unauthenticated},
+		{"two segments", func(*testing.T) string { return "abc." + auth.StrippedSignature }, problem.Unauthenticated},
+		{"payload not base64", func(*testing.T) string {
+			return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256"}`)) + ".%%%." + auth.StrippedSignature
+		}, problem.Unauthenticated},
+		{"payload not JSON", func(*testing.T) string {
+			return handMade(`{"alg":"RS256","typ":"JWT"}`, "not json", auth.StrippedSignature)
+		}, problem.Unauthenticated},
+		{"another audience", mod(func(c *auth.Claims) { c.Audience = jwt.Audience{"https://submit-abc123-uc.a.run.app"} }), problem.Unauthenticated},
+		{"no audience", mod(func(c *auth.Claims) { c.Audience = nil }), problem.Unauthenticated},
+		{"expired", mod(func(c *auth.Claims) {
 			c.IssuedAt, c.Expiry = jwt.NewNumericDate(t0.Add(-2*time.Hour)), jwt.NewNumericDate(t0.Add(-time.Hour))
 		}), problem.Unauthenticated},
-		{"right queue, forged token", true, taskQueue, true, func(t *testing.T) string {
-			return "Bearer " + mint(t, keyEvil(), "A", taskClaims())
-		}, problem.Unauthenticated},
-		{"right queue, another service account", true, taskQueue, true, token(func(c *auth.Claims) {
-			c.Email = "attacker@evil-project.iam.gserviceaccount.com"
-		}), problem.Forbidden},
-		{"right queue, no email", true, taskQueue, true, token(func(c *auth.Claims) {
-			c.Email = ""
-		}), problem.Forbidden},
-		{"right queue, email not verified", true, taskQueue, true, token(func(c *auth.Claims) {
-			c.EmailVerified = false
-		}), problem.Forbidden},
-		{"right queue, valid token", true, taskQueue, true, token(), ""},
+		{"no expiry", mod(func(c *auth.Claims) { c.Expiry = nil }), problem.Unauthenticated},
+		{"issued in the future", mod(func(c *auth.Claims) { c.IssuedAt = jwt.NewNumericDate(t0.Add(10 * time.Minute)) }), problem.Unauthenticated},
+		{"not yet valid", mod(func(c *auth.Claims) { c.NotBefore = jwt.NewNumericDate(t0.Add(10 * time.Minute)) }), problem.Unauthenticated},
+		{"Identity Platform issuer", mod(func(c *auth.Claims) { c.Issuer = "https://securetoken.google.com/assetgen-prod" }), problem.Unauthenticated},
+		{"no issuer", mod(func(c *auth.Claims) { c.Issuer = "" }), problem.Unauthenticated},
+		{"another service account", mod(func(c *auth.Claims) { c.Email = "attacker@evil-project.iam.gserviceaccount.com" }), problem.Forbidden},
+		{"e-mail in another case", mod(func(c *auth.Claims) { c.Email = strings.ToUpper(serviceAccount) }), problem.Forbidden},
+		{"no e-mail", mod(func(c *auth.Claims) { c.Email = "" }), problem.Forbidden},
+		{"e-mail not verified", mod(func(c *auth.Claims) { c.EmailVerified = false }), problem.Forbidden},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
-			a := auth.TaskAuth{Queue: taskQueue, ServiceAccount: serviceAccount}
-			if tt.verify {
-				keys := newJWKS(t, publicJWK(keyA(), "A"))
-				v, err := auth.NewGoogle(auth.GoogleOptions{
-					Audiences: []string{taskAudience}, JWKSURLs: []string{keys.URL},
-					HTTPClient: keys.Client(), Leeway: time.Minute, Now: newClock().Now,
-				})
-				is.NoErr(err)
-				a.Verifier = v
+			c, err := auth.CheckTaskToken(tt.token(t), want, t0)
+			if tt.want == "" {
+				is.NoErr(err)                     // accepted
+				is.Equal(c.Email, serviceAccount) // claims returned
+				return
 			}
+			wantCode(t, err, tt.want)
+		})
+	}
+}
+
+func TestTaskAuth(t *testing.T) {
+	bearerOf := func(token func(t *testing.T) string) func(t *testing.T) string {
+		return func(t *testing.T) string { return "Bearer " + token(t) }
+	}
+	valid := bearerOf(func(t *testing.T) string { return strippedClaims(t, taskClaims()) })
+	none := func(*testing.T) string { return "" }
+	checked := auth.TaskToken{Audience: taskAudience, ServiceAccount: serviceAccount, Leeway: time.Minute}
+	tests := []struct {
+		name          string
+		token         auth.TaskToken
+		onCloudRun    bool
+		queue         string // "-" sends no header
+		authorization func(t *testing.T) string
+		want          problem.Code // "" when next runs
+	}{
+		{"local: no queue header", auth.TaskToken{}, false, "-", none, problem.Forbidden},
+		{"local: wrong queue", auth.TaskToken{}, false, "other-queue", none, problem.Forbidden},
+		{"local: queue name in another case", auth.TaskToken{}, false, "Generate", none, problem.Forbidden},
+		{"local: full queue name instead of its id", auth.TaskToken{}, false, "projects/p/locations/l/queues/generate", none, problem.Forbidden},
+		{"local: right queue, no token needed", auth.TaskToken{}, false, taskQueue, none, ""},
+		{"Cloud Run without an audience", auth.TaskToken{}, true, taskQueue, valid, problem.NotReady},
+		{"audience without a service account", auth.TaskToken{Audience: taskAudience}, false, taskQueue, valid, problem.NotReady},
+		{"no queue header, valid token", checked, true, "-", valid, problem.Forbidden},
+		{"wrong queue, valid token", checked, true, "other-queue", valid, problem.Forbidden},
+		{"right queue, no token", checked, true, taskQueue, none, problem.Unauthenticated},
+		{"right queue, not a bearer token", checked, true, taskQueue, func(t *testing.T) string {
+			return "Basic " + strippedClaims(t, taskClaims())
+		}, problem.Unauthenticated},
+		{"right queue, signed token (not through Cloud Run)", checked, true, taskQueue, bearerOf(func(t *testing.T) string {
+			return mint(t, keyA(), "A", taskClaims())
+		}), problem.Unauthenticated},
+		{"right queue, token for another audience", checked, true, taskQueue, bearerOf(func(t *testing.T) string {
+			return strippedClaims(t, taskClaims(func(c *auth.Claims) { c.Audience = jwt.Audience{"https://other.example"} }))
+		}), problem.Unauthenticated},
+		{"right queue, another service account", checked, true, taskQueue, bearerOf(func(t *testing.T) string {
+			return strippedClaims(t, taskClaims(func(c *auth.Claims) { c.Email = "attacker@evil-project.iam.gserviceaccount.com" }))
+		}), problem.Forbidden},
+		{"Cloud Run: right queue, stripped token", checked, true, taskQueue, valid, ""},
+		{"local front-end: right queue, stripped token", checked, false, taskQueue, valid, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			a := auth.TaskAuth{Queue: taskQueue, Token: tt.token, OnCloudRun: tt.onCloudRun, Now: newClock().Now}
 			r := httptest.NewRequest(http.MethodPost, "/", nil)
-			if tt.queueHeader {
+			if tt.queue != "-" {
 				r.Header.Set("X-CloudTasks-QueueName", tt.queue)
 			}
 			if h := tt.authorization(t); h != "" {
@@ -107,4 +182,22 @@ func TestTaskAuth(t *testing.T) {
 			wantProblem(t, rec, tt.want)
 		})
 	}
+}
+
+// A deployment without a token check refuses every task and says why in its
+// logs, once rather than on every delivery.
+func TestTaskAuthMisconfiguredLogsOnce(t *testing.T) {
+	is := is.New(t)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	h := auth.TaskAuth{Queue: taskQueue, OnCloudRun: true}.Require(&recorder{})
+	for range 3 {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.Header.Set("X-CloudTasks-QueueName", taskQueue)
+		r = r.WithContext(obs.WithLogger(r.Context(), log))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		wantProblem(t, rec, problem.NotReady)
+	}
+	is.Equal(strings.Count(logs.String(), "TASKS_OIDC_AUDIENCE is not set"), 1) // the reason is logged once
 }

@@ -89,6 +89,7 @@ func (c *Clients) Enqueuer(cfg config.Config) *queue.Enqueuer {
 		Queue:            cfg.Queue,
 		TargetURL:        cfg.GenerateURL,
 		ServiceAccount:   cfg.TasksServiceAccount,
+		Audience:         cfg.TasksOIDCAudience,
 		DispatchDeadline: cfg.DispatchDeadline,
 	})
 }

@@ -66,7 +66,7 @@ var Vars = []Var{
 	{"PROGRESS_TOKEN_TTL", "1h", "Lifetime of the progress token in progressUrl."},
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
-	{"TASKS_OIDC_AUDIENCE", "", "When set, generate verifies each task's OIDC token has this audience and TASKS_SERVICE_ACCOUNT's email."},
+	{"TASKS_OIDC_AUDIENCE", "", "Audience of the tasks' OIDC tokens (empty: Cloud Tasks uses GENERATE_URL). When set, generate checks each task's token as Cloud Run hands it on (signature removed after Cloud Run's IAM check): this audience, Google's issuer, TASKS_SERVICE_ACCOUNT's verified e-mail, not expired."},
 	{"WEBHOOK_SECRET", "(local: derived from the signing key)", "Secret that signs completion webhooks (X-Assetgen-Signature); from Secret Manager."},
 	{"NOTIFY_MAX_ELAPSED", "30s", "How long one webhook or Sheets delivery keeps retrying before it is recorded as failed (the housekeeping job retries it later)."},
 	{"METRICS_TOKEN", "", "Bearer token a scraper presents to read /metrics on a deployment (open locally; off when empty)."},
@@ -74,17 +74,19 @@ var Vars = []Var{
 	{"HISTORY_RETENTION", "720h", "How long batches, their images and history are kept: stable image links last as long; the housekeeping job deletes what is older."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
 	{"TASKS_EMULATOR_HOST", "(local: set by make run)", "host:port of the Cloud Tasks stand-in; the tasks client uses it instead of Google Cloud."},
+	{"K_SERVICE", "(set by Cloud Run)", "Name of the Cloud Run service; where it is set, generate refuses every task (503 NOT_READY) unless TASKS_OIDC_AUDIENCE is set."},
 }
 
 // LocalVars are the settings only the local stack (make run) reads.
 var LocalVars = []Var{
 	{"PORT", "8080", "Port of the local stack (all three functions)."},
 	{"HOST", "127.0.0.1", "Interface the local stack listens on."},
-	{"DATA_DIR", ".data", "Where the local stack keeps the emulated bucket and its signing key."},
+	{"DATA_DIR", ".data", "Where the local stack keeps the emulated bucket, its signing key and its unfinished tasks (a restart on the same PORT delivers them)."},
 	{"LOCAL_GCS_ADDR", "127.0.0.1:4443", "Address of the embedded Cloud Storage emulator (signed URLs point here)."},
 	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
 	{"TASKS_DUPLICATE_DELIVERY", "false", "Deliver every task twice, to watch at-least-once delivery do no harm."},
 	{"LOCAL_TASKS_MAX_CONCURRENT", "100", "Deliveries the Cloud Tasks stand-in makes at once (the queue's max concurrent dispatches)."},
+	{"LOCAL_CLOUD_RUN_IAM", "false", "Put a Cloud Run-like IAM check before the generate route: tasks carry signed OIDC tokens of TASKS_SERVICE_ACCOUNT, the check answers 401/403 as Cloud Run does and hands generate the token with its signature removed."},
 	{"LOCAL_FAKE_MODEL", "false", "Serve live runs from an embedded fake of the Gemini API (free; prompt markers such as [blocked] script failures)."},
 	{"LOCAL_FAKE_MODEL_DELAY", "1s", "How long the fake model takes per image."},
 }
@@ -153,6 +155,8 @@ type Config struct {
 	LogLevel            slog.Level
 	StorageEmulatorHost string
 	TasksEmulatorHost   string
+	// CloudRunService is K_SERVICE, which Cloud Run sets in every instance.
+	CloudRunService string
 }
 
 // Local reports whether the config points at the embedded emulators.
@@ -208,6 +212,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MetricsToken:        getenv("METRICS_TOKEN"),
 		StorageEmulatorHost: p.str("STORAGE_EMULATOR_HOST", ""),
 		TasksEmulatorHost:   p.str("TASKS_EMULATOR_HOST", ""),
+		CloudRunService:     p.str("K_SERVICE", ""),
 	}
 	c.RowLease = p.dur("ROW_LEASE", c.DispatchDeadline+30*time.Second)
 	if c.ProgressBaseURL == "" {

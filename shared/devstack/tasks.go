@@ -3,11 +3,15 @@ package devstack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +23,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -46,6 +52,14 @@ type TasksOptions struct {
 	// Latency is added to every API call (CreateTask, GetQueue), to measure how
 	// a caller's critical path grows with a real network between it and the queue.
 	Latency time.Duration
+	// Dir keeps every task not yet finished, one JSON file per task, the way
+	// the real queue keeps them: a stand-in started on the same Dir delivers
+	// them again (queued, in flight or waiting for a retry when the last one
+	// stopped). Empty keeps tasks in memory only.
+	Dir string
+	// IDTokens signs the OIDC tokens of tasks that ask for one (a key is made
+	// on the first such task when nil).
+	IDTokens *IDTokens
 }
 
 // TaskStats count what the stand-in did.
@@ -56,11 +70,13 @@ type TaskStats struct {
 	Failures   int64 // deliveries answered non-2xx or not answered
 	Succeeded  int64 // tasks that got a 2xx
 	Dropped    int64 // tasks abandoned after MaxAttempts
+	Restored   int64 // unfinished tasks read back from Dir at start
 }
 
 // Tasks is a Cloud Tasks stand-in: the real gRPC API over loopback, HTTP delivery
-// with the X-CloudTasks-* headers, dedup by task name, retries with exponential
-// backoff, at-least-once delivery.
+// with the X-CloudTasks-* headers, OIDC tokens, dedup by task name, retries with
+// exponential backoff, at-least-once delivery, and tasks that outlive the
+// process when Dir is set.
 type Tasks struct {
 	cloudtaskspb.UnimplementedCloudTasksServer
 
@@ -77,9 +93,27 @@ type Tasks struct {
 	names    map[string]bool
 	inflight int
 	idle     chan struct{} // closed while nothing is in flight
+	running  sync.WaitGroup
 
-	created, duplicates, deliveries, failures, succeeded, dropped atomic.Int64
+	tokensOnce sync.Once
+	tokens     *IDTokens
+	tokensErr  error
+
+	created, duplicates, deliveries, failures, succeeded, dropped, restored atomic.Int64
 }
+
+// queued is one task the stand-in has not finished: its stored form (the
+// Task message, whose dispatch and response counts grow with each attempt)
+// and how many delivery sequences still run it.
+type queued struct {
+	mu     sync.Mutex
+	task   *cloudtaskspb.Task
+	copies int
+	done   bool
+}
+
+// taskID is what Cloud Tasks allows as the last element of a task name.
+var taskID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,500}$`)
 
 // StartTasks serves the stand-in.
 func StartTasks(o TasksOptions) (*Tasks, error) {
@@ -101,6 +135,13 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	var stored []*cloudtaskspb.Task
+	if o.Dir != "" {
+		var err error
+		if stored, err = loadTasks(o.Dir, o.Queue, o.Log); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: tasks listen %s: %w", o.Addr, err)
@@ -109,9 +150,14 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 	t := &Tasks{
 		Addr: ln.Addr().String(), opts: o, grpc: grpc.NewServer(),
 		sem: semaphore.NewWeighted(o.MaxConcurrent), ctx: ctx, cancel: cancel,
-		names: map[string]bool{}, idle: make(chan struct{}),
+		names: map[string]bool{}, idle: make(chan struct{}), tokens: o.IDTokens,
 	}
 	close(t.idle)
+	for _, task := range stored {
+		t.names[task.GetName()] = true
+		t.restored.Add(1)
+		t.schedule(&queued{task: task})
+	}
 	cloudtaskspb.RegisterCloudTasksServer(t.grpc, t)
 	go func() {
 		if err := t.grpc.Serve(ln); err != nil {
@@ -121,10 +167,12 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 	return t, nil
 }
 
-// Close stops serving and abandons deliveries in flight.
+// Close stops serving and abandons deliveries in flight, as a process that
+// dies does: with Dir set, their tasks stay there for the next start.
 func (t *Tasks) Close() {
 	t.cancel()
 	t.grpc.Stop()
+	t.running.Wait()
 }
 
 // Stats returns the counters.
@@ -132,6 +180,7 @@ func (t *Tasks) Stats() TaskStats {
 	return TaskStats{
 		Created: t.created.Load(), Duplicates: t.duplicates.Load(), Deliveries: t.deliveries.Load(),
 		Failures: t.failures.Load(), Succeeded: t.succeeded.Load(), Dropped: t.dropped.Load(),
+		Restored: t.restored.Load(),
 	}
 }
 
@@ -194,8 +243,10 @@ func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequ
 	name := task.GetName()
 	if name == "" {
 		name = fmt.Sprintf("%s/tasks/%d", t.opts.Queue, time.Now().UnixNano())
-	} else if !strings.HasPrefix(name, t.opts.Queue+"/tasks/") {
+	} else if id, ok := strings.CutPrefix(name, t.opts.Queue+"/tasks/"); !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "task name %q is not in queue %q", name, t.opts.Queue)
+	} else if !taskID.MatchString(id) {
+		return nil, status.Errorf(codes.InvalidArgument, "task id %q: only letters, digits, - and _, at most 500", id)
 	}
 	t.mu.Lock()
 	if t.names[name] {
@@ -205,7 +256,6 @@ func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequ
 	}
 	t.names[name] = true
 	t.mu.Unlock()
-	t.created.Add(1)
 
 	now := time.Now()
 	out := &cloudtaskspb.Task{
@@ -218,58 +268,90 @@ func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequ
 	if out.DispatchDeadline == nil {
 		out.DispatchDeadline = durationpb.New(10 * time.Minute)
 	}
+	q := &queued{task: out}
+	// Stored before CreateTask answers: an accepted task survives a restart.
+	if err := t.store(q); err != nil {
+		t.mu.Lock()
+		delete(t.names, name)
+		t.mu.Unlock()
+		return nil, status.Errorf(codes.Internal, "storing task %q: %v", name, err)
+	}
+	t.created.Add(1)
+	answer := proto.Clone(out).(*cloudtaskspb.Task)
+	t.schedule(q)
+	return answer, nil
+}
+
+// schedule starts q's delivery sequences: one, or two concurrent ones with
+// DuplicateDelivery.
+func (t *Tasks) schedule(q *queued) {
 	copies := 1
 	if t.opts.DuplicateDelivery {
 		copies = 2
 	}
+	q.copies = copies
+	first, executions := int(q.task.GetDispatchCount()), int(q.task.GetResponseCount())
 	for range copies {
 		t.track(1)
+		t.running.Add(1)
 		go func() {
+			defer t.running.Done()
 			defer t.track(-1)
-			t.deliver(out)
+			t.deliver(q, first, executions)
 		}()
 	}
-	return out, nil
 }
 
 // deliver runs one delivery sequence: attempts with backoff until a 2xx or the
-// attempt budget is spent.
-func (t *Tasks) deliver(task *cloudtaskspb.Task) {
+// attempt budget is spent. A task read back after a restart starts from the
+// attempts it had already been dispatched.
+func (t *Tasks) deliver(q *queued, first, executions int) {
+	task := q.task
+	name := task.GetName()
 	if !t.wait(time.Until(task.GetScheduleTime().AsTime())) {
 		return
 	}
 	queueID := t.opts.Queue[strings.LastIndex(t.opts.Queue, "/")+1:]
-	taskID := task.GetName()[strings.LastIndex(task.GetName(), "/")+1:]
+	taskID := name[strings.LastIndex(name, "/")+1:]
 	backoff := t.opts.MinBackoff
-	executions := 0
-	for attempt := 0; attempt < t.opts.MaxAttempts; attempt++ {
-		if attempt > 0 {
+	for attempt := first; attempt < t.opts.MaxAttempts; attempt++ {
+		if attempt > first {
 			if !t.wait(backoff) {
 				return
 			}
 			backoff = min(backoff*2, t.opts.MaxBackoff)
 		}
-		code, err := t.attempt(task, queueID, taskID, attempt, executions)
-		// Cloud Tasks counts executions that got a response, 5xx excepted.
-		if err == nil && (code < 500 || code > 599) {
-			executions++
+		code, err := t.attempt(q, queueID, taskID, attempt, executions)
+		if t.ctx.Err() != nil {
+			// Closed mid-attempt: the task stays stored, as after a crash.
+			return
 		}
 		if err == nil && code >= 200 && code < 300 {
 			t.succeeded.Add(1)
+			t.finish(q, true)
 			return
+		}
+		// Cloud Tasks counts executions that got a response, 5xx excepted.
+		if err == nil && (code < 500 || code > 599) {
+			executions++
+			t.record(q, func(s *cloudtaskspb.Task) { s.ResponseCount = max(s.ResponseCount, int32(executions)) })
 		}
 		t.failures.Add(1)
 		t.opts.Log.Debug("devstack: task delivery failed", "task", taskID, "attempt", attempt+1, "status", code, "error", err)
 	}
 	t.dropped.Add(1)
+	t.finish(q, false)
 	t.opts.Log.Warn("devstack: task dropped after max attempts", "task", taskID, "attempts", t.opts.MaxAttempts)
 }
 
-func (t *Tasks) attempt(task *cloudtaskspb.Task, queueID, taskID string, retries, executions int) (int, error) {
+func (t *Tasks) attempt(q *queued, queueID, taskID string, retries, executions int) (int, error) {
 	if err := t.sem.Acquire(t.ctx, 1); err != nil {
 		return 0, err
 	}
 	defer t.sem.Release(1)
+	task := q.task
+	// Cloud Tasks counts an attempt as dispatched before it is answered.
+	t.record(q, func(s *cloudtaskspb.Task) { s.DispatchCount = max(s.DispatchCount, int32(retries+1)) })
 	t.deliveries.Add(1)
 	hr := task.GetHttpRequest()
 	ctx, cancel := context.WithTimeout(t.ctx, task.GetDispatchDeadline().AsDuration())
@@ -284,6 +366,23 @@ func (t *Tasks) attempt(task *cloudtaskspb.Task, queueID, taskID string, retries
 	}
 	for k, v := range hr.GetHeaders() {
 		req.Header.Set(k, v)
+	}
+	if oidc := hr.GetOidcToken(); oidc != nil {
+		// Cloud Tasks mints the token at dispatch; its audience defaults to
+		// the task's URL.
+		aud := oidc.GetAudience()
+		if aud == "" {
+			aud = hr.GetUrl()
+		}
+		tokens, err := t.idTokens()
+		if err != nil {
+			return 0, err
+		}
+		raw, err := tokens.Mint(oidc.GetServiceAccountEmail(), aud)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+raw)
 	}
 	req.Header.Set("User-Agent", "Google-Cloud-Tasks")
 	req.Header.Set("X-CloudTasks-QueueName", queueID)
@@ -328,4 +427,126 @@ func (t *Tasks) wait(d time.Duration) bool {
 	case <-timer.C:
 		return true
 	}
+}
+
+// IDTokens returns the signer of the tasks' OIDC tokens, whose key verifies them.
+func (t *Tasks) IDTokens() (*IDTokens, error) { return t.idTokens() }
+
+func (t *Tasks) idTokens() (*IDTokens, error) {
+	t.tokensOnce.Do(func() {
+		if t.tokens == nil {
+			t.tokens, t.tokensErr = NewIDTokens()
+		}
+	})
+	return t.tokens, t.tokensErr
+}
+
+// record changes q's stored counts and writes them back.
+func (t *Tasks) record(q *queued, change func(*cloudtaskspb.Task)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.done {
+		return
+	}
+	change(q.task)
+	if err := t.write(q.task); err != nil {
+		t.opts.Log.Warn("devstack: storing task", "task", q.task.GetName(), "error", err)
+	}
+}
+
+// store writes a new task.
+func (t *Tasks) store(q *queued) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return t.write(q.task)
+}
+
+// finish ends one delivery sequence of q: the task is forgotten once it
+// succeeds, or once every sequence has given up.
+func (t *Tasks) finish(q *queued, succeeded bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.copies--
+	if q.done || (!succeeded && q.copies > 0) {
+		return
+	}
+	q.done = true
+	if t.opts.Dir == "" {
+		return
+	}
+	if err := os.Remove(taskFile(t.opts.Dir, q.task.GetName())); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.opts.Log.Warn("devstack: forgetting task", "task", q.task.GetName(), "error", err)
+	}
+}
+
+// write stores task atomically (a temporary file renamed over the old one),
+// so a crash leaves the old version or the new one, never half of either.
+func (t *Tasks) write(task *cloudtaskspb.Task) error {
+	if t.opts.Dir == "" {
+		return nil
+	}
+	b, err := protojson.Marshal(task)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(t.opts.Dir, ".task-*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), taskFile(t.opts.Dir, task.GetName())); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+func taskFile(dir, name string) string {
+	return filepath.Join(dir, name[strings.LastIndex(name, "/")+1:]+".json")
+}
+
+// loadTasks reads back the unfinished tasks of queue from dir (creating dir),
+// and removes temporary files a crash left behind. Tasks of another queue
+// stay where they are, undelivered.
+func loadTasks(dir, queue string, log *slog.Logger) ([]*cloudtaskspb.Task, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("devstack: tasks dir: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: tasks dir: %w", err)
+	}
+	var out []*cloudtaskspb.Task
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if strings.HasPrefix(e.Name(), ".task-") {
+			_ = os.Remove(path)
+			continue
+		}
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("devstack: read task: %w", err)
+		}
+		task := &cloudtaskspb.Task{}
+		if err := protojson.Unmarshal(b, task); err != nil {
+			return nil, fmt.Errorf("devstack: read task %s: %w", path, err)
+		}
+		if !strings.HasPrefix(task.GetName(), queue+"/tasks/") || task.GetHttpRequest() == nil {
+			log.Warn("devstack: task of another queue left undelivered", "file", path, "task", task.GetName())
+			continue
+		}
+		out = append(out, task)
+	}
+	return out, nil
 }

@@ -3,10 +3,13 @@ package devstack_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/devstack"
@@ -463,6 +467,9 @@ func TestTasksCreateTaskRejections(t *testing.T) {
 		{"no URL", func(string) *cloudtaskspb.CreateTaskRequest {
 			return httpTask(testQueue, "", "", cloudtaskspb.HttpMethod_POST, nil)
 		}, codes.InvalidArgument},
+		{"task id with a slash", func(url string) *cloudtaskspb.CreateTaskRequest {
+			return httpTask(testQueue, testQueue+"/tasks/a/../b", url, cloudtaskspb.HttpMethod_POST, nil)
+		}, codes.InvalidArgument},
 		{"not an HTTP task", func(string) *cloudtaskspb.CreateTaskRequest {
 			return &cloudtaskspb.CreateTaskRequest{Parent: testQueue, Task: &cloudtaskspb.Task{}}
 		}, codes.InvalidArgument},
@@ -501,4 +508,96 @@ func TestTasksUnspecifiedMethodDefaultsToPost(t *testing.T) {
 	got := s.rcv.deliveries()
 	is.Equal(len(got), 1)                    // delivered once
 	is.Equal(got[0].method, http.MethodPost) // unspecified method means POST
+}
+
+// Tasks outlive the stand-in: one delivery in flight and one waiting when it
+// stops are both delivered by the next stand-in on the same Dir, the first as
+// a retry (it had been dispatched), and nothing is left stored once they
+// succeed.
+func TestTasksRedeliveredAfterRestart(t *testing.T) {
+	is := is.New(t)
+	dir := t.TempDir()
+
+	// Before the restart the handler holds each delivery until the stand-in
+	// goes away; after it, it answers at once. One delivery at a time.
+	var restarted atomic.Bool
+	inFlight := make(chan string, 1)
+	first := startStack(t, devstack.TasksOptions{Dir: dir, MaxConcurrent: 1}, func(_ int, r *http.Request) int {
+		if restarted.Load() {
+			return http.StatusOK
+		}
+		inFlight <- r.Header.Get("X-CloudTasks-TaskName")
+		<-r.Context().Done()
+		return http.StatusServiceUnavailable
+	})
+	batchID := batch.NewID()
+	ctx := ctxTimeout(t)
+	is.NoErr(first.enqueuer().Enqueue(ctx, queue.Task{BatchID: batchID, Row: 0})) // first task
+	held := <-inFlight                                                            // its delivery is in flight
+	is.NoErr(first.enqueuer().Enqueue(ctx, queue.Task{BatchID: batchID, Row: 1})) // second task waits
+	first.tasks.Close()
+
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	is.NoErr(err)
+	is.Equal(len(files), 2) // both tasks are stored
+
+	restarted.Store(true)
+	// The stored tasks keep the URL they were created with: the first receiver's.
+	second := startStack(t, devstack.TasksOptions{Dir: dir}, nil)
+	second.waitIdle(t)
+
+	st := second.tasks.Stats()
+	is.Equal(st.Restored, int64(2))  // both read back
+	is.Equal(st.Succeeded, int64(2)) // both delivered
+	is.Equal(st.Created, int64(0))   // none created anew
+	got := first.rcv.deliveries()
+	is.Equal(len(got), 3) // the interrupted delivery, then both tasks again
+	retries := map[string]string{}
+	for _, d := range got[1:] {
+		retries[d.header.Get("X-CloudTasks-TaskName")] = d.header.Get("X-CloudTasks-TaskRetryCount")
+	}
+	is.Equal(retries, map[string]string{held: "1", queue.TaskID(batchID, 1): "0"}) // the in-flight one is a retry
+	files, err = filepath.Glob(filepath.Join(dir, "*"))
+	is.NoErr(err)
+	is.Equal(len(files), 0) // finished tasks are forgotten
+}
+
+// A restored task's name is still taken: creating it again is AlreadyExists,
+// as for any task the queue holds.
+func TestTasksRestoredNameIsTaken(t *testing.T) {
+	is := is.New(t)
+	dir := t.TempDir()
+	first := startStack(t, devstack.TasksOptions{Dir: dir}, nil)
+	task := httpTask(testQueue, testQueue+"/tasks/later", first.rcv.url(), cloudtaskspb.HttpMethod_POST, nil)
+	task.Task.ScheduleTime = timestamppb.New(time.Now().Add(time.Hour))
+	_, err := first.client.CreateTask(ctxTimeout(t), task)
+	is.NoErr(err) // scheduled an hour from now
+	first.tasks.Close()
+
+	second := startStack(t, devstack.TasksOptions{Dir: dir}, nil)
+	_, err = second.client.CreateTask(ctxTimeout(t), task)
+	is.Equal(status.Code(err), codes.AlreadyExists) // the restored task holds its name
+	is.Equal(second.tasks.Stats().Restored, int64(1))
+}
+
+// Tasks of another queue in Dir are left alone, and a crash's temporary
+// files are cleared.
+func TestTasksRestoreSkipsOtherQueues(t *testing.T) {
+	is := is.New(t)
+	dir := t.TempDir()
+	first := startStack(t, devstack.TasksOptions{Dir: dir, Queue: otherQueue}, nil)
+	task := httpTask(otherQueue, otherQueue+"/tasks/elsewhere", first.rcv.url(), cloudtaskspb.HttpMethod_POST, nil)
+	task.Task.ScheduleTime = timestamppb.New(time.Now().Add(time.Hour))
+	_, err := first.client.CreateTask(ctxTimeout(t), task)
+	is.NoErr(err)
+	first.tasks.Close()
+	is.NoErr(os.WriteFile(filepath.Join(dir, ".task-123"), []byte("{"), 0o644))
+
+	second := startStack(t, devstack.TasksOptions{Dir: dir}, nil)
+	second.waitIdle(t)
+	is.Equal(second.tasks.Stats().Restored, int64(0)) // not this queue's task
+	_, err = os.Stat(filepath.Join(dir, "elsewhere.json"))
+	is.NoErr(err) // still stored for its own queue
+	_, err = os.Stat(filepath.Join(dir, ".task-123"))
+	is.True(errors.Is(err, os.ErrNotExist)) // the half-written file is gone
 }

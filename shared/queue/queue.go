@@ -35,7 +35,7 @@ type Config struct {
 	TargetURL string
 	// ServiceAccount, when set, makes Cloud Tasks attach an OIDC token for it.
 	ServiceAccount string
-	// Audience of that token; TargetURL's origin when empty.
+	// Audience of that token; Cloud Tasks uses TargetURL when empty.
 	Audience string
 	// DispatchDeadline bounds one delivery attempt (Cloud Tasks allows 15 s–30 min).
 	DispatchDeadline time.Duration

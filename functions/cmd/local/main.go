@@ -50,6 +50,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	if a.model != nil {
 		fmt.Fprintf(stdout, "  fake model        GEMINI_BASE_URL=%s (live runs cost nothing)\n", a.model.URL)
 	}
+	if a.iam != nil {
+		fmt.Fprintf(stdout, "  cloud run IAM     generate admits only %s\n", a.cfg.TasksServiceAccount)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
@@ -76,6 +79,8 @@ type options struct {
 	wrapGCS func(http.Handler) http.Handler
 	// tasksLatency is added to every Cloud Tasks API call.
 	tasksLatency time.Duration
+	// deliveries makes the Cloud Tasks stand-in's HTTP requests.
+	deliveries *http.Client
 }
 
 // app is the wired local stack, not yet serving.
@@ -87,6 +92,7 @@ type app struct {
 	gcs     *devstack.GCS
 	tasks   *devstack.Tasks
 	model   *devstack.FakeModel
+	iam     *devstack.CloudRunIAM
 	clients *cloud.Clients
 	hub     *progress.Hub
 	srv     *http.Server
@@ -123,6 +129,10 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, fmt.Errorf("LOCAL_FAKE_MODEL_DELAY: %w", err)
 	}
+	cloudRunIAM, err := strconv.ParseBool(local("LOCAL_CLOUD_RUN_IAM"))
+	if err != nil {
+		return nil, fmt.Errorf("LOCAL_CLOUD_RUN_IAM: %w", err)
+	}
 	// What the emulators need to know, read before they exist; the local stack is
 	// local by definition.
 	probe, err := config.Load(func(k string) string {
@@ -151,9 +161,18 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, err
 	}
+	var tokens *devstack.IDTokens
+	if cloudRunIAM {
+		if tokens, err = devstack.NewIDTokens(); err != nil {
+			return nil, err
+		}
+	}
+	// Tasks live in the data dir, so a restarted stack finishes what a killed
+	// one left; their URLs name this stack's PORT.
 	a.tasks, err = devstack.StartTasks(devstack.TasksOptions{
 		Addr: local("LOCAL_TASKS_ADDR"), Queue: probe.Queue, MaxAttempts: probe.MaxAttempts,
 		DuplicateDelivery: dup, Log: a.log, Latency: o.tasksLatency, MaxConcurrent: concurrent,
+		Dir: filepath.Join(a.dataDir, "tasks"), IDTokens: tokens, Client: o.deliveries,
 	})
 	if err != nil {
 		return nil, err
@@ -166,6 +185,11 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		"SIGNING_KEY_FILE":      filepath.Join(a.dataDir, "signing-key.pem"),
 		// Stable image links in webhooks and sheets point at the local stack.
 		"PUBLIC_BASE_URL": a.base,
+	}
+	if cloudRunIAM {
+		// Tasks carry the invoker's token for generate's URL, as on Cloud Run.
+		ours["TASKS_SERVICE_ACCOUNT"] = localInvoker
+		ours["TASKS_OIDC_AUDIENCE"] = ours["GENERATE_URL"]
 	}
 	if fakeModel {
 		if a.model, err = devstack.StartFakeModel("127.0.0.1:0", fakeDelay); err != nil {
@@ -210,6 +234,13 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	mux := http.NewServeMux()
 	mux.Handle("/batch/", submitH)
 	mux.Handle("/assets/", submitH)
+	if cloudRunIAM {
+		a.iam = devstack.NewCloudRunIAM(devstack.CloudRunIAMOptions{
+			// Cloud Run accepts tokens for its own URL and for custom audiences.
+			Tokens: tokens, Audiences: []string{a.cfg.GenerateURL, a.cfg.TasksOIDCAudience}, Invokers: []string{a.cfg.TasksServiceAccount},
+		}, generateH)
+		generateH = a.iam
+	}
 	mux.Handle("/tasks/", generateH)
 	mux.Handle("/progress/", progressH)
 	// The batch console, on the API's own origin.
@@ -221,6 +252,10 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	a.srv.RegisterOnShutdown(hub.Close)
 	return a, nil
 }
+
+// localInvoker is the service account whose tasks the local Cloud Run IAM
+// check admits (TASKS_SERVICE_ACCOUNT overrides it).
+const localInvoker = "tasks-invoker@assetgen-local.iam.gserviceaccount.com"
 
 // close releases everything start acquired, in reverse order.
 func (a *app) close() {
