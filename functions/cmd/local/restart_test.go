@@ -54,7 +54,7 @@ func killMidBatch(t *testing.T, env map[string]string) submitted {
 		ev, ok := s.next()
 		is.True(ok) // the stream reports the batch starting
 		var r rowEvent
-		running = ev.Event == "row" && json.Unmarshal([]byte(ev.Data), &r) == nil && r.Status == "running"
+		running = ev.Type == "row" && json.Unmarshal([]byte(ev.Data), &r) == nil && r.Status == "running"
 	}
 	s.close()
 	kill(a)
