@@ -11,6 +11,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/queue"
 )
@@ -340,7 +341,7 @@ func TestFloorSkipsCompleteBatches(t *testing.T) {
 	is.NoErr(err)
 	is.True(strings.HasPrefix(summary, "housekeeping: examined 2 batches, 1 rows;")) // then the pending batch and the one above it
 	var c cursor
-	is.NoErr(s2.store.ReadJSON(context.Background(), cursorObject, &c))
+	is.NoErr(s2.store.ReadJSON(context.Background(), layout.CursorObject, &c))
 	is.Equal(c.Floor, pending.BatchID) // held at the unfinished batch
 	is.Equal(c.Pass, nil)              // between passes
 }
@@ -417,7 +418,7 @@ func TestUnreadableCursorStillRecovers(t *testing.T) {
 	is := is.New(t)
 	s := newStack(t)
 	m := s.manifest(t, time.Now().Add(-time.Hour), batch.DryRun, 1)
-	w := s.store.Bucket().Object(cursorObject).NewWriter(context.Background())
+	w := s.store.Bucket().Object(layout.CursorObject).NewWriter(context.Background())
 	_, _ = w.Write([]byte("{not json"))
 	is.NoErr(w.Close())
 

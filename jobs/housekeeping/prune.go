@@ -16,6 +16,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/idempotency"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 )
@@ -32,7 +33,7 @@ const (
 // that old without reading them; the manifest confirms it.
 func (j *job) pruneBatches(ctx context.Context) error {
 	cutoff := j.cutoff()
-	ids, err := j.listBatches(ctx, "", batchesPrefix+idFloor(cutoff))
+	ids, err := j.listBatches(ctx, "", layout.Batches+idFloor(cutoff))
 	if err != nil {
 		return err
 	}

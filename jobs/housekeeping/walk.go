@@ -12,15 +12,10 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 )
-
-// batchesPrefix holds one prefix per batch (ledger.BatchPrefix).
-const batchesPrefix = "batches/"
-
-// cursorObject remembers where the walk stands between runs.
-const cursorObject = "housekeeping/cursor.json"
 
 // cursor is the walk's memory. Batches are walked newest first in passes; a
 // pass that does not fit in one run's bounds is continued by the next run, so
@@ -73,12 +68,12 @@ func (j *job) recoverBatches(ctx context.Context) error {
 	if err != nil {
 		// Recovery matters more than the cursor: walk from the top, report the
 		// error, and leave the object for an operator (deleting it resets the walk).
-		j.fail(ctx, "reading the cursor", err, "object", cursorObject)
+		j.fail(ctx, "reading the cursor", err, "object", layout.CursorObject)
 		base, exists = cursor{}, false
 	}
 	// Batches older than the retention are the pruner's.
 	from := max(base.Floor, idFloor(j.cutoff()))
-	ids, err := j.listBatches(ctx, batchesPrefix+from, "")
+	ids, err := j.listBatches(ctx, layout.Batches+from, "")
 	if err != nil {
 		return err
 	}
@@ -158,7 +153,7 @@ func (j *job) walk(ctx context.Context, c *cursor, ids []string) (stopped bool) 
 // unbounded), oldest first: one entry per batch prefix, however many objects
 // it holds.
 func (j *job) listBatches(ctx context.Context, start, end string) ([]string, error) {
-	q := &storage.Query{Prefix: batchesPrefix, Delimiter: "/", StartOffset: start, EndOffset: end}
+	q := &storage.Query{Prefix: layout.Batches, Delimiter: "/", StartOffset: start, EndOffset: end}
 	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
 		return nil, err
 	}
@@ -172,7 +167,7 @@ func (j *job) listBatches(ctx context.Context, start, end string) ([]string, err
 		if err != nil {
 			return nil, fmt.Errorf("list batches: %w", err)
 		}
-		id := strings.TrimSuffix(strings.TrimPrefix(attrs.Prefix, batchesPrefix), "/")
+		id := strings.TrimSuffix(strings.TrimPrefix(attrs.Prefix, layout.Batches), "/")
 		if attrs.Prefix == "" || !batch.ValidID(id) {
 			continue // not a batch: nothing the job understands or touches
 		}
@@ -182,7 +177,7 @@ func (j *job) listBatches(ctx context.Context, start, end string) ([]string, err
 
 func (j *job) loadCursor(ctx context.Context) (cursor, bool, error) {
 	var c cursor
-	err := j.store.ReadJSON(ctx, cursorObject, &c)
+	err := j.store.ReadJSON(ctx, layout.CursorObject, &c)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return cursor{}, false, nil
 	}
@@ -196,7 +191,7 @@ func (j *job) loadCursor(ctx context.Context) (cursor, bool, error) {
 // was read: that run walked the same batches, and its cursor is as good.
 func (j *job) saveCursor(ctx context.Context, base cursor, baseExists bool, next cursor) error {
 	next.Run, next.UpdatedAt = j.runID, time.Now().UTC()
-	_, err := ledger.Update(ctx, j.store, cursorObject, func(cur cursor, exists bool) (cursor, error) {
+	_, err := ledger.Update(ctx, j.store, layout.CursorObject, func(cur cursor, exists bool) (cursor, error) {
 		if exists != baseExists || cur.Run != base.Run || !cur.UpdatedAt.Equal(base.UpdatedAt) {
 			return cur, ledger.ErrNoChange
 		}
