@@ -54,7 +54,7 @@ func (g *sheetGrants) allow(ctx context.Context, user, spreadsheetID string) err
 	if !slices.Contains(users[user], spreadsheetID) {
 		return &problem.Error{Code: problem.Forbidden,
 			Detail: "this spreadsheet is not registered for your account; an operator adds it to " + SheetsObject,
-			Fields: []problem.FieldError{{Field: "/sheet/spreadsheetId", Code: "NOT_GRANTED", Detail: "not registered for this account"}}}
+			Fields: []problem.FieldError{{Field: "/sheet/spreadsheetId", Code: problem.FieldNotGranted, Detail: "not registered for this account"}}}
 	}
 	return nil
 }

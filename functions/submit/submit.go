@@ -74,7 +74,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	sub := &submission{user: p.UserID, key: r.Header.Get(HeaderIdempotencyKey), day: budget.Day(s.now())}
 	if sub.key != "" && !idempotency.ValidKey(sub.key) {
 		return resp, &problem.Error{Code: problem.ValidationFailed, Detail: "the Idempotency-Key header must be 1 to 255 printable ASCII characters",
-			Fields: []problem.FieldError{{Field: "/headers/Idempotency-Key", Code: batch.FieldInvalidValue, Detail: "1 to 255 printable ASCII characters"}}}
+			Fields: []problem.FieldError{{Field: "/headers/Idempotency-Key", Code: problem.FieldInvalidValue, Detail: "1 to 255 printable ASCII characters"}}}
 	}
 	body, err := api.ReadBody(w, r, api.MaxBody)
 	if err != nil {

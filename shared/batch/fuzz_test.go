@@ -52,7 +52,7 @@ func FuzzDecodeValidate(f *testing.F) {
 			return
 		}
 		for _, fe := range fields {
-			if fe.Code != batch.FieldUnknown && fe.Code != batch.FieldInvalidType {
+			if fe.Code != problem.FieldUnknown && fe.Code != problem.FieldInvalidType {
 				t.Fatalf("Decode: field error code %q", fe.Code)
 			}
 			if !strings.HasPrefix(fe.Field, "/") {
