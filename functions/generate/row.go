@@ -116,7 +116,7 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 		return ledger.VariantResult{Index: v, Failure: &f}, nil
 	}
 	name := ledger.ImageObject(m.BatchID, row, v, extension(img.MIMEType))
-	created, err := h.store.PutObject(ctx, name, img.MIMEType, img.Data)
+	created, err := h.store.PutImage(ctx, name, img.MIMEType, img.Data)
 	if err != nil {
 		log.Warn("generate: storing image failed", "error", err)
 		return ledger.VariantResult{}, &ledger.Failure{Code: string(problem.GCSWriteFailed), Message: "storing the image failed; retrying"}

@@ -16,6 +16,7 @@ import (
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 	"github.com/assetgen/assetgen/shared/queue"
@@ -23,7 +24,7 @@ import (
 
 type handler struct {
 	cfg      Config
-	store    *ledger.Store
+	store    *ledgerstore.Store
 	gens     Generators
 	finisher *completion.Finisher
 	now      func() time.Time

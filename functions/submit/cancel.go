@@ -68,7 +68,7 @@ func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Ma
 	}
 	s.addLinks(r, m, &b)
 	var fx completion.Effects
-	if err := s.Store.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
+	if _, err := s.Bucket.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
 		for _, o := range fx.Notifications {
 			b.Notifications = append(b.Notifications, api.Notification{
 				Kind: o.Kind, Target: o.Target, Status: o.Status, Attempts: o.Attempts, Error: o.Error, At: o.At,

@@ -7,20 +7,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/bucket"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
-// SheetsObject lists, per user id, the spreadsheets that user's batches may
-// write to: {"users": {"<user id>": ["<spreadsheetId>", …]}}. Every team shares
-// its sheets with the same service account, so without this list any user
-// could append rows to any other team's sheet.
-const SheetsObject = "config/sheets.json"
-
-// sheetGrants is the allow-list, read from the bucket and cached for a TTL.
+// sheetGrants is the allow-list of layout.SheetsObject, read from the bucket
+// and cached for a TTL. Every team shares its sheets with the same service
+// account, so without this list any user could append rows to any other
+// team's sheet.
 type sheetGrants struct {
-	store *ledger.Store
-	ttl   time.Duration
+	bucket *bucket.Bucket
+	ttl    time.Duration
 
 	mu     sync.Mutex
 	loaded time.Time
@@ -37,9 +35,9 @@ func (g *sheetGrants) allow(ctx context.Context, user, spreadsheetID string) err
 		var doc struct {
 			Users map[string][]string `json:"users"`
 		}
-		err := g.store.ReadJSON(ctx, SheetsObject, &doc)
+		_, err := g.bucket.ReadJSON(ctx, layout.SheetsObject, &doc)
 		g.mu.Lock()
-		if err == nil || errors.Is(err, ledger.ErrNotFound) {
+		if err == nil || errors.Is(err, bucket.ErrNotFound) {
 			g.users, g.loaded = doc.Users, time.Now()
 			if g.users == nil {
 				g.users = map[string][]string{}
@@ -53,7 +51,7 @@ func (g *sheetGrants) allow(ctx context.Context, user, spreadsheetID string) err
 	}
 	if !slices.Contains(users[user], spreadsheetID) {
 		return &problem.Error{Code: problem.Forbidden,
-			Detail: "this spreadsheet is not registered for your account; an operator adds it to " + SheetsObject,
+			Detail: "this spreadsheet is not registered for your account; an operator adds it to " + layout.SheetsObject,
 			Fields: []problem.FieldError{{Field: "/sheet/spreadsheetId", Code: problem.FieldNotGranted, Detail: "not registered for this account"}}}
 	}
 	return nil

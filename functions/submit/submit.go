@@ -116,7 +116,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 				return resp, err
 			}
 		}
-		if sub.spec.RunMode == batch.Live {
+		if sub.spec.RunMode == ledger.Live {
 			if err := s.preflight(ctx, sub); err != nil {
 				return resp, err
 			}
@@ -194,7 +194,7 @@ func (s *server) checkFlags(ctx context.Context, sub *submission) error {
 	if !s.Flags.Enabled(ctx, flags.BatchAPI, sub.user) {
 		return problem.New(problem.FeatureDisabled, "the batch API is not enabled for this account yet")
 	}
-	if sub.spec.RunMode == batch.Live {
+	if sub.spec.RunMode == ledger.Live {
 		if !s.cfg.LiveAvailable {
 			return problem.New(problem.FeatureDisabled, "live generation is not configured on this deployment")
 		}
@@ -218,7 +218,7 @@ func (s *server) resolveRefs(ctx context.Context, req batch.Request, spec batch.
 	if !any {
 		return nil, nil
 	}
-	out, st, err := s.Refs.Resolve(ctx, s.Store, rows, limit, batch.RefLocator(req))
+	out, st, err := s.Refs.Resolve(ctx, s.Bucket, rows, limit, batch.RefLocator(req))
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +304,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		}
 		m.Rows = append(m.Rows, mr)
 	}
-	if sub.spec.RunMode == batch.Live {
+	if sub.spec.RunMode == ledger.Live {
 		m.BudgetDay = sub.day
 		acct, created, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
 		sub.account = &acct
@@ -390,7 +390,7 @@ func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Accoun
 		CreatedAt:              m.CreatedAt,
 		Estimate: api.Estimate{
 			Images: m.Images(), Model: m.Model, PricePerImageUSD: m.PriceUSD,
-			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == batch.Live,
+			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == ledger.Live,
 		},
 	}
 	if acct != nil {

@@ -57,6 +57,6 @@ func TestPrefixesMatchTheWriters(t *testing.T) {
 	is := is.New(t)
 	id := batch.NewID()
 	is.Equal(ledger.BatchPrefix(id), layout.Batches+id+"/")
-	is.True(strings.HasPrefix(idempotency.Object("u", "k"), keysPrefix))
-	is.True(strings.HasPrefix(budget.Object("2026-01-02", "u"), budgetsPrefix+"2026-01-02/"))
+	is.True(strings.HasPrefix(idempotency.Object("u", "k"), layout.Idempotency))
+	is.True(strings.HasPrefix(budget.Object("2026-01-02", "u"), layout.Budgets+"2026-01-02/"))
 }

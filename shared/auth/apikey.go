@@ -12,11 +12,6 @@ import (
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
-// APIKeysObject is the config object mapping key hashes to users:
-// {"keys": {"<sha256 hex of the key>": {"user": "render-farm", "name": "CI"}}}.
-// Only hashes are stored, so the bucket never holds a usable key.
-const APIKeysObject = "config/apikeys.json"
-
 // HashKey is how a key is stored: hex SHA-256.
 func HashKey(key string) string {
 	sum := sha256.Sum256([]byte(key))

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/models"
 	"github.com/assetgen/assetgen/shared/problem"
 )
@@ -32,13 +33,13 @@ func Validate(req Request, rules Rules) (Spec, error) {
 		errs = append(errs, problem.FieldError{Field: field, Code: code, Detail: fmt.Sprintf(format, args...)})
 	}
 
-	spec := Spec{RunMode: RunMode(req.RunMode), Model: req.Model}
+	spec := Spec{RunMode: ledger.RunMode(req.RunMode), Model: req.Model}
 	switch spec.RunMode {
-	case DryRun, Live:
+	case ledger.DryRun, ledger.Live:
 	case "":
-		add("/runMode", problem.FieldRequired, "runMode is required: %q or %q", DryRun, Live)
+		add("/runMode", problem.FieldRequired, "runMode is required: %q or %q", ledger.DryRun, ledger.Live)
 	default:
-		add("/runMode", problem.FieldUnknownValue, "runMode must be %q or %q", DryRun, Live)
+		add("/runMode", problem.FieldUnknownValue, "runMode must be %q or %q", ledger.DryRun, ledger.Live)
 	}
 
 	model, modelOK := rules.Models.Lookup(req.Model)
@@ -139,7 +140,7 @@ func Validate(req Request, rules Rules) (Spec, error) {
 // CheckConfirm enforces the typed confirmation of live runs. It comes after
 // Validate: a live run is refused unless confirm is exactly "CONFIRM".
 func CheckConfirm(req Request) error {
-	if RunMode(req.RunMode) == Live && req.Confirm != ConfirmWord {
+	if ledger.RunMode(req.RunMode) == ledger.Live && req.Confirm != ConfirmWord {
 		return problem.New(problem.ConfirmationRequired, `live runs spend money: set "confirm" to the exact word %q`, ConfirmWord)
 	}
 	return nil

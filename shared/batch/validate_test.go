@@ -7,6 +7,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -132,10 +133,10 @@ func TestValidateRejects(t *testing.T) {
 
 			spec, err := batch.Validate(req, rl)
 
-			is.True(err != nil)                       // the request must be refused
-			is.Equal(problem.CodeOf(err), tt.code)    // problem code
-			is.Equal(spec.Rows, []batch.RowSpec(nil)) // no spec on failure
-			is.Equal(spec.RunMode, batch.RunMode("")) // zero spec on failure
+			is.True(err != nil)                        // the request must be refused
+			is.Equal(problem.CodeOf(err), tt.code)     // problem code
+			is.Equal(spec.Rows, []batch.RowSpec(nil))  // no spec on failure
+			is.Equal(spec.RunMode, ledger.RunMode("")) // zero spec on failure
 			pe, got := problemOf(t, err)
 			want := append([]fc(nil), tt.want...)
 			sortFC(want)
@@ -232,7 +233,7 @@ func TestValidateAccepts(t *testing.T) {
 			name:  "defaults: model, variants 1, first aspect ratio",
 			rules: rules(),
 			req:   batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{{Prompt: "fox"}}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, Prompt: "fox", Variants: 1, AspectRatio: "1:1", RefURLs: []string{}},
 			}},
 		},
@@ -243,7 +244,7 @@ func TestValidateAccepts(t *testing.T) {
 				{ID: "hero", Prompt: "  castle at dusk \n", Variants: intp(3), AspectRatio: "16:9"},
 				{ID: "icon", Prompt: "shield", Variants: intp(1), AspectRatio: "21:9"},
 			}},
-			want: batch.Spec{RunMode: batch.Live, Model: "gemini-3-pro-image-preview", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.Live, Model: "gemini-3-pro-image-preview", Rows: []batch.RowSpec{
 				{Index: 0, ID: "hero", Prompt: "castle at dusk", Variants: 3, AspectRatio: "16:9", RefURLs: []string{}},
 				{Index: 1, ID: "icon", Prompt: "shield", Variants: 1, AspectRatio: "21:9", RefURLs: []string{}},
 			}},
@@ -254,7 +255,7 @@ func TestValidateAccepts(t *testing.T) {
 			req: batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{
 				{ID: strings.Repeat("i", batch.MaxClientID), Prompt: " " + exactly2000 + " ", Variants: intp(batch.MaxVariants)},
 			}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, ID: strings.Repeat("i", batch.MaxClientID), Prompt: exactly2000, Variants: 3, AspectRatio: "1:1", RefURLs: []string{}},
 			}},
 		},
@@ -263,7 +264,7 @@ func TestValidateAccepts(t *testing.T) {
 			rules: rules(),
 			req:   batch.Request{RunMode: "dry_run", Rows: rowsOf(batch.MaxRows)},
 			want: func() batch.Spec {
-				s := batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image"}
+				s := batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image"}
 				for i, r := range rowsOf(batch.MaxRows) {
 					s.Rows = append(s.Rows, batch.RowSpec{Index: i, Prompt: r.Prompt, Variants: 1, AspectRatio: "1:1", RefURLs: []string{}})
 				}
@@ -279,7 +280,7 @@ func TestValidateAccepts(t *testing.T) {
 					{Prompt: "one", Refs: []string{"https://r.example.com/a.png", "https://r.example.com/b.png", "https://r.example.com/a.png"}},
 					{Prompt: "two"},
 				}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, Prompt: "one", Variants: 1, AspectRatio: "1:1", RefURLs: []string{
 					"https://r.example.com/a.png", "https://r.example.com/b.png",
 					"https://g.example.com/1.png", "gs://" + refBucket + "/style.png",
@@ -293,7 +294,7 @@ func TestValidateAccepts(t *testing.T) {
 			name:  "six refs per list is the limit",
 			rules: rules(),
 			req:   batch.Request{RunMode: "dry_run", Refs: refsOf(6), Rows: []batch.RowRequest{{Prompt: "p", Refs: refsOf(6)}}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, Prompt: "p", Variants: 1, AspectRatio: "1:1", RefURLs: refsOf(6)},
 			}},
 		},
@@ -301,7 +302,7 @@ func TestValidateAccepts(t *testing.T) {
 			name:  "http refs when AllowHTTPRefs",
 			rules: httpRules(),
 			req:   batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{{Prompt: "p", Refs: []string{"http://localhost:8080/a.png"}}}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, Prompt: "p", Variants: 1, AspectRatio: "1:1", RefURLs: []string{"http://localhost:8080/a.png"}},
 			}},
 		},
