@@ -37,7 +37,7 @@ func (h *Hub) handleStream() http.Handler {
 		}
 		if err != nil {
 			if ctx.Err() == nil { // else the client left: nothing to answer
-				problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch failed"))
+				problem.Write(w, r, fmt.Errorf("progress: reading the batch: %w", err))
 			}
 			return
 		}
@@ -58,7 +58,7 @@ func (h *Hub) handleStream() http.Handler {
 		}
 		if t.firstErr != nil {
 			if ctx.Err() == nil {
-				problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, t.firstErr, "reading the batch failed"))
+				problem.Write(w, r, fmt.Errorf("progress: reading the batch: %w", t.firstErr))
 			}
 			return
 		}

@@ -26,7 +26,7 @@ func (s *server) handleHistory() http.Handler {
 		}
 		rows, err := s.Store.Rows(ctx, m)
 		if err != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the rows failed"))
+			problem.Write(w, r, fmt.Errorf("submit: reading the rows: %w", err))
 			return
 		}
 		entries := []api.HistoryEntry{{At: m.CreatedAt, Actor: "submit/" + m.Owner, Action: "submitted", RequestID: m.RequestID}}
@@ -40,7 +40,7 @@ func (s *server) handleHistory() http.Handler {
 		case err == nil:
 			entries = append(entries, api.HistoryEntry{At: final.FinishedAt, Actor: "generate", Action: "finished", Detail: string(final.Summary.Status)})
 		case !errors.Is(err, ledger.ErrNotFound):
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch state failed"))
+			problem.Write(w, r, fmt.Errorf("submit: reading the batch state: %w", err))
 			return
 		}
 		var fx completion.Effects
