@@ -217,9 +217,9 @@ func ShouldRetry(err error) bool {
 	return true
 }
 
-// IsPreconditionFailed reports whether err is a 412: a guarded write or
+// isPreconditionFailed reports whether err is a 412: a guarded write or
 // delete found the object changed.
-func IsPreconditionFailed(err error) bool {
+func isPreconditionFailed(err error) bool {
 	var ge *googleapi.Error
 	return errors.As(err, &ge) && ge.Code == http.StatusPreconditionFailed
 }
@@ -395,7 +395,7 @@ func (b *Bucket) write(ctx context.Context, name string, cond storage.Conditions
 	if err == nil {
 		return Result{Outcome: Won, Generation: w.Attrs().Generation}, nil
 	}
-	if !IsPreconditionFailed(err) {
+	if !isPreconditionFailed(err) {
 		return Result{}, &Error{Op: Write, Object: name, Err: err}
 	}
 	if !c.retried.Load() {
@@ -497,7 +497,7 @@ func (b *Bucket) Delete(ctx context.Context, name string) error {
 // rewritten since (or already gone) is left alone, without error.
 func (b *Bucket) DeleteAt(ctx context.Context, name string, gen int64) error {
 	err := b.object(name, nil).If(storage.Conditions{GenerationMatch: gen}).Delete(ctx)
-	if err == nil || errors.Is(err, storage.ErrObjectNotExist) || IsPreconditionFailed(err) {
+	if err == nil || errors.Is(err, storage.ErrObjectNotExist) || isPreconditionFailed(err) {
 		return nil
 	}
 	return &Error{Op: Write, Object: name, Err: err}
@@ -538,7 +538,7 @@ func (b *Bucket) Touch(ctx context.Context, name string, every time.Duration) (b
 	// Guarded by metageneration: a concurrent touch already did the work.
 	o := b.object(name, nil).If(storage.Conditions{MetagenerationMatch: a.Metageneration})
 	_, err = o.Update(ctx, storage.ObjectAttrsToUpdate{CustomTime: now})
-	if err != nil && !IsPreconditionFailed(err) && !errors.Is(err, storage.ErrObjectNotExist) {
+	if err != nil && !isPreconditionFailed(err) && !errors.Is(err, storage.ErrObjectNotExist) {
 		return true, &Error{Op: Write, Object: name, Err: err}
 	}
 	return true, nil

@@ -155,6 +155,8 @@ func (s *Store) change(ctx context.Context, user, day string, fn func(Account) (
 				_, ferr = fn(cur)
 			}
 			if errors.Is(ferr, errNoChange) {
+				// The change is in the account, but whose write put it there
+				// (this call's, cut off, or an earlier call's) is unknown.
 				return cur, bucket.Result{Outcome: bucket.Unknown}, nil
 			}
 		}

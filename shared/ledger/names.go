@@ -8,10 +8,8 @@ import (
 	"github.com/assetgen/assetgen/shared/layout"
 )
 
-// Object names. Everything of a batch lives under its own prefix so one prefix
-// lists, retains or deletes it; references are shared across batches by content.
-
-// BatchPrefix is the prefix of every object of a batch.
+// BatchPrefix is the prefix of every object of a batch: one prefix lists,
+// retains or deletes it. References are shared across batches by content.
 func BatchPrefix(batchID string) string { return layout.Batches + batchID + "/" }
 
 // ManifestObject is the batch's immutable manifest.
