@@ -27,6 +27,7 @@ import (
 	"github.com/assetgen/assetgen/functions/submit"
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/completion"
@@ -36,6 +37,7 @@ import (
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/imagegen"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/notify"
@@ -136,9 +138,7 @@ var instanceID = func() string {
 // readinessTTL caches readiness so probes write the probe object rarely.
 const readinessTTL = 5 * time.Second
 
-func writeProbe(c *cloud.Clients) health.Check {
-	return health.Check{Name: "bucket", Fn: func(ctx context.Context) error { return c.Store.Probe(ctx, instanceID) }}
-}
+func writeProbe(c *cloud.Clients) health.Check { return health.BucketWrites(c.Bucket, instanceID) }
 
 // Platform is what every function of an instance shares, built once from the
 // configuration: the clients, and the stores and switches over them.
@@ -161,8 +161,8 @@ type Platform struct {
 func NewPlatform(cfg config.Config, c *cloud.Clients, getenv func(string) string, log *slog.Logger) (*Platform, error) {
 	fl, err := flags.New(getenv, func(ctx context.Context) (map[string]string, error) {
 		var m map[string]string
-		err := c.Store.ReadJSON(ctx, flags.Object, &m)
-		if errors.Is(err, ledger.ErrNotFound) {
+		_, err := c.Bucket.ReadJSON(ctx, layout.FlagsObject, &m)
+		if errors.Is(err, bucket.ErrNotFound) {
 			return nil, flags.ErrNoObject
 		}
 		return m, err
@@ -170,14 +170,14 @@ func NewPlatform(cfg config.Config, c *cloud.Clients, getenv func(string) string
 	if err != nil {
 		return nil, err
 	}
-	budgets := budget.NewStore(c.Store, budget.NewLimits(c.Store, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
+	budgets := budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
 	tokens, err := auth.TokensFromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &Platform{
 		Cfg: cfg, Clients: c, Log: log, Budgets: budgets, Flags: fl, Tokens: tokens,
-		Keys: idempotency.New(c.Store),
+		Keys: idempotency.New(c.Bucket),
 	}, nil
 }
 
@@ -188,7 +188,7 @@ func (p *Platform) Finisher(ctx context.Context) (*completion.Finisher, error) {
 	p.finisherOnce.Do(func() {
 		var n completion.Notifier
 		if n, p.finisherErr = completion.NotifierFromConfig(ctx, p.Cfg, p.Tokens); p.finisherErr == nil {
-			p.finisher = completion.New(p.Clients.Store, p.Budgets, n)
+			p.finisher = completion.New(p.Clients.Ledger, p.Clients.Bucket, p.Budgets, n)
 		}
 	})
 	return p.finisher, p.finisherErr
@@ -210,8 +210,8 @@ func (p *Platform) Callers() (auth.Authenticator, error) {
 		})
 	case "apikey":
 		return auth.NewAPIKeys(func(ctx context.Context) ([]byte, error) {
-			b, err := p.Clients.Store.ReadObject(ctx, auth.APIKeysObject)
-			if errors.Is(err, ledger.ErrNotFound) {
+			b, err := p.Clients.Bucket.ReadBytes(ctx, layout.APIKeysObject)
+			if errors.Is(err, bucket.ErrNotFound) {
 				return nil, nil
 			}
 			return b, err
@@ -267,9 +267,9 @@ func (p *Platform) Submit() (http.Handler, error) {
 		AssetLinkTTL:     cfg.HistoryRetention,
 		ConfigTTL:        cfg.ConfigTTL,
 	}, submit.Deps{
-		Store: p.Clients.Store, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
+		Store: p.Clients.Ledger, Bucket: p.Clients.Bucket, Queue: q, Signer: p.Clients.Signer, Keys: p.Keys,
 		Budgets: p.Budgets, Flags: p.Flags, Auth: callers, Tokens: p.Tokens, Finisher: finisher, Ready: ready,
-		Refs: refs.NewFetcher(p.Clients.Storage, refs.Options{AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets}),
+		Refs: refs.NewFetcher(p.Clients.Buckets, refs.Options{AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets}),
 	}, p.Log), nil
 }
 
@@ -280,7 +280,7 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	gens := generate.Generators{batch.DryRun: imagegen.NewPlaceholder(cfg.DryRunDelay)}
+	gens := generate.Generators{ledger.DryRun: imagegen.NewPlaceholder(cfg.DryRunDelay)}
 	if cfg.LiveBackend != "" {
 		g, err := imagegen.NewGemini(ctx, imagegen.GeminiConfig{
 			Backend: cfg.LiveBackend, Project: cfg.Project, Location: cfg.VertexLocation,
@@ -289,7 +289,7 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 		if err != nil {
 			return nil, err
 		}
-		gens[batch.Live] = g
+		gens[ledger.Live] = g
 	}
 	// Cloud Run verifies the task's token for IAM and strips its signature;
 	// generate checks what the stripped token says.
@@ -304,7 +304,7 @@ func (p *Platform) Generate(ctx context.Context) (http.Handler, error) {
 		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
 		Project:        cfg.Project,
 		Metrics:        metricsAccess(cfg),
-	}, p.Clients.Store, gens, finisher, tasks, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
+	}, p.Clients.Ledger, gens, finisher, tasks, health.NewReadiness(readinessTTL, writeProbe(p.Clients)), p.Log), nil
 }
 
 // Progress builds the progress service and returns its hub too.
@@ -327,7 +327,7 @@ func (p *Platform) Progress() (http.Handler, *progress.Hub, error) {
 		// empty, as on the local stack).
 		Console:     console.New(console.Config{APIBase: cfg.PublicBaseURL}),
 		MinHeadroom: cfg.SSEMinHeadroom,
-	}, p.Clients.Store, p.Clients.Signer.Sign, p.Log)
-	ready := health.NewReadiness(readinessTTL, health.Check{Name: "bucket", Fn: p.Clients.Store.PingRead})
+	}, p.Clients.Ledger, p.Clients.Signer.Sign, p.Log)
+	ready := health.NewReadiness(readinessTTL, health.BucketReads(p.Clients.Bucket))
 	return progress.New(hub, auth.Stream{Tokens: p.Tokens, Bearer: callers}, ready, p.Log), hub, nil
 }

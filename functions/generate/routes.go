@@ -16,6 +16,7 @@ import (
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 )
@@ -44,10 +45,10 @@ type Config struct {
 
 // Generators maps each run mode to the generator that serves it; a nil entry
 // means the mode is not available on this deployment.
-type Generators map[batch.RunMode]imagegen.Generator
+type Generators map[ledger.RunMode]imagegen.Generator
 
 // New returns the generate function's handler.
-func New(cfg Config, store *ledger.Store, gens Generators, finisher *completion.Finisher, tasks auth.TaskAuth, ready *health.Readiness, log *slog.Logger) http.Handler {
+func New(cfg Config, store *ledgerstore.Store, gens Generators, finisher *completion.Finisher, tasks auth.TaskAuth, ready *health.Readiness, log *slog.Logger) http.Handler {
 	if cfg.MinWriteGap <= 0 {
 		cfg.MinWriteGap = time.Second
 	}

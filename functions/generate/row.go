@@ -41,7 +41,7 @@ func (h *handler) generateRow(ctx context.Context, m *ledger.Manifest, row ledge
 	if row.Attempts > 1 {
 		var err error
 		if stored, err = h.store.StoredImages(ctx, m.BatchID, row.Index); err != nil {
-			return rowOutcome{}, problem.Wrap(problem.GCSWriteFailed, err, "listing stored images failed")
+			return rowOutcome{}, fmt.Errorf("generate: listing stored images: %w", err)
 		}
 	}
 	refs, err := h.loadRefs(ctx, mr)
@@ -116,10 +116,10 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 		return ledger.VariantResult{Index: v, Failure: &f}, nil
 	}
 	name := ledger.ImageObject(m.BatchID, row, v, extension(img.MIMEType))
-	created, err := h.store.PutObject(ctx, name, img.MIMEType, img.Data)
+	created, err := h.store.PutImage(ctx, name, img.MIMEType, img.Data)
 	if err != nil {
 		log.Warn("generate: storing image failed", "error", err)
-		return ledger.VariantResult{}, &ledger.Failure{Code: string(problem.GCSWriteFailed), Message: "storing the image failed; retrying"}
+		return ledger.VariantResult{}, &ledger.Failure{Code: string(problem.CodeOf(err)), Message: "storing the image failed; retrying"}
 	}
 	log.Debug("generate: variant stored", "object", name, "created", created, "bytes", len(img.Data))
 	return ledger.VariantResult{Index: v, Object: name, CostUSD: cost}, nil
@@ -130,7 +130,7 @@ func (h *handler) loadRefs(ctx context.Context, mr ledger.ManifestRow) ([]imageg
 	for _, ref := range mr.Refs {
 		b, err := h.store.ReadObject(ctx, ref.Object)
 		if err != nil {
-			return nil, problem.Wrap(problem.GCSWriteFailed, err, "reading reference %s failed", ref.SHA256)
+			return nil, fmt.Errorf("generate: reading reference %s: %w", ref.SHA256, err)
 		}
 		out = append(out, imagegen.RefImage{MIMEType: ref.MIMEType, Data: b})
 	}
@@ -232,7 +232,7 @@ func (rec *recorder) finish(ctx context.Context, retries <-chan ledger.Failure, 
 		}
 	})
 	if err != nil {
-		return rowOutcome{}, problem.Wrap(problem.GCSWriteFailed, err, "recording the row failed")
+		return rowOutcome{}, fmt.Errorf("generate: recording the row: %w", err)
 	}
 	out := rowOutcome{row: row}
 	if !row.Status.Terminal() {

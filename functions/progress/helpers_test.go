@@ -31,6 +31,7 @@ import (
 	"github.com/assetgen/assetgen/shared/devstack/stacktest"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/urls"
 )
 
@@ -73,7 +74,7 @@ func (s *stack) shortSigner(t testing.TB, ttl time.Duration) *urls.Signer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sg, err := urls.New(s.clients.Store.Bucket(), urls.Options{TTL: ttl, GoogleAccessID: urls.LocalAccessID, PrivateKey: key, Insecure: true})
+	sg, err := urls.New(s.clients.Storage.Bucket(stacktest.TestBucket), urls.Options{TTL: ttl, GoogleAccessID: urls.LocalAccessID, PrivateKey: key, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func (s *stack) newInstance(t testing.TB, cfg Config, sign api.SignFunc) *instan
 		sign = s.clients.Signer.Sign
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := NewHub(cfg, s.clients.Store, sign, log)
+	hub := NewHub(cfg, s.clients.Ledger, sign, log)
 	srv := httptest.NewServer(New(hub, auth.None{}, health.NewReadiness(time.Second), log))
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}
 	in := &instance{hub: hub, srv: srv, tr: tr, client: &http.Client{Transport: tr}}
@@ -121,7 +122,7 @@ func (s *stack) newInstance(t testing.TB, cfg Config, sign api.SignFunc) *instan
 // transition at a time, so a test knows every version a client may see.
 type driver struct {
 	t     testing.TB
-	store *ledger.Store
+	store *ledgerstore.Store
 	m     *ledger.Manifest
 }
 
@@ -129,7 +130,7 @@ type driver struct {
 // promptLen bytes long (large frames for the slow-client test).
 func (s *stack) newBatch(t testing.TB, rows, variants, promptLen int) *driver {
 	t.Helper()
-	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: auth.LocalUser, RunMode: batch.DryRun,
+	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: auth.LocalUser, RunMode: ledger.DryRun,
 		Model: "gemini-2.5-flash-image", CreatedAt: time.Now().UTC()}
 	for i := range rows {
 		p := fmt.Sprintf("row %d: a watercolour fox ", i)
@@ -138,10 +139,10 @@ func (s *stack) newBatch(t testing.TB, rows, variants, promptLen int) *driver {
 		}
 		m.Rows = append(m.Rows, ledger.ManifestRow{Index: i, Prompt: p, Variants: variants, AspectRatio: "1:1"})
 	}
-	if err := s.clients.Store.CreateManifest(context.Background(), m); err != nil {
+	if err := s.clients.Ledger.CreateManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	return &driver{t: t, store: s.clients.Store, m: m}
+	return &driver{t: t, store: s.clients.Ledger, m: m}
 }
 
 func (d *driver) id() string { return d.m.BatchID }
@@ -170,7 +171,7 @@ func (d *driver) start(row int) ledger.Row {
 func (d *driver) image(row, variant int) ledger.Row {
 	d.t.Helper()
 	name := ledger.ImageObject(d.id(), row, variant, ".png")
-	if _, err := d.store.PutObject(context.Background(), name, "image/png", []byte("\x89PNG\r\n\x1a\nnot really")); err != nil {
+	if _, err := d.store.PutImage(context.Background(), name, "image/png", []byte("\x89PNG\r\n\x1a\nnot really")); err != nil {
 		d.t.Fatal(err)
 	}
 	return d.update(row, func(r ledger.Row) (ledger.Row, error) {
@@ -193,7 +194,7 @@ func (d *driver) writeFinal() {
 		d.t.Fatal(err)
 	}
 	f := ledger.Final{BatchID: d.id(), FinishedAt: time.Now().UTC(), Summary: ledger.Summarize(rows), Rows: rows}
-	if _, err := d.store.CreateMarker(context.Background(), ledger.StateObject(d.id()), f); err != nil {
+	if _, err := d.store.CreateState(context.Background(), f); err != nil {
 		d.t.Fatal(err)
 	}
 }

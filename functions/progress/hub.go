@@ -15,6 +15,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/metrics"
 )
 
@@ -23,7 +24,7 @@ import (
 // not on the number of watchers.
 type Hub struct {
 	cfg   Config
-	store *ledger.Store
+	store *ledgerstore.Store
 	sign  api.SignFunc
 	log   *slog.Logger
 
@@ -40,7 +41,7 @@ type Hub struct {
 }
 
 // NewHub returns an empty hub.
-func NewHub(cfg Config, store *ledger.Store, sign api.SignFunc, log *slog.Logger) *Hub {
+func NewHub(cfg Config, store *ledgerstore.Store, sign api.SignFunc, log *slog.Logger) *Hub {
 	h := &Hub{cfg: cfg, store: store, sign: sign, log: log, tails: map[string]*tail{}, closing: make(chan struct{}), idle: make(chan struct{})}
 	close(h.idle)
 	return h
@@ -295,8 +296,7 @@ func (t *tail) broadcast() {
 // final marker.
 func (t *tail) poll(ctx context.Context) (bool, error) {
 	if !t.polled {
-		var f ledger.Final
-		err := t.hub.store.ReadJSON(ctx, ledger.StateObject(t.m.BatchID), &f)
+		f, err := t.hub.store.State(ctx, t.m.BatchID)
 		switch {
 		case err == nil && len(f.Rows) == len(t.m.Rows):
 			t.polled = true

@@ -69,7 +69,7 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*admission, bool) {
 	}
 	if err != nil {
 		if ctx.Err() == nil { // else the client left: nothing to answer
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch failed"))
+			problem.Write(w, r, fmt.Errorf("progress: reading the batch: %w", err))
 		}
 		return nil, false
 	}
@@ -96,7 +96,7 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*admission, bool) {
 	}
 	if t.firstErr != nil {
 		if ctx.Err() == nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, t.firstErr, "reading the batch failed"))
+			problem.Write(w, r, fmt.Errorf("progress: reading the batch: %w", t.firstErr))
 		}
 		return nil, false
 	}

@@ -44,7 +44,7 @@ func (s *server) handleAsset() http.Handler {
 			return
 		}
 		if err != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch failed"))
+			problem.Write(w, r, fmt.Errorf("submit: reading the batch: %w", err))
 			return
 		}
 		if row >= len(m.Rows) || variant >= m.Rows[row].Variants {
@@ -53,7 +53,7 @@ func (s *server) handleAsset() http.Handler {
 		}
 		state, _, err := s.Store.ReadRow(r.Context(), m, row)
 		if err != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the row failed"))
+			problem.Write(w, r, fmt.Errorf("submit: reading the row: %w", err))
 			return
 		}
 		v := state.Variants[variant]

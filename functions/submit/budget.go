@@ -1,6 +1,7 @@
 package submit
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/assetgen/assetgen/shared/api"
@@ -15,7 +16,7 @@ func (s *server) handleBudget() http.Handler {
 		p, _ := auth.From(r.Context())
 		acct, err := s.Budgets.Get(r.Context(), p.UserID, budget.Day(s.now()))
 		if err != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the budget failed"))
+			problem.Write(w, r, fmt.Errorf("submit: reading the budget: %w", err))
 			return
 		}
 		t := acct.Sum()

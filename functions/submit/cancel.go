@@ -2,6 +2,7 @@ package submit
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"golang.org/x/sync/errgroup"
@@ -30,11 +31,11 @@ func (s *server) handleCancel() http.Handler {
 		p, _ := auth.From(ctx)
 		op := ledger.Op{Actor: "cancel/" + p.UserID, RequestID: obs.RequestID(ctx), Now: s.now().UTC()}
 		if err := s.cancelRows(ctx, m, op); err != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "cancelling the rows failed; retry the cancel"))
+			problem.Write(w, r, fmt.Errorf("submit: cancelling the rows: %w", err))
 			return
 		}
 		if _, err := s.Finisher.Finish(ctx, m); err != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "completing the cancelled batch failed; retry the cancel"))
+			problem.Write(w, r, fmt.Errorf("submit: completing the cancelled batch: %w", err))
 			return
 		}
 		s.writeBatch(w, r, m)
@@ -58,7 +59,7 @@ func (s *server) cancelRows(ctx context.Context, m *ledger.Manifest, op ledger.O
 func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Manifest) {
 	rows, err := s.Store.Rows(r.Context(), m)
 	if err != nil {
-		problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the rows failed"))
+		problem.Write(w, r, fmt.Errorf("submit: reading the rows: %w", err))
 		return
 	}
 	b, err := api.NewBatch(m, rows, s.Signer.Sign)
@@ -68,7 +69,7 @@ func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Ma
 	}
 	s.addLinks(r, m, &b)
 	var fx completion.Effects
-	if err := s.Store.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
+	if _, err := s.Bucket.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
 		for _, o := range fx.Notifications {
 			b.Notifications = append(b.Notifications, api.Notification{
 				Kind: o.Kind, Target: o.Target, Status: o.Status, Attempts: o.Attempts, Error: o.Error, At: o.At,

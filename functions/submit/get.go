@@ -2,6 +2,7 @@ package submit
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/assetgen/assetgen/shared/api"
@@ -36,7 +37,7 @@ func (s *server) manifest(r *http.Request) (*ledger.Manifest, error) {
 		return nil, notFound
 	}
 	if err != nil {
-		return nil, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch failed")
+		return nil, fmt.Errorf("submit: reading the batch: %w", err)
 	}
 	if p, _ := auth.From(r.Context()); p.UserID != m.Owner {
 		return nil, notFound

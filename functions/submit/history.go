@@ -26,7 +26,7 @@ func (s *server) handleHistory() http.Handler {
 		}
 		rows, err := s.Store.Rows(ctx, m)
 		if err != nil {
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the rows failed"))
+			problem.Write(w, r, fmt.Errorf("submit: reading the rows: %w", err))
 			return
 		}
 		entries := []api.HistoryEntry{{At: m.CreatedAt, Actor: "submit/" + m.Owner, Action: "submitted", RequestID: m.RequestID}}
@@ -36,16 +36,15 @@ func (s *server) handleHistory() http.Handler {
 				At: rc.At, Row: &row, Version: rc.Version, Actor: rc.Actor, Action: rc.Action, RequestID: rc.RequestID, Detail: rc.Detail,
 			})
 		}
-		var final ledger.Final
-		switch err := s.Store.ReadJSON(ctx, ledger.StateObject(m.BatchID), &final); {
+		switch final, err := s.Store.State(ctx, m.BatchID); {
 		case err == nil:
 			entries = append(entries, api.HistoryEntry{At: final.FinishedAt, Actor: "generate", Action: "finished", Detail: string(final.Summary.Status)})
 		case !errors.Is(err, ledger.ErrNotFound):
-			problem.Write(w, r, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch state failed"))
+			problem.Write(w, r, fmt.Errorf("submit: reading the batch state: %w", err))
 			return
 		}
 		var fx completion.Effects
-		if err := s.Store.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &fx); err == nil {
+		if _, err := s.Bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &fx); err == nil {
 			entries = append(entries, api.HistoryEntry{At: fx.At, Actor: "generate", Action: "settled", Detail: fmt.Sprintf("charged $%.3f", fx.ChargedUSD)})
 			for _, o := range fx.Notifications {
 				detail := fmt.Sprintf("%s %s after %d attempt(s)", o.Kind, o.Status, o.Attempts)

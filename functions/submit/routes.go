@@ -11,6 +11,7 @@ import (
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/completion"
@@ -18,7 +19,7 @@ import (
 	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/idempotency"
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/queue"
@@ -52,7 +53,10 @@ type Config struct {
 
 // Deps are the submit function's collaborators, all built once per instance.
 type Deps struct {
-	Store    *ledger.Store
+	// Store is the batch ledger; Bucket the bucket holding it, for what
+	// lives beside the ledger (operator settings, effects markers).
+	Store    *ledgerstore.Store
+	Bucket   *bucket.Bucket
 	Queue    *queue.Enqueuer
 	Signer   *urls.Signer
 	Keys     *idempotency.Keys
@@ -67,7 +71,7 @@ type Deps struct {
 
 // New returns the submit function's handler. All its routes are here.
 func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
-	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Store), cached.Options{TTL: cfg.ConfigTTL, Log: log})}
+	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Bucket), cached.Options{TTL: cfg.ConfigTTL, Log: log})}
 	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
 	mux.Handle("POST /batch/images", user(newLimiter(cfg.SubmitsPerMinute).require(s.handleSubmit())))

@@ -5,34 +5,32 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/cached"
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
-// SheetsObject lists, per user id, the spreadsheets that user's batches may
-// write to: {"users": {"<user id>": ["<spreadsheetId>", …]}}. Every team shares
-// its sheets with the same service account, so without this list any user
-// could append rows to any other team's sheet.
-const SheetsObject = "config/sheets.json"
-
-// sheetGrants is the allow-list, read from the bucket and cached for a TTL.
+// sheetGrants is the allow-list of layout.SheetsObject, read from the bucket
+// and cached for a TTL. Every team shares its sheets with the same service
+// account, so without this list any user could append rows to any other
+// team's sheet.
 type sheetGrants struct {
 	users *cached.Value[map[string][]string]
 }
 
 func newSheetGrants(load func(context.Context) (map[string][]string, error), opt cached.Options) *sheetGrants {
-	return &sheetGrants{users: cached.New(SheetsObject, load, opt)}
+	return &sheetGrants{users: cached.New(layout.SheetsObject, load, opt)}
 }
 
 // readSheetGrants reads the allow-list; no object grants nothing.
-func readSheetGrants(store *ledger.Store) func(context.Context) (map[string][]string, error) {
+func readSheetGrants(b *bucket.Bucket) func(context.Context) (map[string][]string, error) {
 	return func(ctx context.Context) (map[string][]string, error) {
 		var doc struct {
 			Users map[string][]string `json:"users"`
 		}
-		err := store.ReadJSON(ctx, SheetsObject, &doc)
-		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		_, err := b.ReadJSON(ctx, layout.SheetsObject, &doc)
+		if err != nil && !errors.Is(err, bucket.ErrNotFound) {
 			return nil, err
 		}
 		if doc.Users == nil {
@@ -51,8 +49,8 @@ func (g *sheetGrants) allow(ctx context.Context, user, spreadsheetID string) err
 	}
 	if !slices.Contains(users[user], spreadsheetID) {
 		return &problem.Error{Code: problem.Forbidden,
-			Detail: "this spreadsheet is not registered for your account; an operator adds it to " + SheetsObject,
-			Fields: []problem.FieldError{{Field: "/sheet/spreadsheetId", Code: "NOT_GRANTED", Detail: "not registered for this account"}}}
+			Detail: "this spreadsheet is not registered for your account; an operator adds it to " + layout.SheetsObject,
+			Fields: []problem.FieldError{{Field: "/sheet/spreadsheetId", Code: problem.FieldNotGranted, Detail: "not registered for this account"}}}
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	sub := &submission{user: p.UserID, key: r.Header.Get(HeaderIdempotencyKey), day: budget.Day(s.now())}
 	if sub.key != "" && !idempotency.ValidKey(sub.key) {
 		return resp, &problem.Error{Code: problem.ValidationFailed, Detail: "the Idempotency-Key header must be 1 to 255 printable ASCII characters",
-			Fields: []problem.FieldError{{Field: "/headers/Idempotency-Key", Code: batch.FieldInvalidValue, Detail: "1 to 255 printable ASCII characters"}}}
+			Fields: []problem.FieldError{{Field: "/headers/Idempotency-Key", Code: problem.FieldInvalidValue, Detail: "1 to 255 printable ASCII characters"}}}
 	}
 	body, err := api.ReadBody(w, r, api.MaxBody)
 	if err != nil {
@@ -94,7 +94,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		rec, live, err := s.Keys.Peek(ctx, sub.user, sub.key)
 		switch {
 		case err != nil:
-			return resp, problem.Wrap(problem.GCSWriteFailed, err, "reading the idempotency key failed")
+			return resp, fmt.Errorf("submit: reading the idempotency key: %w", err)
 		case live && rec.BodySHA256 != sub.bodyHash:
 			return resp, conflict()
 		case live && rec.Committed:
@@ -116,7 +116,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 				return resp, err
 			}
 		}
-		if sub.spec.RunMode == batch.Live {
+		if sub.spec.RunMode == ledger.Live {
 			if err := s.preflight(ctx, sub); err != nil {
 				return resp, err
 			}
@@ -160,8 +160,14 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	if sub.key != "" {
 		// Until the key is committed, a failed retry could still undo the
 		// batch; so an uncommitted batch is not reported as accepted.
-		if err := s.Keys.Commit(ctx, sub.user, sub.key, m.BatchID); err != nil {
+		err := s.Keys.Commit(ctx, sub.user, sub.key, m.BatchID)
+		if errors.Is(err, idempotency.ErrLost) {
+			// A failed twin request released the key meanwhile: the commit
+			// cannot be written, and a retry with the key starts afresh.
 			return resp, problem.Wrap(problem.GCSWriteFailed, err, "recording the idempotency key failed; retry with the same key")
+		}
+		if err != nil {
+			return resp, fmt.Errorf("submit: committing the idempotency key: %w", err)
 		}
 	}
 	sub.undo = nil
@@ -194,7 +200,7 @@ func (s *server) checkFlags(ctx context.Context, sub *submission) error {
 	if !s.Flags.Enabled(ctx, flags.BatchAPI, sub.user) {
 		return problem.New(problem.FeatureDisabled, "the batch API is not enabled for this account yet")
 	}
-	if sub.spec.RunMode == batch.Live {
+	if sub.spec.RunMode == ledger.Live {
 		if !s.cfg.LiveAvailable {
 			return problem.New(problem.FeatureDisabled, "live generation is not configured on this deployment")
 		}
@@ -218,7 +224,7 @@ func (s *server) resolveRefs(ctx context.Context, req batch.Request, spec batch.
 	if !any {
 		return nil, nil
 	}
-	out, st, err := s.Refs.Resolve(ctx, s.Store, rows, limit, batch.RefLocator(req))
+	out, st, err := s.Refs.Resolve(ctx, s.Bucket, rows, limit, batch.RefLocator(req))
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +241,7 @@ func (s *server) resolveRefs(ctx context.Context, req batch.Request, spec batch.
 func (s *server) preflight(ctx context.Context, sub *submission) error {
 	acct, err := s.Budgets.Get(ctx, sub.user, sub.day)
 	if err != nil {
-		return problem.Wrap(problem.GCSWriteFailed, err, "reading the budget failed")
+		return fmt.Errorf("submit: reading the budget: %w", err)
 	}
 	if t := acct.Sum(); sub.estimate > t.Remaining {
 		return exceeded(sub.estimate, t)
@@ -271,7 +277,7 @@ func (s *server) claim(ctx context.Context, sub *submission) (id string, committ
 		return "", false, conflict()
 	}
 	if err != nil {
-		return "", false, problem.Wrap(problem.GCSWriteFailed, err, "recording the idempotency key failed")
+		return "", false, fmt.Errorf("submit: claiming the idempotency key: %w", err)
 	}
 	sub.claimedID = rec.BatchID
 	return rec.BatchID, rec.Committed, nil
@@ -281,7 +287,7 @@ func (s *server) claim(ctx context.Context, sub *submission) (id string, committ
 func (s *server) replay(ctx context.Context, r *http.Request, sub *submission, batchID string) (api.SubmitResponse, error) {
 	m, err := s.Store.Manifest(ctx, batchID)
 	if err != nil {
-		return api.SubmitResponse{}, problem.Wrap(problem.GCSWriteFailed, err, "reading the batch of this Idempotency-Key failed")
+		return api.SubmitResponse{}, fmt.Errorf("submit: reading the batch of the idempotency key: %w", err)
 	}
 	acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
 	return s.answer(r, m, &acct), nil
@@ -304,7 +310,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		}
 		m.Rows = append(m.Rows, mr)
 	}
-	if sub.spec.RunMode == batch.Live {
+	if sub.spec.RunMode == ledger.Live {
 		m.BudgetDay = sub.day
 		acct, created, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
 		sub.account = &acct
@@ -315,7 +321,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		case errors.Is(err, budget.ErrContended):
 			return nil, &problem.Error{Code: problem.BudgetContended, Detail: "too many submits at once for this account; retry shortly", RetryAfter: 2, Err: err}
 		case err != nil:
-			return nil, problem.Wrap(problem.GCSWriteFailed, err, "reserving the budget failed")
+			return nil, fmt.Errorf("submit: reserving the budget: %w", err)
 		}
 		if created { // only the reservation this call made is this call's to release
 			sub.undo = append(sub.undo, func(ctx context.Context) {
@@ -340,7 +346,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		return s.Store.Manifest(ctx, batchID)
 	}
 	if err != nil {
-		return nil, problem.Wrap(problem.GCSWriteFailed, err, "recording the batch failed; nothing was queued")
+		return nil, fmt.Errorf("submit: recording the batch: %w", err)
 	}
 	return m, nil
 }
@@ -390,7 +396,7 @@ func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Accoun
 		CreatedAt:              m.CreatedAt,
 		Estimate: api.Estimate{
 			Images: m.Images(), Model: m.Model, PricePerImageUSD: m.PriceUSD,
-			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == batch.Live,
+			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == ledger.Live,
 		},
 	}
 	if acct != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/idempotency"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 )
 
@@ -55,7 +56,7 @@ func TestPrefixesMatchTheWriters(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	id := batch.NewID()
-	is.Equal(ledger.BatchPrefix(id), batchesPrefix+id+"/")
-	is.True(strings.HasPrefix(idempotency.Object("u", "k"), keysPrefix))
-	is.True(strings.HasPrefix(budget.Object("2026-01-02", "u"), budgetsPrefix+"2026-01-02/"))
+	is.Equal(ledger.BatchPrefix(id), layout.Batches+id+"/")
+	is.True(strings.HasPrefix(idempotency.Object("u", "k"), layout.Idempotency))
+	is.True(strings.HasPrefix(budget.Object("2026-01-02", "u"), layout.Budgets+"2026-01-02/"))
 }

@@ -9,8 +9,9 @@ import (
 
 	"github.com/matryer/is"
 
-	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/queue"
 )
@@ -36,7 +37,7 @@ func seed(t *testing.T, s *stack) scenario {
 	now := time.Now()
 	var sc scenario
 
-	sc.stuck = s.manifest(t, now.Add(-time.Hour), batch.DryRun, 4)
+	sc.stuck = s.manifest(t, now.Add(-time.Hour), ledger.DryRun, 4)
 	s.setRow(t, sc.stuck, 0, running(now.Add(-12*time.Minute), now.Add(-2*time.Minute), 1))
 	// row 1 was never started: queued for an hour (no row object at all).
 	s.setRow(t, sc.stuck, 2, running(now.Add(-12*time.Minute), now.Add(-time.Minute), maxAttempts))
@@ -45,20 +46,20 @@ func seed(t *testing.T, s *stack) scenario {
 		r.CancelRequested = true
 	})
 
-	sc.finished = s.manifest(t, now.Add(-30*time.Minute), batch.Live, 2)
+	sc.finished = s.manifest(t, now.Add(-30*time.Minute), ledger.Live, 2)
 	if _, _, err := s.budgets.Reserve(ctx, sc.finished.Owner, sc.finished.BudgetDay, sc.finished.BatchID, budget.FromUSD(sc.finished.EstimateUSD)); err != nil {
 		t.Fatal(err)
 	}
 	s.finishRow(t, sc.finished, 0, true)
 	s.finishRow(t, sc.finished, 1, false)
 
-	sc.healthy = s.manifest(t, now.Add(-2*time.Minute), batch.DryRun, 2)
+	sc.healthy = s.manifest(t, now.Add(-2*time.Minute), ledger.DryRun, 2)
 	s.setRow(t, sc.healthy, 0, running(now.Add(-time.Minute), now.Add(10*time.Minute), 1))
 	s.setRow(t, sc.healthy, 1, func(r *ledger.Row) { r.UpdatedAt = now.Add(-time.Minute).UTC() }) // queued a minute ago
 	_, sc.healthyGens[0] = s.row(t, sc.healthy, 0)
 	_, sc.healthyGens[1] = s.row(t, sc.healthy, 1)
 
-	sc.old = s.manifest(t, now.Add(-40*24*time.Hour), batch.DryRun, 1)
+	sc.old = s.manifest(t, now.Add(-40*24*time.Hour), ledger.DryRun, 1)
 	s.finishRow(t, sc.old, 0, true)
 	s.put(t, ledger.ImageObject(sc.old.BatchID, 0, 0, ".png"))
 
@@ -247,7 +248,7 @@ func TestMaxBatchesBoundAndCarriesOn(t *testing.T) {
 	now := time.Now()
 	var ms []*ledger.Manifest // oldest first
 	for i := range 5 {
-		ms = append(ms, s.manifest(t, now.Add(-time.Hour+time.Duration(i)*time.Minute), batch.DryRun, 1))
+		ms = append(ms, s.manifest(t, now.Add(-time.Hour+time.Duration(i)*time.Minute), ledger.DryRun, 1))
 	}
 	task := func(i int) string { return queue.TaskID(ms[i].BatchID, 0) }
 	want := "housekeeping: examined 2 batches, 2 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0; " +
@@ -282,7 +283,7 @@ func TestMaxRowsBound(t *testing.T) {
 	s := newStack(t)
 	now := time.Now()
 	for i := range 3 {
-		s.manifest(t, now.Add(-time.Hour+time.Duration(i)*time.Minute), batch.DryRun, 2)
+		s.manifest(t, now.Add(-time.Hour+time.Duration(i)*time.Minute), ledger.DryRun, 2)
 	}
 	summary, _, err := s.run(t, "--max-rows=3")
 	is.NoErr(err)
@@ -301,9 +302,9 @@ func TestFloorSkipsCompleteBatches(t *testing.T) {
 	s := newStack(t)
 	now := time.Now()
 	complete := func(created time.Time) *ledger.Manifest {
-		m := s.manifest(t, created, batch.DryRun, 1)
+		m := s.manifest(t, created, ledger.DryRun, 1)
 		s.finishRow(t, m, 0, true)
-		if _, err := s.store.CreateMarker(context.Background(), ledger.EffectsObject(m.BatchID), map[string]any{}); err != nil {
+		if _, err := s.bucket.CreateJSON(context.Background(), ledger.EffectsObject(m.BatchID), map[string]any{}); err != nil {
 			t.Fatal(err)
 		}
 		return m
@@ -323,14 +324,14 @@ func TestFloorSkipsCompleteBatches(t *testing.T) {
 	// completes.
 	s2 := newStack(t)
 	complete2 := func(created time.Time) {
-		m := s2.manifest(t, created, batch.DryRun, 1)
+		m := s2.manifest(t, created, ledger.DryRun, 1)
 		s2.finishRow(t, m, 0, true)
-		if _, err := s2.store.CreateMarker(context.Background(), ledger.EffectsObject(m.BatchID), map[string]any{}); err != nil {
+		if _, err := s2.bucket.CreateJSON(context.Background(), ledger.EffectsObject(m.BatchID), map[string]any{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	complete2(now.Add(-10 * 24 * time.Hour))
-	pending := s2.manifest(t, now.Add(-5*24*time.Hour), batch.DryRun, 1)
+	pending := s2.manifest(t, now.Add(-5*24*time.Hour), ledger.DryRun, 1)
 	s2.setRow(t, pending, 0, running(now.Add(-time.Minute), now.Add(time.Hour), 1)) // a long, live attempt
 	complete2(now.Add(-3 * 24 * time.Hour))
 	summary, _, err = s2.run(t)
@@ -340,7 +341,8 @@ func TestFloorSkipsCompleteBatches(t *testing.T) {
 	is.NoErr(err)
 	is.True(strings.HasPrefix(summary, "housekeeping: examined 2 batches, 1 rows;")) // then the pending batch and the one above it
 	var c cursor
-	is.NoErr(s2.store.ReadJSON(context.Background(), cursorObject, &c))
+	_, err = s2.bucket.ReadJSON(context.Background(), layout.CursorObject, &c)
+	is.NoErr(err)
 	is.Equal(c.Floor, pending.BatchID) // held at the unfinished batch
 	is.Equal(c.Pass, nil)              // between passes
 }
@@ -372,7 +374,7 @@ func TestCancelledRunReports(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	s := newStack(t)
-	s.manifest(t, time.Now().Add(-time.Hour), batch.DryRun, 1)
+	s.manifest(t, time.Now().Add(-time.Hour), ledger.DryRun, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var buf strings.Builder
@@ -388,7 +390,7 @@ func TestGivingUpCompletesTheBatch(t *testing.T) {
 	is := is.New(t)
 	s := newStack(t)
 	now := time.Now()
-	m := s.manifest(t, now.Add(-time.Hour), batch.Live, 2)
+	m := s.manifest(t, now.Add(-time.Hour), ledger.Live, 2)
 	_, _, err := s.budgets.Reserve(context.Background(), m.Owner, m.BudgetDay, m.BatchID, budget.FromUSD(m.EstimateUSD))
 	is.NoErr(err)
 	s.finishRow(t, m, 0, true)
@@ -398,8 +400,8 @@ func TestGivingUpCompletesTheBatch(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(summary, "housekeeping: examined 1 batches, 2 rows; re-enqueued 0, failed 1, cancelled 0, completed 1, renotified 0; "+
 		"pruned 0 batches, 0 keys, 0 budget days; 0 errors (dry run: no)")
-	var final ledger.Final
-	is.NoErr(s.store.ReadJSON(context.Background(), ledger.StateObject(m.BatchID), &final))
+	final, err := s.store.State(context.Background(), m.BatchID)
+	is.NoErr(err)
 	is.Equal(final.Summary.Rows.Failed, 1)
 	is.Equal(final.Summary.Status, ledger.Done) // one image was made
 	is.Equal(final.Rows[1].Error.Message, "gave up after 3 attempts")
@@ -416,10 +418,9 @@ func TestUnreadableCursorStillRecovers(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	s := newStack(t)
-	m := s.manifest(t, time.Now().Add(-time.Hour), batch.DryRun, 1)
-	w := s.store.Bucket().Object(cursorObject).NewWriter(context.Background())
-	_, _ = w.Write([]byte("{not json"))
-	is.NoErr(w.Close())
+	m := s.manifest(t, time.Now().Add(-time.Hour), ledger.DryRun, 1)
+	_, err := s.bucket.Put(context.Background(), layout.CursorObject, []byte("{not json"), bucket.Meta{ContentType: "application/json"})
+	is.NoErr(err)
 
 	summary, out, err := s.run(t)
 	is.True(err != nil) // the execution shows as failed

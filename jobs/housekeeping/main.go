@@ -25,11 +25,12 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/config"
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/queue"
 )
@@ -86,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	j := newJob(opts, cfg, c.Store, c.Enqueuer(cfg), n, log, runID)
+	j := newJob(opts, cfg, c.Ledger, c.Bucket, c.Enqueuer(cfg), n, log, runID)
 	log.Info("housekeeping: start", "dryRun", opts.dryRun, "maxRows", opts.maxRows, "maxBatches", opts.maxBatches,
 		"maxObjects", opts.maxObjects, "retention", opts.retention.String(), "stuckAfter", opts.stuckAfter.String())
 	err = j.run(ctx)
@@ -98,7 +99,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // job is one run's dependencies and tallies.
 type job struct {
 	opts     options
-	store    *ledger.Store
+	store    *ledgerstore.Store
+	bucket   *bucket.Bucket
 	queue    *queue.Enqueuer
 	finisher *completion.Finisher
 	log      *slog.Logger
@@ -109,11 +111,11 @@ type job struct {
 	rep report
 }
 
-func newJob(opts options, cfg config.Config, store *ledger.Store, q *queue.Enqueuer, n completion.Notifier, log *slog.Logger, runID string) *job {
+func newJob(opts options, cfg config.Config, store *ledgerstore.Store, b *bucket.Bucket, q *queue.Enqueuer, n completion.Notifier, log *slog.Logger, runID string) *job {
 	// The same budget store and finisher the functions build (functions.NewPlatform).
-	budgets := budget.NewStore(store, budget.NewLimits(store, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
+	budgets := budget.NewStore(b, budget.NewLimits(b, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
 	return &job{
-		opts: opts, store: store, queue: q, finisher: completion.New(store, budgets, n), log: log, runID: runID,
+		opts: opts, store: store, bucket: b, queue: q, finisher: completion.New(store, b, budgets, n), log: log, runID: runID,
 		policy: policy{stuckAfter: opts.stuckAfter, maxAttempts: cfg.MaxAttempts},
 		now:    time.Now().UTC(),
 	}

@@ -10,21 +10,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cloud.google.com/go/storage"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/api/iterator"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/idempotency"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
-)
-
-// Prefixes of the objects pruned besides batches (idempotency.Object,
-// budget.Object).
-const (
-	keysPrefix    = "idempotency/"
-	budgetsPrefix = "budgets/"
 )
 
 // pruneBatches deletes batches whose manifest is older than the retention,
@@ -32,7 +25,7 @@ const (
 // that old without reading them; the manifest confirms it.
 func (j *job) pruneBatches(ctx context.Context) error {
 	cutoff := j.cutoff()
-	ids, err := j.listBatches(ctx, "", batchesPrefix+idFloor(cutoff))
+	ids, err := j.listBatches(ctx, "", layout.Batches+idFloor(cutoff))
 	if err != nil {
 		return err
 	}
@@ -79,13 +72,13 @@ func (j *job) pruneKeys(ctx context.Context) error {
 	// cannot hide expired ones from every run.
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	start := keysPrefix + hex.EncodeToString(b[:])
-	names, _, err := j.listObjects(ctx, keysPrefix, start, "", j.opts.maxObjects)
+	start := layout.Idempotency + hex.EncodeToString(b[:])
+	names, _, err := j.listObjects(ctx, layout.Idempotency, start, "", j.opts.maxObjects)
 	if err != nil {
 		return err
 	}
 	if len(names) < j.opts.maxObjects {
-		more, _, err := j.listObjects(ctx, keysPrefix, "", start, j.opts.maxObjects-len(names))
+		more, _, err := j.listObjects(ctx, layout.Idempotency, "", start, j.opts.maxObjects-len(names))
 		if err != nil {
 			return err
 		}
@@ -103,13 +96,13 @@ func (j *job) pruneKeys(ctx context.Context) error {
 			var err error
 			if j.opts.dryRun {
 				var r idempotency.Record
-				if err = j.store.ReadJSON(gctx, name, &r); err == nil {
+				if _, err = j.bucket.ReadJSON(gctx, name, &r); err == nil {
 					gone(r)
-				} else if errors.Is(err, ledger.ErrNotFound) {
+				} else if errors.Is(err, bucket.ErrNotFound) {
 					err = nil
 				}
 			} else {
-				err = ledger.DeleteIf(gctx, j.store, name, gone)
+				err = bucket.DeleteIf(gctx, j.bucket, name, gone)
 			}
 			if err != nil {
 				j.fail(ctx, "pruning an idempotency record", err, "object", name)
@@ -133,7 +126,7 @@ func (j *job) pruneKeys(ctx context.Context) error {
 // pruneBudgets deletes the budget accounts of days before the retention, one
 // day prefix at a time, each account only at the generation listed.
 func (j *job) pruneBudgets(ctx context.Context) error {
-	days, err := j.listDays(ctx, budgetsPrefix+budget.Day(j.cutoff()))
+	days, err := j.listDays(ctx, layout.Budgets+budget.Day(j.cutoff()))
 	if err != nil {
 		return err
 	}
@@ -142,7 +135,7 @@ func (j *job) pruneBudgets(ctx context.Context) error {
 		if left <= 0 || ctx.Err() != nil {
 			break
 		}
-		names, gens, err := j.listObjects(ctx, budgetsPrefix+day+"/", "", "", left+1)
+		names, gens, err := j.listObjects(ctx, layout.Budgets+day+"/", "", "", left+1)
 		if err != nil {
 			return err
 		}
@@ -159,8 +152,7 @@ func (j *job) pruneBudgets(ctx context.Context) error {
 				break
 			}
 			g.Go(func() error {
-				err := j.store.Bucket().Object(name).If(storage.Conditions{GenerationMatch: gens[i]}).Delete(gctx)
-				if err != nil && !errors.Is(err, storage.ErrObjectNotExist) && !ledger.IsPreconditionFailed(err) {
+				if err := j.bucket.DeleteAt(gctx, name, gens[i]); err != nil {
 					failed.Add(1)
 					j.fail(ctx, "deleting an old budget account", err, "object", name)
 				}
@@ -182,48 +174,37 @@ func (j *job) pruneBudgets(ctx context.Context) error {
 
 // listDays lists the days of budgets/<day>/ that sort before end.
 func (j *job) listDays(ctx context.Context, end string) ([]string, error) {
-	q := &storage.Query{Prefix: budgetsPrefix, Delimiter: "/", EndOffset: end}
-	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
-		return nil, err
-	}
 	var days []string
-	it := j.store.Bucket().Objects(ctx, q)
-	for {
-		attrs, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return days, nil
-		}
+	for a, err := range j.bucket.List(ctx, bucket.Query{Prefix: layout.Budgets, Delimiter: "/", EndOffset: end}) {
 		if err != nil {
 			return nil, fmt.Errorf("list budget days: %w", err)
 		}
-		day := strings.TrimSuffix(strings.TrimPrefix(attrs.Prefix, budgetsPrefix), "/")
-		if _, err := time.Parse(time.DateOnly, day); attrs.Prefix == "" || err != nil {
+		day := strings.TrimSuffix(strings.TrimPrefix(a.Prefix, layout.Budgets), "/")
+		if _, err := time.Parse(time.DateOnly, day); a.Prefix == "" || err != nil {
 			continue // not a day: left alone
 		}
 		days = append(days, day)
 	}
+	return days, nil
 }
 
 // listObjects lists up to limit object names (and generations) under prefix,
 // in [start, end) (empty: unbounded).
 func (j *job) listObjects(ctx context.Context, prefix, start, end string, limit int) ([]string, []int64, error) {
-	q := &storage.Query{Prefix: prefix, StartOffset: start, EndOffset: end}
-	if err := q.SetAttrSelection([]string{"Name", "Generation"}); err != nil {
-		return nil, nil, err
-	}
 	var names []string
 	var gens []int64
-	it := j.store.Bucket().Objects(ctx, q)
-	for len(names) < limit {
-		attrs, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
+	if limit <= 0 {
+		return nil, nil, nil
+	}
+	for a, err := range j.bucket.List(ctx, bucket.Query{Prefix: prefix, StartOffset: start, EndOffset: end}) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("list %s: %w", prefix, err)
 		}
-		names = append(names, attrs.Name)
-		gens = append(gens, attrs.Generation)
+		names = append(names, a.Name)
+		gens = append(gens, a.Generation)
+		if len(names) == limit {
+			break
+		}
 	}
 	return names, gens, nil
 }

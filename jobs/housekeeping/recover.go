@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -53,11 +54,11 @@ func (j *job) renotify(ctx context.Context, id string, fx completion.Effects) er
 // re-enqueued or failed, and a batch whose rows are all final is completed.
 func (j *job) examine(ctx context.Context, id string, rowsLeft int) (outcome, error) {
 	var fx completion.Effects
-	switch err := j.store.ReadJSON(ctx, ledger.EffectsObject(id), &fx); {
+	switch _, err := j.bucket.ReadJSON(ctx, ledger.EffectsObject(id), &fx); {
 	case err == nil:
 		j.rep.batches.Add(1)
 		return finished, j.renotify(ctx, id, fx)
-	case !errors.Is(err, ledger.ErrNotFound):
+	case !errors.Is(err, bucket.ErrNotFound):
 		return open, err
 	}
 	m, err := j.store.Manifest(ctx, id)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,16 +15,15 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/storage"
-	"google.golang.org/api/iterator"
-
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/queue"
 )
 
@@ -40,7 +38,8 @@ const (
 // httptest server standing in for generate that counts the deliveries.
 type stack struct {
 	env     map[string]string
-	store   *ledger.Store
+	store   *ledgerstore.Store
+	bucket  *bucket.Bucket
 	budgets *budget.Store
 	faults  *devstack.Faults
 	tasks   *devstack.Tasks
@@ -99,8 +98,8 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	s.store = c.Store
-	s.budgets = budget.NewStore(c.Store, budget.NewLimits(c.Store, 10, time.Hour), 30*time.Second)
+	s.store, s.bucket = c.Ledger, c.Bucket
+	s.budgets = budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, 10, time.Hour), 30*time.Second)
 	return s
 }
 
@@ -156,7 +155,7 @@ func idAt(t time.Time) string {
 }
 
 // manifest records a batch issued at created with rows of one variant each.
-func (s *stack) manifest(t *testing.T, created time.Time, mode batch.RunMode, rows int) *ledger.Manifest {
+func (s *stack) manifest(t *testing.T, created time.Time, mode ledger.RunMode, rows int) *ledger.Manifest {
 	t.Helper()
 	id := idAt(created)
 	if !batch.ValidID(id) {
@@ -168,7 +167,7 @@ func (s *stack) manifest(t *testing.T, created time.Time, mode batch.RunMode, ro
 		m.Rows = append(m.Rows, ledger.ManifestRow{Index: i, Prompt: fmt.Sprint("prompt ", i), Variants: 1, AspectRatio: "1:1"})
 	}
 	m.EstimateUSD = float64(m.Images()) * price
-	if mode == batch.Live {
+	if mode == ledger.Live {
 		m.BudgetDay = budget.Day(created)
 	}
 	if err := s.store.CreateManifest(context.Background(), m); err != nil {
@@ -227,7 +226,7 @@ func (s *stack) finishRow(t *testing.T, m *ledger.Manifest, row int, made bool) 
 
 func (s *stack) put(t *testing.T, name string) {
 	t.Helper()
-	if _, err := s.store.PutObject(context.Background(), name, "application/octet-stream", []byte("x")); err != nil {
+	if _, err := s.bucket.Create(context.Background(), name, []byte("x"), bucket.Meta{ContentType: "application/octet-stream"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -235,7 +234,7 @@ func (s *stack) put(t *testing.T, name string) {
 func (s *stack) putKey(t *testing.T, user, key string, created time.Time) string {
 	t.Helper()
 	name := idempotency.Object(user, key)
-	_, err := ledger.Update(context.Background(), s.store, name, func(idempotency.Record, bool) (idempotency.Record, error) {
+	_, _, err := bucket.Update(context.Background(), s.bucket, name, func(idempotency.Record, bool) (idempotency.Record, error) {
 		return idempotency.Record{BodySHA256: "h", BatchID: idAt(created), CreatedAt: created.UTC(), Committed: true}, nil
 	})
 	if err != nil {
@@ -246,7 +245,7 @@ func (s *stack) putKey(t *testing.T, user, key string, created time.Time) string
 
 func (s *stack) exists(t *testing.T, name string) bool {
 	t.Helper()
-	ok, err := s.store.Exists(context.Background(), name)
+	ok, err := s.bucket.Exists(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,17 +256,13 @@ func (s *stack) exists(t *testing.T, name string) bool {
 func (s *stack) objects(t *testing.T, prefix string) []string {
 	t.Helper()
 	var out []string
-	it := s.store.Bucket().Objects(context.Background(), &storage.Query{Prefix: prefix})
-	for {
-		a, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return out
-		}
+	for a, err := range s.bucket.List(context.Background(), bucket.Query{Prefix: prefix}) {
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, a.Name)
 	}
+	return out
 }
 
 func (s *stack) row(t *testing.T, m *ledger.Manifest, i int) (ledger.Row, int64) {

@@ -8,19 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"cloud.google.com/go/storage"
-	"google.golang.org/api/iterator"
-
 	"github.com/assetgen/assetgen/shared/batch"
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/bucket"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/obs"
 )
-
-// batchesPrefix holds one prefix per batch (ledger.BatchPrefix).
-const batchesPrefix = "batches/"
-
-// cursorObject remembers where the walk stands between runs.
-const cursorObject = "housekeeping/cursor.json"
 
 // cursor is the walk's memory. Batches are walked newest first in passes; a
 // pass that does not fit in one run's bounds is continued by the next run, so
@@ -73,12 +65,12 @@ func (j *job) recoverBatches(ctx context.Context) error {
 	if err != nil {
 		// Recovery matters more than the cursor: walk from the top, report the
 		// error, and leave the object for an operator (deleting it resets the walk).
-		j.fail(ctx, "reading the cursor", err, "object", cursorObject)
+		j.fail(ctx, "reading the cursor", err, "object", layout.CursorObject)
 		base, exists = cursor{}, false
 	}
 	// Batches older than the retention are the pruner's.
 	from := max(base.Floor, idFloor(j.cutoff()))
-	ids, err := j.listBatches(ctx, batchesPrefix+from, "")
+	ids, err := j.listBatches(ctx, layout.Batches+from, "")
 	if err != nil {
 		return err
 	}
@@ -158,32 +150,24 @@ func (j *job) walk(ctx context.Context, c *cursor, ids []string) (stopped bool) 
 // unbounded), oldest first: one entry per batch prefix, however many objects
 // it holds.
 func (j *job) listBatches(ctx context.Context, start, end string) ([]string, error) {
-	q := &storage.Query{Prefix: batchesPrefix, Delimiter: "/", StartOffset: start, EndOffset: end}
-	if err := q.SetAttrSelection([]string{"Name"}); err != nil {
-		return nil, err
-	}
 	var ids []string
-	it := j.store.Bucket().Objects(ctx, q)
-	for {
-		attrs, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return ids, nil
-		}
+	for a, err := range j.bucket.List(ctx, bucket.Query{Prefix: layout.Batches, Delimiter: "/", StartOffset: start, EndOffset: end}) {
 		if err != nil {
 			return nil, fmt.Errorf("list batches: %w", err)
 		}
-		id := strings.TrimSuffix(strings.TrimPrefix(attrs.Prefix, batchesPrefix), "/")
-		if attrs.Prefix == "" || !batch.ValidID(id) {
+		id := strings.TrimSuffix(strings.TrimPrefix(a.Prefix, layout.Batches), "/")
+		if a.Prefix == "" || !batch.ValidID(id) {
 			continue // not a batch: nothing the job understands or touches
 		}
 		ids = append(ids, id)
 	}
+	return ids, nil
 }
 
 func (j *job) loadCursor(ctx context.Context) (cursor, bool, error) {
 	var c cursor
-	err := j.store.ReadJSON(ctx, cursorObject, &c)
-	if errors.Is(err, ledger.ErrNotFound) {
+	_, err := j.bucket.ReadJSON(ctx, layout.CursorObject, &c)
+	if errors.Is(err, bucket.ErrNotFound) {
 		return cursor{}, false, nil
 	}
 	if err != nil {
@@ -196,9 +180,9 @@ func (j *job) loadCursor(ctx context.Context) (cursor, bool, error) {
 // was read: that run walked the same batches, and its cursor is as good.
 func (j *job) saveCursor(ctx context.Context, base cursor, baseExists bool, next cursor) error {
 	next.Run, next.UpdatedAt = j.runID, time.Now().UTC()
-	_, err := ledger.Update(ctx, j.store, cursorObject, func(cur cursor, exists bool) (cursor, error) {
+	_, _, err := bucket.Update(ctx, j.bucket, layout.CursorObject, func(cur cursor, exists bool) (cursor, error) {
 		if exists != baseExists || cur.Run != base.Run || !cur.UpdatedAt.Equal(base.UpdatedAt) {
-			return cur, ledger.ErrNoChange
+			return cur, bucket.ErrNoChange
 		}
 		return next, nil
 	})

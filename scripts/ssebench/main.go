@@ -189,7 +189,7 @@ func (b *bench) start(ctx context.Context) (func(), error) {
 		PollMin: 250 * time.Millisecond, PollMax: 2 * time.Second,
 		Heartbeat: 30 * time.Second, MaxDuration: 59 * time.Minute, Retry: 2 * time.Second,
 		RefreshBefore: 5 * time.Minute, WriteTimeout: 30 * time.Second,
-	}, b.clients.Store, b.clients.Signer.Sign, log)
+	}, b.clients.Ledger, b.clients.Signer.Sign, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -198,12 +198,12 @@ func (b *bench) start(ctx context.Context) (func(), error) {
 	srv := &http.Server{Handler: progress.New(b.hub, auth.None{}, health.NewReadiness(5*time.Second), log), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 
-	b.m = &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: auth.LocalUser, RunMode: batch.DryRun,
+	b.m = &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: auth.LocalUser, RunMode: ledger.DryRun,
 		Model: "gemini-2.5-flash-image", CreatedAt: time.Now().UTC()}
 	for i := range 10 {
 		b.m.Rows = append(b.m.Rows, ledger.ManifestRow{Index: i, Prompt: fmt.Sprintf("row %d: a lighthouse at dusk, watercolour", i), Variants: 2, AspectRatio: "1:1"})
 	}
-	if err := b.clients.Store.CreateManifest(ctx, b.m); err != nil {
+	if err := b.clients.Ledger.CreateManifest(ctx, b.m); err != nil {
 		return nil, err
 	}
 	// Row 0 is being generated: the tail polls at PollMin.
@@ -224,7 +224,7 @@ func (b *bench) start(ctx context.Context) (func(), error) {
 
 // startRow leases a row (again): a new version while it runs.
 func (b *bench) startRow(ctx context.Context, row int) (ledger.Row, error) {
-	return b.clients.Store.UpdateRow(ctx, b.m, row, func(r ledger.Row) (ledger.Row, error) {
+	return b.clients.Ledger.UpdateRow(ctx, b.m, row, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Start(r, ledger.Op{Actor: "ssebench", Now: time.Now().UTC()}, "ssebench", time.Hour)
 	})
 }

@@ -10,13 +10,9 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/shared/cached"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/problem"
 )
-
-// APIKeysObject is the config object mapping key hashes to users:
-// {"keys": {"<sha256 hex of the key>": {"user": "render-farm", "name": "CI"}}}.
-// Only hashes are stored, so the bucket never holds a usable key.
-const APIKeysObject = "config/apikeys.json"
 
 // HashKey is how a key is stored: hex SHA-256.
 func HashKey(key string) string {
@@ -46,7 +42,7 @@ func NewAPIKeys(source func(ctx context.Context) ([]byte, error), ttl time.Durat
 // fails or the object does not parse), no key is accepted and callers get
 // NOT_READY: the table fails closed.
 func newAPIKeys(source func(ctx context.Context) ([]byte, error), opt cached.Options) *APIKeys {
-	return &APIKeys{keys: cached.New(APIKeysObject, func(ctx context.Context) (map[string]keyEntry, error) {
+	return &APIKeys{keys: cached.New(layout.APIKeysObject, func(ctx context.Context) (map[string]keyEntry, error) {
 		b, err := source(ctx)
 		if err != nil {
 			return nil, err
@@ -82,7 +78,7 @@ func parseKeys(b []byte) (map[string]keyEntry, error) {
 	}
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &doc); err != nil {
-			return nil, fmt.Errorf("auth: parsing %s: %w", APIKeysObject, err)
+			return nil, fmt.Errorf("auth: parsing %s: %w", layout.APIKeysObject, err)
 		}
 	}
 	if doc.Keys == nil {

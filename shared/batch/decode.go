@@ -12,12 +12,6 @@ import (
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
-// Field error codes of decoding.
-const (
-	FieldUnknown     = "UNKNOWN_FIELD"
-	FieldInvalidType = "INVALID_TYPE"
-)
-
 // Decode parses a request body. Malformed JSON is MALFORMED_JSON; unknown fields
 // and wrongly typed values are returned as field errors — every one, each with
 // its exact JSON pointer — so they are reported together with the validation
@@ -72,11 +66,11 @@ func Decode(body []byte) (Request, []problem.FieldError, error) {
 type decoder struct{ errs []problem.FieldError }
 
 func (d *decoder) unknown(at, name string) {
-	d.errs = append(d.errs, problem.FieldError{Field: at, Code: FieldUnknown, Detail: fmt.Sprintf("unknown field %q", name)})
+	d.errs = append(d.errs, problem.FieldError{Field: at, Code: problem.FieldUnknown, Detail: fmt.Sprintf("unknown field %q", name)})
 }
 
 func (d *decoder) mistyped(at, want string, raw json.RawMessage) {
-	d.errs = append(d.errs, problem.FieldError{Field: at, Code: FieldInvalidType, Detail: fmt.Sprintf("expected %s, got %s", want, kindOf(raw))})
+	d.errs = append(d.errs, problem.FieldError{Field: at, Code: problem.FieldInvalidType, Detail: fmt.Sprintf("expected %s, got %s", want, kindOf(raw))})
 }
 
 // field decodes one string; on a type error dst keeps its zero value.

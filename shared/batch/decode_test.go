@@ -106,22 +106,22 @@ func TestDecodeUnknownFields(t *testing.T) {
 		want []fc
 	}{
 		{"top level", `{"runMode":"dry_run","colour":"red","rows":[{"prompt":"p"}]}`,
-			[]fc{{"/colour", batch.FieldUnknown}}},
+			[]fc{{"/colour", problem.FieldUnknown}}},
 		{"inside a row", `{"runMode":"dry_run","rows":[{"prompt":"p"},{"prompt":"q","colour":"red"}]}`,
-			[]fc{{"/rows/1/colour", batch.FieldUnknown}}},
+			[]fc{{"/rows/1/colour", problem.FieldUnknown}}},
 		{"several, everywhere", `{"zeta":1,"alpha":2,"rows":[{"prompt":"p","seed":3},{"prompt":"q"},{"prompt":"r","negative":"x","style":"y"}]}`,
-			[]fc{{"/alpha", batch.FieldUnknown}, {"/zeta", batch.FieldUnknown},
-				{"/rows/0/seed", batch.FieldUnknown}, {"/rows/2/negative", batch.FieldUnknown}, {"/rows/2/style", batch.FieldUnknown}}},
+			[]fc{{"/alpha", problem.FieldUnknown}, {"/zeta", problem.FieldUnknown},
+				{"/rows/0/seed", problem.FieldUnknown}, {"/rows/2/negative", problem.FieldUnknown}, {"/rows/2/style", problem.FieldUnknown}}},
 		{"field names are case-sensitive", `{"RunMode":"dry_run","rows":[{"Prompt":"p"}]}`,
-			[]fc{{"/RunMode", batch.FieldUnknown}, {"/rows/0/Prompt", batch.FieldUnknown}}},
+			[]fc{{"/RunMode", problem.FieldUnknown}, {"/rows/0/Prompt", problem.FieldUnknown}}},
 		{"row field at the top level", `{"runMode":"dry_run","prompt":"p","rows":[{"prompt":"p"}]}`,
-			[]fc{{"/prompt", batch.FieldUnknown}}},
+			[]fc{{"/prompt", problem.FieldUnknown}}},
 		{"top-level field inside a row", `{"runMode":"dry_run","rows":[{"prompt":"p","runMode":"live"}]}`,
-			[]fc{{"/rows/0/runMode", batch.FieldUnknown}}},
+			[]fc{{"/rows/0/runMode", problem.FieldUnknown}}},
 		{"pointer escapes / and ~", `{"a/b":1,"m~n":2,"rows":[{"prompt":"p","x/y~z":3}]}`,
-			[]fc{{"/a~1b", batch.FieldUnknown}, {"/m~0n", batch.FieldUnknown}, {"/rows/0/x~1y~0z", batch.FieldUnknown}}},
+			[]fc{{"/a~1b", problem.FieldUnknown}, {"/m~0n", problem.FieldUnknown}, {"/rows/0/x~1y~0z", problem.FieldUnknown}}},
 		{"empty key", `{"":1,"rows":[{"prompt":"p"}]}`,
-			[]fc{{"/", batch.FieldUnknown}}},
+			[]fc{{"/", problem.FieldUnknown}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,11 +146,11 @@ func TestDecodeInvalidType(t *testing.T) {
 		body string
 		want fc
 	}{
-		{"runMode as number", `{"runMode":1,"rows":[{"prompt":"p"}]}`, fc{"/runMode", batch.FieldInvalidType}},
-		{"confirm as boolean", `{"runMode":"live","confirm":true,"rows":[{"prompt":"p"}]}`, fc{"/confirm", batch.FieldInvalidType}},
-		{"refs as string", `{"runMode":"dry_run","refs":"https://x/a.png","rows":[{"prompt":"p"}]}`, fc{"/refs", batch.FieldInvalidType}},
-		{"rows as object", `{"runMode":"dry_run","rows":{"prompt":"p"}}`, fc{"/rows", batch.FieldInvalidType}},
-		{"rows as string", `{"runMode":"dry_run","rows":"p"}`, fc{"/rows", batch.FieldInvalidType}},
+		{"runMode as number", `{"runMode":1,"rows":[{"prompt":"p"}]}`, fc{"/runMode", problem.FieldInvalidType}},
+		{"confirm as boolean", `{"runMode":"live","confirm":true,"rows":[{"prompt":"p"}]}`, fc{"/confirm", problem.FieldInvalidType}},
+		{"refs as string", `{"runMode":"dry_run","refs":"https://x/a.png","rows":[{"prompt":"p"}]}`, fc{"/refs", problem.FieldInvalidType}},
+		{"rows as object", `{"runMode":"dry_run","rows":{"prompt":"p"}}`, fc{"/rows", problem.FieldInvalidType}},
+		{"rows as string", `{"runMode":"dry_run","rows":"p"}`, fc{"/rows", problem.FieldInvalidType}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,12 +171,12 @@ func TestDecodeInvalidTypeInArray(t *testing.T) {
 		body string
 		want fc
 	}{
-		{"variants as string in row 0", `{"runMode":"dry_run","rows":[{"prompt":"p","variants":"2"}]}`, fc{"/rows/0/variants", batch.FieldInvalidType}},
-		{"variants as fraction in row 1", `{"runMode":"dry_run","rows":[{"prompt":"p"},{"prompt":"q","variants":1.5}]}`, fc{"/rows/1/variants", batch.FieldInvalidType}},
-		{"prompt as number in row 2", `{"runMode":"dry_run","rows":[{"prompt":"p"},{"prompt":"q"},{"prompt":7}]}`, fc{"/rows/2/prompt", batch.FieldInvalidType}},
-		{"row ref as number", `{"runMode":"dry_run","rows":[{"prompt":"p","refs":["https://x/a.png",5]}]}`, fc{"/rows/0/refs/1", batch.FieldInvalidType}},
-		{"global ref as object", `{"runMode":"dry_run","refs":[{}],"rows":[{"prompt":"p"}]}`, fc{"/refs/0", batch.FieldInvalidType}},
-		{"row as number", `{"runMode":"dry_run","rows":[{"prompt":"p"},3]}`, fc{"/rows/1", batch.FieldInvalidType}},
+		{"variants as string in row 0", `{"runMode":"dry_run","rows":[{"prompt":"p","variants":"2"}]}`, fc{"/rows/0/variants", problem.FieldInvalidType}},
+		{"variants as fraction in row 1", `{"runMode":"dry_run","rows":[{"prompt":"p"},{"prompt":"q","variants":1.5}]}`, fc{"/rows/1/variants", problem.FieldInvalidType}},
+		{"prompt as number in row 2", `{"runMode":"dry_run","rows":[{"prompt":"p"},{"prompt":"q"},{"prompt":7}]}`, fc{"/rows/2/prompt", problem.FieldInvalidType}},
+		{"row ref as number", `{"runMode":"dry_run","rows":[{"prompt":"p","refs":["https://x/a.png",5]}]}`, fc{"/rows/0/refs/1", problem.FieldInvalidType}},
+		{"global ref as object", `{"runMode":"dry_run","refs":[{}],"rows":[{"prompt":"p"}]}`, fc{"/refs/0", problem.FieldInvalidType}},
+		{"row as number", `{"runMode":"dry_run","rows":[{"prompt":"p"},3]}`, fc{"/rows/1", problem.FieldInvalidType}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,9 +197,9 @@ func TestDecodeReportsEveryTypeError(t *testing.T) {
 		want []fc
 	}{
 		{"two top-level fields", `{"runMode":1,"model":2,"rows":[{"prompt":"p"}]}`,
-			[]fc{{"/runMode", batch.FieldInvalidType}, {"/model", batch.FieldInvalidType}}},
+			[]fc{{"/runMode", problem.FieldInvalidType}, {"/model", problem.FieldInvalidType}}},
 		{"top level and row", `{"runMode":1,"rows":[{"prompt":"p","variants":"2"}]}`,
-			[]fc{{"/runMode", batch.FieldInvalidType}, {"/rows/0/variants", batch.FieldInvalidType}}},
+			[]fc{{"/runMode", problem.FieldInvalidType}, {"/rows/0/variants", problem.FieldInvalidType}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,9 +235,9 @@ func TestDecodeUnknownAndTypeErrorsTogether(t *testing.T) {
 			typeErrs := 0
 			for _, f := range fields {
 				switch f.Code {
-				case batch.FieldUnknown:
+				case problem.FieldUnknown:
 					unknown = append(unknown, f.Field)
-				case batch.FieldInvalidType:
+				case problem.FieldInvalidType:
 					typeErrs++
 				default:
 					t.Errorf("unexpected field error code %q", f.Code)
@@ -260,9 +260,9 @@ func TestDecodeThenValidate(t *testing.T) {
 	}{
 		{"valid", `{"runMode":"dry_run","rows":[{"prompt":"fox","variants":2}]}`, "", nil},
 		{"three bad fields", `{"rows":[{"prompt":"a"},{"prompt":"b","variants":0},{"prompt":"   "}]}`,
-			problem.ValidationFailed, []fc{{"/runMode", batch.FieldRequired}, {"/rows/1/variants", batch.FieldOutOfRange}, {"/rows/2/prompt", batch.FieldRequired}}},
+			problem.ValidationFailed, []fc{{"/runMode", problem.FieldRequired}, {"/rows/1/variants", problem.FieldOutOfRange}, {"/rows/2/prompt", problem.FieldRequired}}},
 		{"bad ref only", `{"runMode":"dry_run","rows":[{"prompt":"a","refs":["file:///etc/passwd"]}]}`,
-			problem.RefNotAllowed, []fc{{"/rows/0/refs/0", batch.FieldRefNotAllowed}}},
+			problem.RefNotAllowed, []fc{{"/rows/0/refs/0", problem.FieldRefNotAllowed}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,7 +307,7 @@ func TestDecodeMistypedValueReportedOnce(t *testing.T) {
 			if errors.As(verr, &pe) {
 				fields = append(fields, pe.Fields...)
 			}
-			is.Equal(sortedFC(fields), []fc{{tt.field, batch.FieldInvalidType}}) // one error, for the wrong type only
+			is.Equal(sortedFC(fields), []fc{{tt.field, problem.FieldInvalidType}}) // one error, for the wrong type only
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -52,7 +53,7 @@ func FuzzDecodeValidate(f *testing.F) {
 			return
 		}
 		for _, fe := range fields {
-			if fe.Code != batch.FieldUnknown && fe.Code != batch.FieldInvalidType {
+			if fe.Code != problem.FieldUnknown && fe.Code != problem.FieldInvalidType {
 				t.Fatalf("Decode: field error code %q", fe.Code)
 			}
 			if !strings.HasPrefix(fe.Field, "/") {
@@ -82,7 +83,7 @@ func FuzzDecodeValidate(f *testing.F) {
 				t.Fatalf("Validate: spec with %d rows returned alongside an error", len(spec.Rows))
 			}
 		} else {
-			if spec.RunMode != batch.DryRun && spec.RunMode != batch.Live {
+			if spec.RunMode != ledger.DryRun && spec.RunMode != ledger.Live {
 				t.Fatalf("Validate: accepted runMode %q", spec.RunMode)
 			}
 			if n := len(spec.Rows); n < 1 || n > batch.MaxRows {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/models"
 	"github.com/assetgen/assetgen/shared/problem"
 )
@@ -34,7 +35,7 @@ func httpRules() batch.Rules {
 
 // validReq is the smallest request Validate accepts.
 func validReq() batch.Request {
-	return batch.Request{RunMode: string(batch.DryRun), Rows: []batch.RowRequest{{Prompt: "a red fox"}}}
+	return batch.Request{RunMode: string(ledger.DryRun), Rows: []batch.RowRequest{{Prompt: "a red fox"}}}
 }
 
 // rowsOf returns n valid rows with distinct prompts.

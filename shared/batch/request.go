@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/assetgen/assetgen/shared/ledger"
 )
 
 // Limits of one batch.
@@ -20,15 +22,6 @@ const (
 	MaxRefsPerList = 6
 	MaxMergedRefs  = 6
 	MaxRefURL      = 2048
-)
-
-// RunMode says whether a batch spends money.
-type RunMode string
-
-// Run modes.
-const (
-	DryRun RunMode = "dry_run"
-	Live   RunMode = "live"
 )
 
 // ConfirmWord is what a live run must carry in "confirm", typed exactly.
@@ -64,7 +57,7 @@ type RowRequest struct {
 
 // Spec is a validated request with every default filled in.
 type Spec struct {
-	RunMode    RunMode
+	RunMode    ledger.RunMode
 	Model      string
 	Rows       []RowSpec
 	WebhookURL string

@@ -7,20 +7,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/models"
 	"github.com/assetgen/assetgen/shared/problem"
-)
-
-// Field error codes (the "code" of each entry in a problem's errors[]).
-const (
-	FieldRequired      = "REQUIRED"
-	FieldTooLong       = "TOO_LONG"
-	FieldOutOfRange    = "OUT_OF_RANGE"
-	FieldDuplicate     = "DUPLICATE"
-	FieldUnknownValue  = "UNKNOWN_VALUE"
-	FieldInvalidValue  = "INVALID_VALUE"
-	FieldTooMany       = "TOO_MANY"
-	FieldRefNotAllowed = string(problem.RefNotAllowed)
 )
 
 // Rules are the settings validation depends on.
@@ -44,18 +33,18 @@ func Validate(req Request, rules Rules) (Spec, error) {
 		errs = append(errs, problem.FieldError{Field: field, Code: code, Detail: fmt.Sprintf(format, args...)})
 	}
 
-	spec := Spec{RunMode: RunMode(req.RunMode), Model: req.Model}
+	spec := Spec{RunMode: ledger.RunMode(req.RunMode), Model: req.Model}
 	switch spec.RunMode {
-	case DryRun, Live:
+	case ledger.DryRun, ledger.Live:
 	case "":
-		add("/runMode", FieldRequired, "runMode is required: %q or %q", DryRun, Live)
+		add("/runMode", problem.FieldRequired, "runMode is required: %q or %q", ledger.DryRun, ledger.Live)
 	default:
-		add("/runMode", FieldUnknownValue, "runMode must be %q or %q", DryRun, Live)
+		add("/runMode", problem.FieldUnknownValue, "runMode must be %q or %q", ledger.DryRun, ledger.Live)
 	}
 
 	model, modelOK := rules.Models.Lookup(req.Model)
 	if !modelOK {
-		add("/model", FieldUnknownValue, "unknown model %q; supported: %s", req.Model, strings.Join(rules.Models.Names(), ", "))
+		add("/model", problem.FieldUnknownValue, "unknown model %q; supported: %s", req.Model, strings.Join(rules.Models.Names(), ", "))
 	} else {
 		spec.Model = model.Name
 	}
@@ -64,9 +53,9 @@ func Validate(req Request, rules Rules) (Spec, error) {
 
 	switch {
 	case len(req.Rows) == 0:
-		add("/rows", FieldRequired, "rows must hold 1 to %d rows", MaxRows)
+		add("/rows", problem.FieldRequired, "rows must hold 1 to %d rows", MaxRows)
 	case len(req.Rows) > MaxRows:
-		add("/rows", FieldTooMany, "at most %d rows per batch, got %d", MaxRows, len(req.Rows))
+		add("/rows", problem.FieldTooMany, "at most %d rows per batch, got %d", MaxRows, len(req.Rows))
 	}
 
 	seenIDs := map[string]int{}
@@ -78,26 +67,26 @@ func Validate(req Request, rules Rules) (Spec, error) {
 		rs := RowSpec{Index: i, ID: row.ID, Prompt: strings.TrimSpace(row.Prompt), Variants: 1, AspectRatio: row.AspectRatio}
 		switch n := utf8.RuneCountInString(rs.Prompt); {
 		case n == 0:
-			add(p+"/prompt", FieldRequired, "prompt must not be empty")
+			add(p+"/prompt", problem.FieldRequired, "prompt must not be empty")
 		case n > MaxPromptRunes:
-			add(p+"/prompt", FieldTooLong, "prompt is %d characters; at most %d", n, MaxPromptRunes)
+			add(p+"/prompt", problem.FieldTooLong, "prompt is %d characters; at most %d", n, MaxPromptRunes)
 		}
 		if !utf8.ValidString(row.Prompt) {
-			add(p+"/prompt", FieldInvalidValue, "prompt must be valid UTF-8")
+			add(p+"/prompt", problem.FieldInvalidValue, "prompt must be valid UTF-8")
 		}
 		if row.Variants != nil {
 			rs.Variants = *row.Variants
 			if rs.Variants < 1 || rs.Variants > MaxVariants {
-				add(p+"/variants", FieldOutOfRange, "variants must be 1 to %d, got %d", MaxVariants, rs.Variants)
+				add(p+"/variants", problem.FieldOutOfRange, "variants must be 1 to %d, got %d", MaxVariants, rs.Variants)
 			}
 		}
 		if row.ID != "" {
 			if len(row.ID) > MaxClientID {
-				add(p+"/id", FieldTooLong, "id must be at most %d bytes", MaxClientID)
+				add(p+"/id", problem.FieldTooLong, "id must be at most %d bytes", MaxClientID)
 			} else if !printable(row.ID) {
-				add(p+"/id", FieldInvalidValue, "id must be printable text without control characters")
+				add(p+"/id", problem.FieldInvalidValue, "id must be printable text without control characters")
 			} else if first, dup := seenIDs[row.ID]; dup {
-				add(p+"/id", FieldDuplicate, "id %q is already used by row %d", row.ID, first)
+				add(p+"/id", problem.FieldDuplicate, "id %q is already used by row %d", row.ID, first)
 			} else {
 				seenIDs[row.ID] = i
 			}
@@ -106,7 +95,7 @@ func Validate(req Request, rules Rules) (Spec, error) {
 			if rs.AspectRatio == "" {
 				rs.AspectRatio = model.DefaultRatio()
 			} else if !model.SupportsRatio(rs.AspectRatio) {
-				add(p+"/aspectRatio", FieldUnknownValue, "%s draws %s; not %q", model.Name, strings.Join(model.AspectRatios, ", "), rs.AspectRatio)
+				add(p+"/aspectRatio", problem.FieldUnknownValue, "%s draws %s; not %q", model.Name, strings.Join(model.AspectRatios, ", "), rs.AspectRatio)
 			}
 		}
 		own := checkRefs(row.Refs, p+"/refs", rules, add)
@@ -116,18 +105,18 @@ func Validate(req Request, rules Rules) (Spec, error) {
 
 	if req.WebhookURL != "" {
 		if rules.CheckWebhook == nil {
-			add("/webhookUrl", FieldUnknownValue, "completion webhooks are not available on this deployment")
+			add("/webhookUrl", problem.FieldUnknownValue, "completion webhooks are not available on this deployment")
 		} else if err := rules.CheckWebhook(req.WebhookURL); err != nil {
-			add("/webhookUrl", FieldInvalidValue, "%s", err.Error())
+			add("/webhookUrl", problem.FieldInvalidValue, "%s", err.Error())
 		} else {
 			spec.WebhookURL = req.WebhookURL
 		}
 	}
 	if req.Sheet != nil {
 		if rules.CheckSheet == nil {
-			add("/sheet", FieldUnknownValue, "Google Sheets write-back is not available on this deployment")
+			add("/sheet", problem.FieldUnknownValue, "Google Sheets write-back is not available on this deployment")
 		} else if err := rules.CheckSheet(req.Sheet.SpreadsheetID, req.Sheet.Range); err != nil {
-			add("/sheet", FieldInvalidValue, "%s", err.Error())
+			add("/sheet", problem.FieldInvalidValue, "%s", err.Error())
 		} else {
 			s := *req.Sheet
 			spec.Sheet = &s
@@ -151,7 +140,7 @@ func Validate(req Request, rules Rules) (Spec, error) {
 // CheckConfirm enforces the typed confirmation of live runs. It comes after
 // Validate: a live run is refused unless confirm is exactly "CONFIRM".
 func CheckConfirm(req Request) error {
-	if RunMode(req.RunMode) == Live && req.Confirm != ConfirmWord {
+	if ledger.RunMode(req.RunMode) == ledger.Live && req.Confirm != ConfirmWord {
 		return problem.New(problem.ConfirmationRequired, `live runs spend money: set "confirm" to the exact word %q`, ConfirmWord)
 	}
 	return nil
@@ -186,13 +175,13 @@ func MergeRefURLs(own, global []string) []string {
 
 func checkRefs(refs []string, path string, rules Rules, add func(field, code, format string, args ...any)) []string {
 	if len(refs) > MaxRefsPerList {
-		add(path, FieldTooMany, "at most %d references per list, got %d", MaxRefsPerList, len(refs))
+		add(path, problem.FieldTooMany, "at most %d references per list, got %d", MaxRefsPerList, len(refs))
 		refs = refs[:MaxRefsPerList]
 	}
 	ok := make([]string, 0, len(refs))
 	for i, ref := range refs {
 		if reason := RefAllowed(ref, rules); reason != "" {
-			add(fmt.Sprintf("%s/%d", path, i), FieldRefNotAllowed, "%s", reason)
+			add(fmt.Sprintf("%s/%d", path, i), problem.FieldRefNotAllowed, "%s", reason)
 			continue
 		}
 		ok = append(ok, ref)
@@ -237,7 +226,7 @@ func RefAllowed(ref string, rules Rules) string {
 
 func allRefErrors(errs []problem.FieldError) bool {
 	for _, e := range errs {
-		if e.Code != FieldRefNotAllowed {
+		if e.Code != problem.FieldRefNotAllowed {
 			return false
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -24,101 +25,101 @@ func TestValidateRejects(t *testing.T) {
 	}{
 		// runMode
 		{"runMode missing", batch.Rules{}, func(r *batch.Request) { r.RunMode = "" },
-			problem.ValidationFailed, []fc{{"/runMode", batch.FieldRequired}}},
+			problem.ValidationFailed, []fc{{"/runMode", problem.FieldRequired}}},
 		{"runMode unknown", batch.Rules{}, func(r *batch.Request) { r.RunMode = "preview" },
-			problem.ValidationFailed, []fc{{"/runMode", batch.FieldUnknownValue}}},
+			problem.ValidationFailed, []fc{{"/runMode", problem.FieldUnknownValue}}},
 		{"runMode is case-sensitive", batch.Rules{}, func(r *batch.Request) { r.RunMode = "LIVE" },
-			problem.ValidationFailed, []fc{{"/runMode", batch.FieldUnknownValue}}},
+			problem.ValidationFailed, []fc{{"/runMode", problem.FieldUnknownValue}}},
 
 		// model
 		{"model unknown", batch.Rules{}, func(r *batch.Request) { r.Model = "dall-e-3" },
-			problem.ValidationFailed, []fc{{"/model", batch.FieldUnknownValue}}},
+			problem.ValidationFailed, []fc{{"/model", problem.FieldUnknownValue}}},
 		{"unknown model skips the aspect ratio check", batch.Rules{}, func(r *batch.Request) {
 			r.Model = "nope"
 			r.Rows[0].AspectRatio = "7:3"
-		}, problem.ValidationFailed, []fc{{"/model", batch.FieldUnknownValue}}},
+		}, problem.ValidationFailed, []fc{{"/model", problem.FieldUnknownValue}}},
 
 		// rows
 		{"rows nil", batch.Rules{}, func(r *batch.Request) { r.Rows = nil },
-			problem.ValidationFailed, []fc{{"/rows", batch.FieldRequired}}},
+			problem.ValidationFailed, []fc{{"/rows", problem.FieldRequired}}},
 		{"rows empty", batch.Rules{}, func(r *batch.Request) { r.Rows = []batch.RowRequest{} },
-			problem.ValidationFailed, []fc{{"/rows", batch.FieldRequired}}},
+			problem.ValidationFailed, []fc{{"/rows", problem.FieldRequired}}},
 		{"rows 11", batch.Rules{}, func(r *batch.Request) { r.Rows = rowsOf(batch.MaxRows + 1) },
-			problem.ValidationFailed, []fc{{"/rows", batch.FieldTooMany}}},
+			problem.ValidationFailed, []fc{{"/rows", problem.FieldTooMany}}},
 		{"rows beyond the cap are not validated", batch.Rules{}, func(r *batch.Request) {
 			r.Rows = rowsOf(batch.MaxRows + 1)
 			r.Rows[batch.MaxRows].Prompt = ""
-		}, problem.ValidationFailed, []fc{{"/rows", batch.FieldTooMany}}},
+		}, problem.ValidationFailed, []fc{{"/rows", problem.FieldTooMany}}},
 
 		// variants
 		{"variants 0", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Variants = intp(0) },
-			problem.ValidationFailed, []fc{{"/rows/0/variants", batch.FieldOutOfRange}}},
+			problem.ValidationFailed, []fc{{"/rows/0/variants", problem.FieldOutOfRange}}},
 		{"variants 4", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Variants = intp(batch.MaxVariants + 1) },
-			problem.ValidationFailed, []fc{{"/rows/0/variants", batch.FieldOutOfRange}}},
+			problem.ValidationFailed, []fc{{"/rows/0/variants", problem.FieldOutOfRange}}},
 		{"variants negative", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Variants = intp(-1) },
-			problem.ValidationFailed, []fc{{"/rows/0/variants", batch.FieldOutOfRange}}},
+			problem.ValidationFailed, []fc{{"/rows/0/variants", problem.FieldOutOfRange}}},
 
 		// prompt
 		{"prompt empty", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Prompt = "" },
-			problem.ValidationFailed, []fc{{"/rows/0/prompt", batch.FieldRequired}}},
+			problem.ValidationFailed, []fc{{"/rows/0/prompt", problem.FieldRequired}}},
 		{"prompt whitespace only", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Prompt = " \t\n\u00a0 " },
-			problem.ValidationFailed, []fc{{"/rows/0/prompt", batch.FieldRequired}}},
+			problem.ValidationFailed, []fc{{"/rows/0/prompt", problem.FieldRequired}}},
 		{"prompt over 2000 runes", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Prompt = long },
-			problem.ValidationFailed, []fc{{"/rows/0/prompt", batch.FieldTooLong}}},
+			problem.ValidationFailed, []fc{{"/rows/0/prompt", problem.FieldTooLong}}},
 		{"prompt not UTF-8", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Prompt = "fox \xff" },
-			problem.ValidationFailed, []fc{{"/rows/0/prompt", batch.FieldInvalidValue}}},
+			problem.ValidationFailed, []fc{{"/rows/0/prompt", problem.FieldInvalidValue}}},
 
 		// client ids
 		{"duplicate id", batch.Rules{}, func(r *batch.Request) {
 			r.Rows = rowsOf(3)
 			r.Rows[0].ID, r.Rows[1].ID, r.Rows[2].ID = "a", "b", "a"
-		}, problem.ValidationFailed, []fc{{"/rows/2/id", batch.FieldDuplicate}}},
+		}, problem.ValidationFailed, []fc{{"/rows/2/id", problem.FieldDuplicate}}},
 		{"id used three times", batch.Rules{}, func(r *batch.Request) {
 			r.Rows = rowsOf(3)
 			r.Rows[0].ID, r.Rows[1].ID, r.Rows[2].ID = "x", "x", "x"
-		}, problem.ValidationFailed, []fc{{"/rows/1/id", batch.FieldDuplicate}, {"/rows/2/id", batch.FieldDuplicate}}},
+		}, problem.ValidationFailed, []fc{{"/rows/1/id", problem.FieldDuplicate}, {"/rows/2/id", problem.FieldDuplicate}}},
 		{"id over 64 bytes", batch.Rules{}, func(r *batch.Request) { r.Rows[0].ID = strings.Repeat("i", batch.MaxClientID+1) },
-			problem.ValidationFailed, []fc{{"/rows/0/id", batch.FieldTooLong}}},
+			problem.ValidationFailed, []fc{{"/rows/0/id", problem.FieldTooLong}}},
 		{"id with a control character", batch.Rules{}, func(r *batch.Request) { r.Rows[0].ID = "row\n1" },
-			problem.ValidationFailed, []fc{{"/rows/0/id", batch.FieldInvalidValue}}},
+			problem.ValidationFailed, []fc{{"/rows/0/id", problem.FieldInvalidValue}}},
 		{"id with DEL", batch.Rules{}, func(r *batch.Request) { r.Rows[0].ID = "row\x7f" },
-			problem.ValidationFailed, []fc{{"/rows/0/id", batch.FieldInvalidValue}}},
+			problem.ValidationFailed, []fc{{"/rows/0/id", problem.FieldInvalidValue}}},
 
 		// aspect ratio
 		{"aspectRatio unsupported", batch.Rules{}, func(r *batch.Request) { r.Rows[0].AspectRatio = "7:3" },
-			problem.ValidationFailed, []fc{{"/rows/0/aspectRatio", batch.FieldUnknownValue}}},
+			problem.ValidationFailed, []fc{{"/rows/0/aspectRatio", problem.FieldUnknownValue}}},
 		{"aspectRatio is not normalised", batch.Rules{}, func(r *batch.Request) { r.Rows[0].AspectRatio = "16 : 9" },
-			problem.ValidationFailed, []fc{{"/rows/0/aspectRatio", batch.FieldUnknownValue}}},
+			problem.ValidationFailed, []fc{{"/rows/0/aspectRatio", problem.FieldUnknownValue}}},
 
 		// references: only disallowed refs → REF_NOT_ALLOWED
 		{"global ref ftp", batch.Rules{}, func(r *batch.Request) { r.Refs = []string{"ftp://files.example.com/a.png"} },
-			problem.RefNotAllowed, []fc{{"/refs/0", batch.FieldRefNotAllowed}}},
+			problem.RefNotAllowed, []fc{{"/refs/0", problem.FieldRefNotAllowed}}},
 		{"row ref http without AllowHTTPRefs", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Refs = []string{"http://img.example.com/a.png"} },
-			problem.RefNotAllowed, []fc{{"/rows/0/refs/0", batch.FieldRefNotAllowed}}},
+			problem.RefNotAllowed, []fc{{"/rows/0/refs/0", problem.FieldRefNotAllowed}}},
 		{"gs ref outside RefBuckets", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Refs = []string{"gs://other-bucket/a.png"} },
-			problem.RefNotAllowed, []fc{{"/rows/0/refs/0", batch.FieldRefNotAllowed}}},
+			problem.RefNotAllowed, []fc{{"/rows/0/refs/0", problem.FieldRefNotAllowed}}},
 		{"gs ref without object", batch.Rules{}, func(r *batch.Request) { r.Refs = []string{"gs://" + refBucket} },
-			problem.RefNotAllowed, []fc{{"/refs/0", batch.FieldRefNotAllowed}}},
+			problem.RefNotAllowed, []fc{{"/refs/0", problem.FieldRefNotAllowed}}},
 		{"ref with credentials", batch.Rules{}, func(r *batch.Request) { r.Refs = []string{"https://u:p@img.example.com/a.png"} },
-			problem.RefNotAllowed, []fc{{"/refs/0", batch.FieldRefNotAllowed}}},
+			problem.RefNotAllowed, []fc{{"/refs/0", problem.FieldRefNotAllowed}}},
 		{"only the bad ref of a list is reported", batch.Rules{}, func(r *batch.Request) {
 			r.Refs = []string{"https://img.example.com/ok.png", "file:///etc/passwd", "https://img.example.com/ok2.png"}
-		}, problem.RefNotAllowed, []fc{{"/refs/1", batch.FieldRefNotAllowed}}},
+		}, problem.RefNotAllowed, []fc{{"/refs/1", problem.FieldRefNotAllowed}}},
 		{"several disallowed refs stay REF_NOT_ALLOWED", batch.Rules{}, func(r *batch.Request) {
 			r.Refs = []string{"javascript:alert(1)"}
 			r.Rows[0].Refs = []string{"https://img.example.com/ok.png", "gs://other/x.png"}
-		}, problem.RefNotAllowed, []fc{{"/refs/0", batch.FieldRefNotAllowed}, {"/rows/0/refs/1", batch.FieldRefNotAllowed}}},
+		}, problem.RefNotAllowed, []fc{{"/refs/0", problem.FieldRefNotAllowed}, {"/rows/0/refs/1", problem.FieldRefNotAllowed}}},
 		{"global refs over 6", batch.Rules{}, func(r *batch.Request) { r.Refs = refsOf(batch.MaxRefsPerList + 1) },
-			problem.ValidationFailed, []fc{{"/refs", batch.FieldTooMany}}},
+			problem.ValidationFailed, []fc{{"/refs", problem.FieldTooMany}}},
 		{"row refs over 6", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Refs = refsOf(batch.MaxRefsPerList + 1) },
-			problem.ValidationFailed, []fc{{"/rows/0/refs", batch.FieldTooMany}}},
+			problem.ValidationFailed, []fc{{"/rows/0/refs", problem.FieldTooMany}}},
 		{"refs past the per-list cap are not checked", batch.Rules{}, func(r *batch.Request) {
 			r.Refs = append(refsOf(batch.MaxRefsPerList), "ftp://x.example.com/a.png")
-		}, problem.ValidationFailed, []fc{{"/refs", batch.FieldTooMany}}},
+		}, problem.ValidationFailed, []fc{{"/refs", problem.FieldTooMany}}},
 		{"ref error mixed with another error is VALIDATION_FAILED", batch.Rules{}, func(r *batch.Request) {
 			r.Refs = []string{"ftp://x.example.com/a.png"}
 			r.Rows[0].Prompt = ""
-		}, problem.ValidationFailed, []fc{{"/refs/0", batch.FieldRefNotAllowed}, {"/rows/0/prompt", batch.FieldRequired}}},
+		}, problem.ValidationFailed, []fc{{"/refs/0", problem.FieldRefNotAllowed}, {"/rows/0/prompt", problem.FieldRequired}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,10 +133,10 @@ func TestValidateRejects(t *testing.T) {
 
 			spec, err := batch.Validate(req, rl)
 
-			is.True(err != nil)                       // the request must be refused
-			is.Equal(problem.CodeOf(err), tt.code)    // problem code
-			is.Equal(spec.Rows, []batch.RowSpec(nil)) // no spec on failure
-			is.Equal(spec.RunMode, batch.RunMode("")) // zero spec on failure
+			is.True(err != nil)                        // the request must be refused
+			is.Equal(problem.CodeOf(err), tt.code)     // problem code
+			is.Equal(spec.Rows, []batch.RowSpec(nil))  // no spec on failure
+			is.Equal(spec.RunMode, ledger.RunMode("")) // zero spec on failure
 			pe, got := problemOf(t, err)
 			want := append([]fc(nil), tt.want...)
 			sortFC(want)
@@ -166,9 +167,9 @@ func TestValidateReportsAllErrorsAtOnce(t *testing.T) {
 				{Prompt: "  "},
 			}},
 			want: []fc{
-				{"/runMode", batch.FieldRequired},
-				{"/rows/0/variants", batch.FieldOutOfRange},
-				{"/rows/2/prompt", batch.FieldRequired},
+				{"/runMode", problem.FieldRequired},
+				{"/rows/0/variants", problem.FieldOutOfRange},
+				{"/rows/2/prompt", problem.FieldRequired},
 			},
 		},
 		{
@@ -179,16 +180,16 @@ func TestValidateReportsAllErrorsAtOnce(t *testing.T) {
 				{ID: strings.Repeat("i", 65), Prompt: "fine", Refs: []string{"gs://" + refBucket + "/ok.png", "gs://" + refBucket}},
 			}},
 			want: []fc{
-				{"/runMode", batch.FieldUnknownValue},
-				{"/refs/0", batch.FieldRefNotAllowed},
-				{"/rows/0/prompt", batch.FieldTooLong},
-				{"/rows/0/variants", batch.FieldOutOfRange},
-				{"/rows/0/aspectRatio", batch.FieldUnknownValue},
-				{"/rows/1/prompt", batch.FieldRequired},
-				{"/rows/1/id", batch.FieldDuplicate},
-				{"/rows/1/refs", batch.FieldTooMany},
-				{"/rows/2/id", batch.FieldTooLong},
-				{"/rows/2/refs/1", batch.FieldRefNotAllowed},
+				{"/runMode", problem.FieldUnknownValue},
+				{"/refs/0", problem.FieldRefNotAllowed},
+				{"/rows/0/prompt", problem.FieldTooLong},
+				{"/rows/0/variants", problem.FieldOutOfRange},
+				{"/rows/0/aspectRatio", problem.FieldUnknownValue},
+				{"/rows/1/prompt", problem.FieldRequired},
+				{"/rows/1/id", problem.FieldDuplicate},
+				{"/rows/1/refs", problem.FieldTooMany},
+				{"/rows/2/id", problem.FieldTooLong},
+				{"/rows/2/refs/1", problem.FieldRefNotAllowed},
 			},
 		},
 		{
@@ -197,9 +198,9 @@ func TestValidateReportsAllErrorsAtOnce(t *testing.T) {
 				{Prompt: ""}, {Prompt: "ok"}, {Prompt: ""}, {Prompt: "ok"}, {Prompt: "\n"},
 			}},
 			want: []fc{
-				{"/rows/0/prompt", batch.FieldRequired},
-				{"/rows/2/prompt", batch.FieldRequired},
-				{"/rows/4/prompt", batch.FieldRequired},
+				{"/rows/0/prompt", problem.FieldRequired},
+				{"/rows/2/prompt", problem.FieldRequired},
+				{"/rows/4/prompt", problem.FieldRequired},
 			},
 		},
 	}
@@ -232,7 +233,7 @@ func TestValidateAccepts(t *testing.T) {
 			name:  "defaults: model, variants 1, first aspect ratio",
 			rules: rules(),
 			req:   batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{{Prompt: "fox"}}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, Prompt: "fox", Variants: 1, AspectRatio: "1:1", RefURLs: []string{}},
 			}},
 		},
@@ -243,7 +244,7 @@ func TestValidateAccepts(t *testing.T) {
 				{ID: "hero", Prompt: "  castle at dusk \n", Variants: intp(3), AspectRatio: "16:9"},
 				{ID: "icon", Prompt: "shield", Variants: intp(1), AspectRatio: "21:9"},
 			}},
-			want: batch.Spec{RunMode: batch.Live, Model: "gemini-3-pro-image-preview", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.Live, Model: "gemini-3-pro-image-preview", Rows: []batch.RowSpec{
 				{Index: 0, ID: "hero", Prompt: "castle at dusk", Variants: 3, AspectRatio: "16:9", RefURLs: []string{}},
 				{Index: 1, ID: "icon", Prompt: "shield", Variants: 1, AspectRatio: "21:9", RefURLs: []string{}},
 			}},
@@ -254,7 +255,7 @@ func TestValidateAccepts(t *testing.T) {
 			req: batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{
 				{ID: strings.Repeat("i", batch.MaxClientID), Prompt: " " + exactly2000 + " ", Variants: intp(batch.MaxVariants)},
 			}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, ID: strings.Repeat("i", batch.MaxClientID), Prompt: exactly2000, Variants: 3, AspectRatio: "1:1", RefURLs: []string{}},
 			}},
 		},
@@ -263,7 +264,7 @@ func TestValidateAccepts(t *testing.T) {
 			rules: rules(),
 			req:   batch.Request{RunMode: "dry_run", Rows: rowsOf(batch.MaxRows)},
 			want: func() batch.Spec {
-				s := batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image"}
+				s := batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image"}
 				for i, r := range rowsOf(batch.MaxRows) {
 					s.Rows = append(s.Rows, batch.RowSpec{Index: i, Prompt: r.Prompt, Variants: 1, AspectRatio: "1:1", RefURLs: []string{}})
 				}
@@ -279,7 +280,7 @@ func TestValidateAccepts(t *testing.T) {
 					{Prompt: "one", Refs: []string{"https://r.example.com/a.png", "https://r.example.com/b.png", "https://r.example.com/a.png"}},
 					{Prompt: "two"},
 				}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, Prompt: "one", Variants: 1, AspectRatio: "1:1", RefURLs: []string{
 					"https://r.example.com/a.png", "https://r.example.com/b.png",
 					"https://g.example.com/1.png", "gs://" + refBucket + "/style.png",
@@ -293,7 +294,7 @@ func TestValidateAccepts(t *testing.T) {
 			name:  "six refs per list is the limit",
 			rules: rules(),
 			req:   batch.Request{RunMode: "dry_run", Refs: refsOf(6), Rows: []batch.RowRequest{{Prompt: "p", Refs: refsOf(6)}}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, Prompt: "p", Variants: 1, AspectRatio: "1:1", RefURLs: refsOf(6)},
 			}},
 		},
@@ -301,7 +302,7 @@ func TestValidateAccepts(t *testing.T) {
 			name:  "http refs when AllowHTTPRefs",
 			rules: httpRules(),
 			req:   batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{{Prompt: "p", Refs: []string{"http://localhost:8080/a.png"}}}},
-			want: batch.Spec{RunMode: batch.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
+			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
 				{Index: 0, Prompt: "p", Variants: 1, AspectRatio: "1:1", RefURLs: []string{"http://localhost:8080/a.png"}},
 			}},
 		},

@@ -12,10 +12,11 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/devstack/stacktest"
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/layout"
 )
 
 // fakeClock is a settable clock for the unexported now fields.
@@ -41,9 +42,9 @@ type limitsDoc struct {
 }
 
 // setLimits replaces the limits object by compare-and-swap.
-func setLimits(t *testing.T, store *ledger.Store, users map[string]float64) {
+func setLimits(t *testing.T, b *bucket.Bucket, users map[string]float64) {
 	t.Helper()
-	_, err := ledger.Update(context.Background(), store, LimitsObject, func(limitsDoc, bool) (limitsDoc, error) {
+	_, _, err := bucket.Update(context.Background(), b, layout.BudgetsObject, func(limitsDoc, bool) (limitsDoc, error) {
 		return limitsDoc{Users: users}, nil
 	})
 	if err != nil {
@@ -71,7 +72,7 @@ func TestNoOpsReportErrNoChange(t *testing.T) {
 }
 
 // limitsAt reads the limits object of store on a clock the test moves.
-func limitsAt(store *ledger.Store, defaultUSD float64, ttl time.Duration, clock *fakeClock) *Limits {
+func limitsAt(store *bucket.Bucket, defaultUSD float64, ttl time.Duration, clock *fakeClock) *Limits {
 	return newLimits(readLimits(store), defaultUSD, cached.Options{TTL: ttl, Backoff: time.Second, Now: clock.Now,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
@@ -84,10 +85,10 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	faults := devstack.NewFaults(1)
 	c := stacktest.Open(t, faults)
 	ctx := context.Background()
-	setLimits(t, c.Store, map[string]float64{"u": 100})
+	setLimits(t, c.Bucket, map[string]float64{"u": 100})
 
 	clock := &fakeClock{t: time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)}
-	l := limitsAt(c.Store, 10, time.Minute, clock)
+	l := limitsAt(c.Bucket, 10, time.Minute, clock)
 	limit := func(ctx context.Context, user string) Micros {
 		m, err := l.For(ctx, user)
 		is.NoErr(err)
@@ -97,7 +98,7 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	is.Equal(limit(ctx, "u"), FromUSD(100))    // override read from the object
 	is.Equal(limit(ctx, "other"), FromUSD(10)) // default for everyone else
 
-	setLimits(t, c.Store, map[string]float64{"u": 5})
+	setLimits(t, c.Bucket, map[string]float64{"u": 5})
 	readsBefore := faults.Counts().Reads
 	clock.Advance(time.Minute - time.Nanosecond)
 	is.Equal(limit(ctx, "u"), FromUSD(100))      // within the TTL: the old override
@@ -116,7 +117,7 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	faults.SetFailures(0)
 
 	// A corrupt object keeps them too.
-	w := c.Storage.Bucket(stacktest.TestBucket).Object(LimitsObject).NewWriter(ctx)
+	w := c.Storage.Bucket(stacktest.TestBucket).Object(layout.BudgetsObject).NewWriter(ctx)
 	_, err := w.Write([]byte("{not json"))
 	is.NoErr(err)
 	is.NoErr(w.Close())
@@ -124,7 +125,7 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	is.Equal(limit(ctx, "u"), FromUSD(5)) // corrupt object: last good override kept
 
 	// A deleted object means no overrides at all.
-	is.NoErr(c.Storage.Bucket(stacktest.TestBucket).Object(LimitsObject).Delete(ctx))
+	is.NoErr(c.Storage.Bucket(stacktest.TestBucket).Object(layout.BudgetsObject).Delete(ctx))
 	clock.Advance(time.Minute)
 	is.Equal(limit(ctx, "u"), FromUSD(10)) // no object: the default
 }
@@ -137,10 +138,10 @@ func TestLimitsFailClosedUntilFirstGoodRead(t *testing.T) {
 	faults := devstack.NewFaults(1)
 	c := stacktest.Open(t, faults)
 	ctx := context.Background()
-	setLimits(t, c.Store, map[string]float64{"u": 100})
+	setLimits(t, c.Bucket, map[string]float64{"u": 100})
 
 	clock := &fakeClock{t: time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)}
-	l := limitsAt(c.Store, 10, time.Hour, clock)
+	l := limitsAt(c.Bucket, 10, time.Hour, clock)
 
 	faults.SetFailures(1, http.StatusForbidden)
 	_, err := l.For(ctx, "u")

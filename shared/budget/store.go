@@ -8,8 +8,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/cached"
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/layout"
 )
 
 // Limits says what each user may spend per day: a default, and overrides read
@@ -20,27 +21,24 @@ type Limits struct {
 	perUser *cached.Value[map[string]Micros]
 }
 
-// LimitsObject is the config object of per-user daily limits in USD, keyed by
-// user id (a Google token's subject, an API key's user): {"users": {"1084…": 100}}.
-const LimitsObject = "config/budgets.json"
-
-// NewLimits returns limits with a default in USD.
-func NewLimits(store *ledger.Store, defaultUSD float64, ttl time.Duration) *Limits {
-	return newLimits(readLimits(store), defaultUSD, cached.Options{TTL: ttl})
+// NewLimits returns limits with a default in USD and overrides from
+// layout.BudgetsObject.
+func NewLimits(b *bucket.Bucket, defaultUSD float64, ttl time.Duration) *Limits {
+	return newLimits(readLimits(b), defaultUSD, cached.Options{TTL: ttl})
 }
 
 func newLimits(load func(context.Context) (map[string]Micros, error), defaultUSD float64, opt cached.Options) *Limits {
-	return &Limits{def: FromUSD(defaultUSD), perUser: cached.New(LimitsObject, load, opt)}
+	return &Limits{def: FromUSD(defaultUSD), perUser: cached.New(layout.BudgetsObject, load, opt)}
 }
 
 // readLimits reads the overrides; no object means none.
-func readLimits(store *ledger.Store) func(context.Context) (map[string]Micros, error) {
+func readLimits(b *bucket.Bucket) func(context.Context) (map[string]Micros, error) {
 	return func(ctx context.Context) (map[string]Micros, error) {
 		var doc struct {
 			Users map[string]float64 `json:"users"`
 		}
-		err := store.ReadJSON(ctx, LimitsObject, &doc)
-		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		_, err := b.ReadJSON(ctx, layout.BudgetsObject, &doc)
+		if err != nil && !errors.Is(err, bucket.ErrNotFound) {
 			return nil, err
 		}
 		m := make(map[string]Micros, len(doc.Users))
@@ -71,15 +69,15 @@ func (l *Limits) For(ctx context.Context, user string) (Micros, error) {
 // Store keeps accounts in the bucket, one object per user and day, updated
 // only by compare-and-swap.
 type Store struct {
-	ledger *ledger.Store
+	bucket *bucket.Bucket
 	limits *Limits
 	// Patience bounds how long one change keeps retrying a contended account.
 	patience time.Duration
 }
 
 // NewStore returns a budget store.
-func NewStore(l *ledger.Store, limits *Limits, patience time.Duration) *Store {
-	return &Store{ledger: l, limits: limits, patience: patience}
+func NewStore(b *bucket.Bucket, limits *Limits, patience time.Duration) *Store {
+	return &Store{bucket: b, limits: limits, patience: patience}
 }
 
 // ErrContended means the account object stayed contended past the store's
@@ -90,14 +88,14 @@ var ErrContended = errors.New("budget: contended")
 // ids may be e-mail addresses, which do not belong in object names.
 func Object(day, user string) string {
 	sum := sha256.Sum256([]byte(user))
-	return fmt.Sprintf("budgets/%s/%s.json", day, hex.EncodeToString(sum[:16]))
+	return fmt.Sprintf("%s%s/%s.json", layout.Budgets, day, hex.EncodeToString(sum[:16]))
 }
 
 // Get returns a user's account for a day (empty if none was written yet).
 func (s *Store) Get(ctx context.Context, user, day string) (Account, error) {
 	var a Account
-	err := s.ledger.ReadJSON(ctx, Object(day, user), &a)
-	if errors.Is(err, ledger.ErrNotFound) {
+	_, err := s.bucket.ReadJSON(ctx, Object(day, user), &a)
+	if errors.Is(err, bucket.ErrNotFound) {
 		err = nil
 	}
 	if err != nil {
@@ -119,56 +117,59 @@ func (s *Store) fill(ctx context.Context, a Account, user, day string) (Account,
 // account: a write cut off by the deadline may still have landed, so the
 // account is read once more to tell.
 func (s *Store) Change(ctx context.Context, user, day string, fn func(Account) (Account, error)) (Account, error) {
-	apply := func(ctx context.Context) (Account, error) {
-		return ledger.Update(ctx, s.ledger, Object(day, user), func(cur Account, _ bool) (Account, error) {
-			cur, err := s.fill(ctx, cur, user, day)
-			if err != nil {
-				return cur, err
-			}
-			next, err := fn(cur)
-			if errors.Is(err, errNoChange) {
-				err = ledger.ErrNoChange
-			}
-			return next, err
-		})
-	}
+	a, _, err := s.change(ctx, user, day, fn)
+	return a, err
+}
+
+// change is Change that also reports the write's outcome: Won when this call's
+// change is the one stored.
+func (s *Store) change(ctx context.Context, user, day string, fn func(Account) (Account, error)) (Account, bucket.Result, error) {
 	patient, cancel := context.WithTimeout(ctx, s.patience)
 	defer cancel()
-	a, err := apply(patient)
+	a, res, err := bucket.Update(patient, s.bucket, Object(day, user), func(cur Account, _ bool) (Account, error) {
+		cur, err := s.fill(patient, cur, user, day)
+		if err != nil {
+			return cur, err
+		}
+		next, err := fn(cur)
+		if errors.Is(err, errNoChange) {
+			err = bucket.ErrNoChange
+		}
+		return next, err
+	})
 	if err != nil && patient.Err() != nil && ctx.Err() == nil {
 		// Changes are idempotent: applied to what is stored now, one that
 		// landed reports no change, and the account is returned as it is.
 		check, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		var cur Account
-		rerr := s.ledger.ReadJSON(check, Object(day, user), &cur)
+		_, rerr := s.bucket.ReadJSON(check, Object(day, user), &cur)
 		if rerr == nil {
 			cur, ferr := s.fill(check, cur, user, day)
 			if ferr == nil {
 				_, ferr = fn(cur)
 			}
 			if errors.Is(ferr, errNoChange) {
-				return cur, nil
+				// The change is in the account, but whose write put it there
+				// (this call's, cut off, or an earlier call's) is unknown.
+				return cur, bucket.Result{Outcome: bucket.Unknown}, nil
 			}
 		}
 	}
-	if errors.Is(err, ledger.ErrContended) || (err != nil && patient.Err() != nil) {
-		return a, fmt.Errorf("%w: %w", ErrContended, err)
+	if errors.Is(err, bucket.ErrContended) || (err != nil && patient.Err() != nil) {
+		return a, res, fmt.Errorf("%w: %w", ErrContended, err)
 	}
-	return a, err
+	return a, res, err
 }
 
 // Reserve holds amount for a batch in the user's account of day. created is
 // false when the batch held its reservation already (a retried submit): only
 // the call that created a reservation may release it.
 func (s *Store) Reserve(ctx context.Context, user, day, batchID string, amount Micros) (Account, bool, error) {
-	created := false
-	a, err := s.Change(ctx, user, day, func(a Account) (Account, error) {
-		next, err := Reserve(a, batchID, amount)
-		created = err == nil
-		return next, err
-	})
-	return a, created && err == nil, err
+	a, res, err := s.change(ctx, user, day, func(a Account) (Account, error) { return Reserve(a, batchID, amount) })
+	// Won: this call's write holds the reservation, even if its answer was
+	// lost and the client's retry met it. Unchanged: it was there already.
+	return a, err == nil && res.Outcome == bucket.Won, err
 }
 
 // Settle charges a batch what it actually cost and releases the rest.

@@ -15,11 +15,13 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/matryer/is"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/devstack/stacktest"
+	"github.com/assetgen/assetgen/shared/layout"
 )
 
 const day = "2025-03-14"
@@ -27,14 +29,14 @@ const day = "2025-03-14"
 // writeLimits writes the per-user limits object (create-once: a fresh stack).
 func writeLimits(t *testing.T, c *cloud.Clients, users map[string]float64) {
 	t.Helper()
-	created, err := c.Store.CreateMarker(context.Background(), budget.LimitsObject, map[string]any{"users": users})
-	if err != nil || !created {
-		t.Fatalf("write limits: created=%v err=%v", created, err)
+	res, err := c.Bucket.CreateJSON(context.Background(), layout.BudgetsObject, map[string]any{"users": users})
+	if err != nil || res.Outcome != bucket.Won {
+		t.Fatalf("write limits: %v err=%v", res.Outcome, err)
 	}
 }
 
 func newStore(c *cloud.Clients, defaultUSD float64, patience time.Duration) *budget.Store {
-	return budget.NewStore(c.Store, budget.NewLimits(c.Store, defaultUSD, time.Hour), patience)
+	return budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, defaultUSD, time.Hour), patience)
 }
 
 func TestObjectHidesTheUser(t *testing.T) {
@@ -59,7 +61,7 @@ func TestGetEmptyAccount(t *testing.T) {
 	is.Equal(a.User, "u")
 	is.Equal(a.Day, day)
 	is.Equal(a.Sum(), budget.Totals{Limit: budget.FromUSD(7.5), Remaining: budget.FromUSD(7.5)}) // default limit, nothing used
-	exists, err := c.Store.Exists(ctx, budget.Object(day, "u"))
+	exists, err := c.Bucket.Exists(ctx, budget.Object(day, "u"))
 	is.NoErr(err)
 	is.True(!exists) // reading writes nothing
 }
@@ -85,7 +87,7 @@ func TestLimitsDefaultAndOverride(t *testing.T) {
 			if tt.object != nil {
 				writeLimits(t, c, tt.object)
 			}
-			l := budget.NewLimits(c.Store, 10, time.Hour)
+			l := budget.NewLimits(c.Bucket, 10, time.Hour)
 			got, err := l.For(context.Background(), tt.user)
 			is.NoErr(err)
 			is.Equal(got, budget.FromUSD(tt.wantUSD))
@@ -100,9 +102,9 @@ func TestLimitsCorruptObjectFailsClosed(t *testing.T) {
 	is := is.New(t)
 	c := stacktest.Open(t, nil)
 	ctx := context.Background()
-	_, err := c.Store.PutObject(ctx, budget.LimitsObject, "application/json", []byte(`{"users": {"alice": "lots"}}`))
+	_, err := c.Bucket.Create(ctx, layout.BudgetsObject, []byte(`{"users": {"alice": "lots"}}`), bucket.Meta{ContentType: "application/json"})
 	is.NoErr(err)
-	l := budget.NewLimits(c.Store, 10, time.Hour)
+	l := budget.NewLimits(c.Bucket, 10, time.Hour)
 	_, err = l.For(ctx, "alice")
 	is.True(errors.Is(err, budget.ErrLimitsUnknown)) // unreadable overrides: no spending
 }
@@ -180,6 +182,27 @@ func TestStoreReserveSettleRelease(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(got.Sum(), budget.Totals{Limit: budget.FromUSD(10), Spent: budget.FromUSD(0.6), Remaining: budget.FromUSD(9.4)})
 	is.Equal(got.Spent, map[string]budget.Micros{"b1": budget.FromUSD(0.6)})
+}
+
+// Only the call that made a reservation may release it. A reservation whose
+// write landed but whose answer was lost is still this call's: taken for a
+// retried submit's, a failed submit would leave it held all day.
+func TestReserveWhoseAnswerIsLostIsCreated(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	faults := devstack.NewFaults(1)
+	c := stacktest.Open(t, faults)
+	ctx := context.Background()
+	s := newStore(c, 10, 10*time.Second)
+	faults.LoseAnswers(budget.Object(day, "u"), 1)
+	a, created, err := s.Reserve(ctx, "u", day, "b1", budget.FromUSD(1))
+	is.NoErr(err)
+	is.True(created)                                // this call holds the reservation
+	is.Equal(a.Reserved["b1"], budget.FromUSD(1))   // once
+	is.Equal(faults.Counts().LostAnswers, int64(1)) // though its answer was lost
+	_, created, err = s.Reserve(ctx, "u", day, "b1", budget.FromUSD(1))
+	is.NoErr(err)
+	is.True(!created) // a retried submit finds it held
 }
 
 func TestAccountsArePerUserAndDay(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/ledger"
 )
 
 // Plan is a load to put on a deployment: dry-run batches, all submitted at once.
@@ -43,7 +44,7 @@ func (c *Client) Exercise(ctx context.Context, p Plan) (Report, error) {
 	fetch.SetLimit(16)
 	for b := range p.Batches {
 		g.Go(func() error {
-			req := batch.Request{RunMode: string(batch.DryRun)}
+			req := batch.Request{RunMode: string(ledger.DryRun)}
 			for r := range p.Rows {
 				v := p.Variants
 				req.Rows = append(req.Rows, batch.RowRequest{Prompt: fmt.Sprintf("exercise batch %d row %d", b, r), Variants: &v})

@@ -15,8 +15,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/config"
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/queue"
 	"github.com/assetgen/assetgen/shared/urls"
 )
@@ -25,11 +26,17 @@ import (
 type Clients struct {
 	Storage *storage.Client
 	Tasks   *cloudtasks.Client
-	Store   *ledger.Store
-	Signer  *urls.Signer
+	// Buckets is the storage adapter over any bucket (gs:// references).
+	Buckets *bucket.Client
+	// Bucket is the adapter over the platform's bucket, Ledger the batch
+	// ledger kept in it.
+	Bucket *bucket.Bucket
+	Ledger *ledgerstore.Store
+	Signer *urls.Signer
 }
 
-// Open builds the storage client, the ledger store and the URL signer.
+// Open builds the storage client, the storage adapter, the ledger store and
+// the URL signer.
 func Open(ctx context.Context, cfg config.Config) (*Clients, error) {
 	// JSON reads work the same against the emulator and production (the
 	// emulator's XML path needs a public host); they are harmless in the cloud.
@@ -43,8 +50,9 @@ func Open(ctx context.Context, cfg config.Config) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cloud: storage client: %w", err)
 	}
-	ledger.Configure(sc)
-	c := &Clients{Storage: sc, Store: ledger.NewStore(sc, cfg.Bucket)}
+	c := &Clients{Storage: sc, Buckets: bucket.NewClient(sc, bucket.DefaultPolicy())}
+	c.Bucket = c.Buckets.Bucket(cfg.Bucket)
+	c.Ledger = ledgerstore.New(c.Bucket)
 
 	so := urls.Options{TTL: cfg.SignedURLTTL, GoogleAccessID: cfg.SigningAccount, Insecure: cfg.Local()}
 	if cfg.SigningKeyFile != "" {
@@ -58,7 +66,7 @@ func Open(ctx context.Context, cfg config.Config) (*Clients, error) {
 			so.GoogleAccessID = urls.LocalAccessID
 		}
 	}
-	if c.Signer, err = urls.New(c.Store.Bucket(), so); err != nil {
+	if c.Signer, err = urls.New(sc.Bucket(cfg.Bucket), so); err != nil {
 		c.Close()
 		return nil, err
 	}

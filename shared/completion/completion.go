@@ -12,9 +12,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/notify"
 	"github.com/assetgen/assetgen/shared/obs"
@@ -22,7 +23,8 @@ import (
 
 // Finisher completes batches.
 type Finisher struct {
-	store   *ledger.Store
+	store   *ledgerstore.Store
+	bucket  *bucket.Bucket
 	budgets *budget.Store
 	n       Notifier
 	now     func() time.Time
@@ -40,9 +42,10 @@ type Notifier struct {
 	MaxElapsed time.Duration
 }
 
-// New returns a finisher.
-func New(store *ledger.Store, budgets *budget.Store, n Notifier) *Finisher {
-	return &Finisher{store: store, budgets: budgets, n: n, now: time.Now}
+// New returns a finisher over the ledger and the bucket holding it (the
+// effects markers and claims live beside the batch).
+func New(l *ledgerstore.Store, b *bucket.Bucket, budgets *budget.Store, n Notifier) *Finisher {
+	return &Finisher{store: l, bucket: b, budgets: budgets, n: n, now: time.Now}
 }
 
 // Effects records what the once-per-batch effects did.
@@ -55,8 +58,7 @@ type Effects struct {
 // Finish completes m's batch if every row is final. It returns whether the
 // batch is complete (effects included).
 func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error) {
-	var final ledger.Final
-	err := f.store.ReadJSON(ctx, ledger.StateObject(m.BatchID), &final)
+	final, err := f.store.State(ctx, m.BatchID)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		rows, err := f.store.Rows(ctx, m)
@@ -69,13 +71,13 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 			}
 		}
 		final = ledger.Final{BatchID: m.BatchID, FinishedAt: f.now().UTC(), Summary: ledger.Summarize(rows), Rows: rows}
-		created, err := f.store.CreateMarker(ctx, ledger.StateObject(m.BatchID), final)
+		created, err := f.store.CreateState(ctx, final)
 		if err != nil {
 			return false, fmt.Errorf("completion: final marker: %w", err)
 		}
 		if !created {
 			// Another caller finished first; its marker is the truth.
-			if err := f.store.ReadJSON(ctx, ledger.StateObject(m.BatchID), &final); err != nil {
+			if final, err = f.store.State(ctx, m.BatchID); err != nil {
 				return false, err
 			}
 		} else {
@@ -136,7 +138,7 @@ var errClaimed = errors.New("completion: another caller performs the effects")
 // crashed one is taken over once its claim is stale.
 func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what string) (bool, error) {
 	me := claim{Holder: obs.NewRequestID(), At: f.now().UTC()}
-	_, err := ledger.Update(ctx, f.store, ledger.BatchPrefix(m.BatchID)+what+"-claim.json", func(cur claim, exists bool) (claim, error) {
+	_, res, err := bucket.Update(ctx, f.bucket, ledger.BatchPrefix(m.BatchID)+what+"-claim.json", func(cur claim, exists bool) (claim, error) {
 		if exists && me.At.Sub(cur.At) < f.claimTTL() {
 			return cur, errClaimed
 		}
@@ -145,12 +147,15 @@ func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what st
 	if errors.Is(err, errClaimed) {
 		return false, nil
 	}
-	return err == nil, err
+	// Won even when the claim's answer was lost: re-read, the claim would
+	// look like another caller's, and nobody would do the effects until it
+	// went stale.
+	return err == nil && res.Outcome == bucket.Won, err
 }
 
 // effects runs the once-per-batch effects unless their marker exists.
 func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, final ledger.Final) error {
-	done, err := f.store.Exists(ctx, ledger.EffectsObject(m.BatchID))
+	done, err := f.bucket.Exists(ctx, ledger.EffectsObject(m.BatchID))
 	if err != nil || done {
 		return err
 	}
@@ -158,14 +163,14 @@ func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, final ledger
 		return err
 	}
 	charged := budget.FromUSD(final.Summary.CostUSD)
-	if m.RunMode == batch.Live && m.BudgetDay != "" {
+	if m.RunMode == ledger.Live && m.BudgetDay != "" {
 		if _, err := f.budgets.Settle(ctx, m.Owner, m.BudgetDay, m.BatchID, charged); err != nil {
 			return fmt.Errorf("completion: settle budget: %w", err)
 		}
 	}
 	fx := Effects{ChargedUSD: charged.USD(), Notifications: f.announce(ctx, m, final, nil)}
 	fx.At = f.now().UTC()
-	_, err = f.store.CreateMarker(ctx, ledger.EffectsObject(m.BatchID), fx)
+	_, err = f.bucket.CreateJSON(ctx, ledger.EffectsObject(m.BatchID), fx)
 	return err
 }
 
@@ -213,8 +218,8 @@ func unavailable(kind, target string) notify.Outcome {
 // The batch's results are never at stake: they are in the ledger either way.
 func (f *Finisher) RetryNotifications(ctx context.Context, m *ledger.Manifest) (int, error) {
 	var fx Effects
-	if err := f.store.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &fx); err != nil {
-		if errors.Is(err, ledger.ErrNotFound) {
+	if _, err := f.bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &fx); err != nil {
+		if errors.Is(err, bucket.ErrNotFound) {
 			return 0, nil
 		}
 		return 0, err
@@ -232,14 +237,14 @@ func (f *Finisher) RetryNotifications(ctx context.Context, m *ledger.Manifest) (
 	if mine, err := f.claimEffects(ctx, m, "renotify"); err != nil || !mine {
 		return 0, err
 	}
-	var final ledger.Final
-	if err := f.store.ReadJSON(ctx, ledger.StateObject(m.BatchID), &final); err != nil {
+	final, err := f.store.State(ctx, m.BatchID)
+	if err != nil {
 		return 0, err
 	}
 	again := f.announce(ctx, m, final, redo)
-	_, err := ledger.Update(ctx, f.store, ledger.EffectsObject(m.BatchID), func(cur Effects, exists bool) (Effects, error) {
+	_, _, err = bucket.Update(ctx, f.bucket, ledger.EffectsObject(m.BatchID), func(cur Effects, exists bool) (Effects, error) {
 		if !exists {
-			return cur, ledger.ErrNoChange
+			return cur, bucket.ErrNoChange
 		}
 		next := cur
 		next.Notifications = append([]notify.Outcome(nil), cur.Notifications...)

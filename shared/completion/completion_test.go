@@ -35,12 +35,18 @@ func open(t *testing.T) *stack {
 	t.Helper()
 	faults := devstack.NewFaults(1)
 	c := stacktest.Open(t, faults)
-	budgets := budget.NewStore(c.Store, budget.NewLimits(c.Store, 10, time.Hour), 30*time.Second)
-	return &stack{c: c, faults: faults, budgets: budgets, finisher: completion.New(c.Store, budgets, completion.Notifier{}), day: budget.Day(time.Now())}
+	budgets := budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, 10, time.Hour), 30*time.Second)
+	return &stack{c: c, faults: faults, budgets: budgets, finisher: completion.New(c.Ledger, c.Bucket, budgets, completion.Notifier{}), day: budget.Day(time.Now())}
+}
+
+// readJSON reads a JSON object of the bucket into v.
+func (s *stack) readJSON(ctx context.Context, name string, v any) error {
+	_, err := s.c.Bucket.ReadJSON(ctx, name, v)
+	return err
 }
 
 // manifest records a batch of rows with the given variants each.
-func (s *stack) manifest(t *testing.T, mode batch.RunMode, variants ...int) *ledger.Manifest {
+func (s *stack) manifest(t *testing.T, mode ledger.RunMode, variants ...int) *ledger.Manifest {
 	t.Helper()
 	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: "u", RunMode: mode, Model: "gemini-2.5-flash-image",
 		CreatedAt: time.Now().UTC(), PriceUSD: price}
@@ -48,10 +54,10 @@ func (s *stack) manifest(t *testing.T, mode batch.RunMode, variants ...int) *led
 		m.Rows = append(m.Rows, ledger.ManifestRow{Index: i, Prompt: fmt.Sprint("prompt ", i), Variants: v, AspectRatio: "1:1"})
 	}
 	m.EstimateUSD = float64(m.Images()) * price
-	if mode == batch.Live {
+	if mode == ledger.Live {
 		m.BudgetDay = s.day
 	}
-	if err := s.c.Store.CreateManifest(context.Background(), m); err != nil {
+	if err := s.c.Ledger.CreateManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -81,7 +87,7 @@ func (s *stack) finishRow(t *testing.T, m *ledger.Manifest, row int, cost float6
 		func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, op, nil) },
 	}
 	for _, step := range steps {
-		if _, err := s.c.Store.UpdateRow(ctx, m, row, step); err != nil {
+		if _, err := s.c.Ledger.UpdateRow(ctx, m, row, step); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -89,7 +95,7 @@ func (s *stack) finishRow(t *testing.T, m *ledger.Manifest, row int, cost float6
 
 func (s *stack) exists(t *testing.T, name string) bool {
 	t.Helper()
-	ok, err := s.c.Store.Exists(context.Background(), name)
+	ok, err := s.c.Bucket.Exists(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +104,8 @@ func (s *stack) exists(t *testing.T, name string) bool {
 
 func (s *stack) final(t *testing.T, m *ledger.Manifest) ledger.Final {
 	t.Helper()
-	var f ledger.Final
-	if err := s.c.Store.ReadJSON(context.Background(), ledger.StateObject(m.BatchID), &f); err != nil {
+	f, err := s.c.Ledger.State(context.Background(), m.BatchID)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -112,7 +118,7 @@ func TestFinishWaitsForEveryRow(t *testing.T) {
 	is := is.New(t)
 	s := open(t)
 	ctx := context.Background()
-	m := s.manifest(t, batch.DryRun, 1, 1)
+	m := s.manifest(t, ledger.DryRun, 1, 1)
 
 	before := s.faults.Counts().Writes
 	complete, err := s.finisher.Finish(ctx, m)
@@ -123,7 +129,7 @@ func TestFinishWaitsForEveryRow(t *testing.T) {
 
 	s.finishRow(t, m, 0, 0, 0)
 	// Row 1 is running: still not complete.
-	_, err = s.c.Store.UpdateRow(ctx, m, 1, func(r ledger.Row) (ledger.Row, error) {
+	_, err = s.c.Ledger.UpdateRow(ctx, m, 1, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Start(r, ledger.Op{Actor: "test", Now: time.Now().UTC()}, "attempt-1", time.Minute)
 	})
 	is.NoErr(err)
@@ -179,7 +185,7 @@ func TestFinishSettlesLiveBudget(t *testing.T) {
 	is := is.New(t)
 	s := open(t)
 	ctx := context.Background()
-	m := s.manifest(t, batch.Live, 2, 1)
+	m := s.manifest(t, ledger.Live, 2, 1)
 	s.reserve(t, m)
 	a := s.account(t, m)
 	is.Equal(a.Reserved[m.BatchID], budget.Micros(117_000)) // 3 × $0.039 held
@@ -198,7 +204,7 @@ func TestFinishSettlesLiveBudget(t *testing.T) {
 	is.Equal(a.Sum().Remaining, budget.FromUSD(10)-78_000)
 
 	var eff completion.Effects
-	is.NoErr(s.c.Store.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &eff))
+	is.NoErr(s.readJSON(ctx, ledger.EffectsObject(m.BatchID), &eff))
 	is.Equal(budget.FromUSD(eff.ChargedUSD), budget.Micros(78_000)) // the effects marker says so
 
 	acct := budget.Object(s.day, m.Owner)
@@ -218,7 +224,7 @@ func TestFinishFailedLiveBatchChargesNothing(t *testing.T) {
 	is := is.New(t)
 	s := open(t)
 	ctx := context.Background()
-	m := s.manifest(t, batch.Live, 2)
+	m := s.manifest(t, ledger.Live, 2)
 	s.reserve(t, m)
 	s.finishRow(t, m, 0, price) // every variant failed
 	complete, err := s.finisher.Finish(ctx, m)
@@ -247,7 +253,7 @@ func TestConcurrentFinishSettlesOnce(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	s := open(t)
-	m := s.manifest(t, batch.Live, 2, 1)
+	m := s.manifest(t, ledger.Live, 2, 1)
 	s.reserve(t, m)
 	s.finishRow(t, m, 0, price, 0, 1)
 	s.finishRow(t, m, 1, price)
@@ -299,13 +305,13 @@ func TestFinishRepairsMissingEffects(t *testing.T) {
 	is := is.New(t)
 	s := open(t)
 	ctx := context.Background()
-	m := s.manifest(t, batch.Live, 3)
+	m := s.manifest(t, ledger.Live, 3)
 	s.reserve(t, m)
 	s.finishRow(t, m, 0, price, 0, 2)
-	rows, err := s.c.Store.Rows(ctx, m)
+	rows, err := s.c.Ledger.Rows(ctx, m)
 	is.NoErr(err)
 	// The first finisher wrote the final marker and crashed.
-	created, err := s.c.Store.CreateMarker(ctx, ledger.StateObject(m.BatchID),
+	created, err := s.c.Ledger.CreateState(ctx,
 		ledger.Final{BatchID: m.BatchID, FinishedAt: time.Now().UTC(), Summary: ledger.Summarize(rows), Rows: rows})
 	is.NoErr(err)
 	is.True(created)
@@ -321,13 +327,35 @@ func TestFinishRepairsMissingEffects(t *testing.T) {
 	is.Equal(s.writesOf(ledger.StateObject(m.BatchID)), 1) // the marker was not rewritten
 }
 
+// The effects claim whose write landed but whose answer was lost is this
+// finisher's: taken for another's, nobody would settle the batch until the
+// claim went stale.
+func TestFinishWhoseClaimAnswerIsLostSettles(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := open(t)
+	ctx := context.Background()
+	m := s.manifest(t, ledger.Live, 1)
+	s.reserve(t, m)
+	s.finishRow(t, m, 0, price, 0)
+	s.faults.LoseAnswers(ledger.BatchPrefix(m.BatchID)+"effects-claim.json", 1)
+	complete, err := s.finisher.Finish(ctx, m)
+	is.NoErr(err)
+	is.True(complete)                                     // finished
+	is.Equal(s.faults.Counts().LostAnswers, int64(1))     // though the claim's answer was lost
+	is.True(s.exists(t, ledger.EffectsObject(m.BatchID))) // the effects ran at once
+	a := s.account(t, m)
+	is.Equal(a.Spent[m.BatchID], budget.Micros(39_000)) // and settled the batch
+	is.Equal(len(a.Reserved), 0)
+}
+
 // A dry run costs nothing and never touches the budget, even with a budget day.
 func TestFinishDryRunNeverTouchesBudget(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	s := open(t)
 	ctx := context.Background()
-	m := s.manifest(t, batch.DryRun, 2, 1)
+	m := s.manifest(t, ledger.DryRun, 2, 1)
 	m.BudgetDay = s.day // only the run mode gates settlement
 	s.finishRow(t, m, 0, 0, 0, 1)
 	s.finishRow(t, m, 1, 0, 0)
@@ -338,7 +366,7 @@ func TestFinishDryRunNeverTouchesBudget(t *testing.T) {
 	is.True(!s.exists(t, budget.Object(s.day, m.Owner)))  // but no account was written
 	is.Equal(len(s.faults.WritesOf("budgets/")), 0)       // nor any budget object
 	var eff completion.Effects
-	is.NoErr(s.c.Store.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &eff))
+	is.NoErr(s.readJSON(ctx, ledger.EffectsObject(m.BatchID), &eff))
 	is.Equal(eff.ChargedUSD, 0.0) // nothing charged
 }
 
@@ -347,7 +375,7 @@ func TestFinishReportsReadErrors(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	s := open(t)
-	m := s.manifest(t, batch.DryRun, 1)
+	m := s.manifest(t, ledger.DryRun, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	complete, err := s.finisher.Finish(ctx, m)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/matryer/is"
 
-	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/notify"
@@ -42,8 +41,8 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 		Webhooks: notify.NewWebhooks([]byte("secret"), refs.SafeClient(true, time.Second, 0), 50*time.Millisecond),
 		Link:     func(m *ledger.Manifest, row, variant int) string { return "https://example.test/a" },
 	}
-	f := completion.New(s.c.Store, s.budgets, n)
-	m := s.manifest(t, batch.DryRun, 1)
+	f := completion.New(s.c.Ledger, s.c.Bucket, s.budgets, n)
+	m := s.manifest(t, ledger.DryRun, 1)
 	m.Notify.WebhookURL = hook.URL + "/hook"
 	s.finishRow(t, m, 0, 0, 0)
 
@@ -57,7 +56,7 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 	}
 	wg.Wait()
 	var fx completion.Effects
-	is.NoErr(s.c.Store.ReadJSON(context.Background(), ledger.EffectsObject(m.BatchID), &fx))
+	is.NoErr(s.readJSON(context.Background(), ledger.EffectsObject(m.BatchID), &fx))
 	is.Equal(len(fx.Notifications), 1)             // one announcement, though five finished at once
 	is.Equal(fx.Notifications[0].Status, "failed") // the receiver was down
 	is.True(fx.Retryable())                        // for a reason a retry may fix
@@ -66,7 +65,7 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 	retried, err := f.RetryNotifications(context.Background(), m)
 	is.NoErr(err)
 	is.Equal(retried, 1)
-	is.NoErr(s.c.Store.ReadJSON(context.Background(), ledger.EffectsObject(m.BatchID), &fx))
+	is.NoErr(s.readJSON(context.Background(), ledger.EffectsObject(m.BatchID), &fx))
 	is.Equal(fx.Notifications[0].Status, "delivered") // the retry delivered it
 	is.True(fx.Notifications[0].Attempts > 1)         // counting every attempt
 	is.Equal(ids[m.BatchID+":webhook"], 1)

@@ -1,6 +1,8 @@
 package devstack
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -65,8 +67,40 @@ func (l *objectLocks) wrap(next http.Handler) http.Handler {
 			ol.rw.Lock()
 			defer ol.rw.Unlock()
 		}
+		if kind == "delete" && !generationMatches(next, r) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusPreconditionFailed)
+			_, _ = io.WriteString(w, `{"error":{"code":412,"message":"conditionNotMet"}}`)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// generationMatches checks a delete's ifGenerationMatch, which fake-gcs-server
+// ignores and Cloud Storage enforces, against the object's generation (read
+// under the object's lock). A missing object passes: the delete answers 404.
+func generationMatches(next http.Handler, r *http.Request) bool {
+	want := r.URL.Query().Get("ifGenerationMatch")
+	if want == "" {
+		return true
+	}
+	get := r.Clone(r.Context())
+	get.Method, get.Body, get.ContentLength = http.MethodGet, http.NoBody, 0
+	get.URL.RawQuery = ""
+	h := &held{header: http.Header{}}
+	rec := &recorder{ResponseWriter: h, status: http.StatusOK}
+	next.ServeHTTP(rec, get)
+	if rec.status != http.StatusOK {
+		return true
+	}
+	var meta struct {
+		Generation string `json:"generation"`
+	}
+	if err := json.Unmarshal(h.body.Bytes(), &meta); err != nil {
+		return true
+	}
+	return meta.Generation == want
 }
 
 // xmlObject names the object of a path-style GET (signed URLs): /bucket/object.

@@ -17,7 +17,8 @@ import (
 // Faults sits between the storage client and the emulator (GCSOptions.Wrap):
 // it counts requests the way Cloud Storage bills them, and can make the
 // emulator behave like the real service under stress — the one-write-per-second
-// per-object limit, a fraction of failed requests, added latency.
+// per-object limit, a fraction of failed requests, added latency, and writes
+// that land but whose answer is lost.
 type Faults struct {
 	mu sync.Mutex
 	// Settings; change them with Set* while requests flow.
@@ -26,6 +27,13 @@ type Faults struct {
 	latency    time.Duration
 	writeLimit time.Duration
 	rng        *rand.Rand
+	// loseAnswers writes under losePrefix land but are answered 503.
+	loseAnswers int
+	losePrefix  string
+	// rejectWrites writes under rejectPrefix are answered rejectWith unseen.
+	rejectWrites int
+	rejectPrefix string
+	rejectWith   int
 
 	lastWrite map[string]time.Time
 	counts    Counts
@@ -41,6 +49,8 @@ type Counts struct {
 	Rejected  int64 // requests answered by the injector instead of the emulator
 	Status412 int64 // precondition failures answered by the emulator
 	Status429 int64 // rate-limit answers, injected or not
+	// LostAnswers counts writes that landed but were answered 503.
+	LostAnswers int64
 }
 
 // ClassA is what Cloud Storage bills as class A operations.
@@ -71,6 +81,23 @@ func (f *Faults) SetWriteLimit(every time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.writeLimit = every
+}
+
+// LoseAnswers makes the next n writes of objects whose names start with
+// prefix land in the emulator but answer 503, as when the connection drops
+// after the commit: the client's retry then meets the write already there.
+func (f *Faults) LoseAnswers(prefix string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.losePrefix, f.loseAnswers = prefix, n
+}
+
+// RejectWrites answers the next n writes of objects whose names start with
+// prefix with status, without the emulator seeing them.
+func (f *Faults) RejectWrites(prefix string, n, status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rejectPrefix, f.rejectWrites, f.rejectWith = prefix, n, status
 }
 
 // Counts returns the counters.
@@ -117,6 +144,10 @@ func (f *Faults) Wrap(next http.Handler) http.Handler {
 		if f.failRate > 0 && len(f.failWith) > 0 && f.rng.Float64() < f.failRate {
 			fail = f.failWith[f.rng.IntN(len(f.failWith))]
 		}
+		if fail == 0 && kind == "write" && f.rejectWrites > 0 && object != "" && strings.HasPrefix(object, f.rejectPrefix) {
+			f.rejectWrites--
+			fail = f.rejectWith
+		}
 		if fail == 0 && kind == "write" && f.writeLimit > 0 && object != "" {
 			// A create-once of an object that exists changes nothing: it gets its
 			// 412, not a 429.
@@ -130,6 +161,10 @@ func (f *Faults) Wrap(next http.Handler) http.Handler {
 			if fail == http.StatusTooManyRequests {
 				f.counts.Status429++
 			}
+		}
+		lose := fail == 0 && kind == "write" && f.loseAnswers > 0 && object != "" && strings.HasPrefix(object, f.losePrefix)
+		if lose {
+			f.loseAnswers-- // given back below if the write does not land
 		}
 		f.mu.Unlock()
 
@@ -148,8 +183,31 @@ func (f *Faults) Wrap(next http.Handler) http.Handler {
 			_, _ = io.WriteString(w, `{"error":{"code":`+http.StatusText(fail)+`,"message":"injected fault"}}`)
 			return
 		}
-		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		var rec *recorder
+		if lose {
+			rec = &recorder{ResponseWriter: &held{header: http.Header{}}, status: http.StatusOK}
+		} else {
+			rec = &recorder{ResponseWriter: w, status: http.StatusOK}
+		}
 		next.ServeHTTP(rec, r)
+		if lose {
+			h := rec.ResponseWriter.(*held)
+			lost := rec.status < 300
+			f.mu.Lock()
+			if lost {
+				f.counts.LostAnswers++
+			} else {
+				f.loseAnswers++
+			}
+			f.mu.Unlock()
+			if lost {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `{"error":{"code":503,"message":"injected fault: the answer was lost"}}`)
+			} else {
+				h.copyTo(w, rec.status)
+			}
+		}
 
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -250,3 +308,21 @@ func (r *recorder) Write(b []byte) (int, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// held keeps an answer back, so it can be replaced or passed on.
+type held struct {
+	header http.Header
+	body   bytes.Buffer
+}
+
+func (h *held) Header() http.Header         { return h.header }
+func (h *held) Write(b []byte) (int, error) { return h.body.Write(b) }
+func (h *held) WriteHeader(int)             {}
+
+func (h *held) copyTo(w http.ResponseWriter, status int) {
+	for k, v := range h.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(h.body.Bytes())
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/shared/cached"
+	"github.com/assetgen/assetgen/shared/layout"
 )
 
 // Flag is one switch.
@@ -95,10 +96,6 @@ func Bucket(f Flag, user string) int {
 	return int(binary.BigEndian.Uint64(sum[:8]) % 10000)
 }
 
-// Object is the bucket object whose flag values override the environment: a
-// JSON map from flag name to value, e.g. {"LIVE_RUNS": "10%"}.
-const Object = "config/flags.json"
-
 // Source reads the flags object: a JSON map from flag name to value.
 type Source func(ctx context.Context) (map[string]string, error)
 
@@ -133,7 +130,7 @@ func newSet(getenv func(string) string, source Source, opt cached.Options) (*Set
 		s.env[f.Name] = v
 	}
 	if source != nil {
-		s.over = cached.New(Object, func(ctx context.Context) (map[string]Value, error) {
+		s.over = cached.New(layout.FlagsObject, func(ctx context.Context) (map[string]Value, error) {
 			return overrides(ctx, source)
 		}, opt)
 	}
@@ -181,7 +178,7 @@ func overrides(ctx context.Context, source Source) (map[string]Value, error) {
 		}
 		v, err := Parse(val)
 		if err != nil {
-			return nil, fmt.Errorf("flags: %s: %s: %w", Object, f.Name, err)
+			return nil, fmt.Errorf("flags: %s: %s: %w", layout.FlagsObject, f.Name, err)
 		}
 		over[f.Name] = v
 	}

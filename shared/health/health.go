@@ -6,11 +6,14 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/bucket"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -18,6 +21,28 @@ import (
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
+}
+
+// BucketWrites proves the bucket accepts writes by overwriting the instance's
+// probe object. Readiness caches the outcome: one object takes about one
+// write per second.
+func BucketWrites(b *bucket.Bucket, instance string) Check {
+	return Check{Name: "bucket", Fn: func(ctx context.Context) error {
+		body := fmt.Appendf(nil, `{"at":%q}`, time.Now().UTC().Format(time.RFC3339Nano))
+		_, err := b.Put(ctx, layout.ProbeObject(instance), body, bucket.Meta{ContentType: "application/json"})
+		return err
+	}}
+}
+
+// BucketReads proves the bucket can be listed (readiness of read-only services).
+func BucketReads(b *bucket.Bucket) Check {
+	return Check{Name: "bucket", Fn: func(ctx context.Context) error {
+		// The first page (or its failure) answers.
+		for _, err := range b.List(ctx, bucket.Query{Prefix: layout.Probes}) {
+			return err
+		}
+		return nil
+	}}
 }
 
 // Live answers 200 while the process serves.

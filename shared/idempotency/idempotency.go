@@ -10,7 +10,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/bucket"
+	"github.com/assetgen/assetgen/shared/layout"
 )
 
 // TTL is how long a key names its batch.
@@ -58,7 +59,7 @@ func BodyHash(body []byte) string {
 // appears in object names.
 func Object(user, key string) string {
 	sum := sha256.Sum256([]byte(user + "\x00" + key))
-	return "idempotency/" + hex.EncodeToString(sum[:16]) + ".json"
+	return layout.Idempotency + hex.EncodeToString(sum[:16]) + ".json"
 }
 
 // Decide is the pure rule: given the record found (if any), return the record
@@ -75,14 +76,14 @@ func Decide(cur Record, exists bool, fresh Record, now time.Time) (Record, bool,
 	return fresh, true, nil
 }
 
-// Keys stores records in the ledger bucket.
+// Keys stores records in the bucket.
 type Keys struct {
-	store *ledger.Store
-	now   func() time.Time
+	bucket *bucket.Bucket
+	now    func() time.Time
 }
 
 // New returns the key store.
-func New(store *ledger.Store) *Keys { return &Keys{store: store, now: time.Now} }
+func New(b *bucket.Bucket) *Keys { return &Keys{bucket: b, now: time.Now} }
 
 // Claim binds (user, key) to a new batch id unless a live record binds it
 // already: it returns the record in force and whether this call created it.
@@ -90,19 +91,16 @@ func New(store *ledger.Store) *Keys { return &Keys{store: store, now: time.Now} 
 func (k *Keys) Claim(ctx context.Context, user, key, bodyHash, batchID string) (Record, bool, error) {
 	now := k.now().UTC()
 	fresh := Record{BodySHA256: bodyHash, BatchID: batchID, CreatedAt: now}
-	created := false
-	rec, err := ledger.Update(ctx, k.store, Object(user, key), func(cur Record, exists bool) (Record, error) {
+	rec, res, err := bucket.Update(ctx, k.bucket, Object(user, key), func(cur Record, exists bool) (Record, error) {
 		next, write, err := Decide(cur, exists, fresh, now)
-		created = write
-		if err != nil || !write {
-			if err == nil {
-				err = ledger.ErrNoChange
-			}
-			return next, err
+		if err == nil && !write {
+			err = bucket.ErrNoChange
 		}
-		return next, nil
+		return next, err
 	})
-	return rec, created, err
+	// Won: this call's record is the one stored, even if its answer was lost
+	// and the client's retry met it.
+	return rec, err == nil && res.Outcome == bucket.Won, err
 }
 
 // ErrLost means the key no longer names the batch being committed: a failed
@@ -111,12 +109,12 @@ var ErrLost = errors.New("idempotency: the key no longer names this batch")
 
 // Commit marks the record's batch as recorded and queued.
 func (k *Keys) Commit(ctx context.Context, user, key, batchID string) error {
-	_, err := ledger.Update(ctx, k.store, Object(user, key), func(cur Record, exists bool) (Record, error) {
+	_, _, err := bucket.Update(ctx, k.bucket, Object(user, key), func(cur Record, exists bool) (Record, error) {
 		switch {
 		case !exists || cur.BatchID != batchID:
 			return cur, ErrLost
 		case cur.Committed:
-			return cur, ledger.ErrNoChange
+			return cur, bucket.ErrNoChange
 		}
 		cur.Committed = true
 		return cur, nil
@@ -128,8 +126,8 @@ func (k *Keys) Commit(ctx context.Context, user, key, batchID string) error {
 // accepted submit is answered from it before any other check.
 func (k *Keys) Peek(ctx context.Context, user, key string) (Record, bool, error) {
 	var rec Record
-	err := k.store.ReadJSON(ctx, Object(user, key), &rec)
-	if errors.Is(err, ledger.ErrNotFound) {
+	_, err := k.bucket.ReadJSON(ctx, Object(user, key), &rec)
+	if errors.Is(err, bucket.ErrNotFound) {
 		return rec, false, nil
 	}
 	if err != nil {
@@ -144,7 +142,7 @@ func (k *Keys) Peek(ctx context.Context, user, key string) (Record, bool, error)
 // must undo nothing — and true when the record is gone.
 func (k *Keys) Forget(ctx context.Context, user, key, batchID string) (bool, error) {
 	free := true
-	err := ledger.DeleteIf(ctx, k.store, Object(user, key), func(cur Record) bool {
+	err := bucket.DeleteIf(ctx, k.bucket, Object(user, key), func(cur Record) bool {
 		free = cur.BatchID == batchID && !cur.Committed
 		return free
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/devstack/stacktest"
@@ -110,7 +111,7 @@ func TestDecide(t *testing.T) {
 
 func readRecord(t *testing.T, c *cloud.Clients, user, key string) (idempotency.Record, bool) {
 	t.Helper()
-	b, err := c.Store.ReadObject(context.Background(), idempotency.Object(user, key))
+	b, err := c.Bucket.ReadBytes(context.Background(), idempotency.Object(user, key))
 	if err != nil {
 		return idempotency.Record{}, false
 	}
@@ -128,7 +129,7 @@ func TestConcurrentClaimsAgree(t *testing.T) {
 	is := is.New(t)
 	faults := devstack.NewFaults(1)
 	c := stacktest.Open(t, faults)
-	keys := idempotency.New(c.Store)
+	keys := idempotency.New(c.Bucket)
 	body := idempotency.BodyHash([]byte(`{"rows":[{"prompt":"fox"}]}`))
 
 	const n = 20
@@ -179,7 +180,7 @@ func TestClaimSameBodyReusesOtherBodyConflicts(t *testing.T) {
 	is := is.New(t)
 	c := stacktest.Open(t, nil)
 	ctx := context.Background()
-	keys := idempotency.New(c.Store)
+	keys := idempotency.New(c.Bucket)
 
 	rec, created, err := keys.Claim(ctx, "u", "k", "body-a", "b1")
 	is.NoErr(err)
@@ -205,7 +206,7 @@ func TestClaimsOfDifferentUsersAreIndependent(t *testing.T) {
 	is := is.New(t)
 	c := stacktest.Open(t, nil)
 	ctx := context.Background()
-	keys := idempotency.New(c.Store)
+	keys := idempotency.New(c.Bucket)
 	a, createdA, err := keys.Claim(ctx, "alice", "shared-key", "body-a", "batch-a")
 	is.NoErr(err)
 	b, createdB, err := keys.Claim(ctx, "bob", "shared-key", "body-b", "batch-b")
@@ -220,7 +221,7 @@ func TestCommit(t *testing.T) {
 	is := is.New(t)
 	c := stacktest.Open(t, nil)
 	ctx := context.Background()
-	keys := idempotency.New(c.Store)
+	keys := idempotency.New(c.Bucket)
 	_, _, err := keys.Claim(ctx, "u", "k", "body", "b1")
 	is.NoErr(err)
 
@@ -259,7 +260,7 @@ func TestForget(t *testing.T) {
 			is := is.New(t)
 			c := stacktest.Open(t, nil)
 			ctx := context.Background()
-			keys := idempotency.New(c.Store)
+			keys := idempotency.New(c.Bucket)
 			_, _, err := keys.Claim(ctx, "u", "k", "body", "b1")
 			is.NoErr(err)
 			if tt.commit {
@@ -291,9 +292,25 @@ func TestForgetMissingRecord(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	c := stacktest.Open(t, nil)
-	free, err := idempotency.New(c.Store).Forget(context.Background(), "u", "never", "b1")
+	free, err := idempotency.New(c.Bucket).Forget(context.Background(), "u", "never", "b1")
 	is.NoErr(err)
 	is.True(free) // nothing to forget: the batch is nobody else's
+}
+
+// A claim whose record landed but whose answer was lost created it: taken
+// for a twin request's claim, the submit would finish a batch it does not own
+// and never commit the key.
+func TestClaimWhoseAnswerIsLostCreates(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	faults := devstack.NewFaults(1)
+	c := stacktest.Open(t, faults)
+	faults.LoseAnswers(idempotency.Object("u", "k"), 1)
+	rec, created, err := idempotency.New(c.Bucket).Claim(context.Background(), "u", "k", "body", "batch-1")
+	is.NoErr(err)
+	is.True(created)                                // this call's record
+	is.Equal(rec.BatchID, "batch-1")                // names its batch
+	is.Equal(faults.Counts().LostAnswers, int64(1)) // though its answer was lost
 }
 
 // A record older than 24 hours no longer binds its key: a new claim replaces it,
@@ -308,10 +325,10 @@ func TestExpiredRecordIsReplaced(t *testing.T) {
 			old := idempotency.Record{BodySHA256: "old-body", BatchID: "old-batch", CreatedAt: time.Now().UTC().Add(-25 * time.Hour), Committed: true}
 			b, err := json.Marshal(old)
 			is.NoErr(err)
-			_, err = c.Store.PutObject(ctx, idempotency.Object("u", "k"), "application/json", b)
+			_, err = c.Bucket.Create(ctx, idempotency.Object("u", "k"), b, bucket.Meta{ContentType: "application/json"})
 			is.NoErr(err)
 
-			rec, created, err := idempotency.New(c.Store).Claim(ctx, "u", "k", body, "new-batch")
+			rec, created, err := idempotency.New(c.Bucket).Claim(ctx, "u", "k", body, "new-batch")
 			is.NoErr(err)    // no conflict with an expired record
 			is.True(created) // the claim replaced it
 			is.Equal(rec.BatchID, "new-batch")
@@ -333,8 +350,8 @@ func TestRecentRecordStillBinds(t *testing.T) {
 	old := idempotency.Record{BodySHA256: "old-body", BatchID: "old-batch", CreatedAt: time.Now().UTC().Add(-23 * time.Hour)}
 	b, err := json.Marshal(old)
 	is.NoErr(err)
-	_, err = c.Store.PutObject(ctx, idempotency.Object("u", "k"), "application/json", b)
+	_, err = c.Bucket.Create(ctx, idempotency.Object("u", "k"), b, bucket.Meta{ContentType: "application/json"})
 	is.NoErr(err)
-	_, _, err = idempotency.New(c.Store).Claim(ctx, "u", "k", "new-body", "new-batch")
+	_, _, err = idempotency.New(c.Bucket).Claim(ctx, "u", "k", "new-body", "new-batch")
 	is.True(errors.Is(err, idempotency.ErrConflict)) // still live: another body conflicts
 }

@@ -1,15 +1,23 @@
-// Package ledger is the batch ledger kept in Cloud Storage: an immutable manifest
-// per batch (created once), one small state object per row (compare-and-swap on
-// the object generation), create-once images, and create-once markers for effects
-// that must happen once per batch. This file holds the types; transitions.go the
-// pure state changes; store.go the storage I/O.
+// Package ledger is the core of the batch ledger, free of any I/O: its types
+// (an immutable manifest per batch, one small state object per row, markers
+// for effects that must happen once per batch), the run modes, the pure row
+// transitions (transitions.go) and the object names (names.go). The ledger's
+// storage I/O is the ledgerstore package's.
 package ledger
 
 import (
 	"errors"
+	"sort"
 	"time"
+)
 
-	"github.com/assetgen/assetgen/shared/batch"
+// RunMode says whether a batch spends money.
+type RunMode string
+
+// Run modes.
+const (
+	DryRun RunMode = "dry_run"
+	Live   RunMode = "live"
 )
 
 // Status of a row or a variant.
@@ -27,10 +35,12 @@ const (
 // Terminal reports whether s is final.
 func (s Status) Terminal() bool { return s == Done || s == Failed || s == Cancelled }
 
-// Errors the store and transitions return.
+// Errors the transitions and the ledger store return.
 var (
+	// ErrNotFound means no such batch, row or ledger object.
 	ErrNotFound = errors.New("ledger: not found")
-	ErrExists   = errors.New("ledger: already exists")
+	// ErrExists means another writer created the manifest first.
+	ErrExists = errors.New("ledger: already exists")
 	// ErrNoChange means a transition had nothing to do: the store skips the write.
 	ErrNoChange = errors.New("ledger: no change")
 	// ErrLeaseHeld means another attempt holds the row's unexpired lease.
@@ -41,13 +51,13 @@ var (
 
 // Manifest is written once at submit and never changed.
 type Manifest struct {
-	Schema    int           `json:"schema"`
-	BatchID   string        `json:"batchId"`
-	Owner     string        `json:"owner"`
-	RunMode   batch.RunMode `json:"runMode"`
-	Model     string        `json:"model"`
-	CreatedAt time.Time     `json:"createdAt"`
-	RequestID string        `json:"requestId,omitempty"`
+	Schema    int       `json:"schema"`
+	BatchID   string    `json:"batchId"`
+	Owner     string    `json:"owner"`
+	RunMode   RunMode   `json:"runMode"`
+	Model     string    `json:"model"`
+	CreatedAt time.Time `json:"createdAt"`
+	RequestID string    `json:"requestId,omitempty"`
 	// PriceUSD is the model's price per image when the batch was submitted.
 	PriceUSD    float64 `json:"priceUsd"`
 	EstimateUSD float64 `json:"estimateUsd"`
@@ -200,4 +210,22 @@ type Final struct {
 	FinishedAt time.Time `json:"finishedAt"`
 	Summary    Summary   `json:"summary"`
 	Rows       []Row     `json:"rows"`
+}
+
+// SortedHistory merges the audit trails of rows into one list ordered by time.
+func SortedHistory(rows []Row) []RowChange {
+	var out []RowChange
+	for _, r := range rows {
+		for _, c := range r.History {
+			out = append(out, RowChange{Row: r.Index, Change: c})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// RowChange is an audit entry with the row it belongs to.
+type RowChange struct {
+	Row int `json:"row"`
+	Change
 }

@@ -4,17 +4,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/assetgen/assetgen/shared/layout"
 )
 
-// Object names. Everything of a batch lives under batches/{id}/ so one prefix
-// lists, retains or deletes it; references are shared across batches by content.
-const (
-	batchesPrefix = "batches/"
-	refsPrefix    = "refs/"
-)
-
-// BatchPrefix is the prefix of every object of a batch.
-func BatchPrefix(batchID string) string { return batchesPrefix + batchID + "/" }
+// BatchPrefix is the prefix of every object of a batch: one prefix lists,
+// retains or deletes it. References are shared across batches by content.
+func BatchPrefix(batchID string) string { return layout.Batches + batchID + "/" }
 
 // ManifestObject is the batch's immutable manifest.
 func ManifestObject(batchID string) string { return BatchPrefix(batchID) + "manifest.json" }
@@ -59,4 +55,4 @@ func ImageObject(batchID string, row, variant int, ext string) string {
 func StateObject(batchID string) string { return BatchPrefix(batchID) + "state.json" }
 
 // RefObject is where a reference image is stored, addressed by its SHA-256.
-func RefObject(sha256hex string) string { return refsPrefix + sha256hex }
+func RefObject(sha256hex string) string { return layout.Refs + sha256hex }

@@ -36,6 +36,7 @@ const (
 	ModelSafetyBlocked   Code = "MODEL_SAFETY_BLOCKED"
 	ModelFailed          Code = "MODEL_FAILED"
 	GCSWriteFailed       Code = "GCS_WRITE_FAILED"
+	StorageUnavailable   Code = "STORAGE_UNAVAILABLE"
 	TaskEnqueueFailed    Code = "TASK_ENQUEUE_FAILED"
 	Unauthenticated      Code = "UNAUTHENTICATED"
 	Forbidden            Code = "FORBIDDEN"
@@ -49,38 +50,42 @@ const (
 type Spec struct {
 	Status int
 	Title  string
+	// RetryAfter is the Retry-After (seconds) every answer with the code
+	// carries, unless the error sets its own; 0 sends none.
+	RetryAfter int
 }
 
 // table is the single code → HTTP status mapping.
 var table = map[Code]Spec{
-	ValidationFailed:     {400, "The request is invalid"},
-	PayloadTooLarge:      {413, "The request body is too large"},
-	UnsupportedMediaType: {415, "The request body must be application/json"},
-	MalformedJSON:        {400, "The request body is not valid JSON"},
-	RefNotAllowed:        {400, "A reference image URL is not allowed"},
-	RefFetchFailed:       {422, "A reference image could not be fetched"},
-	RefTooLarge:          {422, "A reference image is too large"},
-	RefNotImage:          {422, "A reference is not a supported image"},
-	IdempotencyConflict:  {409, "The idempotency key was used with a different request"},
-	BatchNotFound:        {404, "No such batch"},
-	NotFound:             {404, "No such resource"},
-	MethodNotAllowed:     {405, "Method not allowed"},
-	ConfirmationRequired: {400, "Live runs require the typed confirmation CONFIRM"},
-	BudgetExceeded:       {402, "The daily budget does not cover this batch"},
-	BudgetContended:      {503, "The budget is busy; retry shortly"},
-	FeatureDisabled:      {503, "This feature is not enabled"},
-	RateLimited:          {429, "Too many requests"},
-	ModelRateLimit:       {429, "The image model is rate limited"},
-	ModelSafetyBlocked:   {422, "The image model blocked the prompt or its output"},
-	ModelFailed:          {502, "The image model failed"},
-	GCSWriteFailed:       {503, "Storage is temporarily unavailable"},
-	TaskEnqueueFailed:    {503, "The task queue is temporarily unavailable"},
-	Unauthenticated:      {401, "Authentication required"},
-	Forbidden:            {403, "Not allowed"},
-	RowLeased:            {409, "Another attempt is working on this row"},
-	NotReady:             {503, "Not ready"},
-	Overloaded:           {503, "The service is overloaded; retry shortly"},
-	Internal:             {500, "Internal error"},
+	ValidationFailed:     {400, "The request is invalid", 0},
+	PayloadTooLarge:      {413, "The request body is too large", 0},
+	UnsupportedMediaType: {415, "The request body must be application/json", 0},
+	MalformedJSON:        {400, "The request body is not valid JSON", 0},
+	RefNotAllowed:        {400, "A reference image URL is not allowed", 0},
+	RefFetchFailed:       {422, "A reference image could not be fetched", 0},
+	RefTooLarge:          {422, "A reference image is too large", 0},
+	RefNotImage:          {422, "A reference is not a supported image", 0},
+	IdempotencyConflict:  {409, "The idempotency key was used with a different request", 0},
+	BatchNotFound:        {404, "No such batch", 0},
+	NotFound:             {404, "No such resource", 0},
+	MethodNotAllowed:     {405, "Method not allowed", 0},
+	ConfirmationRequired: {400, "Live runs require the typed confirmation CONFIRM", 0},
+	BudgetExceeded:       {402, "The daily budget does not cover this batch", 0},
+	BudgetContended:      {503, "The budget is busy; retry shortly", 0},
+	FeatureDisabled:      {503, "This feature is not enabled", 0},
+	RateLimited:          {429, "Too many requests", 0},
+	ModelRateLimit:       {429, "The image model is rate limited", 0},
+	ModelSafetyBlocked:   {422, "The image model blocked the prompt or its output", 0},
+	ModelFailed:          {502, "The image model failed", 0},
+	GCSWriteFailed:       {503, "Storage is temporarily unavailable", 0},
+	StorageUnavailable:   {503, "Storage cannot be read right now; retry shortly", 1},
+	TaskEnqueueFailed:    {503, "The task queue is temporarily unavailable", 0},
+	Unauthenticated:      {401, "Authentication required", 0},
+	Forbidden:            {403, "Not allowed", 0},
+	RowLeased:            {409, "Another attempt is working on this row", 0},
+	NotReady:             {503, "Not ready", 0},
+	Overloaded:           {503, "The service is overloaded; retry shortly", 0},
+	Internal:             {500, "Internal error", 0},
 }
 
 // Codes returns every code in the table (for docs and tests).
@@ -105,6 +110,15 @@ type FieldError struct {
 	Field  string `json:"field"` // JSON pointer into the request body, e.g. /rows/2/prompt
 	Code   string `json:"code"`
 	Detail string `json:"detail"`
+}
+
+// Coded is an error that carries its code. *Error is one; adapters classify
+// their own failures with others (the storage adapter: a failed read is
+// STORAGE_UNAVAILABLE, a failed write GCS_WRITE_FAILED), so handlers pass
+// those on without wrapping them.
+type Coded interface {
+	error
+	ProblemCode() Code
 }
 
 // Error is a failure with a stable code. Detail is safe to show to clients; Err
@@ -133,6 +147,9 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ProblemCode implements Coded.
+func (e *Error) ProblemCode() Code { return e.Code }
+
 // New returns an error with a code and a client-safe detail.
 func New(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
@@ -143,15 +160,23 @@ func Wrap(code Code, cause error, format string, args ...any) *Error {
 	return &Error{Code: code, Detail: fmt.Sprintf(format, args...), Err: cause}
 }
 
-// CodeOf returns the code of err: the code of the first *Error in its chain,
-// INTERNAL for anything else, and "" for nil.
+// CodeOf returns the code of err: the code of the first Coded error in its
+// chain, INTERNAL for anything else, and "" for nil.
 func CodeOf(err error) Code {
 	if err == nil {
 		return ""
 	}
-	var pe *Error
-	if errors.As(err, &pe) {
-		return pe.Code
+	if c := coded(err); c != nil {
+		return c.ProblemCode()
 	}
 	return Internal
+}
+
+// coded returns the first Coded error in err's chain, or nil.
+func coded(err error) Coded {
+	var c Coded
+	if errors.As(err, &c) {
+		return c
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/matryer/is"
@@ -45,6 +46,63 @@ func TestErrorsDocMatchesTable(t *testing.T) {
 	}
 	is.True(len(problem.Codes()) >= 20) // the table holds the codes
 }
+
+// docs/errors.md documents every field code, and nothing else, in its field
+// code table.
+func TestFieldCodesDocMatchCode(t *testing.T) {
+	is := is.New(t)
+	b, err := os.ReadFile("../../docs/errors.md")
+	is.NoErr(err) // docs/errors.md exists
+	_, fieldsPart, ok := strings.Cut(string(b), "## Field error codes")
+	is.True(ok) // the field code table has its section
+	row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\|")
+	documented := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(fieldsPart, -1) {
+		documented[m[1]] = true
+	}
+	for _, c := range problem.FieldCodes() {
+		if !documented[c] {
+			t.Errorf("field code %s is not in the field code table of docs/errors.md", c)
+		}
+		delete(documented, c)
+	}
+	for c := range documented {
+		t.Errorf("docs/errors.md documents field code %s, which is not one", c)
+	}
+	is.True(len(problem.FieldCodes()) >= 10) // the field codes are listed
+}
+
+// An error that carries its own code (as the storage adapter's do) is
+// answered with that code and the table's Retry-After, without a handler
+// wrapping it; an *Error wrapped around it still wins.
+func TestCodedErrorsNeedNoWrapping(t *testing.T) {
+	is := is.New(t)
+	read := fmt.Errorf("reading the batch: %w", storageErr{problem.StorageUnavailable})
+	r := httptest.NewRequest(http.MethodGet, "/batch/x", nil)
+	w := httptest.NewRecorder()
+	problem.Write(w, r, read)
+	is.Equal(w.Code, 503)                                      // storage unavailable
+	is.Equal(w.Header().Get("Retry-After"), "1")               // the table's Retry-After
+	is.Equal(problem.CodeOf(read), problem.StorageUnavailable) // the code the error carries
+	var doc map[string]any
+	is.NoErr(json.Unmarshal(w.Body.Bytes(), &doc))
+	is.Equal(doc["code"], "STORAGE_UNAVAILABLE") // code member
+	is.Equal(doc["detail"], nil)                 // the cause stays in the logs
+
+	write := storageErr{problem.GCSWriteFailed}
+	is.Equal(problem.CodeOf(write), problem.GCSWriteFailed) // a failed write keeps its code
+	w = httptest.NewRecorder()
+	problem.Write(w, r, write)
+	is.Equal(w.Header().Get("Retry-After"), "") // no Retry-After for GCS_WRITE_FAILED
+
+	outer := problem.Wrap(problem.NotReady, read, "the key table cannot be read")
+	is.Equal(problem.CodeOf(outer), problem.NotReady) // the outermost code wins
+}
+
+type storageErr struct{ code problem.Code }
+
+func (e storageErr) Error() string             { return "bucket: " + string(e.code) }
+func (e storageErr) ProblemCode() problem.Code { return e.code }
 
 func TestWriteProblemDocument(t *testing.T) {
 	cases := []struct {

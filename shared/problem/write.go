@@ -2,7 +2,6 @@ package problem
 
 import (
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -64,8 +63,9 @@ func DocumentFor(r *http.Request, err error) Document {
 		Instance:  r.URL.Path,
 		RequestID: obs.RequestID(r.Context()),
 	}
-	var pe *Error
-	if errors.As(err, &pe) {
+	// Detail, fields and extensions come from the error that set the code;
+	// other Coded errors speak through the title.
+	if pe, ok := coded(err).(*Error); ok {
 		if code != Internal {
 			doc.Detail = pe.Detail
 		}
@@ -85,9 +85,12 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	} else if doc.Status >= 500 {
 		log.Warn("request failed", slog.String("code", string(doc.Code)), slog.Any("error", err))
 	}
-	var pe *Error
-	if errors.As(err, &pe) && pe.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(pe.RetryAfter))
+	retryAfter := Lookup(doc.Code).RetryAfter
+	if pe, ok := coded(err).(*Error); ok && pe.RetryAfter > 0 {
+		retryAfter = pe.RetryAfter
+	}
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 	}
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("Cache-Control", "no-store")

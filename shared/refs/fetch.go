@@ -11,9 +11,9 @@ import (
 	"net/url"
 	"time"
 
-	"cloud.google.com/go/storage"
 	"github.com/googleapis/gax-go/v2"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -22,18 +22,19 @@ import (
 // client (and its connection pool) and is safe for concurrent use.
 type Fetcher struct {
 	o       Options
-	sc      *storage.Client
+	buckets *bucket.Client
 	client  *http.Client
 	backoff gax.Backoff // copied per fetch: a Backoff keeps state
 }
 
-// NewFetcher returns a fetcher that reads gs:// references through sc (nil
-// refuses them) and everything else over HTTPS under the options.
-func NewFetcher(sc *storage.Client, o Options) *Fetcher {
+// NewFetcher returns a fetcher that reads gs:// references through the
+// storage adapter (nil refuses them) and everything else over HTTPS under the
+// options.
+func NewFetcher(buckets *bucket.Client, o Options) *Fetcher {
 	o = o.withDefaults()
 	return &Fetcher{
-		o:  o,
-		sc: sc,
+		o:       o,
+		buckets: buckets,
 		client: &http.Client{
 			Transport:     newTransport(o),
 			CheckRedirect: checkRedirect(o),

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/problem"
 )
@@ -46,9 +47,9 @@ type fetched struct {
 
 // Resolve fetches every distinct URL of rows once (at most Concurrency at a
 // time), stores each distinct content once, content-addressed at
-// ledger.RefObject(sha) through store (a content an earlier batch stored is not
+// ledger.RefObject(sha) in b (a content an earlier batch stored is not
 // uploaded again), and merges each row (see Merge) under limit. rows[i] is row
-// i's URLs in merge order (batch.MergeRefURLs). store may be nil when no row has
+// i's URLs in merge order (batch.MergeRefURLs). b may be nil when no row has
 // a reference.
 //
 // All or nothing for the batch: if any reference fails, Resolve returns a
@@ -57,8 +58,8 @@ type fetched struct {
 // was written (JSON pointers such as /rows/0/refs/1 or /refs/0). Contents
 // fetched before the failure may stay stored: they are content-addressed, shared
 // by every batch, and pruned by retention when nothing uses them. A storage
-// failure is GCSWriteFailed.
-func (f *Fetcher) Resolve(ctx context.Context, store *ledger.Store, rows [][]string, limit int, locate func(url string) []string) ([]RowRefs, Stats, error) {
+// failure is returned as the storage adapter classified it.
+func (f *Fetcher) Resolve(ctx context.Context, b *bucket.Bucket, rows [][]string, limit int, locate func(url string) []string) ([]RowRefs, Stats, error) {
 	var st Stats
 	var distinct []string
 	seen := map[string]bool{}
@@ -80,7 +81,7 @@ func (f *Fetcher) Resolve(ctx context.Context, store *ledger.Store, rows [][]str
 	g.SetLimit(f.o.Concurrency)
 	for i, u := range distinct {
 		g.Go(func() error {
-			results[i] = f.fetchAndStore(ctx, store, u)
+			results[i] = f.fetchAndStore(ctx, b, u)
 			return nil
 		})
 	}
@@ -92,7 +93,7 @@ func (f *Fetcher) Resolve(ctx context.Context, store *ledger.Store, rows [][]str
 	for _, r := range results {
 		var se *storeError
 		if errors.As(r.err, &se) {
-			return nil, st, problem.Wrap(problem.GCSWriteFailed, se.err, "reference images could not be stored")
+			return nil, st, fmt.Errorf("refs: storing reference images: %w", se.err)
 		}
 	}
 	if err := failures(distinct, results, locate); err != nil {
@@ -138,23 +139,27 @@ func (e *storeError) Error() string { return e.err.Error() }
 
 // fetchAndStore fetches one URL and stores its content once. Touch first: a
 // content an earlier batch stored costs a read, not an upload, and is marked in
-// use so retention keeps it; PutShared is create-once, so a concurrent writer of
-// the same content is not an error.
-func (f *Fetcher) fetchAndStore(ctx context.Context, store *ledger.Store, u string) fetched {
+// use so retention keeps it; the write is create-once, so a concurrent writer
+// of the same content is not an error. Its custom time records when it was
+// last in use, so the lifecycle rule on days since custom time deletes only
+// what nobody uses.
+func (f *Fetcher) fetchAndStore(ctx context.Context, b *bucket.Bucket, u string) fetched {
 	img, err := f.Fetch(ctx, u)
 	if err != nil {
 		return fetched{err: err}
 	}
 	name := ledger.RefObject(img.SHA256)
-	ok, err := store.Touch(ctx, name, 24*time.Hour)
+	ok, err := b.Touch(ctx, name, 24*time.Hour)
 	if err != nil {
 		return fetched{err: &storeError{fmt.Errorf("refs: store %s: %w", u, err)}}
 	}
 	created := false
 	if !ok {
-		if created, err = store.PutShared(ctx, name, img.MIMEType, img.Data); err != nil {
+		res, err := b.Create(ctx, name, img.Data, bucket.Meta{ContentType: img.MIMEType, CustomTime: time.Now().UTC()})
+		if err != nil {
 			return fetched{err: &storeError{fmt.Errorf("refs: store %s: %w", u, err)}}
 		}
+		created = res.Outcome == bucket.Won
 	}
 	img.Data = nil
 	return fetched{img: img, created: created}

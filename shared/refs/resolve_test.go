@@ -51,7 +51,7 @@ func (r request) locate(u string) []string {
 
 func TestResolveSharedGlobalRef(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Bucket
 	a, b, g := pngBytes(t, 3, 3, 10), jpegBytes(t, 4, 4), gifBytes(t, 5, 5)
 	srv, hits := serve(t, map[string]http.HandlerFunc{"/a.png": bytesRoute(a), "/b.jpg": bytesRoute(b), "/g.gif": bytesRoute(g)})
 	req := request{
@@ -78,7 +78,7 @@ func TestResolveSharedGlobalRef(t *testing.T) {
 		is.Equal(hits.count(p), 1) // each distinct URL fetched once
 	}
 	for _, data := range [][]byte{a, b, g} {
-		stored, err := store.ReadObject(context.Background(), ledger.RefObject(sha(data)))
+		stored, err := store.ReadBytes(context.Background(), ledger.RefObject(sha(data)))
 		is.NoErr(err)                      // stored content-addressed
 		is.True(bytes.Equal(stored, data)) // the very bytes
 	}
@@ -92,7 +92,7 @@ func TestResolveSharedGlobalRef(t *testing.T) {
 
 func TestResolveDedupByContent(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Bucket
 	img, other := pngBytes(t, 3, 3, 20), pngBytes(t, 3, 3, 21)
 	srv, hits := serve(t, map[string]http.HandlerFunc{
 		"/one.png":   bytesRoute(img),
@@ -119,7 +119,7 @@ func TestResolveDedupByContent(t *testing.T) {
 
 func TestResolveCap(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Bucket
 	routes := map[string]http.HandlerFunc{}
 	for i := range 4 {
 		routes[fmt.Sprintf("/%d.png", i)] = bytesRoute(pngBytes(t, 2, 2, uint8(30+i)))
@@ -144,7 +144,7 @@ func TestResolveCap(t *testing.T) {
 
 func TestResolveConcurrency(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Bucket
 	routes := map[string]http.HandlerFunc{}
 	var rows [][]string
 	for i := range 8 {
@@ -170,7 +170,7 @@ func TestResolveConcurrency(t *testing.T) {
 
 func TestResolveFailsWhole(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Bucket
 	good, global := pngBytes(t, 2, 2, 50), pngBytes(t, 2, 2, 51)
 	srv, _ := serve(t, map[string]http.HandlerFunc{
 		"/good.png":   bytesRoute(good),
@@ -232,10 +232,10 @@ func TestResolveGCS(t *testing.T) {
 	is.NoErr(err)
 	is.NoErr(big.Close())
 
-	f := NewFetcher(c.Storage, Options{Buckets: []string{stacktest.TestBucket}, MaxBytes: 4 << 10})
+	f := NewFetcher(c.Buckets, Options{Buckets: []string{stacktest.TestBucket}, MaxBytes: 4 << 10})
 	ref := "gs://" + stacktest.TestBucket + "/uploads/cat.png"
 	req := request{own: [][]string{{ref}}}
-	got, st, err := f.Resolve(ctx, c.Store, req.rows(), 3, req.locate)
+	got, st, err := f.Resolve(ctx, c.Bucket, req.rows(), 3, req.locate)
 	is.NoErr(err) // an allowed bucket works
 	is.Equal(got[0].Refs, []ledger.Ref{{URL: ref, SHA256: sha(img), Object: ledger.RefObject(sha(img)), MIMEType: "image/png"}})
 	is.Equal(st.Uploaded, 1)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/devstack"
+	"github.com/assetgen/assetgen/shared/layout"
 )
 
 // noRedirect reads a redirect instead of following it.
@@ -109,7 +110,7 @@ func TestOwnershipMatrix(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	a := startApp(t, map[string]string{"AUTH_MODE": "apikey", "CONFIG_TTL": "0"}, devstack.NewFaults(1))
-	putJSON(t, a, auth.APIKeysObject, map[string]any{"keys": map[string]any{
+	putJSON(t, a, layout.APIKeysObject, map[string]any{"keys": map[string]any{
 		auth.HashKey("ak_alice"): map[string]string{"user": "alice"},
 		auth.HashKey("ak_bob"):   map[string]string{"user": "bob"},
 	}})

@@ -180,9 +180,9 @@ func TestRateLimitedRowRetries(t *testing.T) {
 	is.Equal(sub.status, http.StatusAccepted)
 	_, _, done := readToDone(t, openStream(t, sub.str("progressUrl"), ""))
 	is.Equal(done.VariantCounts.Done, 1) // the retry made the image
-	m, err := a.clients.Store.Manifest(context.Background(), sub.str("batchId"))
+	m, err := a.clients.Ledger.Manifest(context.Background(), sub.str("batchId"))
 	is.NoErr(err)
-	row, _, err := a.clients.Store.ReadRow(context.Background(), m, 0)
+	row, _, err := a.clients.Ledger.ReadRow(context.Background(), m, 0)
 	is.NoErr(err)
 	is.Equal(row.Attempts, 2) // one attempt was rate limited, the next succeeded
 	retried := false

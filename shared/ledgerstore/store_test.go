@@ -1,8 +1,7 @@
-package ledger_test
+package ledgerstore_test
 
 import (
 	"bytes"
-	"cloud.google.com/go/storage"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +18,7 @@ import (
 )
 
 func manifest(rows, variants int) *ledger.Manifest {
-	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), RunMode: batch.DryRun, CreatedAt: time.Now().UTC()}
+	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), RunMode: ledger.DryRun, CreatedAt: time.Now().UTC()}
 	for i := range rows {
 		m.Rows = append(m.Rows, ledger.ManifestRow{Index: i, Prompt: fmt.Sprint("p", i), Variants: variants, AspectRatio: "1:1"})
 	}
@@ -28,7 +27,7 @@ func manifest(rows, variants int) *ledger.Manifest {
 
 func TestManifestIsCreatedOnce(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Ledger
 	ctx := context.Background()
 	m := manifest(2, 1)
 	is.NoErr(store.CreateManifest(ctx, m))                             // first create
@@ -44,7 +43,7 @@ func TestManifestIsCreatedOnce(t *testing.T) {
 func TestUpdateRowLosesNoUpdate(t *testing.T) {
 	is := is.New(t)
 	faults := devstack.NewFaults(1)
-	store := stacktest.Open(t, faults).Store
+	store := stacktest.Open(t, faults).Ledger
 	ctx := context.Background()
 	m := manifest(1, 1)
 	is.NoErr(store.CreateManifest(ctx, m))
@@ -79,7 +78,7 @@ func TestUpdateRowLosesNoUpdate(t *testing.T) {
 func TestUpdateRowSkipsNoChange(t *testing.T) {
 	is := is.New(t)
 	faults := devstack.NewFaults(1)
-	store := stacktest.Open(t, faults).Store
+	store := stacktest.Open(t, faults).Ledger
 	ctx := context.Background()
 	m := manifest(1, 1)
 	is.NoErr(store.CreateManifest(ctx, m))
@@ -93,15 +92,15 @@ func TestUpdateRowSkipsNoChange(t *testing.T) {
 	is.Equal(len(gens), 0) // no row object exists yet
 }
 
-func TestPutObjectIsCreateOnce(t *testing.T) {
+func TestPutImageIsCreateOnce(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Ledger
 	ctx := context.Background()
 	name := ledger.ImageObject(batch.NewID(), 0, 1, ".png")
-	created, err := store.PutObject(ctx, name, "image/png", []byte("first"))
+	created, err := store.PutImage(ctx, name, "image/png", []byte("first"))
 	is.NoErr(err)
 	is.True(created) // the first write creates
-	created, err = store.PutObject(ctx, name, "image/png", []byte("second"))
+	created, err = store.PutImage(ctx, name, "image/png", []byte("second"))
 	is.NoErr(err)
 	is.True(!created) // the second finds it there
 	b, err := store.ReadObject(ctx, name)
@@ -111,12 +110,12 @@ func TestPutObjectIsCreateOnce(t *testing.T) {
 
 func TestStoredImagesAndDelete(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Ledger
 	ctx := context.Background()
 	m := manifest(2, 3)
 	is.NoErr(store.CreateManifest(ctx, m))
 	for _, v := range []int{0, 2} {
-		_, err := store.PutObject(ctx, ledger.ImageObject(m.BatchID, 1, v, ".png"), "image/png", []byte{1})
+		_, err := store.PutImage(ctx, ledger.ImageObject(m.BatchID, 1, v, ".png"), "image/png", []byte{1})
 		is.NoErr(err)
 	}
 	got, err := store.StoredImages(ctx, m.BatchID, 1)
@@ -135,16 +134,16 @@ func TestStoredImagesAndDelete(t *testing.T) {
 	is.Equal(len(got), 0) // and the images
 }
 
-func TestCreateMarkerOnce(t *testing.T) {
+func TestStateIsCreatedOnce(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Store
+	store := stacktest.Open(t, nil).Ledger
 	ctx := context.Background()
-	name := ledger.StateObject(batch.NewID())
+	id := batch.NewID()
 	var wins sync.WaitGroup
 	results := make(chan bool, 10)
-	for range 10 {
+	for i := range 10 {
 		wins.Go(func() {
-			created, err := store.CreateMarker(ctx, name, map[string]int{"x": 1})
+			created, err := store.CreateState(ctx, ledger.Final{BatchID: id, Summary: ledger.Summary{CostUSD: float64(i)}})
 			if err != nil {
 				t.Error(err)
 			}
@@ -159,41 +158,26 @@ func TestCreateMarkerOnce(t *testing.T) {
 			n++
 		}
 	}
-	is.Equal(n, 1) // exactly one creator performs the effect
+	is.Equal(n, 1) // exactly one creator announces the batch finished
+	_, err := store.State(ctx, batch.NewID())
+	is.True(errors.Is(err, ledger.ErrNotFound)) // a running batch has no state.json
 }
 
-func TestSharedObjectsAreTouchedWhenReused(t *testing.T) {
+// A manifest or state.json whose write landed but whose answer was lost is
+// this call's: the manifest is not taken for an earlier submit's (which the
+// rollback would then spare), the state not for another finisher's.
+func TestCreatesWhoseAnswerIsLostAreWon(t *testing.T) {
 	is := is.New(t)
-	c := stacktest.Open(t, nil)
+	faults := devstack.NewFaults(1)
+	store := stacktest.Open(t, faults).Ledger
 	ctx := context.Background()
-	name := ledger.RefObject("abc123")
-	ok, err := c.Store.Touch(ctx, name, time.Hour)
+	m := manifest(1, 1)
+	faults.LoseAnswers(ledger.ManifestObject(m.BatchID), 1)
+	is.NoErr(store.CreateManifest(ctx, m)) // not ErrExists
+	faults.LoseAnswers(ledger.StateObject(m.BatchID), 1)
+	created, err := store.CreateState(ctx, ledger.Final{BatchID: m.BatchID})
 	is.NoErr(err)
-	is.True(!ok) // nothing there yet
-	created, err := c.Store.PutShared(ctx, name, "image/png", []byte{1, 2, 3})
-	is.NoErr(err)
-	is.True(created)
-	obj := c.Storage.Bucket(stacktest.TestBucket).Object(name)
-	attrs, err := obj.Attrs(ctx)
-	is.NoErr(err)
-	is.True(!attrs.CustomTime.IsZero()) // created with a custom time
-
-	// Last used two hours ago (written directly, as an old object would be).
-	old := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
-	_, err = obj.Update(ctx, storage.ObjectAttrsToUpdate{CustomTime: old})
-	is.NoErr(err)
-	ok, err = c.Store.Touch(ctx, name, time.Hour)
-	is.NoErr(err)
-	is.True(ok)
-	attrs, err = obj.Attrs(ctx)
-	is.NoErr(err)
-	is.True(attrs.CustomTime.After(old.Add(time.Hour))) // reused after the interval: kept again
-	touched := attrs.CustomTime
-
-	ok, err = c.Store.Touch(ctx, name, time.Hour)
-	is.NoErr(err)
-	is.True(ok)
-	attrs, err = obj.Attrs(ctx)
-	is.NoErr(err)
-	is.Equal(attrs.CustomTime, touched) // reused within the interval: no write
+	is.True(created)                                                   // this call finished the batch
+	is.Equal(faults.Counts().LostAnswers, int64(2))                    // both answers were lost
+	is.True(errors.Is(store.CreateManifest(ctx, m), ledger.ErrExists)) // a second submit still finds it
 }

@@ -1,0 +1,199 @@
+// Package ledgerstore keeps the batch ledger in the bucket, through the
+// storage adapter: the manifest (created once), one state object per row
+// (compare-and-swap; a missing object reads as the row as submitted), the
+// create-once images, and the batch's materialised state.json. The types and
+// transitions are the ledger package's; this package only stores them.
+package ledgerstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/assetgen/assetgen/shared/bucket"
+	"github.com/assetgen/assetgen/shared/ledger"
+)
+
+// Store reads and writes the ledger of one bucket.
+type Store struct {
+	b *bucket.Bucket
+}
+
+// New returns the ledger store over b.
+func New(b *bucket.Bucket) *Store { return &Store{b: b} }
+
+// notFound turns the adapter's ErrNotFound into the ledger's.
+func notFound(err error) error {
+	if errors.Is(err, bucket.ErrNotFound) {
+		return ledger.ErrNotFound
+	}
+	return err
+}
+
+// CreateManifest writes the manifest once. ErrExists means another writer's
+// manifest is there (a retried submit got this far before); a write of this
+// call whose answer was lost is not mistaken for one.
+func (s *Store) CreateManifest(ctx context.Context, m *ledger.Manifest) error {
+	res, err := s.b.CreateJSON(ctx, ledger.ManifestObject(m.BatchID), m)
+	if err != nil {
+		return err
+	}
+	if res.Outcome == bucket.Lost {
+		return ledger.ErrExists
+	}
+	return nil
+}
+
+// Manifest reads a batch's manifest (ledger.ErrNotFound if there is none).
+func (s *Store) Manifest(ctx context.Context, batchID string) (*ledger.Manifest, error) {
+	var m ledger.Manifest
+	if _, err := s.b.ReadJSON(ctx, ledger.ManifestObject(batchID), &m); err != nil {
+		return nil, notFound(err)
+	}
+	return &m, nil
+}
+
+// DeleteBatch removes every object of a batch: the rollback of a submit that
+// could not finish, so no partial batch is left behind, and the pruning of an
+// old one. The manifest goes first: without it the batch no longer exists for
+// any reader or task, even if a later delete fails (the housekeeping job
+// removes such leftovers).
+func (s *Store) DeleteBatch(ctx context.Context, batchID string) error {
+	if err := s.b.Delete(ctx, ledger.ManifestObject(batchID)); err != nil {
+		return fmt.Errorf("ledgerstore: delete manifest of %s: %w", batchID, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for a, err := range s.b.List(ctx, bucket.Query{Prefix: ledger.BatchPrefix(batchID)}) {
+		if err != nil {
+			_ = g.Wait()
+			return fmt.Errorf("ledgerstore: list %s: %w", batchID, err)
+		}
+		g.Go(func() error { return s.b.Delete(gctx, a.Name) })
+	}
+	return g.Wait()
+}
+
+// ReadRow returns a row's state and its generation (0 when the row object does
+// not exist yet, in which case the state is the row as submitted).
+func (s *Store) ReadRow(ctx context.Context, m *ledger.Manifest, row int) (ledger.Row, int64, error) {
+	if row < 0 || row >= len(m.Rows) {
+		return ledger.Row{}, 0, fmt.Errorf("ledgerstore: batch %s has no row %d: %w", m.BatchID, row, ledger.ErrNotFound)
+	}
+	var r ledger.Row
+	gen, err := s.b.ReadJSON(ctx, ledger.RowObject(m.BatchID, row), &r)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return ledger.NewRow(m.Rows[row]), 0, nil
+	}
+	return r, gen, err
+}
+
+// ReadRowAt reads one generation of a row object, as listed by RowGenerations.
+func (s *Store) ReadRowAt(ctx context.Context, batchID string, row int, gen int64) (ledger.Row, error) {
+	var r ledger.Row
+	err := s.b.ReadJSONAt(ctx, ledger.RowObject(batchID, row), gen, &r)
+	return r, notFound(err)
+}
+
+// UpdateRow applies fn to the row's current state and writes the result if the
+// object has not changed since it was read; on a lost race it re-reads and
+// re-applies. fn must be pure: it may run several times. ledger.ErrNoChange
+// from fn skips the write and returns the current state; any other error
+// aborts.
+func (s *Store) UpdateRow(ctx context.Context, m *ledger.Manifest, row int, fn func(ledger.Row) (ledger.Row, error)) (ledger.Row, error) {
+	if row < 0 || row >= len(m.Rows) {
+		return ledger.Row{}, fmt.Errorf("ledgerstore: batch %s has no row %d: %w", m.BatchID, row, ledger.ErrNotFound)
+	}
+	r, _, err := bucket.Update(ctx, s.b, ledger.RowObject(m.BatchID, row), func(cur ledger.Row, exists bool) (ledger.Row, error) {
+		if !exists {
+			cur = ledger.NewRow(m.Rows[row])
+		}
+		next, err := fn(cur)
+		if errors.Is(err, ledger.ErrNoChange) {
+			return next, bucket.ErrNoChange
+		}
+		return next, err
+	})
+	return r, err
+}
+
+// Rows reads every row of a batch, concurrently.
+func (s *Store) Rows(ctx context.Context, m *ledger.Manifest) ([]ledger.Row, error) {
+	rows := make([]ledger.Row, len(m.Rows))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(10)
+	for i := range m.Rows {
+		g.Go(func() error {
+			r, _, err := s.ReadRow(gctx, m, i)
+			rows[i] = r
+			return err
+		})
+	}
+	return rows, g.Wait()
+}
+
+// RowGenerations lists the generation of every row object that exists: one
+// listing call shows which rows changed since the last look.
+func (s *Store) RowGenerations(ctx context.Context, batchID string) (map[int]int64, error) {
+	out := map[int]int64{}
+	for a, err := range s.b.List(ctx, bucket.Query{Prefix: ledger.RowsPrefix(batchID)}) {
+		if err != nil {
+			return nil, fmt.Errorf("ledgerstore: list rows of %s: %w", batchID, err)
+		}
+		if i, ok := ledger.RowIndexOf(batchID, a.Name); ok {
+			out[i] = a.Generation
+		}
+	}
+	return out, nil
+}
+
+// PutImage writes a variant's image once under its deterministic name. If
+// another attempt (a duplicate delivery) stored it first, created is false and
+// there is no error: the existing object is the same result.
+func (s *Store) PutImage(ctx context.Context, name, contentType string, data []byte) (created bool, err error) {
+	res, err := s.b.Create(ctx, name, data, bucket.Meta{ContentType: contentType})
+	return res.Outcome == bucket.Won, err
+}
+
+// StoredImages lists the images already stored for a row, by variant: what an
+// earlier attempt made before it could record it.
+func (s *Store) StoredImages(ctx context.Context, batchID string, row int) (map[int]string, error) {
+	prefix := ledger.ImagePrefix(batchID, row)
+	out := map[int]string{}
+	for a, err := range s.b.List(ctx, bucket.Query{Prefix: prefix}) {
+		if err != nil {
+			return nil, fmt.Errorf("ledgerstore: list images of %s row %d: %w", batchID, row, err)
+		}
+		digits, _, _ := strings.Cut(strings.TrimPrefix(a.Name, prefix), ".")
+		if v, err := strconv.Atoi(digits); err == nil {
+			out[v] = a.Name
+		}
+	}
+	return out, nil
+}
+
+// ReadObject returns the bytes of an object the ledger names: an image, or a
+// reference image a row uses.
+func (s *Store) ReadObject(ctx context.Context, name string) ([]byte, error) {
+	b, err := s.b.ReadBytes(ctx, name)
+	return b, notFound(err)
+}
+
+// State reads a finished batch's state.json (ledger.ErrNotFound while it runs).
+func (s *Store) State(ctx context.Context, batchID string) (ledger.Final, error) {
+	var f ledger.Final
+	_, err := s.b.ReadJSON(ctx, ledger.StateObject(batchID), &f)
+	return f, notFound(err)
+}
+
+// CreateState writes a batch's state.json once. created says whether this
+// call wrote it — and so won the right to announce the batch finished; when
+// it did not, the state stored is another caller's, to be read.
+func (s *Store) CreateState(ctx context.Context, f ledger.Final) (created bool, err error) {
+	res, err := s.b.CreateJSON(ctx, ledger.StateObject(f.BatchID), f)
+	return res.Outcome == bucket.Won, err
+}
