@@ -3,6 +3,7 @@ package devstack
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -60,6 +62,13 @@ type TasksOptions struct {
 	// IDTokens signs the OIDC tokens of tasks that ask for one (a key is made
 	// on the first such task when nil).
 	IDTokens *IDTokens
+	// NameWindow is how long the name of a task that was executed (succeeded
+	// or dropped) or deleted stays taken: Cloud Tasks answers AlreadyExists
+	// for it for up to about an hour although nothing will run (default 1h).
+	// With Dir set the names are kept there too, so a restart remembers them.
+	NameWindow time.Duration
+	// Now is the clock of NameWindow (default time.Now).
+	Now func() time.Time
 }
 
 // TaskStats count what the stand-in did.
@@ -70,11 +79,13 @@ type TaskStats struct {
 	Failures   int64 // deliveries answered non-2xx or not answered
 	Succeeded  int64 // tasks that got a 2xx
 	Dropped    int64 // tasks abandoned after MaxAttempts
+	Deleted    int64 // tasks removed by DeleteTask
 	Restored   int64 // unfinished tasks read back from Dir at start
 }
 
 // Tasks is a Cloud Tasks stand-in: the real gRPC API over loopback, HTTP delivery
-// with the X-CloudTasks-* headers, OIDC tokens, dedup by task name, retries with
+// with the X-CloudTasks-* headers, OIDC tokens, dedup by task name (names of
+// finished and deleted tasks stay taken for NameWindow), retries with
 // exponential backoff, at-least-once delivery, and tasks that outlive the
 // process when Dir is set.
 type Tasks struct {
@@ -89,27 +100,34 @@ type Tasks struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	names    map[string]bool
-	inflight int
-	idle     chan struct{} // closed while nothing is in flight
-	running  sync.WaitGroup
+	mu sync.Mutex
+	// names holds every taken task name: the zero time while its task is
+	// queued, else when the name is free again.
+	names     map[string]time.Time
+	live      map[string]*queued
+	lastSweep time.Time
+	inflight  int
+	idle      chan struct{} // closed while nothing is in flight
+	running   sync.WaitGroup
 
 	tokensOnce sync.Once
 	tokens     *IDTokens
 	tokensErr  error
 
-	created, duplicates, deliveries, failures, succeeded, dropped, restored atomic.Int64
+	created, duplicates, deliveries, failures, succeeded, dropped, deleted, restored atomic.Int64
 }
 
 // queued is one task the stand-in has not finished: its stored form (the
 // Task message, whose dispatch and response counts grow with each attempt)
-// and how many delivery sequences still run it.
+// and how many delivery sequences still run it. ctx ends when the stand-in
+// closes or the task is deleted.
 type queued struct {
 	mu     sync.Mutex
 	task   *cloudtaskspb.Task
 	copies int
 	done   bool
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // taskID is what Cloud Tasks allows as the last element of a task name.
@@ -135,10 +153,19 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	var stored []*cloudtaskspb.Task
+	if o.NameWindow <= 0 {
+		o.NameWindow = time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var (
+		stored []*cloudtaskspb.Task
+		gone   map[string]time.Time
+	)
 	if o.Dir != "" {
 		var err error
-		if stored, err = loadTasks(o.Dir, o.Queue, o.Log); err != nil {
+		if stored, gone, err = loadTasks(o.Dir, o.Queue, o.Now(), o.Log); err != nil {
 			return nil, err
 		}
 	}
@@ -150,13 +177,22 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 	t := &Tasks{
 		Addr: ln.Addr().String(), opts: o, grpc: grpc.NewServer(),
 		sem: semaphore.NewWeighted(o.MaxConcurrent), ctx: ctx, cancel: cancel,
-		names: map[string]bool{}, idle: make(chan struct{}), tokens: o.IDTokens,
+		names: map[string]time.Time{}, live: map[string]*queued{}, idle: make(chan struct{}), tokens: o.IDTokens,
 	}
 	close(t.idle)
+	for name, until := range gone {
+		t.names[name] = until
+	}
+	restored := make([]*queued, 0, len(stored))
 	for _, task := range stored {
-		t.names[task.GetName()] = true
+		q := t.newQueued(task)
+		t.names[task.GetName()] = time.Time{}
+		t.live[task.GetName()] = q
+		restored = append(restored, q)
+	}
+	for _, q := range restored {
 		t.restored.Add(1)
-		t.schedule(&queued{task: task})
+		t.schedule(q)
 	}
 	cloudtaskspb.RegisterCloudTasksServer(t.grpc, t)
 	go func() {
@@ -180,7 +216,7 @@ func (t *Tasks) Stats() TaskStats {
 	return TaskStats{
 		Created: t.created.Load(), Duplicates: t.duplicates.Load(), Deliveries: t.deliveries.Load(),
 		Failures: t.failures.Load(), Succeeded: t.succeeded.Load(), Dropped: t.dropped.Load(),
-		Restored: t.restored.Load(),
+		Deleted: t.deleted.Load(), Restored: t.restored.Load(),
 	}
 }
 
@@ -249,13 +285,16 @@ func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequ
 		return nil, status.Errorf(codes.InvalidArgument, "task id %q: only letters, digits, - and _, at most 500", id)
 	}
 	t.mu.Lock()
-	if t.names[name] {
+	clock := t.opts.Now()
+	if until, taken := t.names[name]; taken && (until.IsZero() || clock.Before(until)) {
 		t.mu.Unlock()
 		t.duplicates.Add(1)
 		return nil, status.Errorf(codes.AlreadyExists, "task %q already exists", name)
 	}
-	t.names[name] = true
+	t.names[name] = time.Time{}
+	expired := t.sweep(clock)
 	t.mu.Unlock()
+	t.unlink(expired...)
 
 	now := time.Now()
 	out := &cloudtaskspb.Task{
@@ -268,7 +307,7 @@ func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequ
 	if out.DispatchDeadline == nil {
 		out.DispatchDeadline = durationpb.New(10 * time.Minute)
 	}
-	q := &queued{task: out}
+	q := t.newQueued(out)
 	// Stored before CreateTask answers: an accepted task survives a restart.
 	if err := t.store(q); err != nil {
 		t.mu.Lock()
@@ -276,10 +315,66 @@ func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequ
 		t.mu.Unlock()
 		return nil, status.Errorf(codes.Internal, "storing task %q: %v", name, err)
 	}
+	t.mu.Lock()
+	t.live[name] = q
+	t.mu.Unlock()
 	t.created.Add(1)
 	answer := proto.Clone(out).(*cloudtaskspb.Task)
 	t.schedule(q)
 	return answer, nil
+}
+
+// DeleteTask removes a task that has not finished yet; its name stays taken
+// for NameWindow. A delivery in flight is abandoned, as Cloud Tasks does not
+// stop a request it already sent either, and its answer no longer counts.
+func (t *Tasks) DeleteTask(ctx context.Context, req *cloudtaskspb.DeleteTaskRequest) (*emptypb.Empty, error) {
+	if err := t.delay(ctx); err != nil {
+		return nil, err
+	}
+	name := req.GetName()
+	t.mu.Lock()
+	q := t.live[name]
+	t.mu.Unlock()
+	if q == nil || !t.end(q) {
+		return nil, status.Errorf(codes.NotFound, "task %q does not exist", name)
+	}
+	q.cancel()
+	t.deleted.Add(1)
+	return &emptypb.Empty{}, nil
+}
+
+func (t *Tasks) newQueued(task *cloudtaskspb.Task) *queued {
+	ctx, cancel := context.WithCancel(t.ctx)
+	return &queued{task: task, ctx: ctx, cancel: cancel}
+}
+
+// sweep forgets the names whose window has passed, at most once a minute,
+// and returns them so their files can go (outside the lock).
+func (t *Tasks) sweep(now time.Time) []string {
+	if now.Sub(t.lastSweep) < time.Minute {
+		return nil
+	}
+	t.lastSweep = now
+	var expired []string
+	for name, until := range t.names {
+		if !until.IsZero() && !now.Before(until) {
+			delete(t.names, name)
+			expired = append(expired, name)
+		}
+	}
+	return expired
+}
+
+// unlink removes the stored names of tasks whose window has passed.
+func (t *Tasks) unlink(names ...string) {
+	if t.opts.Dir == "" {
+		return
+	}
+	for _, name := range names {
+		if err := os.Remove(goneFile(t.opts.Dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.opts.Log.Warn("devstack: forgetting a task name", "task", name, "error", err)
+		}
+	}
 }
 
 // schedule starts q's delivery sequences: one, or two concurrent ones with
@@ -308,7 +403,7 @@ func (t *Tasks) schedule(q *queued) {
 func (t *Tasks) deliver(q *queued, first, executions int) {
 	task := q.task
 	name := task.GetName()
-	if !t.wait(time.Until(task.GetScheduleTime().AsTime())) {
+	if !wait(q.ctx, time.Until(task.GetScheduleTime().AsTime())) {
 		return
 	}
 	queueID := t.opts.Queue[strings.LastIndex(t.opts.Queue, "/")+1:]
@@ -316,14 +411,15 @@ func (t *Tasks) deliver(q *queued, first, executions int) {
 	backoff := t.opts.MinBackoff
 	for attempt := first; attempt < t.opts.MaxAttempts; attempt++ {
 		if attempt > first {
-			if !t.wait(backoff) {
+			if !wait(q.ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, t.opts.MaxBackoff)
 		}
 		code, err := t.attempt(q, queueID, taskID, attempt, executions)
-		if t.ctx.Err() != nil {
-			// Closed mid-attempt: the task stays stored, as after a crash.
+		if q.ctx.Err() != nil {
+			// Closed mid-attempt (the task stays stored, as after a crash), or
+			// deleted (its name is already remembered).
 			return
 		}
 		if err == nil && code >= 200 && code < 300 {
@@ -345,7 +441,7 @@ func (t *Tasks) deliver(q *queued, first, executions int) {
 }
 
 func (t *Tasks) attempt(q *queued, queueID, taskID string, retries, executions int) (int, error) {
-	if err := t.sem.Acquire(t.ctx, 1); err != nil {
+	if err := t.sem.Acquire(q.ctx, 1); err != nil {
 		return 0, err
 	}
 	defer t.sem.Release(1)
@@ -354,7 +450,7 @@ func (t *Tasks) attempt(q *queued, queueID, taskID string, retries, executions i
 	t.record(q, func(s *cloudtaskspb.Task) { s.DispatchCount = max(s.DispatchCount, int32(retries+1)) })
 	t.deliveries.Add(1)
 	hr := task.GetHttpRequest()
-	ctx, cancel := context.WithTimeout(t.ctx, task.GetDispatchDeadline().AsDuration())
+	ctx, cancel := context.WithTimeout(q.ctx, task.GetDispatchDeadline().AsDuration())
 	defer cancel()
 	method := hr.GetHttpMethod()
 	if method == cloudtaskspb.HttpMethod_HTTP_METHOD_UNSPECIFIED {
@@ -414,15 +510,15 @@ func (t *Tasks) delay(ctx context.Context) error {
 	}
 }
 
-// wait sleeps for d unless the stand-in is closed first.
-func (t *Tasks) wait(d time.Duration) bool {
+// wait sleeps for d unless ctx (the stand-in, or the task) ends first.
+func wait(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
-		return t.ctx.Err() == nil
+		return ctx.Err() == nil
 	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
-	case <-t.ctx.Done():
+	case <-ctx.Done():
 		return false
 	case <-timer.C:
 		return true
@@ -461,26 +557,53 @@ func (t *Tasks) store(q *queued) error {
 	return t.write(q.task)
 }
 
-// finish ends one delivery sequence of q: the task is forgotten once it
-// succeeds, or once every sequence has given up.
+// finish ends one delivery sequence of q: the task ends once it succeeds, or
+// once every sequence has given up.
 func (t *Tasks) finish(q *queued, succeeded bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	q.copies--
-	if q.done || (!succeeded && q.copies > 0) {
-		return
-	}
-	q.done = true
-	if t.opts.Dir == "" {
-		return
-	}
-	if err := os.Remove(taskFile(t.opts.Dir, q.task.GetName())); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.opts.Log.Warn("devstack: forgetting task", "task", q.task.GetName(), "error", err)
+	last := succeeded || q.copies == 0
+	q.mu.Unlock()
+	if last {
+		t.end(q)
 	}
 }
 
-// write stores task atomically (a temporary file renamed over the old one),
-// so a crash leaves the old version or the new one, never half of either.
+// end marks q done and its name taken for NameWindow, stored before the task
+// itself is forgotten (a crash in between delivers it again: at least once).
+// It reports false when q had ended already.
+func (t *Tasks) end(q *queued) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.done {
+		return false
+	}
+	q.done = true
+	name := q.task.GetName()
+	until := t.opts.Now().Add(t.opts.NameWindow)
+	t.mu.Lock()
+	t.names[name] = until
+	delete(t.live, name)
+	t.mu.Unlock()
+	if t.opts.Dir == "" {
+		return true
+	}
+	if err := writeFile(t.opts.Dir, goneFile(t.opts.Dir, name), gone{Name: name, Until: until}); err != nil {
+		t.opts.Log.Warn("devstack: remembering a task name", "task", name, "error", err)
+	}
+	if err := os.Remove(taskFile(t.opts.Dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.opts.Log.Warn("devstack: forgetting task", "task", name, "error", err)
+	}
+	return true
+}
+
+// gone is the stored form of a finished or deleted task's name.
+type gone struct {
+	Name  string    `json:"name"`
+	Until time.Time `json:"until"`
+}
+
+// write stores task.
 func (t *Tasks) write(task *cloudtaskspb.Task) error {
 	if t.opts.Dir == "" {
 		return nil
@@ -489,7 +612,22 @@ func (t *Tasks) write(task *cloudtaskspb.Task) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(t.opts.Dir, ".task-*")
+	return writeBytes(t.opts.Dir, taskFile(t.opts.Dir, task.GetName()), b)
+}
+
+// writeFile stores v as JSON at path.
+func writeFile(dir, path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeBytes(dir, path, b)
+}
+
+// writeBytes writes atomically (a temporary file in dir renamed over path),
+// so a crash leaves the old version or the new one, never half of either.
+func writeBytes(dir, path string, b []byte) error {
+	f, err := os.CreateTemp(dir, ".task-*")
 	if err != nil {
 		return err
 	}
@@ -502,7 +640,7 @@ func (t *Tasks) write(task *cloudtaskspb.Task) error {
 		os.Remove(f.Name())
 		return err
 	}
-	if err := os.Rename(f.Name(), taskFile(t.opts.Dir, task.GetName())); err != nil {
+	if err := os.Rename(f.Name(), path); err != nil {
 		os.Remove(f.Name())
 		return err
 	}
@@ -513,34 +651,61 @@ func taskFile(dir, name string) string {
 	return filepath.Join(dir, name[strings.LastIndex(name, "/")+1:]+".json")
 }
 
-// loadTasks reads back the unfinished tasks of queue from dir (creating dir),
-// and removes temporary files a crash left behind. Tasks of another queue
-// stay where they are, undelivered.
-func loadTasks(dir, queue string, log *slog.Logger) ([]*cloudtaskspb.Task, error) {
+// goneFile is where a finished task's name is remembered; task ids hold no
+// dots, so it never meets a task file.
+func goneFile(dir, name string) string {
+	return filepath.Join(dir, name[strings.LastIndex(name, "/")+1:]+".gone")
+}
+
+// loadTasks reads back the unfinished tasks of queue from dir (creating dir)
+// and the names still taken at now, and removes temporary files a crash left
+// behind and names whose window has passed. Another queue's tasks and names
+// stay where they are.
+func loadTasks(dir, queue string, now time.Time, log *slog.Logger) ([]*cloudtaskspb.Task, map[string]time.Time, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("devstack: tasks dir: %w", err)
+		return nil, nil, fmt.Errorf("devstack: tasks dir: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("devstack: tasks dir: %w", err)
+		return nil, nil, fmt.Errorf("devstack: tasks dir: %w", err)
 	}
 	var out []*cloudtaskspb.Task
+	taken := map[string]time.Time{}
 	for _, e := range entries {
 		path := filepath.Join(dir, e.Name())
-		if strings.HasPrefix(e.Name(), ".task-") {
+		switch {
+		case strings.HasPrefix(e.Name(), ".task-"):
 			_ = os.Remove(path)
 			continue
-		}
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+		case e.IsDir():
+			continue
+		case strings.HasSuffix(e.Name(), ".gone"):
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, nil, fmt.Errorf("devstack: read task name: %w", err)
+			}
+			var g gone
+			if err := json.Unmarshal(b, &g); err != nil {
+				return nil, nil, fmt.Errorf("devstack: read task name %s: %w", path, err)
+			}
+			switch {
+			case !strings.HasPrefix(g.Name, queue+"/tasks/"):
+			case now.Before(g.Until):
+				taken[g.Name] = g.Until
+			default:
+				_ = os.Remove(path)
+			}
+			continue
+		case !strings.HasSuffix(e.Name(), ".json"):
 			continue
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("devstack: read task: %w", err)
+			return nil, nil, fmt.Errorf("devstack: read task: %w", err)
 		}
 		task := &cloudtaskspb.Task{}
 		if err := protojson.Unmarshal(b, task); err != nil {
-			return nil, fmt.Errorf("devstack: read task %s: %w", path, err)
+			return nil, nil, fmt.Errorf("devstack: read task %s: %w", path, err)
 		}
 		if !strings.HasPrefix(task.GetName(), queue+"/tasks/") || task.GetHttpRequest() == nil {
 			log.Warn("devstack: task of another queue left undelivered", "file", path, "task", task.GetName())
@@ -548,5 +713,5 @@ func loadTasks(dir, queue string, log *slog.Logger) ([]*cloudtaskspb.Task, error
 		}
 		out = append(out, task)
 	}
-	return out, nil
+	return out, taken, nil
 }

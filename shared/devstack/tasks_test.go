@@ -557,9 +557,12 @@ func TestTasksRedeliveredAfterRestart(t *testing.T) {
 		retries[d.header.Get("X-CloudTasks-TaskName")] = d.header.Get("X-CloudTasks-TaskRetryCount")
 	}
 	is.Equal(retries, map[string]string{held: "1", queue.TaskID(batchID, 1): "0"}) // the in-flight one is a retry
-	files, err = filepath.Glob(filepath.Join(dir, "*"))
+	files, err = filepath.Glob(filepath.Join(dir, "*.json"))
 	is.NoErr(err)
 	is.Equal(len(files), 0) // finished tasks are forgotten
+	files, err = filepath.Glob(filepath.Join(dir, "*.gone"))
+	is.NoErr(err)
+	is.Equal(len(files), 2) // their names are remembered
 }
 
 // A restored task's name is still taken: creating it again is AlreadyExists,
@@ -600,4 +603,157 @@ func TestTasksRestoreSkipsOtherQueues(t *testing.T) {
 	is.NoErr(err) // still stored for its own queue
 	_, err = os.Stat(filepath.Join(dir, ".task-123"))
 	is.True(errors.Is(err, os.ErrNotExist)) // the half-written file is gone
+}
+
+// clock is a settable clock for NameWindow.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now()} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Like Cloud Tasks, the stand-in keeps the name of a task that ran (succeeded
+// or was dropped) taken for NameWindow: CreateTask answers AlreadyExists and
+// nothing runs. Once the window has passed the name is free again.
+func TestTasksRemembersExecutedNames(t *testing.T) {
+	is := is.New(t)
+	c := newClock()
+	s := startStack(t, devstack.TasksOptions{MaxAttempts: 2, NameWindow: time.Hour, Now: c.Now}, func(_ int, r *http.Request) int {
+		if strings.Contains(r.Header.Get("X-CloudTasks-TaskName"), "fails") {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	ctx := ctxTimeout(t)
+	ran := httpTask(testQueue, testQueue+"/tasks/ran", s.rcv.url(), cloudtaskspb.HttpMethod_POST, nil)
+	fails := httpTask(testQueue, testQueue+"/tasks/fails", s.rcv.url(), cloudtaskspb.HttpMethod_POST, nil)
+	for _, req := range []*cloudtaskspb.CreateTaskRequest{ran, fails} {
+		_, err := s.client.CreateTask(ctx, req)
+		is.NoErr(err) // created
+	}
+	s.waitIdle(t)
+	is.Equal(len(s.rcv.deliveries()), 3) // one success, two failed attempts
+
+	c.Add(59 * time.Minute)
+	for _, req := range []*cloudtaskspb.CreateTaskRequest{ran, fails} {
+		_, err := s.client.CreateTask(ctx, req)
+		is.Equal(status.Code(err), codes.AlreadyExists) // the name is still taken
+	}
+	s.waitIdle(t)
+	is.Equal(len(s.rcv.deliveries()), 3) // and nothing ran
+
+	c.Add(time.Minute)
+	_, err := s.client.CreateTask(ctx, ran)
+	is.NoErr(err) // the window has passed: the name is free
+	s.waitIdle(t)
+	is.Equal(len(s.rcv.deliveries()), 4) // and the task runs
+	st := s.tasks.Stats()
+	is.Equal(st.Created, int64(3))    // ran twice, fails once
+	is.Equal(st.Duplicates, int64(2)) // the two refusals
+	is.Equal(st.Dropped, int64(1))
+}
+
+// DeleteTask removes a waiting task: it never runs, its name stays taken, and
+// a second delete finds nothing.
+func TestTasksDeleteTask(t *testing.T) {
+	is := is.New(t)
+	s := startStack(t, devstack.TasksOptions{}, nil)
+	ctx := ctxTimeout(t)
+	name := testQueue + "/tasks/later"
+	req := httpTask(testQueue, name, s.rcv.url(), cloudtaskspb.HttpMethod_POST, nil)
+	req.Task.ScheduleTime = timestamppb.New(time.Now().Add(time.Hour))
+	_, err := s.client.CreateTask(ctx, req)
+	is.NoErr(err) // scheduled an hour from now
+
+	is.NoErr(s.client.DeleteTask(ctx, &cloudtaskspb.DeleteTaskRequest{Name: name})) // deleted
+	s.waitIdle(t)                                                                   // its delivery sequence ended
+	err = s.client.DeleteTask(ctx, &cloudtaskspb.DeleteTaskRequest{Name: name})
+	is.Equal(status.Code(err), codes.NotFound) // gone
+	err = s.client.DeleteTask(ctx, &cloudtaskspb.DeleteTaskRequest{Name: testQueue + "/tasks/never"})
+	is.Equal(status.Code(err), codes.NotFound) // never existed
+	req.Task.ScheduleTime = nil
+	_, err = s.client.CreateTask(ctx, req)
+	is.Equal(status.Code(err), codes.AlreadyExists) // a deleted task's name stays taken
+	s.waitIdle(t)
+	is.Equal(len(s.rcv.deliveries()), 0) // nothing ran
+	is.Equal(s.tasks.Stats().Deleted, int64(1))
+}
+
+// The names are remembered across a restart on the same Dir, until their
+// window passes; then their files are cleared.
+func TestTasksRemembersNamesAcrossRestart(t *testing.T) {
+	is := is.New(t)
+	dir := t.TempDir()
+	c := newClock()
+	first := startStack(t, devstack.TasksOptions{Dir: dir, Now: c.Now}, nil)
+	e := first.enqueuer()
+	task := queue.Task{BatchID: batch.NewID(), Row: 0}
+	is.NoErr(e.Enqueue(ctxTimeout(t), task)) // runs once
+	first.waitIdle(t)
+	first.tasks.Close()
+
+	second := startStack(t, devstack.TasksOptions{Dir: dir, Now: c.Now}, nil)
+	name := testQueue + "/tasks/" + queue.TaskID(task.BatchID, task.Row)
+	req := httpTask(testQueue, name, second.rcv.url(), cloudtaskspb.HttpMethod_POST, nil)
+	_, err := second.client.CreateTask(ctxTimeout(t), req)
+	is.Equal(status.Code(err), codes.AlreadyExists) // remembered after the restart
+	second.tasks.Close()
+
+	c.Add(time.Hour)
+	third := startStack(t, devstack.TasksOptions{Dir: dir, Now: c.Now}, nil)
+	files, err := filepath.Glob(filepath.Join(dir, "*.gone"))
+	is.NoErr(err)
+	is.Equal(len(files), 0) // the expired name was cleared at start
+	req = httpTask(testQueue, name, third.rcv.url(), cloudtaskspb.HttpMethod_POST, nil)
+	_, err = third.client.CreateTask(ctxTimeout(t), req)
+	is.NoErr(err) // and is free
+	third.waitIdle(t)
+	is.Equal(len(third.rcv.deliveries()), 1) // the new task ran
+}
+
+// A task of a row that already ran cannot be enqueued again under its
+// deterministic name (Enqueue reports success, nothing runs); Requeue takes a
+// fresh name each time, and its deliveries carry it.
+func TestTasksRequeueRunsAgain(t *testing.T) {
+	is := is.New(t)
+	s := startStack(t, devstack.TasksOptions{}, nil)
+	ctx := ctxTimeout(t)
+	e := s.enqueuer()
+	task := queue.Task{BatchID: batch.NewID(), Row: 2}
+	is.NoErr(e.Enqueue(ctx, task))
+	s.waitIdle(t)
+	is.NoErr(e.Enqueue(ctx, task)) // AlreadyExists, counted as enqueued
+	s.waitIdle(t)
+	is.Equal(len(s.rcv.deliveries()), 1) // but nothing ran
+
+	a, err := e.Requeue(ctx, task)
+	is.NoErr(err) // requeued
+	b, err := e.Requeue(ctx, task)
+	is.NoErr(err)                                                    // and again
+	is.True(a != b)                                                  // under fresh names
+	is.True(strings.HasPrefix(a, queue.TaskID(task.BatchID, 2)+"-")) // that name the row
+	s.waitIdle(t)
+	got := s.rcv.deliveries()
+	is.Equal(len(got), 3) // both requeued tasks ran
+	names := map[string]bool{}
+	for _, d := range got[1:] {
+		names[d.header.Get("X-CloudTasks-TaskName")] = true
+		var body queue.Task
+		is.NoErr(json.Unmarshal(d.body, &body))
+		is.Equal(body, task) // the same row
+	}
+	is.Equal(names, map[string]bool{a: true, b: true})
 }

@@ -1,10 +1,15 @@
 // Package queue enqueues row tasks on Cloud Tasks through the official client.
-// Task names are deterministic per (batch, row), so enqueuing twice is harmless:
-// Cloud Tasks answers AlreadyExists and the row still runs once per delivery.
+// A submit's task names are deterministic per (batch, row), so enqueuing twice
+// is harmless: Cloud Tasks answers AlreadyExists and the row still runs once
+// per delivery. Cloud Tasks keeps a name taken for up to about an hour after
+// its task ran or was deleted, so a row that must run again is requeued under
+// a fresh name; the row's lease in the ledger, not the name, keeps two tasks
+// of one row from both doing its work.
 package queue
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -59,22 +64,68 @@ func TaskID(batchID string, row int) string {
 	return fmt.Sprintf("%s-%s-r%02d", hex.EncodeToString(sum[:4]), batchID, row)
 }
 
-// retry covers transient gRPC failures; named tasks make CreateTask idempotent.
+// retry covers transient gRPC failures: a deterministic name makes Enqueue's
+// CreateTask idempotent, and Requeue takes a fresh name on every attempt.
 var retry = []gax.CallOption{gax.WithRetry(func() gax.Retryer {
 	return gax.OnCodes([]codes.Code{codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Internal},
 		gax.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2})
 })}
 
-// Enqueue creates the task for one row. A task that already exists counts as
-// enqueued.
+// Enqueue creates the task for one row under its deterministic name. A task
+// that already exists counts as enqueued.
 func (e *Enqueuer) Enqueue(ctx context.Context, t Task) error {
+	task, err := e.task(ctx, t, TaskID(t.BatchID, t.Row))
+	if err != nil {
+		return err
+	}
+	_, err = e.client.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{Parent: e.cfg.Queue, Task: task}, retry...)
+	if status.Code(err) == codes.AlreadyExists {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("queue: create task %s row %d: %w", t.BatchID, t.Row, err)
+	}
+	return nil
+}
+
+// Requeue creates another task for a row whose task ran, was dropped or was
+// deleted, and returns its id: the row's deterministic id plus a random
+// suffix, fresh on every attempt. The deterministic name may stay taken for an
+// hour although nothing will run under it, so AlreadyExists is an error here,
+// never success. A retry after a lost answer can leave two tasks for the row;
+// the row's lease makes the second one a no-op.
+func (e *Enqueuer) Requeue(ctx context.Context, t Task) (string, error) {
+	var id string
+	err := gax.Invoke(ctx, func(ctx context.Context, _ gax.CallSettings) error {
+		id = RequeueID(t.BatchID, t.Row, rand.Text())
+		task, err := e.task(ctx, t, id)
+		if err != nil {
+			return err
+		}
+		_, err = e.client.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{Parent: e.cfg.Queue, Task: task})
+		return err
+	}, retry...)
+	if err != nil {
+		return "", fmt.Errorf("queue: requeue %s row %d: %w", t.BatchID, t.Row, err)
+	}
+	return id, nil
+}
+
+// RequeueID is the id of a requeued row task: the row's TaskID and suffix
+// (letters and digits).
+func RequeueID(batchID string, row int, suffix string) string {
+	return TaskID(batchID, row) + "-" + suffix
+}
+
+// task builds the HTTP task for t under id.
+func (e *Enqueuer) task(ctx context.Context, t Task, id string) (*cloudtaskspb.Task, error) {
 	body, err := json.Marshal(t)
 	if err != nil {
-		return fmt.Errorf("queue: encode task: %w", err)
+		return nil, fmt.Errorf("queue: encode task: %w", err)
 	}
 	headers := map[string]string{"Content-Type": "application/json"}
-	if id := obs.RequestID(ctx); id != "" {
-		headers[obs.HeaderRequestID] = id
+	if rid := obs.RequestID(ctx); rid != "" {
+		headers[obs.HeaderRequestID] = rid
 	}
 	hr := &cloudtaskspb.HttpRequest{
 		Url:        e.cfg.TargetURL,
@@ -89,20 +140,13 @@ func (e *Enqueuer) Enqueue(ctx context.Context, t Task) error {
 		}}
 	}
 	task := &cloudtaskspb.Task{
-		Name:        e.cfg.Queue + "/tasks/" + TaskID(t.BatchID, t.Row),
+		Name:        e.cfg.Queue + "/tasks/" + id,
 		MessageType: &cloudtaskspb.Task_HttpRequest{HttpRequest: hr},
 	}
 	if e.cfg.DispatchDeadline > 0 {
 		task.DispatchDeadline = durationpb.New(e.cfg.DispatchDeadline)
 	}
-	_, err = e.client.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{Parent: e.cfg.Queue, Task: task}, retry...)
-	if status.Code(err) == codes.AlreadyExists {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("queue: create task %s row %d: %w", t.BatchID, t.Row, err)
-	}
-	return nil
+	return task, nil
 }
 
 // Ping checks that the queue exists and is reachable (readiness).
