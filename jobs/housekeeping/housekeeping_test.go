@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -87,22 +88,22 @@ func wantSummary(dry string) string {
 		"pruned 2 batches, 1 keys, 1 budget days; 0 errors (dry run: " + dry + ")"
 }
 
-// checkRepaired asserts the state one run (or several, or concurrent ones)
-// leaves behind.
-func checkRepaired(t *testing.T, s *stack, sc scenario) {
+// checkRepaired asserts the state runs (one, several, or concurrent ones)
+// leave behind; requeues is how many of them re-enqueued the stuck rows (the
+// test's generate does no work, so each run finds them stuck again).
+func checkRepaired(t *testing.T, s *stack, sc scenario, requeues int) {
 	t.Helper()
 	is := is.NewRelaxed(t)
 
-	// Expired lease and never-started row: exactly one delivery each, for
-	// exactly those tasks.
+	// Expired lease and never-started row: one delivery per requeue each, for
+	// exactly those rows, each under a fresh task name.
 	s.settle(t)
-	is.Equal(s.delivered(), map[string]int{
-		queue.TaskID(sc.stuck.BatchID, 0): 1,
-		queue.TaskID(sc.stuck.BatchID, 1): 1,
-	})
-	s.mu.Lock()
-	is.Equal(s.bodies[queue.TaskID(sc.stuck.BatchID, 1)], queue.Task{BatchID: sc.stuck.BatchID, Row: 1}) // the task names its row
-	s.mu.Unlock()
+	is.Equal(s.delivered(), map[queue.Task]int{rowTask(sc.stuck, 0): requeues, rowTask(sc.stuck, 1): requeues})
+	names := s.taskNames()
+	is.Equal(len(names), 2*requeues) // every task its own name
+	for name := range names {
+		is.True(!strings.HasSuffix(name, "-r00") && !strings.HasSuffix(name, "-r01")) // never the rows' own names
+	}
 	r0, _ := s.row(t, sc.stuck, 0)
 	is.Equal(r0.Status, ledger.Running) // a re-enqueued row is left to its next attempt
 
@@ -165,20 +166,20 @@ func TestRunRepairsAndPrunes(t *testing.T) {
 	is.NoErr(err) // the run succeeds
 	is.Equal(summary, wantSummary("no"))
 	is.True(strings.HasSuffix(strings.TrimSpace(out), summary)) // the summary is the last line
-	checkRepaired(t, s, sc)
+	checkRepaired(t, s, sc, 1)
 
-	// A second run finds only what is still in the hands of the queue: the
-	// re-enqueued rows, whose tasks exist already (Cloud Tasks answers
-	// AlreadyExists, and no second delivery happens).
+	// A second run finds the re-enqueued rows still unclaimed (this generate
+	// does no work) and re-enqueues them again, under new names; the rest
+	// stays as the first run left it.
 	before := s.tasks.Stats()
 	summary, _, err = s.run(t)
 	is.NoErr(err)
 	is.Equal(summary, "housekeeping: examined 4 batches, 6 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0; "+
 		"pruned 0 batches, 0 keys, 0 budget days; 0 errors (dry run: no)")
 	after := s.tasks.Stats()
-	is.Equal(after.Created, before.Created)         // no new task
-	is.Equal(after.Duplicates, before.Duplicates+2) // the same names, deduplicated
-	checkRepaired(t, s, sc)
+	is.Equal(after.Created, before.Created+2)     // two new tasks
+	is.Equal(after.Duplicates, before.Duplicates) // no name refused
+	checkRepaired(t, s, sc, 2)
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
@@ -203,12 +204,13 @@ func TestDryRunChangesNothing(t *testing.T) {
 	summary, _, err = s.run(t)
 	is.NoErr(err)
 	is.Equal(summary, wantSummary("no")) // and then does exactly that
-	checkRepaired(t, s, sc)
+	checkRepaired(t, s, sc, 1)
 }
 
 // Two runs at once (a slow run overlapping the next schedule) leave the state
-// one run leaves: one delivery per task, one final marker, one settlement, one
-// failure entry.
+// one run leaves, but for a task per run for each stuck row (the lease keeps
+// them from both working): one final marker, one settlement, one failure
+// entry.
 func TestConcurrentRunsAgree(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
@@ -234,9 +236,9 @@ func TestConcurrentRunsAgree(t *testing.T) {
 	for _, err := range errs {
 		is.NoErr(err)
 	}
-	checkRepaired(t, s, sc)
+	checkRepaired(t, s, sc, 2)
 	st := s.tasks.Stats()
-	is.Equal(st.Created, int64(2)) // each row's task created once, however many runs asked
+	is.Equal(st.Created, int64(4)) // each run requeued each stuck row
 }
 
 // --max-batches bounds each run, and the next run carries on where the last
@@ -250,7 +252,7 @@ func TestMaxBatchesBoundAndCarriesOn(t *testing.T) {
 	for i := range 5 {
 		ms = append(ms, s.manifest(t, now.Add(-time.Hour+time.Duration(i)*time.Minute), ledger.DryRun, 1))
 	}
-	task := func(i int) string { return queue.TaskID(ms[i].BatchID, 0) }
+	task := func(i int) queue.Task { return rowTask(ms[i], 0) }
 	want := "housekeeping: examined 2 batches, 2 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0; " +
 		"pruned 0 batches, 0 keys, 0 budget days; 0 errors (dry run: no)"
 
@@ -258,21 +260,21 @@ func TestMaxBatchesBoundAndCarriesOn(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(summary, want)
 	s.settle(t)
-	is.Equal(s.delivered(), map[string]int{task(4): 1, task(3): 1}) // the newest first
+	is.Equal(s.delivered(), map[queue.Task]int{task(4): 1, task(3): 1}) // the newest first
 
 	summary, _, err = s.run(t, "--max-batches=2")
 	is.NoErr(err)
 	is.Equal(summary, want)
 	s.settle(t)
-	is.Equal(s.delivered(), map[string]int{task(4): 1, task(3): 1, task(2): 1, task(1): 1}) // then the next
+	is.Equal(s.delivered(), map[queue.Task]int{task(4): 1, task(3): 1, task(2): 1, task(1): 1}) // then the next
 
 	// The last one ends the pass; the next pass starts again at the newest.
 	summary, _, err = s.run(t, "--max-batches=2")
 	is.NoErr(err)
 	is.Equal(summary, want)
 	s.settle(t)
-	is.Equal(s.delivered(), map[string]int{task(4): 1, task(3): 1, task(2): 1, task(1): 1, task(0): 1})
-	is.Equal(s.tasks.Stats().Duplicates, int64(1)) // the newest again: deduplicated by name
+	is.Equal(s.delivered(), map[queue.Task]int{task(4): 2, task(3): 1, task(2): 1, task(1): 1, task(0): 1}) // the newest again
+	is.Equal(s.tasks.Stats().Duplicates, int64(0))                                                          // under a fresh name
 }
 
 // --max-rows bounds the rows read: a batch that would go over waits for the
@@ -428,5 +430,48 @@ func TestUnreadableCursorStillRecovers(t *testing.T) {
 	is.Equal(summary, "housekeeping: examined 1 batches, 1 rows; re-enqueued 1, failed 0, cancelled 0, completed 0, renotified 0; "+
 		"pruned 0 batches, 0 keys, 0 budget days; 1 errors (dry run: no)")
 	s.settle(t)
-	is.Equal(s.delivered(), map[string]int{queue.TaskID(m.BatchID, 0): 1}) // the row was recovered all the same
+	is.Equal(s.delivered(), map[queue.Task]int{rowTask(m, 0): 1}) // the row was recovered all the same
+}
+
+// A row whose task ran and was dropped (every attempt failed before the row
+// was claimed) holds its deterministic task name for an hour, with nothing
+// behind it. Housekeeping requeues the row under a fresh name, and it finishes.
+func TestRequeueAfterTheTaskWasDropped(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := newStack(t)
+	m := s.manifest(t, time.Now().Add(-time.Hour), ledger.DryRun, 1)
+
+	// The submit's task: generate fails it on every attempt, and the queue drops it.
+	s.setWork(func(context.Context, queue.Task) int { return http.StatusInternalServerError })
+	is.NoErr(s.queue.Enqueue(context.Background(), rowTask(m, 0)))
+	s.settle(t)
+	is.Equal(s.tasks.Stats().Dropped, int64(1)) // the task is gone
+	is.Equal(s.delivered()[rowTask(m, 0)], maxAttempts)
+
+	// Generate works again; housekeeping finds the row queued for an hour.
+	s.setWork(func(ctx context.Context, task queue.Task) int {
+		op := ledger.Op{Actor: "generate/test", Now: time.Now().UTC()}
+		res := ledger.VariantResult{Index: 0, Object: ledger.ImageObject(task.BatchID, task.Row, 0, ".png"), CostUSD: price}
+		for _, step := range []func(ledger.Row) (ledger.Row, error){
+			func(r ledger.Row) (ledger.Row, error) { return ledger.Start(r, op, "h1", time.Minute) },
+			func(r ledger.Row) (ledger.Row, error) {
+				return ledger.RecordVariants(r, op, []ledger.VariantResult{res})
+			},
+			func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, op, nil) },
+		} {
+			if _, err := s.store.UpdateRow(ctx, m, task.Row, step); err != nil {
+				return http.StatusInternalServerError
+			}
+		}
+		return http.StatusOK
+	})
+	summary, _, err := s.run(t)
+	is.NoErr(err)
+	is.True(strings.Contains(summary, "re-enqueued 1,"))
+	s.settle(t)
+	is.Equal(s.delivered()[rowTask(m, 0)], maxAttempts+1) // the requeued task ran
+	is.Equal(s.tasks.Stats().Duplicates, int64(0))        // under a name nobody had used
+	r, _ := s.row(t, m, 0)
+	is.Equal(r.Status, ledger.Done) // and the row finished
 }

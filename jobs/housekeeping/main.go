@@ -8,8 +8,10 @@
 // that too; the job is the safety net, and does it on the emulator.
 //
 // Every change is a compare-and-swap transition, a create-once marker or a
-// generation-guarded delete, and re-enqueued tasks keep their deterministic
-// names, so runs may overlap and repeat without harm.
+// generation-guarded delete, so runs may overlap and repeat without harm. A
+// stuck row is re-enqueued under a fresh task name (Cloud Tasks keeps a used
+// name taken for up to an hour with nothing behind it); a row that gets two
+// tasks is worked once, by the attempt that holds its lease.
 package main
 
 import (

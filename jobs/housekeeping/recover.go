@@ -141,15 +141,20 @@ func (j *job) repair(ctx context.Context, log *slog.Logger, m *ledger.Manifest, 
 	}
 	switch act {
 	case requeue:
+		task := "(none: dry run)"
 		if !j.opts.dryRun {
-			// The task keeps its deterministic name: if it still exists (waiting
-			// for a retry) Cloud Tasks answers AlreadyExists, which counts as done.
-			if err := j.queue.Enqueue(ctx, queue.Task{BatchID: m.BatchID, Row: r.Index}); err != nil {
+			// A fresh name: the row's own may stay taken for an hour after its
+			// task ran or was dropped, with nothing left to run. If the old task
+			// is still waiting for a retry, both may arrive; the lease lets one
+			// of them work.
+			id, err := j.queue.Requeue(ctx, queue.Task{BatchID: m.BatchID, Row: r.Index})
+			if err != nil {
 				return r, err
 			}
+			task = id
 		}
 		j.rep.requeued.Add(1)
-		log.Info("housekeeping: re-enqueued a stuck row"+suffix, "task", queue.TaskID(m.BatchID, r.Index))
+		log.Info("housekeeping: re-enqueued a stuck row"+suffix, "task", task)
 		return r, nil
 	case giveUp, cancel:
 		counter := &j.rep.failed

@@ -43,15 +43,19 @@ type stack struct {
 	budgets *budget.Store
 	faults  *devstack.Faults
 	tasks   *devstack.Tasks
+	queue   *queue.Enqueuer
 
 	mu         sync.Mutex
-	deliveries map[string]int // by X-CloudTasks-TaskName
-	bodies     map[string]queue.Task
+	deliveries map[queue.Task]int // by the row the task names
+	names      map[string]bool    // X-CloudTasks-TaskName of every delivery
+	// work, when set, is what generate does with a delivery: the status it
+	// answers. Unset, it answers 200 and does nothing.
+	work func(context.Context, queue.Task) int
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	s := &stack{faults: devstack.NewFaults(1), deliveries: map[string]int{}, bodies: map[string]queue.Task{}}
+	s := &stack{faults: devstack.NewFaults(1), deliveries: map[queue.Task]int{}, names: map[string]bool{}}
 	g, err := devstack.StartGCS(devstack.GCSOptions{Addr: "127.0.0.1:0", Root: t.TempDir(), Buckets: []string{testBucket}, Wrap: s.faults.Wrap})
 	if err != nil {
 		t.Fatal(err)
@@ -65,15 +69,19 @@ func newStack(t *testing.T) *stack {
 		var task queue.Task
 		_ = json.NewDecoder(r.Body).Decode(&task)
 		s.mu.Lock()
-		name := r.Header.Get("X-CloudTasks-TaskName")
-		s.deliveries[name]++
-		s.bodies[name] = task
+		s.deliveries[task]++
+		s.names[r.Header.Get("X-CloudTasks-TaskName")] = true
+		work := s.work
 		s.mu.Unlock()
-		w.WriteHeader(http.StatusOK) // a stand-in: it does no work
+		code := http.StatusOK
+		if work != nil {
+			code = work(r.Context(), task)
+		}
+		w.WriteHeader(code)
 	}))
 	t.Cleanup(gen.Close)
 	s.tasks, err = devstack.StartTasks(devstack.TasksOptions{
-		Addr: "127.0.0.1:0", Queue: testQueue, MinBackoff: 10 * time.Millisecond,
+		Addr: "127.0.0.1:0", Queue: testQueue, MinBackoff: 10 * time.Millisecond, MaxAttempts: maxAttempts,
 		Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -98,7 +106,10 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	s.store, s.bucket = c.Ledger, c.Bucket
+	if err := c.OpenTasks(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	s.store, s.bucket, s.queue = c.Ledger, c.Bucket, c.Enqueuer(cfg)
 	s.budgets = budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, 10, time.Hour), 30*time.Second)
 	return s
 }
@@ -132,15 +143,36 @@ func (s *stack) settle(t *testing.T) {
 	}
 }
 
-func (s *stack) delivered() map[string]int {
+// delivered counts the deliveries of each row's tasks.
+func (s *stack) delivered() map[queue.Task]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]int{}
+	out := map[queue.Task]int{}
 	for k, v := range s.deliveries {
 		out[k] = v
 	}
 	return out
 }
+
+// taskNames are the names of the tasks delivered.
+func (s *stack) taskNames() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]bool{}
+	for k := range s.names {
+		out[k] = true
+	}
+	return out
+}
+
+func (s *stack) setWork(work func(context.Context, queue.Task) int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.work = work
+}
+
+// rowTask is the task of row i of m.
+func rowTask(m *ledger.Manifest, i int) queue.Task { return queue.Task{BatchID: m.BatchID, Row: i} }
 
 // idAt issues a batch id as batch.NewID would have at t.
 func idAt(t time.Time) string {
