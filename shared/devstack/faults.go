@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,13 +18,14 @@ import (
 // Faults sits between the storage client and the emulator (GCSOptions.Wrap):
 // it counts requests the way Cloud Storage bills them, and can make the
 // emulator behave like the real service under stress — the one-write-per-second
-// per-object limit, a fraction of failed requests, added latency, and writes
-// that land but whose answer is lost.
+// per-object limit, a fraction of failed requests, added latency, and requests
+// that are applied but whose answer is lost.
 type Faults struct {
 	mu sync.Mutex
 	// Settings; change them with Set* while requests flow.
 	failRate   float64
 	failWith   []int
+	lostRate   float64
 	latency    time.Duration
 	writeLimit time.Duration
 	rng        *rand.Rand
@@ -49,8 +51,10 @@ type Counts struct {
 	Rejected  int64 // requests answered by the injector instead of the emulator
 	Status412 int64 // precondition failures answered by the emulator
 	Status429 int64 // rate-limit answers, injected or not
-	// LostAnswers counts writes that landed but were answered 503.
+	// LostAnswers counts requests the emulator applied whose answer was
+	// replaced by a 503 or a connection reset; Resets counts the resets.
 	LostAnswers int64
+	Resets      int64
 }
 
 // ClassA is what Cloud Storage bills as class A operations.
@@ -66,6 +70,15 @@ func (f *Faults) SetFailures(rate float64, statuses ...int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failRate, f.failWith = rate, statuses
+}
+
+// SetLostAnswers makes a fraction of requests reach the emulator and then
+// lose a successful answer: half of them are answered 503, half end in a
+// connection reset, as when a connection drops after the commit.
+func (f *Faults) SetLostAnswers(rate float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lostRate = rate
 }
 
 // SetLatency adds d to every request.
@@ -141,7 +154,12 @@ func (f *Faults) Wrap(next http.Handler) http.Handler {
 		f.mu.Lock()
 		latency := f.latency
 		fail := 0
-		if f.failRate > 0 && len(f.failWith) > 0 && f.rng.Float64() < f.failRate {
+		// One draw decides both shares, so each is a share of all requests.
+		var draw float64
+		if f.failRate > 0 || f.lostRate > 0 {
+			draw = f.rng.Float64()
+		}
+		if f.failRate > 0 && len(f.failWith) > 0 && draw < f.failRate {
 			fail = f.failWith[f.rng.IntN(len(f.failWith))]
 		}
 		if fail == 0 && kind == "write" && f.rejectWrites > 0 && object != "" && strings.HasPrefix(object, f.rejectPrefix) {
@@ -163,9 +181,13 @@ func (f *Faults) Wrap(next http.Handler) http.Handler {
 			}
 		}
 		lose := fail == 0 && kind == "write" && f.loseAnswers > 0 && object != "" && strings.HasPrefix(object, f.losePrefix)
+		counted := lose
 		if lose {
 			f.loseAnswers-- // given back below if the write does not land
+		} else if fail == 0 && f.lostRate > 0 && draw >= f.failRate && draw < f.failRate+f.lostRate {
+			lose = true
 		}
+		reset := lose && !counted && f.rng.IntN(2) == 0
 		f.mu.Unlock()
 
 		if latency > 0 {
@@ -192,19 +214,30 @@ func (f *Faults) Wrap(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		if lose {
 			h := rec.ResponseWriter.(*held)
+			// Only an answer that reports success is lost: one that reports a
+			// failure would be the same on a retry.
 			lost := rec.status < 300
+			if lost && reset {
+				reset = resetConn(w)
+			}
 			f.mu.Lock()
-			if lost {
+			switch {
+			case lost && reset:
 				f.counts.LostAnswers++
-			} else {
+				f.counts.Resets++
+			case lost:
+				f.counts.LostAnswers++
+			case counted:
 				f.loseAnswers++
 			}
 			f.mu.Unlock()
-			if lost {
+			switch {
+			case lost && reset:
+			case lost:
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusServiceUnavailable)
 				_, _ = io.WriteString(w, `{"error":{"code":503,"message":"injected fault: the answer was lost"}}`)
-			} else {
+			default:
 				h.copyTo(w, rec.status)
 			}
 		}
@@ -232,6 +265,20 @@ func (f *Faults) Wrap(next http.Handler) http.Handler {
 			f.counts.Deletes++
 		}
 	})
+}
+
+// resetConn ends the request's connection with a TCP reset instead of an
+// answer; it reports false when the connection cannot be taken over.
+func resetConn(w http.ResponseWriter) bool {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0) // close sends RST, not FIN
+	}
+	_ = conn.Close()
+	return true
 }
 
 // classify names a JSON-API request's kind and object. Uploads carry the object
