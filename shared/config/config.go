@@ -89,6 +89,8 @@ var LocalVars = []Var{
 	{"LOCAL_CLOUD_RUN_IAM", "false", "Put a Cloud Run-like IAM check before the generate route: tasks carry signed OIDC tokens of TASKS_SERVICE_ACCOUNT, the check answers 401/403 as Cloud Run does and hands generate the token with its signature removed."},
 	{"LOCAL_FAKE_MODEL", "false", "Serve live runs from an embedded fake of the Gemini API (free; prompt markers such as [blocked] script failures)."},
 	{"LOCAL_FAKE_MODEL_DELAY", "1s", "How long the fake model takes per image."},
+	{"LOCAL_TASKS_NAME_WINDOW", "1h", "How long the Cloud Tasks stand-in keeps the name of a task that ran or was deleted taken (CreateTask answers AlreadyExists and nothing runs), as Cloud Tasks does for up to about an hour; remembered in DATA_DIR across restarts."},
+	{"LOCAL_STORAGE_FAULTS", "", "Faults between the storage client and the emulator, e.g. `error=0.1,lost=0.05,latency=50ms`: error fails that share of requests before they reach the emulator (503 or 429), lost lets the emulator apply that share and then answers 503 or resets the connection, latency delays every call; seed=N repeats the draws."},
 }
 
 // Markdown renders vars as the README's configuration table.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -49,6 +50,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	fmt.Fprintf(stdout, "  data              %s\n", a.dataDir)
 	if a.model != nil {
 		fmt.Fprintf(stdout, "  fake model        GEMINI_BASE_URL=%s (live runs cost nothing)\n", a.model.URL)
+	}
+	if a.faults != nil {
+		fmt.Fprintf(stdout, "  storage faults    LOCAL_STORAGE_FAULTS=%s\n", a.faultSpec)
 	}
 	if a.iam != nil {
 		fmt.Fprintf(stdout, "  cloud run IAM     generate admits only %s\n", a.cfg.TasksServiceAccount)
@@ -91,12 +95,15 @@ type app struct {
 	cfg     config.Config
 	gcs     *devstack.GCS
 	tasks   *devstack.Tasks
-	model   *devstack.FakeModel
-	iam     *devstack.CloudRunIAM
-	clients *cloud.Clients
-	hub     *progress.Hub
-	srv     *http.Server
-	log     *slog.Logger
+	// faults injects LOCAL_STORAGE_FAULTS (nil when it is empty).
+	faults    *devstack.Faults
+	faultSpec devstack.StorageFaults
+	model     *devstack.FakeModel
+	iam       *devstack.CloudRunIAM
+	clients   *cloud.Clients
+	hub       *progress.Hub
+	srv       *http.Server
+	log       *slog.Logger
 }
 
 // start brings up the emulators, then the functions configured exactly as in
@@ -133,6 +140,14 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, fmt.Errorf("LOCAL_CLOUD_RUN_IAM: %w", err)
 	}
+	nameWindow, err := time.ParseDuration(local("LOCAL_TASKS_NAME_WINDOW"))
+	if err != nil || nameWindow <= 0 {
+		return nil, fmt.Errorf("LOCAL_TASKS_NAME_WINDOW: want a positive duration such as 1h, got %q", local("LOCAL_TASKS_NAME_WINDOW"))
+	}
+	storageFaults, err := devstack.ParseStorageFaults(local("LOCAL_STORAGE_FAULTS"))
+	if err != nil {
+		return nil, fmt.Errorf("LOCAL_STORAGE_FAULTS: %w", err)
+	}
 	// What the emulators need to know, read before they exist; the local stack is
 	// local by definition.
 	probe, err := config.Load(func(k string) string {
@@ -155,8 +170,20 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	a.base = "http://" + a.ln.Addr().String()
+	wrap := o.wrapGCS
+	if !storageFaults.IsZero() {
+		if storageFaults.Seed == 0 {
+			storageFaults.Seed = rand.Uint64()
+		}
+		a.faults, a.faultSpec = devstack.NewFaults(storageFaults.Seed), storageFaults
+		a.faults.Apply(storageFaults)
+		wrap = a.faults.Wrap
+		if o.wrapGCS != nil {
+			wrap = func(h http.Handler) http.Handler { return o.wrapGCS(a.faults.Wrap(h)) }
+		}
+	}
 	a.gcs, err = devstack.StartGCS(devstack.GCSOptions{
-		Addr: local("LOCAL_GCS_ADDR"), Root: filepath.Join(a.dataDir, "gcs"), Buckets: []string{probe.Bucket}, Wrap: o.wrapGCS,
+		Addr: local("LOCAL_GCS_ADDR"), Root: filepath.Join(a.dataDir, "gcs"), Buckets: []string{probe.Bucket}, Wrap: wrap,
 	})
 	if err != nil {
 		return nil, err
@@ -172,7 +199,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	a.tasks, err = devstack.StartTasks(devstack.TasksOptions{
 		Addr: local("LOCAL_TASKS_ADDR"), Queue: probe.Queue, MaxAttempts: probe.MaxAttempts,
 		DuplicateDelivery: dup, Log: a.log, Latency: o.tasksLatency, MaxConcurrent: concurrent,
-		Dir: filepath.Join(a.dataDir, "tasks"), IDTokens: tokens, Client: o.deliveries,
+		Dir: filepath.Join(a.dataDir, "tasks"), IDTokens: tokens, Client: o.deliveries, NameWindow: nameWindow,
 	})
 	if err != nil {
 		return nil, err
