@@ -11,7 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/assetgen/assetgen/shared/imagegen"
+	"github.com/assetgen/assetgen/shared/metrics"
 )
 
 // FakeModel stands in for a Gemini image model's generateContent endpoint (the
@@ -24,6 +27,11 @@ import (
 //	[no-image]         the model answers with text only
 //	[rate-limit-once]  the first call of each variant answers 429, the next succeeds
 //	[unavailable]      every call answers 503
+//
+// Every request counts in assetgen_local_model_images_total (the process's
+// /metrics) by outcome: "image" is an image answered, the work a real model
+// bills; "refused", "failed" and "abandoned" (the caller left first) are the
+// rest, so the sum is every image asked for.
 type FakeModel struct {
 	// URL is the base URL to give the SDK (GEMINI_BASE_URL).
 	URL   string
@@ -33,9 +41,27 @@ type FakeModel struct {
 	ln      net.Listener
 	images  *imagegen.Placeholder
 	calls   atomic.Int64
+	made    atomic.Int64
 	mu      sync.Mutex
 	limited map[string]bool
 }
+
+// modelImages counts the images asked of every fake model in the process.
+var (
+	modelImages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "assetgen_local_model_images_total",
+		Help: "Images the local fake model was asked for, by outcome: image (answered with one: what a real model bills), refused, failed, abandoned.",
+	}, []string{"outcome"})
+	registerModelImages sync.Once
+)
+
+// Outcomes of one request to the fake model.
+const (
+	outcomeImage     = "image"
+	outcomeRefused   = "refused"
+	outcomeFailed    = "failed"
+	outcomeAbandoned = "abandoned"
+)
 
 // StartFakeModel serves the fake on addr ("127.0.0.1:0" for a free port); each
 // image takes delay.
@@ -44,6 +70,14 @@ func StartFakeModel(addr string, delay time.Duration) (*FakeModel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devstack: fake model listen %s: %w", addr, err)
 	}
+	// Registered by the first fake model, so only a process that runs one
+	// exports the series; every outcome starts at zero.
+	registerModelImages.Do(func() {
+		metrics.Registry.MustRegister(modelImages)
+		for _, o := range []string{outcomeImage, outcomeRefused, outcomeFailed, outcomeAbandoned} {
+			modelImages.WithLabelValues(o)
+		}
+	})
 	f := &FakeModel{URL: "http://" + ln.Addr().String(), Delay: delay, ln: ln, images: imagegen.NewPlaceholder(0), limited: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1beta/models/{action}", f.generate)
@@ -54,6 +88,16 @@ func StartFakeModel(addr string, delay time.Duration) (*FakeModel, error) {
 
 // Calls counts generateContent requests.
 func (f *FakeModel) Calls() int64 { return f.calls.Load() }
+
+// Images counts the images this fake answered with.
+func (f *FakeModel) Images() int64 { return f.made.Load() }
+
+func (f *FakeModel) count(outcome string) {
+	modelImages.WithLabelValues(outcome).Inc()
+	if outcome == outcomeImage {
+		f.made.Add(1)
+	}
+}
 
 // Close stops the fake.
 func (f *FakeModel) Close(ctx context.Context) error { return f.srv.Shutdown(ctx) }
@@ -76,6 +120,7 @@ func (f *FakeModel) generate(w http.ResponseWriter, r *http.Request) {
 	f.calls.Add(1)
 	var req fakeRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		f.count(outcomeFailed)
 		fakeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", err.Error())
 		return
 	}
@@ -101,31 +146,39 @@ func (f *FakeModel) generate(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			t.Stop()
+			f.count(outcomeAbandoned)
 			return
 		case <-t.C:
 		}
 	}
 	switch {
 	case strings.Contains(prompt, "[unavailable]"):
+		f.count(outcomeFailed)
 		fakeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "the model is overloaded")
 		return
 	case strings.Contains(prompt, "[rate-limit-once]") && f.firstCall(fmt.Sprint(prompt, seed)):
+		f.count(outcomeFailed)
 		fakeError(w, http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", "quota exceeded")
 		return
 	case strings.Contains(prompt, "[blocked]"):
+		f.count(outcomeRefused)
 		writeJSON(w, map[string]any{"promptFeedback": map[string]any{"blockReason": "SAFETY"}})
 		return
 	case strings.Contains(prompt, "[blocked-output]"):
+		f.count(outcomeRefused)
 		writeJSON(w, map[string]any{"candidates": []any{map[string]any{"finishReason": "IMAGE_SAFETY"}}})
 		return
 	case strings.Contains(prompt, "[no-image]"):
+		f.count(outcomeRefused)
 		writeJSON(w, candidate(map[string]any{"text": "I would rather describe it in words."}))
 		return
 	}
 	if imgErr != nil {
+		f.count(outcomeFailed)
 		fakeError(w, http.StatusInternalServerError, "INTERNAL", imgErr.Error())
 		return
 	}
+	f.count(outcomeImage)
 	writeJSON(w, candidate(map[string]any{"inlineData": map[string]any{"mimeType": img.MIMEType, "data": img.Data}}))
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,4 +62,30 @@ func TestStorageFaultsFromTheEnvironment(t *testing.T) {
 	c := a.faults.Counts()
 	is.True(c.Rejected > 0)    // requests failed before the emulator
 	is.True(c.LostAnswers > 0) // and answers were lost after it
+}
+
+// With the fake model on, /metrics counts the images it was asked for, so
+// model work can be set against the money charged.
+func TestMetricsCountFakeModelImages(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a, _ := liveStack(t, nil)
+	sub := post(t, a.base+"/batch/images", `{"runMode":"live","confirm":"CONFIRM","rows":[{"prompt":"a red fox","variants":2}]}`, nil)
+	is.Equal(sub.status, http.StatusAccepted)
+	readToDone(t, openStream(t, sub.str("progressUrl"), ""))
+	is.NoErr(a.tasks.WaitIdle(deadline(t, 30*time.Second)))
+	is.Equal(a.model.Images(), int64(2)) // this stack's model made two
+
+	resp, err := http.Get(a.base + "/metrics")
+	is.NoErr(err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var images float64
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), `assetgen_local_model_images_total{outcome="image"} `); ok {
+			images, err = strconv.ParseFloat(v, 64)
+			is.NoErr(err)
+		}
+	}
+	is.True(images >= 2) // counted in /metrics (the counter is the process's: other tests' stacks add to it)
 }
