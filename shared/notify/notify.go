@@ -5,8 +5,11 @@
 // (gax) within a time bound, and returns an Outcome for the ledger instead of
 // an error: a notification that fails never fails the batch.
 //
-// Webhook deliveries carry the same X-Assetgen-Delivery id on every attempt,
-// so a receiver that saw an attempt whose answer was lost can drop the retry.
+// Webhook deliveries carry the same X-Assetgen-Delivery id on every attempt
+// (and every repeat of a batch's announcement), so a receiver that saw an
+// attempt whose answer was lost can drop the retry. The Sheets write-back
+// does that itself: each row carries its delivery id in the column after its
+// values, and a write appends only the rows whose ids the sheet lacks.
 // Webhook URLs are user input: send through refs.SafeClient, which applies the
 // SSRF address policy at dial time; CheckWebhookURL and SheetTarget.Validate
 // are the checks at submit.

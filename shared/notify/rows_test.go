@@ -59,11 +59,12 @@ func TestRows(t *testing.T) {
 	for i := range want {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			is := is.New(t)
-			is.Equal(got[i], want[i]) // the row
+			is.Equal(got[i].Values, want[i])                                // the row
+			is.Equal(got[i].DeliveryID, fmt.Sprintf("assetgen:b-42:%d", i)) // and its delivery id
 		})
 	}
-	is.Equal(len(Rows(final, m, nil)[0][3].(string)), 0)                    // no link func, no links
-	is.Equal(Rows(final, m, func(int, int) string { return "" })[0][3], "") // empty links skipped
+	is.Equal(len(Rows(final, m, nil)[0].Values[3].(string)), 0)                    // no link func, no links
+	is.Equal(Rows(final, m, func(int, int) string { return "" })[0].Values[3], "") // empty links skipped
 }
 
 func TestRowsIsPure(t *testing.T) {

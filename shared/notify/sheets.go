@@ -63,7 +63,8 @@ func (t SheetTarget) Validate() error {
 	return nil
 }
 
-// Sheets appends rows to Google Sheets. Build one per instance and share it.
+// Sheets appends rows to Google Sheets, each at most once. Build one per
+// instance and share it.
 type Sheets struct {
 	svc        *sheets.Service
 	maxElapsed time.Duration
@@ -87,17 +88,36 @@ func NewSheets(ctx context.Context, maxElapsed time.Duration, opts ...option.Cli
 	return &Sheets{svc: svc, maxElapsed: maxElapsed, backoff: defaultBackoff()}, nil
 }
 
-// Write appends rows below the table in t's range, as raw values (so a prompt
-// that starts with "=" stays text, never a formula) in newly inserted rows.
+// SheetRow is one row of a write-back: the cells the user sees, and the id
+// that keeps it from being written twice.
+type SheetRow struct {
+	DeliveryID string
+	Values     []any
+}
+
+// DeliveryID names the write-back of one batch row; it is unique to that row,
+// so finding it in a sheet means the row was written.
+func DeliveryID(batchID string, row int) string {
+	return fmt.Sprintf("assetgen:%s:%d", batchID, row)
+}
+
+// Write appends the rows not yet in the sheet below the table in t's range,
+// as raw values (so a prompt that starts with "=" stays text, never a
+// formula) in newly inserted rows, each with its delivery id in the column
+// after its values (a column users may hide).
+//
+// Each attempt first reads the delivery ids already in the sheet (the whole
+// sheet when the range names one) and appends only the missing rows, so an
+// append whose answer was lost, or a write-back repeated after a crash, adds
+// nothing twice. Two writers of the same batch at the same moment could both
+// append; the batch's once-only effects claim keeps that from happening.
+//
 // 408, 429, 5xx and network failures are retried with exponential backoff and
 // jitter (after Retry-After when the API gives one) until maxElapsed has
 // passed; then the outcome is failed and Retryable. Any other API error
 // (403 when the sheet is not shared with the service account, 404, 400 for a
 // bad range) fails at once and is not retryable, and so does an invalid t.
-//
-// An append is not idempotent: a 5xx or a lost answer after the API applied
-// it can, rarely, leave the rows written twice.
-func (s *Sheets) Write(ctx context.Context, t SheetTarget, rows [][]any) Outcome {
+func (s *Sheets) Write(ctx context.Context, t SheetTarget, rows []SheetRow) Outcome {
 	out := Outcome{Kind: KindSheet, Target: t.String()}
 	finish := func(status string, retryable bool, reason string) Outcome {
 		out.Status, out.Retryable, out.Error, out.At = status, retryable, reason, time.Now().UTC()
@@ -106,12 +126,16 @@ func (s *Sheets) Write(ctx context.Context, t SheetTarget, rows [][]any) Outcome
 	if err := t.Validate(); err != nil {
 		return finish(StatusFailed, false, err.Error())
 	}
+	width := 1
+	for _, r := range rows {
+		width = max(width, len(r.Values)+1)
+	}
 	start := time.Now()
 	r := newRetrier(ctx, s.maxElapsed, s.backoff)
 	var reason string // why the last attempt failed
 	for {
 		out.Attempts++
-		code, err := s.appendOnce(r, t, rows)
+		code, err := s.writeOnce(r, t, rows, width)
 		if code != 0 {
 			out.Code = code
 		}
@@ -145,25 +169,115 @@ func (s *Sheets) Write(ctx context.Context, t SheetTarget, rows [][]any) Outcome
 	}
 }
 
-// appendOnce makes one Append call, bounded by the write's deadline; it returns
-// the HTTP status it got, if any.
-func (s *Sheets) appendOnce(r *retrier, t SheetTarget, rows [][]any) (int, error) {
+// writeOnce reads the delivery ids in the sheet and appends the rows that
+// are missing; it returns the HTTP status of its last call, if any.
+func (s *Sheets) writeOnce(r *retrier, t SheetTarget, rows []SheetRow, width int) (int, error) {
 	ctx, cancel := r.attemptContext()
 	defer cancel()
-	resp, err := s.svc.Spreadsheets.Values.Append(t.SpreadsheetID, t.Range, &sheets.ValueRange{Values: rows}).
+	got, err := s.svc.Spreadsheets.Values.Get(t.SpreadsheetID, idRange(t.Range, width)).Context(ctx).Do()
+	if err != nil {
+		return statusOf(err), err
+	}
+	written := map[string]bool{}
+	for _, row := range got.Values {
+		for _, cell := range row {
+			if id, ok := cell.(string); ok {
+				written[id] = true
+			}
+		}
+	}
+	var missing [][]any
+	for _, row := range rows {
+		if !written[row.DeliveryID] {
+			missing = append(missing, append(slices.Clip(row.Values), row.DeliveryID))
+		}
+	}
+	if len(missing) == 0 {
+		return got.HTTPStatusCode, nil
+	}
+	resp, err := s.svc.Spreadsheets.Values.Append(t.SpreadsheetID, t.Range, &sheets.ValueRange{Values: missing}).
 		ValueInputOption("RAW").
 		InsertDataOption("INSERT_ROWS").
 		Context(ctx).
 		Do()
-	var gerr *googleapi.Error
-	switch {
-	case err == nil:
-		return resp.HTTPStatusCode, nil
-	case errors.As(err, &gerr):
-		return gerr.Code, err
-	default:
-		return 0, err
+	if err != nil {
+		return statusOf(err), err
 	}
+	return resp.HTTPStatusCode, nil
+}
+
+// statusOf is the HTTP status of an API error, or 0.
+func statusOf(err error) int {
+	var gerr *googleapi.Error
+	if errors.As(err, &gerr) {
+		return gerr.Code
+	}
+	return 0
+}
+
+// idRange is where Write looks for delivery ids: the whole sheet when the
+// range names one; for cells of the first sheet, their columns and the
+// width-1 columns after the first (where appended rows and their ids go).
+// A name alone (a sheet, or a named range, which then must include the id
+// column) is read as it is.
+func idRange(rng string, width int) string {
+	if sheet, ok := sheetOf(rng); ok {
+		return sheet
+	}
+	from, to, isRange := strings.Cut(rng, ":")
+	if !a1Range.MatchString(rng) || !cellsOnly.MatchString(from) || (isRange && !cellsOnly.MatchString(to)) {
+		return rng
+	}
+	first := 0
+	if letters := strings.TrimRight(from, "0123456789"); letters != "" {
+		first = columnIndex(letters)
+	}
+	last := first + width - 1
+	if letters := strings.TrimRight(to, "0123456789"); isRange && letters != "" {
+		last = max(last, columnIndex(letters))
+	}
+	return columnName(first) + ":" + columnName(last)
+}
+
+// cellsOnly is one cell reference of A1 notation: a column, a row, or both.
+var cellsOnly = regexp.MustCompile(`^(?:[A-Za-z]{1,3}[0-9]{0,7}|[0-9]{1,7})$`)
+
+// sheetOf returns the sheet part of a range that names one before "!"
+// (quoted as given).
+func sheetOf(rng string) (string, bool) {
+	if strings.HasPrefix(rng, "'") {
+		for i := 1; i < len(rng); i++ {
+			if rng[i] != '\'' {
+				continue
+			}
+			if i+1 < len(rng) && rng[i+1] == '\'' {
+				i++
+				continue
+			}
+			return rng[:i+1], true
+		}
+		return "", false
+	}
+	sheet, _, ok := strings.Cut(rng, "!")
+	return sheet, ok && sheet != ""
+}
+
+// columnIndex is the 0-based index of column letters ("A" is 0).
+func columnIndex(letters string) int {
+	n := 0
+	for _, c := range strings.ToUpper(letters) {
+		n = n*26 + int(c-'A') + 1
+	}
+	return n - 1
+}
+
+// columnName is the letters of 0-based column c.
+func columnName(c int) string {
+	var b []byte
+	for c++; c > 0; c = (c - 1) / 26 {
+		b = append([]byte{byte('A' + (c-1)%26)}, b...)
+	}
+	return string(b)
 }
 
 // apiReason is the Sheets API's own message (it names the problem, never a
@@ -184,18 +298,22 @@ func apiReason(e *googleapi.Error) string {
 // Rows is the write-back of a finished batch, one row per batch row in
 // submission order: the row's id (its client id, else its index), prompt,
 // status, the links of its done variants joined by " ", and its error code (the
-// row's, else its first failed variant's). link gives a variant's stable link.
-// A row missing from final reads as never started.
-func Rows(final ledger.Final, m *ledger.Manifest, link func(row, variant int) string) [][]any {
+// row's, else its first failed variant's), with the row's DeliveryID. link
+// gives a variant's stable link. A row missing from final reads as never
+// started.
+func Rows(final ledger.Final, m *ledger.Manifest, link func(row, variant int) string) []SheetRow {
 	state := rowStates(final)
-	out := make([][]any, 0, len(m.Rows))
+	out := make([]SheetRow, 0, len(m.Rows))
 	for _, mr := range m.Rows {
 		r := stateOf(state, mr)
 		var id any = mr.Index
 		if mr.ID != "" {
 			id = mr.ID
 		}
-		out = append(out, []any{id, mr.Prompt, string(r.Status), strings.Join(links(r, link), " "), errorCode(r)})
+		out = append(out, SheetRow{
+			DeliveryID: DeliveryID(m.BatchID, mr.Index),
+			Values:     []any{id, mr.Prompt, string(r.Status), strings.Join(links(r, link), " "), errorCode(r)},
+		})
 	}
 	return out
 }

@@ -12,12 +12,15 @@ import (
 
 	"github.com/matryer/is"
 	"google.golang.org/api/option"
+
+	"github.com/assetgen/assetgen/shared/devstack"
 )
 
 var target = SheetTarget{SpreadsheetID: "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms", Range: "Results!A:E"}
 
 // sheetsAPI is an httptest server standing in for the Sheets API: the n-th
-// call (from 0) gets codes[n] (the last one after that).
+// call (from 0) gets codes[n] (the last one after that); a 200 to a read
+// finds no delivery ids.
 func sheetsAPI(t *testing.T, codes ...int) *recorder {
 	return newRecorder(t, false, func(n int, w http.ResponseWriter) {
 		code := codes[min(n, len(codes)-1)]
@@ -27,7 +30,9 @@ func sheetsAPI(t *testing.T, codes ...int) *recorder {
 		}
 		w.WriteHeader(code)
 		if code == http.StatusOK {
-			_, _ = fmt.Fprintf(w, `{"spreadsheetId":%q,"tableRange":"Results!A1:E3","updates":{"updatedRange":"Results!A4:E5","updatedRows":2}}`, target.SpreadsheetID)
+			// One body that both calls can read: a ValueRange without values,
+			// and an append's answer.
+			_, _ = fmt.Fprintf(w, `{"range":"Results","majorDimension":"ROWS","spreadsheetId":%q,"tableRange":"Results!A1:E3","updates":{"updatedRange":"Results!A4:F5","updatedRows":2}}`, target.SpreadsheetID)
 			return
 		}
 		status := map[int]string{403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}[code]
@@ -46,9 +51,9 @@ func testSheets(t *testing.T, srv *recorder, maxElapsed time.Duration) *Sheets {
 	return s
 }
 
-var sheetRows = [][]any{
-	{"hero", "a red fox", "done", "https://a.example/0/0 https://a.example/0/1", ""},
-	{1, "=HYPERLINK(\"x\")", "failed", "", "MODEL_SAFETY_BLOCKED"},
+var sheetRows = []SheetRow{
+	{DeliveryID: "assetgen:b-1:0", Values: []any{"hero", "a red fox", "done", "https://a.example/0/0 https://a.example/0/1", ""}},
+	{DeliveryID: "assetgen:b-1:1", Values: []any{1, "=HYPERLINK(\"x\")", "failed", "", "MODEL_SAFETY_BLOCKED"}},
 }
 
 func TestSheetsWrite(t *testing.T) {
@@ -65,8 +70,11 @@ func TestSheetsWrite(t *testing.T) {
 	is.Equal(out.Retryable, false)                            // nothing to retry
 
 	reqs := api.requests()
-	is.Equal(len(reqs), 1) // one call
-	r := reqs[0]
+	is.Equal(len(reqs), 2) // a read, then the append
+	get := reqs[0]
+	is.Equal(get.method, http.MethodGet)                                           // the delivery ids are read first
+	is.Equal(get.path, "/v4/spreadsheets/"+target.SpreadsheetID+"/values/Results") // from the whole sheet
+	r := reqs[1]
 	is.Equal(r.method, http.MethodPost)                                                         // POST
 	is.Equal(r.path, "/v4/spreadsheets/"+target.SpreadsheetID+"/values/Results%21A%3AE:append") // the append path
 	q, err := url.ParseQuery(r.query)
@@ -80,9 +88,9 @@ func TestSheetsWrite(t *testing.T) {
 		Values [][]any `json:"values"`
 	}
 	is.NoErr(json.Unmarshal(r.body, &vr)) // a ValueRange
-	is.Equal(len(vr.Values), 2)           // both rows
-	is.Equal(vr.Values[0], []any{"hero", "a red fox", "done", "https://a.example/0/0 https://a.example/0/1", ""})
-	is.Equal(vr.Values[1], []any{float64(1), "=HYPERLINK(\"x\")", "failed", "", "MODEL_SAFETY_BLOCKED"})
+	is.Equal(len(vr.Values), 2)           // both rows, each with its delivery id last
+	is.Equal(vr.Values[0], []any{"hero", "a red fox", "done", "https://a.example/0/0 https://a.example/0/1", "", "assetgen:b-1:0"})
+	is.Equal(vr.Values[1], []any{float64(1), "=HYPERLINK(\"x\")", "failed", "", "MODEL_SAFETY_BLOCKED", "assetgen:b-1:1"})
 }
 
 func TestSheetsRetries429(t *testing.T) {
@@ -93,7 +101,7 @@ func TestSheetsRetries429(t *testing.T) {
 	is.Equal(out.Status, StatusDelivered) // appended in the end
 	is.Equal(out.Attempts, 3)             // after two 429s
 	is.Equal(out.Code, 200)               // last status
-	is.Equal(len(api.requests()), 3)      // each reached the API
+	is.Equal(len(api.requests()), 4)      // each reached the API: three reads, one append
 }
 
 func TestSheetsPermanent(t *testing.T) {
@@ -182,6 +190,105 @@ func TestSheetTargetValidate(t *testing.T) {
 			is := is.New(t)
 			err := tt.t.Validate()
 			is.Equal(err == nil, tt.ok) // valid?
+		})
+	}
+}
+
+// sheetsStandIn is the in-memory Sheets API, with a writer pointed at it.
+func sheetsStandIn(t *testing.T) (*devstack.Sheets, *Sheets) {
+	t.Helper()
+	api, err := devstack.StartSheets("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = api.Close(context.Background()) })
+	s, err := NewSheets(context.Background(), 10*time.Second, option.WithEndpoint(api.URL), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.backoff = tinyBackoff
+	return api, s
+}
+
+// An append that landed but whose answer was lost is not made again: the
+// retry finds the delivery ids and appends nothing. A write-back repeated
+// later (a finisher that crashed before recording it) adds nothing either.
+func TestSheetsLostAppendAnswerWritesOnce(t *testing.T) {
+	is := is.New(t)
+	api, s := sheetsStandIn(t)
+	api.LoseAppendAnswers(1)
+
+	out := s.Write(context.Background(), target, sheetRows)
+	is.Equal(out.Status, StatusDelivered) // delivered
+	is.Equal(out.Attempts, 2)             // on the retry after the lost answer
+	got := api.Rows(target.SpreadsheetID, "Results")
+	is.Equal(len(got), 2) // each row once
+	is.Equal(got[0], []any{"hero", "a red fox", "done", "https://a.example/0/0 https://a.example/0/1", "", "assetgen:b-1:0"})
+	is.Equal(got[1][5], "assetgen:b-1:1")
+	is.Equal(api.Counts().Appends, int64(1)) // one append made it
+
+	again := s.Write(context.Background(), target, sheetRows)
+	is.Equal(again.Status, StatusDelivered)                     // the repeat succeeds
+	is.Equal(len(api.Rows(target.SpreadsheetID, "Results")), 2) // and adds nothing
+	is.Equal(api.Counts().Appends, int64(1))                    // not even an empty append
+}
+
+// Rows already in the sheet are skipped, the others appended below the table,
+// after rows that are not the platform's.
+func TestSheetsAppendsOnlyMissingRows(t *testing.T) {
+	is := is.New(t)
+	api, s := sheetsStandIn(t)
+	ctx := context.Background()
+	header := []SheetRow{{DeliveryID: "header", Values: []any{"id", "prompt", "status", "links", "error"}}}
+	is.Equal(s.Write(ctx, target, header).Status, StatusDelivered)
+	is.Equal(s.Write(ctx, target, sheetRows[:1]).Status, StatusDelivered) // the first row only
+
+	out := s.Write(ctx, target, sheetRows)
+	is.Equal(out.Status, StatusDelivered)
+	got := api.Rows(target.SpreadsheetID, "Results")
+	is.Equal(len(got), 3)                    // header, then each row once
+	is.Equal(got[0][0], "id")                // the user's table stays on top
+	is.Equal(got[1][5], "assetgen:b-1:0")    // the row written before
+	is.Equal(got[2][5], "assetgen:b-1:1")    // and the one that was missing
+	is.Equal(api.Counts().Appends, int64(3)) // one append per write
+}
+
+// Without a sheet name the ids are read from the range's columns and the id
+// column after them, on the first sheet.
+func TestSheetsWriteOnceWithoutSheetName(t *testing.T) {
+	is := is.New(t)
+	api, s := sheetsStandIn(t)
+	api.LoseAppendAnswers(1)
+	t2 := SheetTarget{SpreadsheetID: target.SpreadsheetID, Range: "B2:F"}
+	is.Equal(s.Write(context.Background(), t2, sheetRows).Status, StatusDelivered)
+	got := api.Rows(target.SpreadsheetID, "Sheet1")
+	is.Equal(len(got), 2)       // each row once
+	is.Equal(got[0][1], "hero") // from column B
+	is.Equal(got[1][6], "assetgen:b-1:1")
+}
+
+func TestIDRange(t *testing.T) {
+	tests := []struct {
+		rng  string
+		want string
+	}{
+		{"Results!A:E", "Results"},
+		{"Sheet1!A1:E1000", "Sheet1"},
+		{"'My Results'!A:E", "'My Results'"},
+		{"'Bob''s sheet'!A1:C", "'Bob''s sheet'"},
+		{"'Bob''s sheet'", "'Bob''s sheet'"},
+		{"Results", "Results"},
+		{"A1:E", "A:F"},
+		{"A:E", "A:F"},
+		{"C2", "C:H"},
+		{"B2:Z9", "B:Z"},
+		{"2:9", "A:F"},
+		{"Y:AC", "Y:AD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rng, func(t *testing.T) {
+			is := is.New(t)
+			is.Equal(idRange(tt.rng, 6), tt.want) // where the ids are read
 		})
 	}
 }
