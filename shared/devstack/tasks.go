@@ -558,14 +558,19 @@ func (t *Tasks) store(q *queued) error {
 }
 
 // finish ends one delivery sequence of q: the task ends once it succeeds, or
-// once every sequence has given up.
+// once every sequence has given up; its context goes with the last sequence
+// (another copy may still be in flight when one succeeds).
 func (t *Tasks) finish(q *queued, succeeded bool) {
 	q.mu.Lock()
 	q.copies--
 	last := succeeded || q.copies == 0
+	release := q.copies == 0
 	q.mu.Unlock()
 	if last {
 		t.end(q)
+	}
+	if release {
+		q.cancel()
 	}
 }
 
