@@ -86,9 +86,9 @@ func assertConsistent(t *testing.T, a *app, id string) {
 	t.Helper()
 	is := is.New(t)
 	ctx := context.Background()
-	m, err := a.clients.Ledger.Manifest(ctx, id)
+	m, err := a.platform.Ledger.Manifest(ctx, id)
 	is.NoErr(err)
-	rows, err := a.clients.Ledger.Rows(ctx, m)
+	rows, err := a.platform.Ledger.Rows(ctx, m)
 	is.NoErr(err)
 	for _, r := range rows {
 		is.Equal(r.Status, ledger.Done) // every row done
@@ -105,7 +105,7 @@ func assertConsistent(t *testing.T, a *app, id string) {
 			is.Equal(variant.Object, ledger.ImageObject(id, r.Index, v, ".png")) // at its deterministic name
 		}
 	}
-	final, err := a.clients.Ledger.State(ctx, id)
+	final, err := a.platform.Ledger.State(ctx, id)
 	is.NoErr(err) // state.json written
 	is.Equal(final.Summary.Status, ledger.Done)
 }
@@ -120,15 +120,15 @@ func TestCrashAfterImageWrite(t *testing.T) {
 	ctx := context.Background()
 	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: "local", RunMode: ledger.Live, Model: "gemini-2.5-flash-image",
 		CreatedAt: time.Now().UTC(), PriceUSD: 0.039, Rows: []ledger.ManifestRow{{Index: 0, Prompt: "crash test", Variants: 3, AspectRatio: "1:1"}}}
-	is.NoErr(a.clients.Ledger.CreateManifest(ctx, m))
+	is.NoErr(a.platform.Ledger.CreateManifest(ctx, m))
 	// The dead attempt: it claimed the row an hour ago and stored variant 1.
 	dead := ledger.Op{Actor: "generate/dead", Now: time.Now().Add(-time.Hour)}
-	_, err := a.clients.Ledger.UpdateRow(ctx, m, 0, func(r ledger.Row) (ledger.Row, error) {
+	_, err := a.platform.Ledger.UpdateRow(ctx, m, 0, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Start(r, dead, "dead", 10*time.Minute)
 	})
 	is.NoErr(err)
 	stored := ledger.ImageObject(m.BatchID, 0, 1, ".png")
-	_, err = a.clients.Ledger.PutImage(ctx, stored, "image/png", pngOf(t, 99))
+	_, err = a.platform.Ledger.PutImage(ctx, stored, "image/png", pngOf(t, 99))
 	is.NoErr(err)
 
 	// Cloud Tasks retries the task.
@@ -142,14 +142,14 @@ func TestCrashAfterImageWrite(t *testing.T) {
 	resp.Body.Close()
 	is.Equal(resp.StatusCode, http.StatusOK) // the retry completes the row
 
-	row, _, err := a.clients.Ledger.ReadRow(ctx, m, 0)
+	row, _, err := a.platform.Ledger.ReadRow(ctx, m, 0)
 	is.NoErr(err)
 	is.Equal(row.Status, ledger.Done)
 	is.Equal(row.Attempts, 2)                // the dead attempt and the retry
 	is.Equal(row.Variants[1].Object, stored) // the stored image is recorded
 	is.Equal(a.model.Calls(), int64(2))      // the model made only the two missing variants
 	is.True(strings.Contains(row.History[1].Detail, "took over an expired lease"))
-	b, err := a.clients.Ledger.ReadObject(ctx, stored)
+	b, err := a.platform.Ledger.ReadObject(ctx, stored)
 	is.NoErr(err)
 	is.Equal(b, pngOf(t, 99)) // the stored image was not overwritten
 }
@@ -163,8 +163,8 @@ func TestLiveLeaseRefusesSecondAttempt(t *testing.T) {
 	ctx := context.Background()
 	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: "local", RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image",
 		CreatedAt: time.Now().UTC(), Rows: []ledger.ManifestRow{{Index: 0, Prompt: "busy", Variants: 1, AspectRatio: "1:1"}}}
-	is.NoErr(a.clients.Ledger.CreateManifest(ctx, m))
-	_, err := a.clients.Ledger.UpdateRow(ctx, m, 0, func(r ledger.Row) (ledger.Row, error) {
+	is.NoErr(a.platform.Ledger.CreateManifest(ctx, m))
+	_, err := a.platform.Ledger.UpdateRow(ctx, m, 0, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Start(r, ledger.Op{Actor: "generate/other", Now: time.Now()}, "other", 10*time.Minute)
 	})
 	is.NoErr(err)
