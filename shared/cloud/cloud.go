@@ -6,6 +6,7 @@ package cloud
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
@@ -17,12 +18,14 @@ import (
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/ledgerstore"
+	"github.com/assetgen/assetgen/shared/queue"
 	"github.com/assetgen/assetgen/shared/urls"
 )
 
-// Clients are the long-lived storage clients of one instance.
+// Clients are the long-lived clients of one instance.
 type Clients struct {
 	Storage *storage.Client
+	Tasks   *cloudtasks.Client
 	// Buckets is the storage adapter over any bucket (gs:// references).
 	Buckets *bucket.Client
 	// Bucket is the adapter over the platform's bucket, Ledger the batch
@@ -70,8 +73,8 @@ func Open(ctx context.Context, cfg config.Config) (*Clients, error) {
 	return c, nil
 }
 
-// OpenTasks builds the Cloud Tasks client (only what enqueues needs it).
-func OpenTasks(ctx context.Context, cfg config.Config) (*cloudtasks.Client, error) {
+// OpenTasks adds the Cloud Tasks client (only the functions that enqueue need it).
+func (c *Clients) OpenTasks(ctx context.Context, cfg config.Config) error {
 	var opts []option.ClientOption
 	if cfg.TasksEmulatorHost != "" {
 		opts = append(opts,
@@ -82,15 +85,31 @@ func OpenTasks(ctx context.Context, cfg config.Config) (*cloudtasks.Client, erro
 	}
 	tc, err := cloudtasks.NewClient(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cloud: tasks client: %w", err)
+		return fmt.Errorf("cloud: tasks client: %w", err)
 	}
-	return tc, nil
+	c.Tasks = tc
+	return nil
 }
 
-// Close releases the storage client.
+// Enqueuer returns the row-task enqueuer over the tasks client.
+func (c *Clients) Enqueuer(cfg config.Config) *queue.Enqueuer {
+	return queue.New(c.Tasks, queue.Config{
+		Queue:            cfg.Queue,
+		TargetURL:        cfg.GenerateURL,
+		ServiceAccount:   cfg.TasksServiceAccount,
+		Audience:         cfg.TasksOIDCAudience,
+		DispatchDeadline: cfg.DispatchDeadline,
+	})
+}
+
+// Close releases the clients.
 func (c *Clients) Close() error {
-	if c.Storage == nil {
-		return nil
+	var errs []error
+	if c.Tasks != nil {
+		errs = append(errs, c.Tasks.Close())
 	}
-	return c.Storage.Close()
+	if c.Storage != nil {
+		errs = append(errs, c.Storage.Close())
+	}
+	return errors.Join(errs...)
 }

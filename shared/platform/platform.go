@@ -19,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
-
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/bucket"
@@ -48,8 +46,9 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// Platform is what one instance's functions share. The storage clients
-// (Storage, Buckets, Bucket, Ledger, Signer) come from cloud.Clients.
+// Platform is what one instance's functions share. The clients (Storage,
+// Buckets, Bucket, Ledger, Signer, and Tasks once Queue opened it) come from
+// cloud.Clients; reach the queue through Queue, which opens it once.
 type Platform struct {
 	*cloud.Clients
 	Config config.Config
@@ -68,7 +67,6 @@ type Platform struct {
 	base     context.Context
 	instance string
 
-	tasks      lazy[*cloudtasks.Client]
 	queue      lazy[*queue.Enqueuer]
 	finisher   lazy[*completion.Finisher]
 	callers    lazy[auth.Authenticator]
@@ -128,38 +126,19 @@ func instanceName(getenv func(string) string) string {
 }
 
 // Close releases the clients.
-func (p *Platform) Close() error {
-	var errs []error
-	if tc, ok := p.tasks.peek(); ok {
-		errs = append(errs, tc.Close())
-	}
-	errs = append(errs, p.Clients.Close())
-	return errors.Join(errs...)
-}
+func (p *Platform) Close() error { return p.Clients.Close() }
 
-// Tasks is the Cloud Tasks client, built on first use.
-func (p *Platform) Tasks() (*cloudtasks.Client, error) {
-	return p.tasks.get(func() (*cloudtasks.Client, error) { return cloud.OpenTasks(p.base, p.Config) })
-}
-
-// Queue is the row-task enqueuer: tasks go to GENERATE_URL.
+// Queue is the row-task enqueuer, over the Cloud Tasks client it opens on
+// first use (Clients.Tasks from then on): tasks go to GENERATE_URL.
 func (p *Platform) Queue() (*queue.Enqueuer, error) {
 	return p.queue.get(func() (*queue.Enqueuer, error) {
-		cfg := p.Config
-		if cfg.GenerateURL == "" {
+		if p.Config.GenerateURL == "" {
 			return nil, errors.New("platform: GENERATE_URL must name the generate function (row tasks go there)")
 		}
-		tc, err := p.Tasks()
-		if err != nil {
+		if err := p.Clients.OpenTasks(p.base, p.Config); err != nil {
 			return nil, err
 		}
-		return queue.New(tc, queue.Config{
-			Queue:            cfg.Queue,
-			TargetURL:        cfg.GenerateURL,
-			ServiceAccount:   cfg.TasksServiceAccount,
-			Audience:         cfg.TasksOIDCAudience,
-			DispatchDeadline: cfg.DispatchDeadline,
-		}), nil
+		return p.Clients.Enqueuer(p.Config), nil
 	})
 }
 
@@ -293,10 +272,4 @@ func (l *lazy[T]) get(build func() (T, error)) (T, error) {
 	}
 	l.v, l.set = v, true
 	return v, nil
-}
-
-func (l *lazy[T]) peek() (T, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.v, l.set
 }
