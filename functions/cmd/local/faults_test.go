@@ -63,18 +63,20 @@ func TestStorageFailuresLoseNothing(t *testing.T) {
 	}
 }
 
-// With Cloud Storage's one-write-per-second-per-object limit enforced, the
-// 300-image load completes and no row loses an update. (It takes about 90 s
-// under the race detector; the deadline leaves room for a loaded machine.)
+// With Cloud Storage's one-write-per-second-per-object limit enforced, four
+// full batches (120 images, 40 rows writing at once) complete and no row loses
+// an update. The 300-image load runs as a benchmark and in `make load`; here
+// the scale is what the property needs, so the test stays fast on a busy
+// machine under the race detector.
 func TestWriteLimitLosesNothing(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	faults := devstack.NewFaults(3)
 	a := startApp(t, nil, faults)
 	faults.SetWriteLimit(time.Second)
-	rep, err := client.New(a.base).Exercise(deadline(t, 6*time.Minute), client.Plan{Batches: 10, Rows: 10, Variants: 3})
+	rep, err := client.New(a.base).Exercise(deadline(t, 6*time.Minute), client.Plan{Batches: 4, Rows: 10, Variants: 3})
 	is.NoErr(err)
-	is.Equal(rep.Verified, int64(300)) // every image made and served
+	is.Equal(rep.Verified, int64(120)) // every image made and served
 	for _, id := range rep.BatchIDs {
 		assertConsistent(t, a, id)
 	}
