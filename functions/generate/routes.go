@@ -13,6 +13,7 @@ import (
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/completion"
+	"github.com/assetgen/assetgen/shared/deps"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -41,14 +42,30 @@ type Config struct {
 	// AttemptTimeout bounds one delivery; keep it under the queue's dispatch
 	// deadline so the attempt records its outcome before Cloud Tasks gives up.
 	AttemptTimeout time.Duration
+	// Tasks says which deliveries come from the platform's queue.
+	Tasks auth.TaskAuth
+}
+
+// Deps are the generate function's collaborators, all built once per instance
+// and all required: New panics naming any that is missing.
+type Deps struct {
+	// Store is the batch ledger.
+	Store *ledgerstore.Store
+	// Generators serve the run modes; a mode without one fails its images.
+	Generators Generators
+	// Finisher completes a batch once its last row is final.
+	Finisher *completion.Finisher
+	Ready    *health.Readiness
+	Log      *slog.Logger
 }
 
 // Generators maps each run mode to the generator that serves it; a nil entry
 // means the mode is not available on this deployment.
 type Generators map[ledger.RunMode]imagegen.Generator
 
-// New returns the generate function's handler.
-func New(cfg Config, store *ledgerstore.Store, gens Generators, finisher *completion.Finisher, tasks auth.TaskAuth, ready *health.Readiness, log *slog.Logger) http.Handler {
+// New returns the generate function's handler. All its routes are here.
+func New(cfg Config, d Deps) http.Handler {
+	deps.Check("generate.New", d)
 	if cfg.MinWriteGap <= 0 {
 		cfg.MinWriteGap = time.Second
 	}
@@ -58,13 +75,13 @@ func New(cfg Config, store *ledgerstore.Store, gens Generators, finisher *comple
 	if cfg.VariantConcurrency <= 0 {
 		cfg.VariantConcurrency = batch.MaxVariants
 	}
-	h := &handler{cfg: cfg, store: store, gens: gens, finisher: finisher, now: time.Now}
+	h := &handler{cfg: cfg, store: d.Store, gens: d.Generators, finisher: d.Finisher, now: time.Now}
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", health.Live())
-	mux.Handle("GET /readyz", ready)
+	mux.Handle("GET /readyz", d.Ready)
 	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))
 	// Cloud Tasks posts to whatever path the task names; a function deployed with
 	// FUNCTION_TARGET receives every path, so any POST is a task.
-	mux.Handle("POST /", tasks.Require(h))
-	return obs.Middleware(log, obs.Options{Function: "generate", Project: cfg.Project, Observe: metrics.ObserveRequest}, api.Serve(mux))
+	mux.Handle("POST /", cfg.Tasks.Require(h))
+	return obs.Middleware(d.Log, obs.Options{Function: "generate", Project: cfg.Project, Observe: metrics.ObserveRequest}, api.Serve(mux))
 }

@@ -98,8 +98,9 @@ func (s *stack) newInstance(t testing.TB, cfg Config, sign api.SignFunc) *instan
 		sign = s.clients.Signer.Sign
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := NewHub(cfg, s.clients.Ledger, sign, log)
-	srv := httptest.NewServer(New(hub, auth.None{}, health.NewReadiness(time.Second), log))
+	svc := New(cfg, Deps{Store: s.clients.Ledger, Sign: sign, Auth: auth.None{}, Ready: health.NewReadiness(time.Second), Log: log})
+	hub := svc.Hub
+	srv := httptest.NewServer(svc)
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}
 	in := &instance{hub: hub, srv: srv, tr: tr, client: &http.Client{Transport: tr}}
 	t.Cleanup(func() {

@@ -40,8 +40,8 @@ type Hub struct {
 	idle chan struct{}
 }
 
-// NewHub returns an empty hub.
-func NewHub(cfg Config, store *ledgerstore.Store, sign api.SignFunc, log *slog.Logger) *Hub {
+// newHub returns an empty hub.
+func newHub(cfg Config, store *ledgerstore.Store, sign api.SignFunc, log *slog.Logger) *Hub {
 	h := &Hub{cfg: cfg, store: store, sign: sign, log: log, tails: map[string]*tail{}, closing: make(chan struct{}), idle: make(chan struct{})}
 	close(h.idle)
 	return h

@@ -11,7 +11,9 @@ import (
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/cors"
+	"github.com/assetgen/assetgen/shared/deps"
 	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
 )
@@ -39,26 +41,50 @@ type Config struct {
 	Metrics metrics.Access
 	// CORS is the browser origin allow-list (consoles on other origins).
 	CORS cors.Policy
-	// Console, when set, is the batch console served at / and under
-	// console.Prefix, so a deployment serves it with the progress service.
-	Console http.Handler
+	// Console configures the batch console, served at / and under
+	// console.Prefix: a deployment serves it with the progress service.
+	Console console.Config
 	// MinHeadroom refuses new streams with 503 OVERLOADED while less than this
 	// share of the memory limit is free (0 disables the check).
 	MinHeadroom float64
 }
 
-// New returns the progress service's handler. All its routes are here.
-// callers authenticates streams: a progress token, or the deployment's own
-// credential (auth.Stream).
-func New(hub *Hub, callers auth.Authenticator, ready *health.Readiness, log *slog.Logger) http.Handler {
+// Deps are the progress service's collaborators, all built once per instance
+// and all required: New panics naming any that is missing.
+type Deps struct {
+	// Store is the batch ledger the tails read.
+	Store *ledgerstore.Store
+	// Sign signs the image URLs put in events.
+	Sign api.SignFunc
+	// Auth authenticates streams: a progress token, or the deployment's own
+	// credential (auth.Stream).
+	Auth  auth.Authenticator
+	Ready *health.Readiness
+	Log   *slog.Logger
+}
+
+// Service is the progress service's handler and the hub its streams share:
+// Close sends every stream elsewhere, WaitIdle waits for them to end.
+type Service struct {
+	*Hub
+	handler http.Handler
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// New returns the progress service. All its routes are here.
+func New(cfg Config, d Deps) *Service {
+	deps.Check("progress.New", d)
+	hub := newHub(cfg, d.Store, d.Sign, d.Log)
+	page := console.New(cfg.Console)
 	mux := http.NewServeMux()
-	mux.Handle("GET /progress/{batchId}", auth.Require(callers, hub.handleStream()))
+	mux.Handle("GET /progress/{batchId}", auth.Require(d.Auth, hub.handleStream()))
 	mux.Handle("GET /healthz", health.Live())
-	mux.Handle("GET /readyz", ready)
-	mux.Handle("GET /metrics", metrics.Handler(hub.cfg.Metrics))
-	if hub.cfg.Console != nil {
-		mux.Handle("GET /{$}", hub.cfg.Console)
-		mux.Handle(console.Prefix, hub.cfg.Console)
-	}
-	return obs.Middleware(log, obs.Options{Function: "progress", Project: hub.cfg.Project, Observe: metrics.ObserveRequest}, hub.cfg.CORS.Wrap(api.Serve(mux)))
+	mux.Handle("GET /readyz", d.Ready)
+	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))
+	mux.Handle("GET /{$}", page)
+	mux.Handle(console.Prefix, page)
+	h := obs.Middleware(d.Log, obs.Options{Function: "progress", Project: cfg.Project, Observe: metrics.ObserveRequest}, cfg.CORS.Wrap(api.Serve(mux)))
+	return &Service{Hub: hub, handler: h}
 }

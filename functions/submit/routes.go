@@ -16,6 +16,7 @@ import (
 	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/cors"
+	"github.com/assetgen/assetgen/shared/deps"
 	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/health"
 	"github.com/assetgen/assetgen/shared/idempotency"
@@ -51,7 +52,8 @@ type Config struct {
 	AssetLinkTTL time.Duration
 }
 
-// Deps are the submit function's collaborators, all built once per instance.
+// Deps are the submit function's collaborators, all built once per instance
+// and all required: New panics naming any that is missing.
 type Deps struct {
 	// Store is the batch ledger; Bucket the bucket holding it, for what
 	// lives beside the ledger (operator settings, effects markers).
@@ -67,11 +69,13 @@ type Deps struct {
 	Tokens   *auth.Tokens
 	Finisher *completion.Finisher
 	Ready    *health.Readiness
+	Log      *slog.Logger
 }
 
 // New returns the submit function's handler. All its routes are here.
-func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
-	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Bucket), cached.Options{TTL: cfg.ConfigTTL, Log: log})}
+func New(cfg Config, d Deps) http.Handler {
+	deps.Check("submit.New", d)
+	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Bucket), cached.Options{TTL: cfg.ConfigTTL, Log: d.Log})}
 	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
 	mux.Handle("POST /batch/images", user(newLimiter(cfg.SubmitsPerMinute).require(s.handleSubmit())))
@@ -86,7 +90,7 @@ func New(cfg Config, d Deps, log *slog.Logger) http.Handler {
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)
 	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))
-	return obs.Middleware(log, obs.Options{Function: "submit", Project: cfg.Project, Observe: metrics.ObserveRequest}, cfg.CORS.Wrap(api.Serve(mux)))
+	return obs.Middleware(d.Log, obs.Options{Function: "submit", Project: cfg.Project, Observe: metrics.ObserveRequest}, cfg.CORS.Wrap(api.Serve(mux)))
 }
 
 type server struct {

@@ -26,14 +26,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/bucket"
-	"github.com/assetgen/assetgen/shared/budget"
-	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/obs"
+	"github.com/assetgen/assetgen/shared/platform"
 	"github.com/assetgen/assetgen/shared/queue"
 )
 
@@ -65,12 +63,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("GENERATE_URL must name the generate function (re-enqueued tasks go there)")
 	}
 	log := obs.NewLogger(stdout, cfg.LogLevel)
-	c, err := cloud.Open(ctx, cfg)
+	// The same platform the functions build: the ledger, the queue re-enqueued
+	// tasks go to, and the finisher (budget settlement, signed webhooks,
+	// Sheets, stable links) of the batches it completes.
+	p, err := platform.Open(ctx, cfg, platform.Options{Getenv: getenv, Log: log})
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := c.OpenTasks(ctx, cfg); err != nil {
+	defer p.Close()
+	q, err := p.Queue()
+	if err != nil {
+		return err
+	}
+	finisher, err := p.Finisher()
+	if err != nil {
 		return err
 	}
 
@@ -79,17 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// The run's id travels into every re-enqueued task (X-Request-Id), so the
 	// generate attempts it caused are found by it.
 	ctx = obs.WithLogger(obs.WithRequestID(ctx, runID), log)
-	// Announcements of batches it completes, and retries of failed ones, are
-	// the same as the functions' (signed webhooks, Sheets, stable links).
-	tokens, err := auth.TokensFromConfig(cfg)
-	if err != nil {
-		return err
-	}
-	n, err := completion.NotifierFromConfig(ctx, cfg, tokens)
-	if err != nil {
-		return err
-	}
-	j := newJob(opts, cfg, c.Ledger, c.Bucket, c.Enqueuer(cfg), n, log, runID)
+	j := newJob(opts, cfg, p.Ledger, p.Bucket, q, finisher, log, runID)
 	log.Info("housekeeping: start", "dryRun", opts.dryRun, "maxRows", opts.maxRows, "maxBatches", opts.maxBatches,
 		"maxObjects", opts.maxObjects, "retention", opts.retention.String(), "stuckAfter", opts.stuckAfter.String())
 	err = j.run(ctx)
@@ -113,11 +109,9 @@ type job struct {
 	rep report
 }
 
-func newJob(opts options, cfg config.Config, store *ledgerstore.Store, b *bucket.Bucket, q *queue.Enqueuer, n completion.Notifier, log *slog.Logger, runID string) *job {
-	// The same budget store and finisher the functions build (functions.NewPlatform).
-	budgets := budget.NewStore(b, budget.NewLimits(b, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
+func newJob(opts options, cfg config.Config, store *ledgerstore.Store, b *bucket.Bucket, q *queue.Enqueuer, f *completion.Finisher, log *slog.Logger, runID string) *job {
 	return &job{
-		opts: opts, store: store, bucket: b, queue: q, finisher: completion.New(store, b, budgets, n), log: log, runID: runID,
+		opts: opts, store: store, bucket: b, queue: q, finisher: f, log: log, runID: runID,
 		policy: policy{stuckAfter: opts.stuckAfter, maxAttempts: cfg.MaxAttempts},
 		now:    time.Now().UTC(),
 	}

@@ -185,17 +185,18 @@ func (b *bench) start(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b.hub = progress.NewHub(progress.Config{
+	svc := progress.New(progress.Config{
 		PollMin: 250 * time.Millisecond, PollMax: 2 * time.Second,
 		Heartbeat: 30 * time.Second, MaxDuration: 59 * time.Minute, Retry: 2 * time.Second,
 		RefreshBefore: 5 * time.Minute, WriteTimeout: 30 * time.Second,
-	}, b.clients.Ledger, b.clients.Signer.Sign, log)
+	}, progress.Deps{Store: b.clients.Ledger, Sign: b.clients.Signer.Sign, Auth: auth.None{}, Ready: health.NewReadiness(5 * time.Second), Log: log})
+	b.hub = svc.Hub
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	b.addr = ln.Addr().String()
-	srv := &http.Server{Handler: progress.New(b.hub, auth.None{}, health.NewReadiness(5*time.Second), log), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: svc, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 
 	b.m = &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: auth.LocalUser, RunMode: ledger.DryRun,

@@ -36,7 +36,7 @@ func TestBatchThroughCloudRunIAM(t *testing.T) {
 	// A task whose token names another account.
 	body, err := json.Marshal(queue.Task{BatchID: sub.BatchID, Row: 0})
 	is.NoErr(err)
-	_, err = a.clients.Tasks.CreateTask(deadline(t, 10*time.Second), &cloudtaskspb.CreateTaskRequest{
+	_, err = a.platform.Tasks.CreateTask(deadline(t, 10*time.Second), &cloudtaskspb.CreateTaskRequest{
 		Parent: a.cfg.Queue,
 		Task: &cloudtaskspb.Task{MessageType: &cloudtaskspb.Task_HttpRequest{HttpRequest: &cloudtaskspb.HttpRequest{
 			Url: a.cfg.GenerateURL, HttpMethod: cloudtaskspb.HttpMethod_POST, Body: body,

@@ -63,18 +63,20 @@ func TestStorageFailuresLoseNothing(t *testing.T) {
 	}
 }
 
-// With Cloud Storage's one-write-per-second-per-object limit enforced, the
-// 300-image load completes and no row loses an update. (It takes about 90 s
-// under the race detector; the deadline leaves room for a loaded machine.)
+// With Cloud Storage's one-write-per-second-per-object limit enforced, four
+// full batches (120 images, 40 rows writing at once) complete and no row loses
+// an update. The 300-image load runs as a benchmark and in `make load`; here
+// the scale is what the property needs, so the test stays fast on a busy
+// machine under the race detector.
 func TestWriteLimitLosesNothing(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	faults := devstack.NewFaults(3)
 	a := startApp(t, nil, faults)
 	faults.SetWriteLimit(time.Second)
-	rep, err := client.New(a.base).Exercise(deadline(t, 6*time.Minute), client.Plan{Batches: 10, Rows: 10, Variants: 3})
+	rep, err := client.New(a.base).Exercise(deadline(t, 6*time.Minute), client.Plan{Batches: 4, Rows: 10, Variants: 3})
 	is.NoErr(err)
-	is.Equal(rep.Verified, int64(300)) // every image made and served
+	is.Equal(rep.Verified, int64(120)) // every image made and served
 	for _, id := range rep.BatchIDs {
 		assertConsistent(t, a, id)
 	}
@@ -86,9 +88,9 @@ func assertConsistent(t *testing.T, a *app, id string) {
 	t.Helper()
 	is := is.New(t)
 	ctx := context.Background()
-	m, err := a.clients.Ledger.Manifest(ctx, id)
+	m, err := a.platform.Ledger.Manifest(ctx, id)
 	is.NoErr(err)
-	rows, err := a.clients.Ledger.Rows(ctx, m)
+	rows, err := a.platform.Ledger.Rows(ctx, m)
 	is.NoErr(err)
 	for _, r := range rows {
 		is.Equal(r.Status, ledger.Done) // every row done
@@ -105,7 +107,7 @@ func assertConsistent(t *testing.T, a *app, id string) {
 			is.Equal(variant.Object, ledger.ImageObject(id, r.Index, v, ".png")) // at its deterministic name
 		}
 	}
-	final, err := a.clients.Ledger.State(ctx, id)
+	final, err := a.platform.Ledger.State(ctx, id)
 	is.NoErr(err) // state.json written
 	is.Equal(final.Summary.Status, ledger.Done)
 }
@@ -120,15 +122,15 @@ func TestCrashAfterImageWrite(t *testing.T) {
 	ctx := context.Background()
 	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: "local", RunMode: ledger.Live, Model: "gemini-2.5-flash-image",
 		CreatedAt: time.Now().UTC(), PriceUSD: 0.039, Rows: []ledger.ManifestRow{{Index: 0, Prompt: "crash test", Variants: 3, AspectRatio: "1:1"}}}
-	is.NoErr(a.clients.Ledger.CreateManifest(ctx, m))
+	is.NoErr(a.platform.Ledger.CreateManifest(ctx, m))
 	// The dead attempt: it claimed the row an hour ago and stored variant 1.
 	dead := ledger.Op{Actor: "generate/dead", Now: time.Now().Add(-time.Hour)}
-	_, err := a.clients.Ledger.UpdateRow(ctx, m, 0, func(r ledger.Row) (ledger.Row, error) {
+	_, err := a.platform.Ledger.UpdateRow(ctx, m, 0, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Start(r, dead, "dead", 10*time.Minute)
 	})
 	is.NoErr(err)
 	stored := ledger.ImageObject(m.BatchID, 0, 1, ".png")
-	_, err = a.clients.Ledger.PutImage(ctx, stored, "image/png", pngOf(t, 99))
+	_, err = a.platform.Ledger.PutImage(ctx, stored, "image/png", pngOf(t, 99))
 	is.NoErr(err)
 
 	// Cloud Tasks retries the task.
@@ -142,14 +144,14 @@ func TestCrashAfterImageWrite(t *testing.T) {
 	resp.Body.Close()
 	is.Equal(resp.StatusCode, http.StatusOK) // the retry completes the row
 
-	row, _, err := a.clients.Ledger.ReadRow(ctx, m, 0)
+	row, _, err := a.platform.Ledger.ReadRow(ctx, m, 0)
 	is.NoErr(err)
 	is.Equal(row.Status, ledger.Done)
 	is.Equal(row.Attempts, 2)                // the dead attempt and the retry
 	is.Equal(row.Variants[1].Object, stored) // the stored image is recorded
 	is.Equal(a.model.Calls(), int64(2))      // the model made only the two missing variants
 	is.True(strings.Contains(row.History[1].Detail, "took over an expired lease"))
-	b, err := a.clients.Ledger.ReadObject(ctx, stored)
+	b, err := a.platform.Ledger.ReadObject(ctx, stored)
 	is.NoErr(err)
 	is.Equal(b, pngOf(t, 99)) // the stored image was not overwritten
 }
@@ -163,8 +165,8 @@ func TestLiveLeaseRefusesSecondAttempt(t *testing.T) {
 	ctx := context.Background()
 	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: "local", RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image",
 		CreatedAt: time.Now().UTC(), Rows: []ledger.ManifestRow{{Index: 0, Prompt: "busy", Variants: 1, AspectRatio: "1:1"}}}
-	is.NoErr(a.clients.Ledger.CreateManifest(ctx, m))
-	_, err := a.clients.Ledger.UpdateRow(ctx, m, 0, func(r ledger.Row) (ledger.Row, error) {
+	is.NoErr(a.platform.Ledger.CreateManifest(ctx, m))
+	_, err := a.platform.Ledger.UpdateRow(ctx, m, 0, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Start(r, ledger.Op{Actor: "generate/other", Now: time.Now()}, "other", 10*time.Minute)
 	})
 	is.NoErr(err)

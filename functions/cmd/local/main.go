@@ -20,13 +20,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/assetgen/assetgen/functions"
 	"github.com/assetgen/assetgen/functions/console"
 	"github.com/assetgen/assetgen/functions/progress"
-	"github.com/assetgen/assetgen/shared/cloud"
+	"github.com/assetgen/assetgen/functions/wire"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/obs"
+	"github.com/assetgen/assetgen/shared/platform"
 )
 
 func main() {
@@ -100,8 +100,8 @@ type app struct {
 	faultSpec devstack.StorageFaults
 	model     *devstack.FakeModel
 	iam       *devstack.CloudRunIAM
-	clients   *cloud.Clients
-	hub       *progress.Hub
+	platform  *platform.Platform
+	progress  *progress.Service
 	srv       *http.Server
 	log       *slog.Logger
 }
@@ -233,30 +233,21 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, err
 	}
-	if a.clients, err = cloud.Open(ctx, a.cfg); err != nil {
-		return nil, err
-	}
-	if err = a.clients.OpenTasks(ctx, a.cfg); err != nil {
-		return nil, err
-	}
 	// The local stack is one process, so every function shares one platform.
-	p, err := functions.NewPlatform(a.cfg, a.clients, getenv, a.log)
+	if a.platform, err = platform.Open(ctx, a.cfg, platform.Options{Getenv: getenv, Log: a.log}); err != nil {
+		return nil, err
+	}
+	submitH, err := wire.Submit(a.platform)
 	if err != nil {
 		return nil, err
 	}
-	submitH, err := p.Submit()
+	generateH, err := wire.Generate(a.platform)
 	if err != nil {
 		return nil, err
 	}
-	generateH, err := p.Generate(ctx)
-	if err != nil {
+	if a.progress, err = wire.Progress(a.platform); err != nil {
 		return nil, err
 	}
-	progressH, hub, err := p.Progress()
-	if err != nil {
-		return nil, err
-	}
-	a.hub = hub
 
 	mux := http.NewServeMux()
 	mux.Handle("/batch/", submitH)
@@ -269,14 +260,14 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		generateH = a.iam
 	}
 	mux.Handle("/tasks/", generateH)
-	mux.Handle("/progress/", progressH)
+	mux.Handle("/progress/", a.progress)
 	// The batch console, on the API's own origin.
-	consoleH := console.New(console.Config{})
+	consoleH := wire.Console()
 	mux.Handle("GET /{$}", consoleH)
 	mux.Handle(console.Prefix, consoleH)
 	mux.Handle("/", submitH) // health, readiness, and problem documents for anything else
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	a.srv.RegisterOnShutdown(hub.Close)
+	a.srv.RegisterOnShutdown(a.progress.Close)
 	return a, nil
 }
 
@@ -286,8 +277,8 @@ const localInvoker = "tasks-invoker@assetgen-local.iam.gserviceaccount.com"
 
 // close releases everything start acquired, in reverse order.
 func (a *app) close() {
-	if a.clients != nil {
-		_ = a.clients.Close()
+	if a.platform != nil {
+		_ = a.platform.Close()
 	}
 	if a.tasks != nil {
 		a.tasks.Close()

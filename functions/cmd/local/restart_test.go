@@ -20,9 +20,9 @@ func kill(a *app) {
 	_ = a.gcs.Close(context.Background())
 	a.tasks.Close()
 	_ = a.srv.Close()
-	_ = a.clients.Close()
+	_ = a.platform.Close()
 	// The test's cleanup closes the stack again; there is nothing left.
-	a.gcs, a.tasks, a.clients = nil, nil, nil
+	a.gcs, a.tasks, a.platform = nil, nil, nil
 }
 
 // freePort is a loopback port free now, for two stacks that must serve the

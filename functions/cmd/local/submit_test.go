@@ -76,7 +76,7 @@ func do(t *testing.T, req *http.Request) answer {
 // objects lists the names under prefix in the stack's bucket.
 func objects(t *testing.T, a *app, prefix string) []string {
 	t.Helper()
-	it := a.clients.Storage.Bucket(a.cfg.Bucket).Objects(context.Background(), &storage.Query{Prefix: prefix})
+	it := a.platform.Storage.Bucket(a.cfg.Bucket).Objects(context.Background(), &storage.Query{Prefix: prefix})
 	var out []string
 	for {
 		attrs, err := it.Next()
@@ -93,7 +93,7 @@ func objects(t *testing.T, a *app, prefix string) []string {
 func putJSON(t *testing.T, a *app, name string, v any) {
 	t.Helper()
 	b, _ := json.Marshal(v)
-	w := a.clients.Storage.Bucket(a.cfg.Bucket).Object(name).NewWriter(context.Background())
+	w := a.platform.Storage.Bucket(a.cfg.Bucket).Object(name).NewWriter(context.Background())
 	if _, err := w.Write(b); err != nil {
 		t.Fatal(err)
 	}
@@ -180,9 +180,9 @@ func TestRateLimitedRowRetries(t *testing.T) {
 	is.Equal(sub.status, http.StatusAccepted)
 	_, _, done := readToDone(t, openStream(t, sub.str("progressUrl"), ""))
 	is.Equal(done.VariantCounts.Done, 1) // the retry made the image
-	m, err := a.clients.Ledger.Manifest(context.Background(), sub.str("batchId"))
+	m, err := a.platform.Ledger.Manifest(context.Background(), sub.str("batchId"))
 	is.NoErr(err)
-	row, _, err := a.clients.Ledger.ReadRow(context.Background(), m, 0)
+	row, _, err := a.platform.Ledger.ReadRow(context.Background(), m, 0)
 	is.NoErr(err)
 	is.Equal(row.Attempts, 2) // one attempt was rate limited, the next succeeded
 	retried := false

@@ -1,0 +1,136 @@
+// Package wire builds the functions' handlers from a platform: each function's
+// Config from the settings, its Deps from the platform's clients and stores.
+// The Functions Framework registrations, the local stack and the benchmarks
+// build handlers through it, so a deployment, `make run` and the tests serve
+// the same wiring.
+package wire
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/assetgen/assetgen/functions/console"
+	"github.com/assetgen/assetgen/functions/generate"
+	"github.com/assetgen/assetgen/functions/progress"
+	"github.com/assetgen/assetgen/functions/submit"
+	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/config"
+	"github.com/assetgen/assetgen/shared/cors"
+	"github.com/assetgen/assetgen/shared/metrics"
+	"github.com/assetgen/assetgen/shared/platform"
+)
+
+// Submit builds the submit function; it needs the task queue.
+func Submit(p *platform.Platform) (http.Handler, error) {
+	cfg := p.Config
+	q, err := p.Queue()
+	if err != nil {
+		return nil, err
+	}
+	callers, err := p.Callers()
+	if err != nil {
+		return nil, err
+	}
+	finisher, err := p.Finisher()
+	if err != nil {
+		return nil, err
+	}
+	return submit.New(submit.Config{
+		Rules:            p.Rules(),
+		PublicBaseURL:    cfg.PublicBaseURL,
+		ProgressBaseURL:  cfg.ProgressBaseURL,
+		LiveAvailable:    cfg.LiveBackend != "",
+		CORS:             cors.Parse(cfg.CORSOrigins),
+		Project:          cfg.Project,
+		Metrics:          metricsAccess(cfg),
+		SubmitsPerMinute: cfg.SubmitRatePerMinute,
+		AssetLinkTTL:     cfg.HistoryRetention,
+		ConfigTTL:        cfg.ConfigTTL,
+	}, submit.Deps{
+		Store: p.Ledger, Bucket: p.Bucket, Queue: q, Signer: p.Signer, Keys: p.Keys,
+		Budgets: p.Budgets, Flags: p.Flags, Refs: p.Refs(), Auth: callers, Tokens: p.Tokens, Finisher: finisher,
+		Ready: p.Readiness(p.BucketWritable(), p.QueueReachable()),
+		Log:   p.Log,
+	}), nil
+}
+
+// Generate builds the generate function, with the live model when one is
+// configured.
+func Generate(p *platform.Platform) (http.Handler, error) {
+	cfg := p.Config
+	finisher, err := p.Finisher()
+	if err != nil {
+		return nil, err
+	}
+	gens, err := p.Generators()
+	if err != nil {
+		return nil, err
+	}
+	return generate.New(generate.Config{
+		Lease:       cfg.RowLease,
+		MaxAttempts: cfg.MaxAttempts,
+		// The attempt records its outcome before Cloud Tasks stops waiting.
+		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
+		Project:        cfg.Project,
+		Metrics:        metricsAccess(cfg),
+		Tasks:          TaskAuth(cfg),
+	}, generate.Deps{
+		Store: p.Ledger, Generators: gens, Finisher: finisher,
+		Ready: p.Readiness(p.BucketWritable()),
+		Log:   p.Log,
+	}), nil
+}
+
+// TaskAuth is what admits a delivery to generate. Cloud Run verifies the
+// task's token for IAM and strips its signature; generate checks what the
+// stripped token says and that the delivery names the platform's queue.
+func TaskAuth(cfg config.Config) auth.TaskAuth {
+	return auth.TaskAuth{
+		Queue:      cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:],
+		Token:      auth.TaskToken{Audience: cfg.TasksOIDCAudience, ServiceAccount: cfg.TasksServiceAccount, Leeway: time.Minute},
+		OnCloudRun: cfg.CloudRunService != "",
+	}
+}
+
+// Progress builds the progress service, which serves the console too.
+func Progress(p *platform.Platform) (*progress.Service, error) {
+	cfg := p.Config
+	callers, err := p.Callers()
+	if err != nil {
+		return nil, err
+	}
+	return progress.New(progress.Config{
+		PollMin: cfg.SSEPollMin, PollMax: cfg.SSEPollMax, Heartbeat: cfg.SSEHeartbeat,
+		MaxDuration: cfg.SSEMaxDuration, Retry: cfg.SSERetry,
+		// URLs are refreshed 5 minutes before they expire, sooner for short TTLs.
+		RefreshBefore: min(5*time.Minute, cfg.SignedURLTTL/3),
+		WriteTimeout:  30 * time.Second,
+		Project:       cfg.Project,
+		Metrics:       metricsAccess(cfg),
+		CORS:          cors.Parse(cfg.CORSOrigins),
+		Console:       consoleConfig(cfg),
+		MinHeadroom:   cfg.SSEMinHeadroom,
+	}, progress.Deps{
+		Store: p.Ledger, Sign: p.Signer.Sign, Auth: auth.Stream{Tokens: p.Tokens, Bearer: callers},
+		Ready: p.Readiness(p.BucketReadable()),
+		Log:   p.Log,
+	}), nil
+}
+
+// Console builds the batch console for a server that serves it on the API's
+// own origin (the local stack): the page calls the origin it was loaded from,
+// whichever host name the browser used.
+func Console() http.Handler { return console.New(console.Config{}) }
+
+// consoleConfig points the console that progress serves at submit:
+// PUBLIC_BASE_URL, or the page's own origin when that is empty.
+func consoleConfig(cfg config.Config) console.Config {
+	return console.Config{APIBase: cfg.PublicBaseURL}
+}
+
+// metricsAccess opens /metrics on the local stack; a deployment serves it only
+// to scrapers presenting METRICS_TOKEN.
+func metricsAccess(cfg config.Config) metrics.Access {
+	return metrics.Access{Open: cfg.Local(), Token: cfg.MetricsToken}
+}

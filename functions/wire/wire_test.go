@@ -1,0 +1,67 @@
+package wire_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/matryer/is"
+
+	"github.com/assetgen/assetgen/functions/wire"
+	"github.com/assetgen/assetgen/shared/platform/platformtest"
+)
+
+// Each function built from one platform answers its health and readiness
+// probes: every dependency it needs was built and handed over.
+func TestEveryFunctionBuildsFromOnePlatform(t *testing.T) {
+	p := platformtest.Open(t, nil)
+	submitH, err := wire.Submit(p.Platform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	generateH, err := wire.Generate(p.Platform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progressSvc, err := wire.Progress(p.Platform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(progressSvc.Close)
+	for name, h := range map[string]http.Handler{"submit": submitH, "generate": generateH, "progress": progressSvc} {
+		for _, path := range []string{"/healthz", "/readyz"} {
+			t.Run(name+path, func(t *testing.T) {
+				is := is.New(t)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+				is.Equal(w.Code, http.StatusOK) // alive and ready
+			})
+		}
+	}
+
+	is := is.New(t)
+	for _, path := range []string{"/", "/console/config.js"} {
+		w := httptest.NewRecorder()
+		progressSvc.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		is.Equal(w.Code, http.StatusOK) // progress serves the console
+	}
+	w := httptest.NewRecorder()
+	wire.Console().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	is.Equal(w.Code, http.StatusOK) // so does the console on its own
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	is.NoErr(progressSvc.WaitIdle(ctx)) // no stream left open
+}
+
+// Submit cannot be built without somewhere to send row tasks.
+func TestSubmitNeedsTheGenerateURL(t *testing.T) {
+	is := is.New(t)
+	p := platformtest.Open(t, map[string]string{"GENERATE_URL": ""})
+	_, err := wire.Submit(p.Platform)
+	is.True(err != nil) // refused at build time, not on the first submit
+	_, err = wire.Progress(p.Platform)
+	is.NoErr(err) // progress does not enqueue
+}
