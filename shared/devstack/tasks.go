@@ -60,6 +60,8 @@ type TasksOptions struct {
 	// IDTokens signs the OIDC tokens of tasks that ask for one (a key is made
 	// on the first such task when nil).
 	IDTokens *IDTokens
+	// Intercept, when set, sees every API call first (TaskFaults.Intercept).
+	Intercept grpc.UnaryServerInterceptor
 }
 
 // TaskStats count what the stand-in did.
@@ -147,8 +149,12 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 		return nil, fmt.Errorf("devstack: tasks listen %s: %w", o.Addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var serverOpts []grpc.ServerOption
+	if o.Intercept != nil {
+		serverOpts = append(serverOpts, grpc.UnaryInterceptor(o.Intercept))
+	}
 	t := &Tasks{
-		Addr: ln.Addr().String(), opts: o, grpc: grpc.NewServer(),
+		Addr: ln.Addr().String(), opts: o, grpc: grpc.NewServer(serverOpts...),
 		sem: semaphore.NewWeighted(o.MaxConcurrent), ctx: ctx, cancel: cancel,
 		names: map[string]bool{}, idle: make(chan struct{}), tokens: o.IDTokens,
 	}
