@@ -434,9 +434,12 @@ func (s *server) repair(ctx context.Context, r *http.Request, sub *submission, e
 		s.rollback(ctx, sub)
 		return err
 	}
-	s.interrupt(ctx, sub, err)
 	detail := "submitting batch %s was interrupted after its tasks began to be queued, so the batch is cancelled: " +
 		"what its tasks already made is kept and charged, the rest is released"
+	if !s.interrupt(ctx, sub, err) {
+		detail = "submitting batch %s was interrupted after its tasks began to be queued; the batch could not be cancelled " +
+			"and runs on as far as its tasks go, charged for what they make"
+	}
 	if sub.key != "" {
 		detail += "; retry with the same Idempotency-Key to get the batch and its state"
 	}
@@ -451,21 +454,22 @@ func (s *server) repair(ctx context.Context, r *http.Request, sub *submission, e
 // would be paid but never charged. Its rows are cancelled through the ledger
 // instead — a row not started ends at once, a running one after the variants
 // it is making — and completion settles what was made and releases the rest
-// of the reservation. When cancelling fails too, the batch is left as it is:
-// its tasks run it to the end within its reservation, and a retry with the
-// key queues what is missing.
-func (s *server) interrupt(ctx context.Context, sub *submission, cause error) {
+// of the reservation. It reports whether the rows were cancelled; when they
+// could not be, the batch is left as it is: its tasks run within its
+// reservation, and a retry with the key queues what is missing.
+func (s *server) interrupt(ctx context.Context, sub *submission, cause error) bool {
 	m := sub.m
 	log := obs.Logger(ctx).With("batchId", m.BatchID, "cause", cause.Error())
 	op := ledger.Op{Actor: "submit/" + sub.user, RequestID: obs.RequestID(ctx), Now: s.now().UTC()}
 	if err := s.cancelRows(ctx, m, op); err != nil {
 		log.Error("submit: cancelling an interrupted batch failed; it runs on within its reservation", "error", err)
-		return
+		return false
 	}
 	if _, err := s.Finisher.Finish(ctx, m); err != nil {
 		log.Warn("submit: completing an interrupted batch failed; its last task or the housekeeping job completes it", "error", err)
 	}
 	log.Warn("submit: batch interrupted after queueing began; cancelled")
+	return true
 }
 
 // rollback undoes what a submit that failed before any of its tasks could
