@@ -22,7 +22,7 @@ func TestTaskFaultsScriptCreateTask(t *testing.T) {
 	s := startStack(t, devstack.TasksOptions{Intercept: faults.Intercept}, nil)
 	faults.FailFrom(2, codes.FailedPrecondition)
 	var createdWhenTold int64
-	faults.After(func(_ context.Context, n int, task *cloudtaskspb.Task) {
+	faults.After(func(_ context.Context, n int, _ *cloudtaskspb.Task) {
 		createdWhenTold = s.tasks.Stats().Created
 	})
 	id := batch.NewID()
