@@ -53,21 +53,38 @@ type submission struct {
 	model    string
 	price    float64
 	estimate budget.Micros
-	day      string
+	// day is the UTC day whose budget the batch reserves on: today, or the
+	// day the key's first attempt fixed.
+	day string
 	// retryOf is the batch an earlier attempt with the same key began.
 	retryOf string
-	// claimedID is the batch the key is bound to, once claimed.
+	// claimedID is the batch the key is bound to, once claimed; created says
+	// whether this request's claim made the record (only it may forget it).
 	claimedID string
+	created   bool
 	refs      []refs.RowRefs
 	// account is the caller's budget after this batch, for the answer.
 	account *budget.Account
+	// m is the batch once recorded; existed says an earlier attempt with the
+	// key recorded it.
+	m       *ledger.Manifest
+	existed bool
+	// queuing is set once a task of the batch may exist: from then on a
+	// failure cancels the batch through the ledger instead of undoing it.
+	queuing bool
 	undo    []func(context.Context)
 }
 
+// writeTimeout bounds a submit's writes. They run detached from the client's
+// connection: a client that goes away mid-submit must not cut a batch in half.
+const writeTimeout = 30 * time.Second
+
+// repairTimeout bounds what a failed submit does about what it wrote.
+const repairTimeout = 15 * time.Second
+
 // submit runs the checks in their fixed order — decode and validate, typed
 // confirmation, feature flags, budget — before anything is written; then it
-// records and queues the batch. Any failure after the first write undoes every
-// write, so no partial batch, reservation or key is left behind.
+// records and queues the batch (write).
 func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.SubmitResponse, err error) {
 	ctx := r.Context()
 	p, _ := auth.From(ctx)
@@ -98,6 +115,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		case live && rec.BodySHA256 != sub.bodyHash:
 			return resp, conflict()
 		case live && rec.Committed:
+			sub.day = budgetDay(rec)
 			return s.replay(ctx, r, sub, rec.BatchID)
 		case live:
 			sub.retryOf = rec.BatchID // an earlier attempt got part-way: finish it
@@ -125,10 +143,22 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	if sub.refs, err = s.resolveRefs(ctx, req, sub.spec, min(batch.MaxMergedRefs, model.MaxRefs)); err != nil {
 		return resp, err
 	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	return s.write(wctx, r, sub)
+}
 
+// write claims the key, reserves the budget, records the batch, queues its
+// rows and commits the key. A failure before any task may exist undoes every
+// write, so no partial batch, reservation or key is left behind. Once a task
+// may exist — it may run at once, even while this submit still runs — nothing
+// is undone: the batch is cancelled through the ledger instead, completion
+// settles what its tasks made, and the key keeps naming the batch, so a retry
+// with it gets the same batch back.
+func (s *server) write(ctx context.Context, r *http.Request, sub *submission) (resp api.SubmitResponse, err error) {
 	defer func() {
 		if err != nil {
-			s.rollback(ctx, sub)
+			err = s.repair(ctx, r, sub, err)
 		}
 	}()
 	batchID, committed, err := s.claim(ctx, sub)
@@ -142,10 +172,31 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	if err != nil {
 		return resp, err
 	}
+	sub.m = m
+	// A batch an earlier attempt recorded is answered as it stands, and only
+	// its rows still to run are queued (again: task names are per row, so a
+	// row already queued is not queued twice).
+	var rows []ledger.Row
+	if sub.existed {
+		if rows, err = s.Store.Rows(ctx, m); err != nil {
+			return resp, fmt.Errorf("submit: reading the rows of the batch: %w", err)
+		}
+	}
+	if sub.key != "" {
+		err := s.Keys.BeginQueuing(ctx, sub.user, sub.key, m.BatchID)
+		if errors.Is(err, idempotency.ErrLost) {
+			// The key's first attempt failed and rolled the batch back meanwhile.
+			return resp, problem.Wrap(problem.GCSWriteFailed, err, "another request with this Idempotency-Key failed meanwhile; retry with the same key")
+		}
+		if err != nil {
+			return resp, fmt.Errorf("submit: marking the idempotency key: %w", err)
+		}
+	}
+	sub.queuing = true
 	// The caller's budget goes into the answer; a live batch's reservation
 	// returned it already, a dry run's is read while the tasks are queued.
 	var g errgroup.Group
-	g.Go(func() error { return s.enqueue(ctx, m) })
+	g.Go(func() error { return s.enqueue(ctx, m, rows) })
 	if sub.account == nil {
 		g.Go(func() error {
 			if acct, err := s.Budgets.Get(ctx, sub.user, sub.day); err == nil {
@@ -155,25 +206,17 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return resp, problem.Wrap(problem.TaskEnqueueFailed, err, "queueing the batch failed; nothing was kept")
+		return resp, fmt.Errorf("submit: queueing the batch: %w", err)
 	}
 	if sub.key != "" {
-		// Until the key is committed, a failed retry could still undo the
-		// batch; so an uncommitted batch is not reported as accepted.
-		err := s.Keys.Commit(ctx, sub.user, sub.key, m.BatchID)
-		if errors.Is(err, idempotency.ErrLost) {
-			// A failed twin request released the key meanwhile: the commit
-			// cannot be written, and a retry with the key starts afresh.
-			return resp, problem.Wrap(problem.GCSWriteFailed, err, "recording the idempotency key failed; retry with the same key")
-		}
-		if err != nil {
+		if err := s.Keys.Commit(ctx, sub.user, sub.key, m.BatchID); err != nil {
 			return resp, fmt.Errorf("submit: committing the idempotency key: %w", err)
 		}
 	}
 	sub.undo = nil
 	obs.Logger(ctx).Info("submit: batch accepted", "batchId", m.BatchID, "rows", len(m.Rows), "images", m.Images(),
-		"runMode", m.RunMode, "estimateUsd", m.EstimateUSD)
-	return s.answer(r, m, sub.account), nil
+		"runMode", m.RunMode, "estimateUsd", m.EstimateUSD, "retried", sub.existed)
+	return s.answer(r, m, sub.account, rows), nil
 }
 
 // validate decodes and validates the body, reporting decoding and validation
@@ -265,32 +308,46 @@ func conflict() error {
 }
 
 // claim picks the batch id. With an Idempotency-Key, the key's record decides:
-// a new key binds a new id; an uncommitted record is finished under its id;
-// a committed one (a concurrent twin got there first) is answered again.
+// a new key binds a new id and today's budget day; an uncommitted record is
+// finished under its id and on its day; a committed one (a concurrent twin got
+// there first) is answered again.
 func (s *server) claim(ctx context.Context, sub *submission) (id string, committed bool, err error) {
 	id = batch.NewID()
 	if sub.key == "" {
 		return id, false, nil
 	}
-	rec, _, err := s.Keys.Claim(ctx, sub.user, sub.key, sub.bodyHash, id)
+	rec, created, err := s.Keys.Claim(ctx, sub.user, sub.key, idempotency.Record{BodySHA256: sub.bodyHash, BatchID: id, BudgetDay: sub.day})
 	if errors.Is(err, idempotency.ErrConflict) {
 		return "", false, conflict()
 	}
 	if err != nil {
 		return "", false, fmt.Errorf("submit: claiming the idempotency key: %w", err)
 	}
-	sub.claimedID = rec.BatchID
+	sub.claimedID, sub.created, sub.day = rec.BatchID, created, budgetDay(rec)
 	return rec.BatchID, rec.Committed, nil
 }
 
-// replay answers a retry of an accepted submit with its batch.
+// budgetDay is the day a key's batch reserves on: the one its first claim
+// fixed (records written before the day was stored: the day they were made).
+func budgetDay(rec idempotency.Record) string {
+	if rec.BudgetDay != "" {
+		return rec.BudgetDay
+	}
+	return budget.Day(rec.CreatedAt)
+}
+
+// replay answers a retry of an accepted submit with its batch as it stands.
 func (s *server) replay(ctx context.Context, r *http.Request, sub *submission, batchID string) (api.SubmitResponse, error) {
 	m, err := s.Store.Manifest(ctx, batchID)
 	if err != nil {
 		return api.SubmitResponse{}, fmt.Errorf("submit: reading the batch of the idempotency key: %w", err)
 	}
+	rows, err := s.Store.Rows(ctx, m)
+	if err != nil {
+		return api.SubmitResponse{}, fmt.Errorf("submit: reading the rows of the batch: %w", err)
+	}
 	acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
-	return s.answer(r, m, &acct), nil
+	return s.answer(r, m, &acct, rows), nil
 }
 
 // record reserves the budget (live runs) and writes the manifest.
@@ -343,6 +400,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	if errors.Is(err, ledger.ErrExists) {
 		// A retry of a submit that got this far: same key, same body.
 		sub.undo = sub.undo[:len(sub.undo)-1]
+		sub.existed = true
 		return s.Store.Manifest(ctx, batchID)
 	}
 	if err != nil {
@@ -351,11 +409,15 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	return m, nil
 }
 
-// enqueue creates every row's task at once; names are deterministic, so a
+// enqueue creates the tasks of the batch's rows still to run (every row of a
+// new batch, rows == nil) at once. Task names are deterministic per row, so a
 // retried submit cannot queue a row twice.
-func (s *server) enqueue(ctx context.Context, m *ledger.Manifest) error {
+func (s *server) enqueue(ctx context.Context, m *ledger.Manifest, rows []ledger.Row) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, row := range m.Rows {
+	for i, row := range m.Rows {
+		if rows != nil && rows[i].Status.Terminal() {
+			continue
+		}
 		g.Go(func() error {
 			return s.Queue.Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: row.Index})
 		})
@@ -363,17 +425,74 @@ func (s *server) enqueue(ctx context.Context, m *ledger.Manifest) error {
 	return g.Wait()
 }
 
-// rollback undoes what a failed submit wrote, newest first, on a context of its
-// own (the request's may be what failed). With an Idempotency-Key, the key goes
-// first: if a twin request committed it meanwhile, the batch is that request's
-// now and nothing is undone.
-func (s *server) rollback(ctx context.Context, sub *submission) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+// repair deals with what a failed submit wrote, on a context of its own (the
+// write phase's may be what ran out), and returns the error to answer.
+func (s *server) repair(ctx context.Context, r *http.Request, sub *submission, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
 	defer cancel()
+	if !sub.queuing {
+		s.rollback(ctx, sub)
+		return err
+	}
+	detail := "submitting batch %s was interrupted after its tasks began to be queued, so the batch is cancelled: " +
+		"what its tasks already made is kept and charged, the rest is released"
+	if !s.interrupt(ctx, sub, err) {
+		detail = "submitting batch %s was interrupted after its tasks began to be queued; the batch could not be cancelled " +
+			"and runs on as far as its tasks go, charged for what they make"
+	}
+	if sub.key != "" {
+		detail += "; retry with the same Idempotency-Key to get the batch and its state"
+	}
+	return &problem.Error{
+		Code: problem.SubmitInterrupted, Detail: fmt.Sprintf(detail, sub.m.BatchID), Err: err,
+		Extra: map[string]any{"batchId": sub.m.BatchID, "statusUrl": s.publicBase(r) + "/batch/" + sub.m.BatchID},
+	}
+}
+
+// interrupt stops a batch some of whose tasks may exist and be running
+// already: deleting it would not stop them, and the model calls they make
+// would be paid but never charged. Its rows are cancelled through the ledger
+// instead — a row not started ends at once, a running one after the variants
+// it is making — and completion settles what was made and releases the rest
+// of the reservation. It reports whether the rows were cancelled; when they
+// could not be, the batch is left as it is: its tasks run within its
+// reservation, and a retry with the key queues what is missing.
+func (s *server) interrupt(ctx context.Context, sub *submission, cause error) bool {
+	m := sub.m
+	log := obs.Logger(ctx).With("batchId", m.BatchID, "cause", cause.Error())
+	op := ledger.Op{Actor: "submit/" + sub.user, RequestID: obs.RequestID(ctx), Now: s.now().UTC()}
+	if err := s.cancelRows(ctx, m, op); err != nil {
+		log.Error("submit: cancelling an interrupted batch failed; it runs on within its reservation", "error", err)
+		return false
+	}
+	if _, err := s.Finisher.Finish(ctx, m); err != nil {
+		log.Warn("submit: completing an interrupted batch failed; its last task or the housekeeping job completes it", "error", err)
+	}
+	log.Warn("submit: batch interrupted after queueing began; cancelled")
+	return true
+}
+
+// rollback undoes what a submit that failed before any of its tasks could
+// exist wrote, newest first. With an Idempotency-Key the record decides
+// whether the batch is still this request's to undo: the request that created
+// the record forgets it first (refused once a twin request began queueing or
+// committed the batch); a request that only joined an earlier claim undoes
+// its own writes only if the key no longer names the batch, and otherwise
+// leaves the batch for a retry with the key to finish.
+func (s *server) rollback(ctx context.Context, sub *submission) {
 	if sub.key != "" && sub.claimedID != "" {
-		free, err := s.Keys.Forget(ctx, sub.user, sub.key, sub.claimedID)
-		if err != nil || !free {
-			obs.Logger(ctx).Warn("submit: another request holds the batch; nothing undone", "batchId", sub.claimedID, "error", err)
+		var gone bool
+		var err error
+		if sub.created {
+			gone, err = s.Keys.Forget(ctx, sub.user, sub.key, sub.claimedID)
+		} else {
+			var rec idempotency.Record
+			var live bool
+			rec, live, err = s.Keys.Peek(ctx, sub.user, sub.key)
+			gone = err == nil && (!live || rec.BatchID != sub.claimedID)
+		}
+		if err != nil || !gone {
+			obs.Logger(ctx).Warn("submit: the key still names the batch; nothing undone", "batchId", sub.claimedID, "error", err)
 			return
 		}
 	}
@@ -383,7 +502,9 @@ func (s *server) rollback(ctx context.Context, sub *submission) {
 }
 
 // answer is the 202 body: the same for the first submit and every replay.
-func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Account) api.SubmitResponse {
+// rows are the batch's rows as they stand when it existed before (a retry);
+// nil for a batch just queued.
+func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Account, rows []ledger.Row) api.SubmitResponse {
 	base := s.publicBase(r)
 	progressURL, tokenExp := s.progressURL(r, m)
 	resp := api.SubmitResponse{
@@ -399,12 +520,19 @@ func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Accoun
 			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == ledger.Live,
 		},
 	}
+	if rows != nil {
+		resp.Status = ledger.Summarize(rows).Status
+	}
 	if acct != nil {
 		t := acct.Sum()
 		resp.Budget = &api.Budget{Day: acct.Day, LimitUSD: t.Limit.USD(), ReservedUSD: t.Reserved.USD(), SpentUSD: t.Spent.USD(), RemainingUSD: t.Remaining.USD()}
 	}
-	for _, row := range m.Rows {
-		resp.Rows = append(resp.Rows, api.SubmitRow{Index: row.Index, ID: row.ID, Refs: len(row.Refs), DroppedRefs: row.DroppedRefs})
+	for i, row := range m.Rows {
+		status := ledger.Queued
+		if rows != nil {
+			status = rows[i].Status
+		}
+		resp.Rows = append(resp.Rows, api.SubmitRow{Index: row.Index, ID: row.ID, Status: status, Refs: len(row.Refs), DroppedRefs: row.DroppedRefs})
 	}
 	return resp
 }

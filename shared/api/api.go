@@ -83,10 +83,12 @@ type Estimate struct {
 	Charged bool `json:"charged"`
 }
 
-// SubmitRow echoes each row's index and client id, and what happened to its refs.
+// SubmitRow echoes each row's index and client id, its status (queued, or its
+// state when a retry answers an existing batch), and what happened to its refs.
 type SubmitRow struct {
 	Index       int              `json:"index"`
 	ID          string           `json:"id,omitempty"`
+	Status      ledger.Status    `json:"status"`
 	Refs        int              `json:"refs"`
 	DroppedRefs []ledger.Dropped `json:"droppedRefs,omitempty"`
 }

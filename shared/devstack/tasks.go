@@ -69,6 +69,8 @@ type TasksOptions struct {
 	NameWindow time.Duration
 	// Now is the clock of NameWindow (default time.Now).
 	Now func() time.Time
+	// Intercept, when set, sees every API call first (TaskFaults.Intercept).
+	Intercept grpc.UnaryServerInterceptor
 }
 
 // TaskStats count what the stand-in did.
@@ -174,8 +176,12 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 		return nil, fmt.Errorf("devstack: tasks listen %s: %w", o.Addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var serverOpts []grpc.ServerOption
+	if o.Intercept != nil {
+		serverOpts = append(serverOpts, grpc.UnaryInterceptor(o.Intercept))
+	}
 	t := &Tasks{
-		Addr: ln.Addr().String(), opts: o, grpc: grpc.NewServer(),
+		Addr: ln.Addr().String(), opts: o, grpc: grpc.NewServer(serverOpts...),
 		sem: semaphore.NewWeighted(o.MaxConcurrent), ctx: ctx, cancel: cancel,
 		names: map[string]time.Time{}, live: map[string]*queued{}, idle: make(chan struct{}), tokens: o.IDTokens,
 	}

@@ -25,6 +25,15 @@ type Record struct {
 	BodySHA256 string    `json:"bodySha256"`
 	BatchID    string    `json:"batchId"`
 	CreatedAt  time.Time `json:"createdAt"`
+	// BudgetDay is the UTC day whose budget holds the batch's reservation,
+	// fixed by the key's first claim: a retry after midnight reserves on the
+	// day the first attempt did, the day the batch settles on.
+	BudgetDay string `json:"budgetDay,omitempty"`
+	// Queuing is set before the batch's first task is created. From then on
+	// a task may be running, so nothing of the batch is undone any more: the
+	// record is never forgotten, and a retry finishes the submit or answers
+	// the batch as it is.
+	Queuing bool `json:"queuing,omitempty"`
 	// Committed is set once the batch is recorded and queued: a replay then
 	// only answers; before, it finishes the (idempotent) submit itself.
 	Committed bool `json:"committed"`
@@ -85,12 +94,13 @@ type Keys struct {
 // New returns the key store.
 func New(b *bucket.Bucket) *Keys { return &Keys{bucket: b, now: time.Now} }
 
-// Claim binds (user, key) to a new batch id unless a live record binds it
-// already: it returns the record in force and whether this call created it.
-// Concurrent claims of one key agree on one batch id.
-func (k *Keys) Claim(ctx context.Context, user, key, bodyHash, batchID string) (Record, bool, error) {
+// Claim binds (user, key) to fresh — a body hash, a new batch id and the day
+// its budget is reserved on — unless a live record binds it already: it
+// returns the record in force and whether this call created it. Concurrent
+// claims of one key agree on one batch id and one budget day.
+func (k *Keys) Claim(ctx context.Context, user, key string, fresh Record) (Record, bool, error) {
 	now := k.now().UTC()
-	fresh := Record{BodySHA256: bodyHash, BatchID: batchID, CreatedAt: now}
+	fresh = Record{BodySHA256: fresh.BodySHA256, BatchID: fresh.BatchID, BudgetDay: fresh.BudgetDay, CreatedAt: now}
 	rec, res, err := bucket.Update(ctx, k.bucket, Object(user, key), func(cur Record, exists bool) (Record, error) {
 		next, write, err := Decide(cur, exists, fresh, now)
 		if err == nil && !write {
@@ -103,21 +113,34 @@ func (k *Keys) Claim(ctx context.Context, user, key, bodyHash, batchID string) (
 	return rec, err == nil && res.Outcome == bucket.Won, err
 }
 
-// ErrLost means the key no longer names the batch being committed: a failed
+// ErrLost means the key no longer names the batch being queued or committed: a failed
 // twin request rolled it back meanwhile.
 var ErrLost = errors.New("idempotency: the key no longer names this batch")
 
+// BeginQueuing marks the record's batch as about to create its tasks, after
+// which it is never forgotten. ErrLost means the key no longer names the
+// batch (its first attempt rolled it back meanwhile): no task may be created.
+func (k *Keys) BeginQueuing(ctx context.Context, user, key, batchID string) error {
+	return k.mark(ctx, user, key, batchID, func(r *Record) *bool { return &r.Queuing })
+}
+
 // Commit marks the record's batch as recorded and queued.
 func (k *Keys) Commit(ctx context.Context, user, key, batchID string) error {
+	return k.mark(ctx, user, key, batchID, func(r *Record) *bool { return &r.Committed })
+}
+
+// mark sets one flag of the record of batchID, once.
+func (k *Keys) mark(ctx context.Context, user, key, batchID string, flag func(*Record) *bool) error {
 	_, _, err := bucket.Update(ctx, k.bucket, Object(user, key), func(cur Record, exists bool) (Record, error) {
 		switch {
 		case !exists || cur.BatchID != batchID:
 			return cur, ErrLost
-		case cur.Committed:
+		case *flag(&cur):
 			return cur, bucket.ErrNoChange
 		}
-		cur.Committed = true
-		return cur, nil
+		next := cur
+		*flag(&next) = true
+		return next, nil
 	})
 	return err
 }
@@ -137,14 +160,30 @@ func (k *Keys) Peek(ctx context.Context, user, key string) (Record, bool, error)
 }
 
 // Forget drops the record of a failed submit of batchID, so a retry starts
-// afresh. It reports false when the record was committed or bound to another
-// batch meanwhile — another request owns the batch now, and the failed one
-// must undo nothing — and true when the record is gone.
+// afresh. It reports false when the record is queuing or committed, or bound
+// to another batch — another request owns the batch now, or its tasks may
+// run, and the failed one must undo nothing — and true when the record is
+// gone.
 func (k *Keys) Forget(ctx context.Context, user, key, batchID string) (bool, error) {
+	name := Object(user, key)
 	free := true
-	err := bucket.DeleteIf(ctx, k.bucket, Object(user, key), func(cur Record) bool {
-		free = cur.BatchID == batchID && !cur.Committed
+	err := bucket.DeleteIf(ctx, k.bucket, name, func(cur Record) bool {
+		free = cur.BatchID == batchID && !cur.Queuing && !cur.Committed
 		return free
 	})
-	return free && err == nil, err
+	if err != nil || !free {
+		return false, err
+	}
+	// The delete is guarded by the generation read: one that met a rewrite
+	// (a twin request marking the record queuing) left the record alone, so
+	// whether it is gone is read, not assumed.
+	var cur Record
+	_, err = k.bucket.ReadJSON(ctx, name, &cur)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return cur.BatchID != batchID, nil
 }

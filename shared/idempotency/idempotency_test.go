@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -146,7 +147,9 @@ func TestConcurrentClaimsAgree(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			proposed := fmt.Sprintf("batch-%02d", i)
-			rec, created, err := keys.Claim(context.Background(), "u", "key-1", body, proposed)
+			// Around midnight, twins may see different days.
+			day := []string{"2025-03-01", "2025-03-02"}[i%2]
+			rec, created, err := keys.Claim(context.Background(), "u", "key-1", idempotency.Record{BodySHA256: body, BatchID: proposed, BudgetDay: day})
 			results[i] = result{proposed, rec, created, err}
 		})
 	}
@@ -154,17 +157,18 @@ func TestConcurrentClaimsAgree(t *testing.T) {
 	wg.Wait()
 
 	created := 0
-	winner := ""
+	winner, day := "", ""
 	for _, r := range results {
 		is.NoErr(r.err) // every claim succeeds
 		if r.created {
 			created++
-			winner = r.proposed
+			winner, day = r.proposed, r.rec.BudgetDay
 		}
 	}
 	is.Equal(created, 1) // exactly one created the record
 	for _, r := range results {
 		is.Equal(r.rec.BatchID, winner) // and everyone got its batch id
+		is.Equal(r.rec.BudgetDay, day)  // and its budget day
 		is.Equal(r.rec.BodySHA256, body)
 		is.True(!r.rec.Committed)
 	}
@@ -182,18 +186,18 @@ func TestClaimSameBodyReusesOtherBodyConflicts(t *testing.T) {
 	ctx := context.Background()
 	keys := idempotency.New(c.Bucket)
 
-	rec, created, err := keys.Claim(ctx, "u", "k", "body-a", "b1")
+	rec, created, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body-a", BatchID: "b1"})
 	is.NoErr(err)
 	is.True(created)
 	is.Equal(rec.BatchID, "b1")
 	is.True(time.Since(rec.CreatedAt) < time.Minute) // stamped now
 
-	rec, created, err = keys.Claim(ctx, "u", "k", "body-a", "b2")
+	rec, created, err = keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body-a", BatchID: "b2"})
 	is.NoErr(err)
 	is.True(!created)           // a replay
 	is.Equal(rec.BatchID, "b1") // gets the first batch
 
-	rec, created, err = keys.Claim(ctx, "u", "k", "body-b", "b3")
+	rec, created, err = keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body-b", BatchID: "b3"})
 	is.True(errors.Is(err, idempotency.ErrConflict)) // another body is a conflict
 	is.True(!created)
 	is.Equal(rec.BatchID, "b1") // reporting the record in force
@@ -207,9 +211,9 @@ func TestClaimsOfDifferentUsersAreIndependent(t *testing.T) {
 	c := stacktest.Open(t, nil)
 	ctx := context.Background()
 	keys := idempotency.New(c.Bucket)
-	a, createdA, err := keys.Claim(ctx, "alice", "shared-key", "body-a", "batch-a")
+	a, createdA, err := keys.Claim(ctx, "alice", "shared-key", idempotency.Record{BodySHA256: "body-a", BatchID: "batch-a"})
 	is.NoErr(err)
-	b, createdB, err := keys.Claim(ctx, "bob", "shared-key", "body-b", "batch-b")
+	b, createdB, err := keys.Claim(ctx, "bob", "shared-key", idempotency.Record{BodySHA256: "body-b", BatchID: "batch-b"})
 	is.NoErr(err) // another user's body is no conflict
 	is.True(createdA && createdB)
 	is.Equal(a.BatchID, "batch-a")
@@ -222,17 +226,17 @@ func TestCommit(t *testing.T) {
 	c := stacktest.Open(t, nil)
 	ctx := context.Background()
 	keys := idempotency.New(c.Bucket)
-	_, _, err := keys.Claim(ctx, "u", "k", "body", "b1")
+	_, _, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b1"})
 	is.NoErr(err)
 
 	is.True(errors.Is(keys.Commit(ctx, "u", "k", "other-batch"), idempotency.ErrLost)) // another batch's commit is refused…
-	rec, _, err := keys.Claim(ctx, "u", "k", "body", "b2")
+	rec, _, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b2"})
 	is.NoErr(err)
 	is.True(!rec.Committed) // …does not commit this one
 
 	is.NoErr(keys.Commit(ctx, "u", "k", "b1"))
 	is.NoErr(keys.Commit(ctx, "u", "k", "b1")) // committing twice is fine
-	rec, created, err := keys.Claim(ctx, "u", "k", "body", "b3")
+	rec, created, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b3"})
 	is.NoErr(err)
 	is.True(!created)
 	is.True(rec.Committed) // a replay sees the batch committed
@@ -246,14 +250,15 @@ func TestCommit(t *testing.T) {
 func TestForget(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name       string
-		commit     bool
-		forgetWith string
-		wantGone   bool
+		name          string
+		queue, commit bool
+		forgetWith    string
+		wantGone      bool
 	}{
-		{"uncommitted, created by that batch: removed", false, "b1", true},
-		{"committed: kept", true, "b1", false},
-		{"bound to another batch: kept", false, "b2", false},
+		{"uncommitted, created by that batch: removed", false, false, "b1", true},
+		{"queuing: kept", true, false, "b1", false},
+		{"committed: kept", true, true, "b1", false},
+		{"bound to another batch: kept", false, false, "b2", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,8 +266,11 @@ func TestForget(t *testing.T) {
 			c := stacktest.Open(t, nil)
 			ctx := context.Background()
 			keys := idempotency.New(c.Bucket)
-			_, _, err := keys.Claim(ctx, "u", "k", "body", "b1")
+			_, _, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b1"})
 			is.NoErr(err)
+			if tt.queue {
+				is.NoErr(keys.BeginQueuing(ctx, "u", "k", "b1"))
+			}
 			if tt.commit {
 				is.NoErr(keys.Commit(ctx, "u", "k", "b1"))
 			}
@@ -276,7 +284,7 @@ func TestForget(t *testing.T) {
 			}
 
 			// A retry after Forget starts afresh; otherwise it replays b1.
-			rec, created, err := keys.Claim(ctx, "u", "k", "body", "b9")
+			rec, created, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b9"})
 			is.NoErr(err)
 			is.Equal(created, tt.wantGone)
 			if tt.wantGone {
@@ -306,7 +314,7 @@ func TestClaimWhoseAnswerIsLostCreates(t *testing.T) {
 	faults := devstack.NewFaults(1)
 	c := stacktest.Open(t, faults)
 	faults.LoseAnswers(idempotency.Object("u", "k"), 1)
-	rec, created, err := idempotency.New(c.Bucket).Claim(context.Background(), "u", "k", "body", "batch-1")
+	rec, created, err := idempotency.New(c.Bucket).Claim(context.Background(), "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "batch-1"})
 	is.NoErr(err)
 	is.True(created)                                // this call's record
 	is.Equal(rec.BatchID, "batch-1")                // names its batch
@@ -328,7 +336,7 @@ func TestExpiredRecordIsReplaced(t *testing.T) {
 			_, err = c.Bucket.Create(ctx, idempotency.Object("u", "k"), b, bucket.Meta{ContentType: "application/json"})
 			is.NoErr(err)
 
-			rec, created, err := idempotency.New(c.Bucket).Claim(ctx, "u", "k", body, "new-batch")
+			rec, created, err := idempotency.New(c.Bucket).Claim(ctx, "u", "k", idempotency.Record{BodySHA256: body, BatchID: "new-batch"})
 			is.NoErr(err)    // no conflict with an expired record
 			is.True(created) // the claim replaced it
 			is.Equal(rec.BatchID, "new-batch")
@@ -352,6 +360,82 @@ func TestRecentRecordStillBinds(t *testing.T) {
 	is.NoErr(err)
 	_, err = c.Bucket.Create(ctx, idempotency.Object("u", "k"), b, bucket.Meta{ContentType: "application/json"})
 	is.NoErr(err)
-	_, _, err = idempotency.New(c.Bucket).Claim(ctx, "u", "k", "new-body", "new-batch")
+	_, _, err = idempotency.New(c.Bucket).Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "new-body", BatchID: "new-batch"})
 	is.True(errors.Is(err, idempotency.ErrConflict)) // still live: another body conflicts
+}
+
+// The first claim of a key fixes the day whose budget its batch reserves on: a
+// retry after UTC midnight gets the first attempt's day, and so reserves where
+// the batch will settle.
+func TestClaimFixesTheBudgetDay(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	c := stacktest.Open(t, nil)
+	ctx := context.Background()
+	keys := idempotency.New(c.Bucket)
+	rec, created, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b1", BudgetDay: "2025-03-01"})
+	is.NoErr(err)
+	is.True(created)
+	is.Equal(rec.BudgetDay, "2025-03-01")
+
+	rec, created, err = keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b2", BudgetDay: "2025-03-02"})
+	is.NoErr(err)
+	is.True(!created)
+	is.Equal(rec.BatchID, "b1")           // the same batch
+	is.Equal(rec.BudgetDay, "2025-03-01") // on the first attempt's day
+	peeked, live, err := keys.Peek(ctx, "u", "k")
+	is.NoErr(err)
+	is.True(live)
+	is.Equal(peeked.BudgetDay, "2025-03-01") // as stored
+}
+
+func TestBeginQueuing(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	c := stacktest.Open(t, nil)
+	ctx := context.Background()
+	keys := idempotency.New(c.Bucket)
+	is.True(errors.Is(keys.BeginQueuing(ctx, "u", "missing", "b1"), idempotency.ErrLost)) // no record: rolled back, no task may be created
+	_, _, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b1"})
+	is.NoErr(err)
+	is.True(errors.Is(keys.BeginQueuing(ctx, "u", "k", "b2"), idempotency.ErrLost)) // another batch's key
+	is.NoErr(keys.BeginQueuing(ctx, "u", "k", "b1"))
+	is.NoErr(keys.BeginQueuing(ctx, "u", "k", "b1")) // twice is fine
+	rec, _ := readRecord(t, c, "u", "k")
+	is.True(rec.Queuing)    // marked
+	is.True(!rec.Committed) // not committed yet
+}
+
+// A rollback that read the record just before a twin request marked it
+// queuing must not take the record for forgotten: the twin's tasks may run,
+// and the rollback would delete their batch.
+func TestForgetLosesToATwinThatQueues(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	var keys *idempotency.Keys
+	var once sync.Once
+	var twinErr error
+	name := idempotency.Object("u", "k")
+	twin := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodDelete && strings.Contains(r.URL.Path, strings.TrimPrefix(name, "idempotency/")) {
+				// Between the rollback's read and its delete, the twin marks the record.
+				once.Do(func() { twinErr = keys.BeginQueuing(r.Context(), "u", "k", "b1") })
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	c := stacktest.OpenWith(t, twin)
+	keys = idempotency.New(c.Bucket)
+	ctx := context.Background()
+	_, _, err := keys.Claim(ctx, "u", "k", idempotency.Record{BodySHA256: "body", BatchID: "b1"})
+	is.NoErr(err)
+
+	free, err := keys.Forget(ctx, "u", "k", "b1")
+	is.NoErr(err)
+	is.NoErr(twinErr) // the twin marked the record mid-rollback
+	is.True(!free)    // and owns the batch now
+	rec, found := readRecord(t, c, "u", "k")
+	is.True(found) // the record stays
+	is.True(rec.Queuing)
 }

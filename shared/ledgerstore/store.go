@@ -58,13 +58,24 @@ func (s *Store) Manifest(ctx context.Context, batchID string) (*ledger.Manifest,
 }
 
 // DeleteBatch removes every object of a batch: the rollback of a submit that
-// could not finish, so no partial batch is left behind, and the pruning of an
-// old one. The manifest goes first: without it the batch no longer exists for
-// any reader or task, even if a later delete fails (the housekeeping job
-// removes such leftovers).
+// could not finish before any of its tasks could exist, so no partial batch is
+// left behind, and the pruning of an old one. The manifest goes first: without
+// it the batch no longer exists for any reader or task, even if a later delete
+// fails (the housekeeping job removes such leftovers). Every delete names the
+// generation it removes: that makes it idempotent, so the storage client
+// retries it through a 503 or a lost answer, and an object rewritten since it
+// was listed is left alone.
 func (s *Store) DeleteBatch(ctx context.Context, batchID string) error {
-	if err := s.b.Delete(ctx, ledger.ManifestObject(batchID)); err != nil {
-		return fmt.Errorf("ledgerstore: delete manifest of %s: %w", batchID, err)
+	manifest := ledger.ManifestObject(batchID)
+	a, err := s.b.Stat(ctx, manifest)
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("ledgerstore: find manifest of %s: %w", batchID, err)
+	default:
+		if err := s.b.DeleteAt(ctx, manifest, a.Generation); err != nil {
+			return fmt.Errorf("ledgerstore: delete manifest of %s: %w", batchID, err)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -73,7 +84,7 @@ func (s *Store) DeleteBatch(ctx context.Context, batchID string) error {
 			_ = g.Wait()
 			return fmt.Errorf("ledgerstore: list %s: %w", batchID, err)
 		}
-		g.Go(func() error { return s.b.Delete(gctx, a.Name) })
+		g.Go(func() error { return s.b.DeleteAt(gctx, a.Name, a.Generation) })
 	}
 	return g.Wait()
 }

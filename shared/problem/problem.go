@@ -38,6 +38,7 @@ const (
 	GCSWriteFailed       Code = "GCS_WRITE_FAILED"
 	StorageUnavailable   Code = "STORAGE_UNAVAILABLE"
 	TaskEnqueueFailed    Code = "TASK_ENQUEUE_FAILED"
+	SubmitInterrupted    Code = "SUBMIT_INTERRUPTED"
 	Unauthenticated      Code = "UNAUTHENTICATED"
 	Forbidden            Code = "FORBIDDEN"
 	RowLeased            Code = "ROW_LEASED"
@@ -80,6 +81,7 @@ var table = map[Code]Spec{
 	GCSWriteFailed:       {503, "Storage is temporarily unavailable", 0},
 	StorageUnavailable:   {503, "Storage cannot be read right now; retry shortly", 1},
 	TaskEnqueueFailed:    {503, "The task queue is temporarily unavailable", 0},
+	SubmitInterrupted:    {503, "The submit was interrupted after its batch began to be queued", 2},
 	Unauthenticated:      {401, "Authentication required", 0},
 	Forbidden:            {403, "Not allowed", 0},
 	RowLeased:            {409, "Another attempt is working on this row", 0},

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/assetgen/assetgen/functions/console"
 	"github.com/assetgen/assetgen/functions/progress"
 	"github.com/assetgen/assetgen/functions/wire"
@@ -85,6 +87,8 @@ type options struct {
 	tasksLatency time.Duration
 	// deliveries makes the Cloud Tasks stand-in's HTTP requests.
 	deliveries *http.Client
+	// tasksIntercept sees every Cloud Tasks API call first (fault injection).
+	tasksIntercept grpc.UnaryServerInterceptor
 }
 
 // app is the wired local stack, not yet serving.
@@ -199,7 +203,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	a.tasks, err = devstack.StartTasks(devstack.TasksOptions{
 		Addr: local("LOCAL_TASKS_ADDR"), Queue: probe.Queue, MaxAttempts: probe.MaxAttempts,
 		DuplicateDelivery: dup, Log: a.log, Latency: o.tasksLatency, MaxConcurrent: concurrent,
-		Dir: filepath.Join(a.dataDir, "tasks"), IDTokens: tokens, Client: o.deliveries, NameWindow: nameWindow,
+		Dir: filepath.Join(a.dataDir, "tasks"), IDTokens: tokens, Client: o.deliveries, NameWindow: nameWindow, Intercept: o.tasksIntercept,
 	})
 	if err != nil {
 		return nil, err

@@ -275,17 +275,20 @@ func TestIdempotentSubmit(t *testing.T) {
 	is.Equal(b.doc["spentUsd"], 0.117) // charged once for three images
 }
 
+// A submit that fails before any of its tasks could exist (here the manifest
+// write is refused) undoes everything it wrote.
 func TestFailedSubmitLeavesNothing(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	a, _ := liveStack(t, nil)
-	a.tasks.Close() // the queue is down
+	a, faults := liveStack(t, nil)
+	faults.RejectWrites("batches/", 1, http.StatusForbidden)
 	ans := post(t, a.base+"/batch/images", `{"runMode":"live","confirm":"CONFIRM","rows":[{"prompt":"x","variants":3}]}`,
 		map[string]string{"Idempotency-Key": "k1"})
 	is.Equal(ans.status, http.StatusServiceUnavailable)
-	is.Equal(ans.str("code"), "TASK_ENQUEUE_FAILED")
+	is.Equal(ans.str("code"), "GCS_WRITE_FAILED")
 	is.Equal(len(objects(t, a, "batches/")), 0)     // no partial batch
 	is.Equal(len(objects(t, a, "idempotency/")), 0) // the key is free for a retry
+	is.Equal(a.tasks.Stats().Created, int64(0))     // nothing queued
 	b := get(t, a.base+"/budget", nil)
 	is.Equal(b.doc["reservedUsd"], 0.0) // the reservation is released
 	is.Equal(b.doc["remainingUsd"], 1.0)

@@ -4,6 +4,7 @@ package stacktest
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -20,10 +21,17 @@ const TestBucket = "assetgen-test"
 // clients pointed at it. Everything stops when the test ends.
 func Open(tb testing.TB, faults *devstack.Faults) *cloud.Clients {
 	tb.Helper()
-	o := devstack.GCSOptions{Addr: "127.0.0.1:0", Root: tb.TempDir(), Buckets: []string{TestBucket}}
-	if faults != nil {
-		o.Wrap = faults.Wrap
+	if faults == nil {
+		return OpenWith(tb, nil)
 	}
+	return OpenWith(tb, faults.Wrap)
+}
+
+// OpenWith is Open with any handler between the clients and the emulator
+// (nil for none): a test's own fault, at the moment it needs it.
+func OpenWith(tb testing.TB, wrap func(http.Handler) http.Handler) *cloud.Clients {
+	tb.Helper()
+	o := devstack.GCSOptions{Addr: "127.0.0.1:0", Root: tb.TempDir(), Buckets: []string{TestBucket}, Wrap: wrap}
 	g, err := devstack.StartGCS(o)
 	if err != nil {
 		tb.Fatal(err)
