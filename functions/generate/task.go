@@ -58,10 +58,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	obs.Annotate(r.Context(), "batchId", t.BatchID)
 	obs.Annotate(r.Context(), "row", strconv.Itoa(t.Row))
 	log := obs.Logger(r.Context()).With("batchId", t.BatchID, "row", t.Row, "task", d.taskName, "retry", d.retries)
-	ctx, cancel := context.WithTimeout(obs.WithLogger(r.Context(), log), h.cfg.AttemptTimeout)
+	req := obs.WithLogger(r.Context(), log)
+	// The attempt may outlive its request: a model call in flight when Cloud
+	// Tasks gives up on the delivery (or the connection drops) is paid for all
+	// the same, so it is finished, stored and recorded before the row is
+	// handed back. The attempt timeout bounds that.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req), h.cfg.AttemptTimeout)
 	defer cancel()
 
-	outcome, err := h.run(ctx, t, d)
+	outcome, err := h.run(ctx, req, t, d)
 	if err != nil {
 		problem.Write(w, r.WithContext(ctx), err)
 		return
@@ -70,9 +75,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, map[string]string{"outcome": outcome})
 }
 
-// run works one delivery of a row task. A nil error (2xx) means Cloud Tasks may
-// forget the task; an error asks for a retry.
-func (h *handler) run(ctx context.Context, t queue.Task, d delivery) (string, error) {
+// run works one delivery of a row task, within ctx; req is the delivery's own
+// request, whose end stops the attempt from starting more model calls. A nil
+// error (2xx) means Cloud Tasks may forget the task; an error asks for a retry.
+func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (string, error) {
 	m, err := h.store.Manifest(ctx, t.BatchID)
 	if errors.Is(err, ledger.ErrNotFound) {
 		// The submit rolled back, or the batch was pruned: nothing to do, ever.
@@ -83,6 +89,10 @@ func (h *handler) run(ctx context.Context, t queue.Task, d delivery) (string, er
 	}
 	if t.Row >= len(m.Rows) {
 		return "dropped: no such row", nil
+	}
+	if err := req.Err(); err != nil {
+		// Nothing is spent yet: the row is left to the task's retry.
+		return "", problem.Wrap(problem.Internal, err, "the delivery ended before the row started")
 	}
 	holder := newHolder()
 	op := h.op(ctx, holder)
@@ -102,19 +112,26 @@ func (h *handler) run(ctx context.Context, t queue.Task, d delivery) (string, er
 	}
 
 	lastAttempt := d.retries+1 >= h.cfg.MaxAttempts
-	res, err := h.generateRow(ctx, m, row, holder, h.gens[m.RunMode], lastAttempt)
+	res, err := h.generateRow(ctx, req, m, row, holder, h.gens[m.RunMode], lastAttempt)
 	if err != nil {
 		// Hand the row back so the retry need not wait for the lease to expire;
-		// the request's context may be spent, so this write gets its own.
+		// the attempt's context may be spent, so this write gets its own.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		why := ledger.Failure{Code: string(problem.CodeOf(err)), Message: "the attempt failed; retrying"}
-		if _, rerr := h.store.UpdateRow(rctx, m, t.Row, func(r ledger.Row) (ledger.Row, error) {
+		_, rerr := h.store.UpdateRow(rctx, m, t.Row, func(r ledger.Row) (ledger.Row, error) {
 			return ledger.Release(r, h.op(ctx, holder), holder, why)
-		}); rerr != nil {
+		})
+		if rerr != nil && !errors.Is(rerr, ledger.ErrLeaseLost) {
 			obs.Logger(ctx).Warn("generate: releasing the row failed", "error", rerr)
 		}
 		return "", err
+	}
+	if res.superseded {
+		// Another attempt took the row over after this one's lease expired; its
+		// result is the row's. Retrying this delivery would only run it again.
+		obs.Logger(ctx).Warn("generate: the row was taken over by another attempt; this attempt stops")
+		return "superseded: another attempt holds the row", nil
 	}
 	if res.retry != nil {
 		return "", &problem.Error{Code: problem.Code(res.retry.Code), Detail: res.retry.Message}
