@@ -86,7 +86,7 @@ func TestLostAnswersEverywhereChargeOnce(t *testing.T) {
 	faults.LoseAnswers("", 1_000_000)
 	sub := post(t, a.base+"/batch/images", `{"runMode":"live","confirm":"CONFIRM","rows":[{"prompt":"a","variants":2},{"prompt":"b","variants":2}]}`, nil)
 	is.Equal(sub.status, http.StatusAccepted) // accepted although every answer was lost
-	_, _, done := readToDone(t, openStream(t, sub.str("progressUrl"), ""))
+	_, _, done := readToDone(t, streamWithin(t, sub.str("progressUrl"), time.Minute))
 	is.Equal(done.VariantCounts.Done, 4) // every image made
 	is.NoErr(a.tasks.WaitIdle(deadline(t, 30*time.Second)))
 
