@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +15,8 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/bucket"
+	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/queue"
 )
@@ -231,4 +236,120 @@ func TestCancelledDeliveryRecordsItsPaidImage(t *testing.T) {
 	}
 	is.Equal(countActions(row)["retrying"], 0) // never handed back
 	is.Equal(a.model.Calls(), int64(2))        // nothing was asked twice
+}
+
+// unknownOutcome arms one write whose outcome its writer cannot learn: the
+// next write of an object under a prefix lands but its answer is lost, and
+// the client's retry of that write (the same write id) fails for good (a 400,
+// which is not retried), so the write ends in an error although it landed.
+type unknownOutcome struct {
+	faults   *devstack.Faults
+	mu       sync.Mutex
+	armed    bool
+	doomed   string // the write id whose retries fail
+	rejected int
+}
+
+func (u *unknownOutcome) arm(prefix string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.armed = true
+	u.faults.LoseAnswers(prefix, 1)
+}
+
+func (u *unknownOutcome) retriesRejected() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.rejected
+}
+
+var writeIDPattern = regexp.MustCompile(`"` + bucket.WriteIDKey + `":"([0-9a-f]+)"`)
+
+// writeIDOf reads the write id out of an upload's metadata, putting the body back.
+func writeIDOf(r *http.Request) string {
+	if !strings.HasPrefix(r.URL.Path, "/upload/") {
+		return ""
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	m := writeIDPattern.FindSubmatch(body)
+	if err != nil || m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+// wrap sits outside the fault injector, which loses the armed write's answer.
+func (u *unknownOutcome) wrap(next http.Handler) http.Handler {
+	inner := u.faults.Wrap(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := writeIDOf(r)
+		u.mu.Lock()
+		if id != "" && id == u.doomed {
+			u.rejected++
+			u.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":{"code":400,"message":"injected fault: the retry failed for good"}}`)
+			return
+		}
+		u.mu.Unlock()
+		lost := u.faults.Counts().LostAnswers
+		inner.ServeHTTP(w, r)
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if u.armed && u.faults.Counts().LostAnswers > lost {
+			u.armed, u.doomed = false, id
+		}
+	})
+}
+
+func unknownOutcomeStack(t *testing.T) (*app, *unknownOutcome) {
+	u := &unknownOutcome{faults: devstack.NewFaults(1)}
+	env := map[string]string{"LOCAL_FAKE_MODEL": "true", "LOCAL_FAKE_MODEL_DELAY": "10ms", "DAILY_BUDGET_USD": "1", "CONFIG_TTL": "0"}
+	return startAppWith(t, env, options{wrapGCS: u.wrap}), u
+}
+
+// A Start that landed, but whose answer was lost and whose retry failed for
+// good, fails the delivery; the row is this attempt's all the same, so it is
+// handed back at once rather than held until the lease expires (every retry
+// of the task refused as ROW_LEASED meanwhile).
+func TestStartWithUnknownOutcomeHandsTheRowBack(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a, u := unknownOutcomeStack(t)
+	m := liveManifest(t, a, "unknown start", 1)
+	u.arm(ledger.RowObject(m.BatchID, 0))
+	ans, err := deliver(deadline(t, time.Minute), a, m)
+	is.NoErr(err)
+	is.True(ans.status >= 500) // the delivery failed: Cloud Tasks retries it
+	row, _, err := a.clients.Ledger.ReadRow(context.Background(), m, 0)
+	is.NoErr(err)
+	is.Equal(row.Attempts, 1)                         // the Start landed
+	is.True(row.Lease == nil)                         // but the row was handed back
+	is.Equal(countActions(row)["retrying"], 1)        // by the attempt itself
+	is.Equal(u.faults.Counts().LostAnswers, int64(1)) // after its answer was lost
+	is.Equal(u.retriesRejected(), 1)                  // and its retry failed for good
+	is.Equal(a.model.Calls(), int64(0))               // nothing was paid
+}
+
+// An effects claim that landed, but whose answer was lost and whose retry
+// failed for good, is the claimer's: it reads the claim, finds its own name
+// there, and runs the effects at once instead of leaving them until the claim
+// goes stale.
+func TestClaimWithUnknownOutcomeRunsTheEffects(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a, u := unknownOutcomeStack(t)
+	m := liveManifest(t, a, "unknown claim", 1)
+	u.arm(ledger.BatchPrefix(m.BatchID) + "effects-claim.json")
+	ans, err := deliver(deadline(t, time.Minute), a, m)
+	is.NoErr(err)
+	is.Equal(ans.status, http.StatusOK) // the row and the batch finished
+	is.Equal(u.faults.Counts().LostAnswers, int64(1))
+	is.Equal(u.retriesRejected(), 1) // the claim's outcome was unknown to the claimer
+	exists, err := a.clients.Bucket.Exists(context.Background(), ledger.EffectsObject(m.BatchID))
+	is.NoErr(err)
+	is.True(exists) // and the effects ran
 }
