@@ -118,7 +118,7 @@ func TestLostAnswersEverywhereChargeOnce(t *testing.T) {
 	b := get(t, a.base+"/budget", nil)
 	is.Equal(b.doc["spentUsd"], 0.156)         // and exactly those were charged
 	is.Equal(b.doc["reservedUsd"], 0.0)        // nothing stays reserved
-	is.True(faults.Counts().LostAnswers >= 12) // every kind of write lost its answer
+	is.True(faults.Counts().LostAnswers >= 12) // answers were lost throughout
 }
 
 // A Start whose write landed but whose answer was lost counts one attempt: the
