@@ -22,12 +22,17 @@ type rowOutcome struct {
 	// retry is set when some variant failed retryably and another attempt should
 	// make it; the row was released rather than finished.
 	retry *ledger.Failure
+	// superseded is set when another attempt took the row over: this one's
+	// results were refused, and it wrote nothing more.
+	superseded bool
 }
 
 // generateRow makes the row's open variants concurrently (bounded), records the
 // results with coalesced writes, and ends with one write that records the last
-// results and finishes the row — or releases it for a retry.
-func (h *handler) generateRow(ctx context.Context, m *ledger.Manifest, row ledger.Row, holder string, gen imagegen.Generator, lastAttempt bool) (rowOutcome, error) {
+// results and finishes the row — or releases it for a retry. When req ends, no
+// variant starts any more, and those already started are still made and
+// recorded within ctx.
+func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row ledger.Row, holder string, gen imagegen.Generator, lastAttempt bool) (rowOutcome, error) {
 	mr := m.Rows[row.Index]
 	var open []int
 	for i, v := range row.Variants {
@@ -51,6 +56,8 @@ func (h *handler) generateRow(ctx context.Context, m *ledger.Manifest, row ledge
 
 	workCtx, stopStarting := context.WithCancel(ctx)
 	defer stopStarting()
+	stopWithRequest := context.AfterFunc(req, stopStarting)
+	defer stopWithRequest()
 	results := make(chan ledger.VariantResult, len(open))
 	retries := make(chan ledger.Failure, len(open))
 	go func() {
@@ -58,9 +65,12 @@ func (h *handler) generateRow(ctx context.Context, m *ledger.Manifest, row ledge
 		g.SetLimit(h.cfg.VariantConcurrency)
 		for _, v := range open {
 			if workCtx.Err() != nil {
-				break // cancel requested: start nothing new
+				break // cancel requested, row lost, or delivery gone: start nothing new
 			}
 			g.Go(func() error {
+				if workCtx.Err() != nil {
+					return nil // stopped while waiting for a slot
+				}
 				res, retry := h.variant(ctx, m, row.Index, v, stored, refs, gen)
 				if retry != nil {
 					retries <- *retry
@@ -74,7 +84,7 @@ func (h *handler) generateRow(ctx context.Context, m *ledger.Manifest, row ledge
 		close(results)
 	}()
 
-	rec := recorder{h: h, m: m, row: row.Index, holder: holder, lastWrite: h.now()}
+	rec := recorder{h: h, m: m, row: row.Index, holder: holder, req: req, lastWrite: h.now()}
 	return rec.run(ctx, results, retries, stopStarting, lastAttempt)
 }
 
@@ -156,6 +166,7 @@ type recorder struct {
 	m         *ledger.Manifest
 	row       int
 	holder    string
+	req       context.Context
 	lastWrite time.Time
 	pending   []ledger.VariantResult
 }
@@ -188,8 +199,12 @@ func (rec *recorder) run(ctx context.Context, results <-chan ledger.VariantResul
 		case <-flush:
 			flush = nil
 			row, err := rec.write(ctx, func(r ledger.Row) (ledger.Row, error) {
-				return ledger.RecordVariants(r, rec.h.op(ctx, rec.holder), rec.pending)
+				return ledger.RecordVariants(r, rec.h.op(ctx, rec.holder), rec.holder, rec.pending)
 			})
+			if errors.Is(err, ledger.ErrLeaseLost) {
+				stopStarting()
+				return rowOutcome{superseded: true}, nil
+			}
 			if err != nil {
 				// Not fatal: the results stay pending and go out with the next write.
 				obs.Logger(ctx).Warn("generate: recording variants failed; will retry", "error", err)
@@ -212,25 +227,33 @@ func (rec *recorder) finish(ctx context.Context, retries <-chan ledger.Failure, 
 		retry = &f
 	default:
 	}
+	if retry == nil && rec.req.Err() != nil {
+		// The delivery ended: variants it did not start are another attempt's.
+		retry = &ledger.Failure{Code: string(problem.Internal), Message: "the delivery ended before every variant was made; retrying"}
+	}
 	if err := sleepUntil(ctx, rec.lastWrite.Add(rec.h.cfg.MinWriteGap)); err != nil {
 		return rowOutcome{}, problem.Wrap(problem.Internal, err, "the attempt ran out of time")
 	}
 	row, err := rec.write(ctx, func(r ledger.Row) (ledger.Row, error) {
+		if r.Status.Terminal() {
+			return r, ledger.ErrNoChange
+		}
 		op := rec.h.op(ctx, rec.holder)
-		next, err := ledger.RecordVariants(r, op, rec.pending)
+		next, err := ledger.RecordVariants(r, op, rec.holder, rec.pending)
 		if errors.Is(err, ledger.ErrNoChange) {
 			next, err = r, nil
 		}
 		if err != nil {
 			return r, err
 		}
-		switch {
-		case retry != nil && !lastAttempt && !next.CancelRequested:
+		if retry != nil && unfinished(next) && !lastAttempt && !next.CancelRequested {
 			return ledger.Release(next, op, rec.holder, *retry)
-		default:
-			return ledger.Finish(next, op, retry)
 		}
+		return ledger.Finish(next, op, rec.holder, retry)
 	})
+	if errors.Is(err, ledger.ErrLeaseLost) {
+		return rowOutcome{superseded: true}, nil
+	}
 	if err != nil {
 		return rowOutcome{}, fmt.Errorf("generate: recording the row: %w", err)
 	}
@@ -239,6 +262,16 @@ func (rec *recorder) finish(ctx context.Context, retries <-chan ledger.Failure, 
 		out.retry = retry
 	}
 	return out, nil
+}
+
+// unfinished reports whether some variant of r is still open.
+func unfinished(r ledger.Row) bool {
+	for _, v := range r.Variants {
+		if !v.Status.Terminal() {
+			return true
+		}
+	}
+	return false
 }
 
 func (rec *recorder) write(ctx context.Context, fn func(ledger.Row) (ledger.Row, error)) (ledger.Row, error) {

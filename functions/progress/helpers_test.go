@@ -176,14 +176,19 @@ func (d *driver) image(row, variant int) ledger.Row {
 		d.t.Fatal(err)
 	}
 	return d.update(row, func(r ledger.Row) (ledger.Row, error) {
-		return ledger.RecordVariants(r, d.op(), []ledger.VariantResult{{Index: variant, Object: name, CostUSD: 0}})
+		return ledger.RecordVariants(r, d.op(), "test-attempt", []ledger.VariantResult{{Index: variant, Object: name, CostUSD: 0}})
 	})
 }
 
-// finish makes the row final.
+// finish makes the row final: as its attempt ends it, or, for a row the test
+// never started, as housekeeping closes it.
 func (d *driver) finish(row int) ledger.Row {
 	return d.update(row, func(r ledger.Row) (ledger.Row, error) {
-		return ledger.Finish(r, d.op(), &ledger.Failure{Code: "TEST", Message: "stopped by the test"})
+		stop := &ledger.Failure{Code: "TEST", Message: "stopped by the test"}
+		if r.Lease == nil {
+			return ledger.Close(r, d.op(), stop)
+		}
+		return ledger.Finish(r, d.op(), "test-attempt", stop)
 	})
 }
 

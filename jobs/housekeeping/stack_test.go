@@ -246,9 +246,9 @@ func (s *stack) finishRow(t *testing.T, m *ledger.Manifest, row int, made bool) 
 	for _, step := range []func(ledger.Row) (ledger.Row, error){
 		func(r ledger.Row) (ledger.Row, error) { return ledger.Start(r, op, "a1", time.Minute) },
 		func(r ledger.Row) (ledger.Row, error) {
-			return ledger.RecordVariants(r, op, []ledger.VariantResult{res})
+			return ledger.RecordVariants(r, op, "a1", []ledger.VariantResult{res})
 		},
-		func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, op, nil) },
+		func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, op, "a1", nil) },
 	} {
 		if _, err := s.store.UpdateRow(context.Background(), m, row, step); err != nil {
 			t.Fatal(err)

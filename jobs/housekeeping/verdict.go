@@ -94,9 +94,9 @@ func settle(want action, createdAt time.Time, op ledger.Op, p policy) func(ledge
 		}
 		switch want {
 		case giveUp:
-			return ledger.Finish(r, op, gaveUp(r.Attempts))
+			return ledger.Close(r, op, gaveUp(r.Attempts))
 		case cancel:
-			return ledger.Finish(r, op, nil)
+			return ledger.Close(r, op, nil)
 		default:
 			return r, ledger.ErrNoChange
 		}

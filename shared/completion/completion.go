@@ -138,7 +138,8 @@ var errClaimed = errors.New("completion: another caller performs the effects")
 // crashed one is taken over once its claim is stale.
 func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what string) (bool, error) {
 	me := claim{Holder: obs.NewRequestID(), At: f.now().UTC()}
-	_, res, err := bucket.Update(ctx, f.bucket, ledger.BatchPrefix(m.BatchID)+what+"-claim.json", func(cur claim, exists bool) (claim, error) {
+	name := ledger.BatchPrefix(m.BatchID) + what + "-claim.json"
+	_, res, err := bucket.Update(ctx, f.bucket, name, func(cur claim, exists bool) (claim, error) {
 		if exists && me.At.Sub(cur.At) < f.claimTTL() {
 			return cur, errClaimed
 		}
@@ -147,10 +148,20 @@ func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what st
 	if errors.Is(err, errClaimed) {
 		return false, nil
 	}
+	if err != nil {
+		// The write's outcome is unknown: it may have landed with every answer
+		// lost. The claim names its holder, so reading it tells; taken for
+		// another caller's, nobody would do the effects until it went stale.
+		var cur claim
+		if _, rerr := f.bucket.ReadJSON(ctx, name, &cur); rerr == nil && cur.Holder == me.Holder {
+			return true, nil
+		}
+		return false, err
+	}
 	// Won even when the claim's answer was lost: re-read, the claim would
 	// look like another caller's, and nobody would do the effects until it
 	// went stale.
-	return err == nil && res.Outcome == bucket.Won, err
+	return res.Outcome == bucket.Won, nil
 }
 
 // effects runs the once-per-batch effects unless their marker exists.

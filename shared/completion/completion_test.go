@@ -83,8 +83,8 @@ func (s *stack) finishRow(t *testing.T, m *ledger.Manifest, row int, cost float6
 	}
 	steps := []func(ledger.Row) (ledger.Row, error){
 		func(r ledger.Row) (ledger.Row, error) { return ledger.Start(r, op, "attempt-1", time.Minute) },
-		func(r ledger.Row) (ledger.Row, error) { return ledger.RecordVariants(r, op, results) },
-		func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, op, nil) },
+		func(r ledger.Row) (ledger.Row, error) { return ledger.RecordVariants(r, op, "attempt-1", results) },
+		func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, op, "attempt-1", nil) },
 	}
 	for _, step := range steps {
 		if _, err := s.c.Ledger.UpdateRow(ctx, m, row, step); err != nil {

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,6 +32,20 @@ func record(r *Row, op Op, action, detail string) {
 	}
 }
 
+// ErrLeaseLost means the attempt making a transition no longer holds the row:
+// another attempt took over its expired lease (or has released the row since).
+// The stale attempt's work is superseded; it must write nothing more.
+var ErrLeaseLost = errors.New("ledger: the row is no longer leased to this attempt")
+
+// holds checks that holder is the attempt the row is leased to. An expired
+// lease nobody took over is still the holder's: its late results are welcome.
+func holds(r Row, holder string) error {
+	if r.Lease == nil || r.Lease.Holder != holder {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
 // Start claims the row for an attempt: running, leased to holder until now+lease.
 // A live lease of another holder wins (ErrLeaseHeld); an expired one is taken
 // over. A final row is left alone (ErrTerminal).
@@ -41,7 +56,7 @@ func Start(r Row, op Op, holder string, lease time.Duration) (Row, error) {
 	if r.CancelRequested && (r.Lease == nil || !op.Now.Before(r.Lease.Until) || r.Lease.Holder == holder) {
 		// Cancelled while its last attempt ran and that attempt is gone: the
 		// row ends here instead of paying the model again.
-		return Finish(r, op, nil)
+		return finish(r, op, nil)
 	}
 	detail := fmt.Sprintf("attempt %d", r.Attempts+1)
 	if r.Lease != nil && r.Lease.Holder != holder {
@@ -71,9 +86,13 @@ type VariantResult struct {
 	Failure *Failure
 }
 
-// RecordVariants stores finished variants. A variant already final keeps its
-// first outcome, so recording the same result twice changes nothing.
-func RecordVariants(r Row, op Op, results []VariantResult) (Row, error) {
+// RecordVariants stores the finished variants of the attempt holder. A variant
+// already final keeps its first outcome, so recording the same result twice
+// changes nothing. An attempt that lost the row is refused (ErrLeaseLost).
+func RecordVariants(r Row, op Op, holder string, results []VariantResult) (Row, error) {
+	if err := holds(r, holder); err != nil {
+		return r, err
+	}
 	var notes []string
 	out := r.Clone()
 	for _, res := range results {
@@ -97,25 +116,54 @@ func RecordVariants(r Row, op Op, results []VariantResult) (Row, error) {
 	return out, nil
 }
 
-// Release gives the row back after a retryable failure: the lease is dropped so
-// the next attempt starts at once, and the failure shows while it retries.
+// Release gives the row back after a retryable failure: the holder's lease is
+// dropped so the next attempt starts at once, and the failure shows while it
+// retries. A row held by another attempt is refused (ErrLeaseLost); one that
+// nobody holds is free already (ErrNoChange).
 func Release(r Row, op Op, holder string, why Failure) (Row, error) {
-	if r.Status.Terminal() {
+	if r.Status.Terminal() || r.Lease == nil {
 		return r, ErrNoChange
 	}
-	out := r.Clone()
-	if out.Lease != nil && out.Lease.Holder == holder {
-		out.Lease = nil
+	if err := holds(r, holder); err != nil {
+		return r, err
 	}
+	out := r.Clone()
+	out.Lease = nil
 	out.Error = &why
 	record(&out, op, "retrying", why.Code+": "+why.Message)
 	return out, nil
 }
 
-// Finish makes the row final. Variants still open get pending (the reason work
-// stopped), or are cancelled when a cancel was requested. The row is done when
-// any variant is, cancelled when it was cancelled, failed otherwise.
-func Finish(r Row, op Op, pending *Failure) (Row, error) {
+// Finish makes the row final at the end of the attempt holder. Variants still
+// open get pending (the reason work stopped), or are cancelled when a cancel
+// was requested. The row is done when any variant is, cancelled when it was
+// cancelled, failed otherwise. An attempt that lost the row is refused
+// (ErrLeaseLost): the attempt holding it now decides how the row ends.
+func Finish(r Row, op Op, holder string, pending *Failure) (Row, error) {
+	if r.Status.Terminal() {
+		return r, ErrNoChange
+	}
+	if err := holds(r, holder); err != nil {
+		return r, err
+	}
+	return finish(r, op, pending)
+}
+
+// Close makes final a row that no attempt holds: one stuck without attempts
+// left, or with a cancel pending. While an attempt's lease is live the row is
+// that attempt's to finish (ErrLeaseHeld).
+func Close(r Row, op Op, pending *Failure) (Row, error) {
+	if r.Status.Terminal() {
+		return r, ErrNoChange
+	}
+	if r.Lease != nil && op.Now.Before(r.Lease.Until) {
+		return r, ErrLeaseHeld
+	}
+	return finish(r, op, pending)
+}
+
+// finish is Finish without the lease check.
+func finish(r Row, op Op, pending *Failure) (Row, error) {
 	if r.Status.Terminal() {
 		return r, ErrNoChange
 	}
@@ -169,7 +217,7 @@ func Cancel(r Row, op Op) (Row, error) {
 	out.CancelRequested = true
 	if out.Status == Queued || !live {
 		// Nobody is working on it: it ends now.
-		return Finish(out, op, nil)
+		return finish(out, op, nil)
 	}
 	record(&out, op, "cancel_requested", "")
 	return out, nil

@@ -320,7 +320,7 @@ func TestRecordVariants(t *testing.T) {
 			is := is.New(t)
 			before := deepCopy(tt.row)
 
-			out, err := ledger.RecordVariants(tt.row, opAt(t0), tt.results)
+			out, err := ledger.RecordVariants(tt.row, opAt(t0), holderA, tt.results)
 
 			is.True(reflect.DeepEqual(tt.row, before)) // input not mutated
 			if tt.wantErr != nil {
@@ -352,11 +352,11 @@ func TestRecordVariantsIdempotent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
 			r := running(holderA, t0.Add(lease), ledger.Running, ledger.Running)
-			once, err := ledger.RecordVariants(r, opAt(t0), []ledger.VariantResult{tt.result})
+			once, err := ledger.RecordVariants(r, opAt(t0), holderA, []ledger.VariantResult{tt.result})
 			is.NoErr(err) // first record applies
 			snapshot := deepCopy(once)
 
-			twice, err := ledger.RecordVariants(once, opAt(t0.Add(time.Second)), []ledger.VariantResult{tt.result})
+			twice, err := ledger.RecordVariants(once, opAt(t0.Add(time.Second)), holderA, []ledger.VariantResult{tt.result})
 			is.True(errors.Is(err, ledger.ErrNoChange)) // second record is a no-op
 			is.True(reflect.DeepEqual(twice, snapshot)) // returned row identical to the first result
 			is.True(reflect.DeepEqual(once, snapshot))  // and the first result untouched
@@ -369,7 +369,7 @@ func TestRecordVariantsIdempotent(t *testing.T) {
 func TestRecordVariantsCopiesFailure(t *testing.T) {
 	is := is.New(t)
 	f := &ledger.Failure{Code: "MODEL_FAILED", Message: "boom"}
-	out, err := ledger.RecordVariants(running(holderA, t0.Add(lease), ledger.Running), opAt(t0), []ledger.VariantResult{{Index: 0, Failure: f}})
+	out, err := ledger.RecordVariants(running(holderA, t0.Add(lease), ledger.Running), opAt(t0), holderA, []ledger.VariantResult{{Index: 0, Failure: f}})
 	is.NoErr(err) // recorded
 	f.Message = "changed by the caller"
 	is.Equal(out.Variants[0].Error.Message, "boom") // the row kept its own copy
@@ -378,20 +378,20 @@ func TestRecordVariantsCopiesFailure(t *testing.T) {
 func TestRelease(t *testing.T) {
 	why := ledger.Failure{Code: "MODEL_RATE_LIMIT", Message: "the attempt failed; retrying"}
 	tests := []struct {
-		name      string
-		row       ledger.Row
-		holder    string
-		wantErr   error
-		wantLease *ledger.Lease
+		name    string
+		row     ledger.Row
+		holder  string
+		wantErr error
 	}{
-		{"own lease is dropped", running(holderA, t0.Add(lease), ledger.Running), holderA, nil, nil},
-		{"own expired lease is dropped", running(holderA, t0.Add(-lease), ledger.Running), holderA, nil, nil},
-		{"another holder's lease is kept", running(holderB, t0.Add(lease), ledger.Running), holderA, nil, &ledger.Lease{Holder: holderB, Until: t0.Add(lease)}},
-		{"no lease", running("", time.Time{}, ledger.Running), holderA, nil, nil},
-		{"queued row", queued(2), holderA, nil, nil},
-		{"done row", final(ledger.Done), holderA, ledger.ErrNoChange, nil},
-		{"failed row", final(ledger.Failed), holderA, ledger.ErrNoChange, nil},
-		{"cancelled row", final(ledger.Cancelled), holderA, ledger.ErrNoChange, nil},
+		{"own lease is dropped", running(holderA, t0.Add(lease), ledger.Running), holderA, nil},
+		{"own expired lease is dropped", running(holderA, t0.Add(-lease), ledger.Running), holderA, nil},
+		{"another holder's live lease is refused", running(holderB, t0.Add(lease), ledger.Running), holderA, ledger.ErrLeaseLost},
+		{"another holder's expired lease is refused", running(holderB, t0.Add(-lease), ledger.Running), holderA, ledger.ErrLeaseLost},
+		{"no lease: already free", running("", time.Time{}, ledger.Running), holderA, ledger.ErrNoChange},
+		{"queued row", queued(2), holderA, ledger.ErrNoChange},
+		{"done row", final(ledger.Done), holderA, ledger.ErrNoChange},
+		{"failed row", final(ledger.Failed), holderA, ledger.ErrNoChange},
+		{"cancelled row", final(ledger.Cancelled), holderA, ledger.ErrNoChange},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -402,17 +402,110 @@ func TestRelease(t *testing.T) {
 
 			is.True(reflect.DeepEqual(tt.row, before)) // input not mutated
 			if tt.wantErr != nil {
-				is.True(errors.Is(err, tt.wantErr))     // final rows are left alone
+				is.True(errors.Is(err, tt.wantErr))     // refused with the right error
 				is.True(reflect.DeepEqual(out, before)) // unchanged
 				return
 			}
 			is.NoErr(err)                           // released
-			is.Equal(out.Lease, tt.wantLease)       // only the holder's own lease goes
+			is.True(out.Lease == nil)               // the holder's lease goes
 			is.Equal(out.Error, &why)               // the failure shows while it retries
 			is.Equal(out.Status, tt.row.Status)     // status unchanged
 			is.Equal(out.Variants, tt.row.Variants) // variants unchanged
 			assertRecorded(is, tt.row, out, t0, "retrying")
 			is.Equal(last(out).Detail, "MODEL_RATE_LIMIT: the attempt failed; retrying") // detail is code: message
+		})
+	}
+}
+
+// An attempt that lost the row writes nothing more: another attempt took over
+// its expired lease, or released the row, or the row ended without it. Its
+// own lease, even expired, still lets it record.
+func TestStaleAttemptIsRefused(t *testing.T) {
+	took := running(holderB, t0.Add(lease), ledger.Running, ledger.Running)
+	tookExpired := running(holderB, t0.Add(-time.Second), ledger.Running, ledger.Running)
+	released := running("", time.Time{}, ledger.Running, ledger.Running)
+	closed := final(ledger.Failed)
+	closed.Lease = nil
+	record := func(r ledger.Row) (ledger.Row, error) {
+		return ledger.RecordVariants(r, opAt(t0), holderA, []ledger.VariantResult{{Index: 0, Object: "late.png", CostUSD: 0.039}})
+	}
+	finish := func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, opAt(t0), holderA, nil) }
+	tests := []struct {
+		name    string
+		row     ledger.Row
+		fn      func(ledger.Row) (ledger.Row, error)
+		wantErr error
+	}{
+		{"record on a row taken over", took, record, ledger.ErrLeaseLost},
+		{"record on a row taken over whose new lease expired too", tookExpired, record, ledger.ErrLeaseLost},
+		{"record on a row released since", released, record, ledger.ErrLeaseLost},
+		{"record on a row ended without it", closed, record, ledger.ErrLeaseLost},
+		{"finish on a row taken over", took, finish, ledger.ErrLeaseLost},
+		{"finish on a row taken over whose new lease expired too", tookExpired, finish, ledger.ErrLeaseLost},
+		{"finish on a row released since", released, finish, ledger.ErrLeaseLost},
+		{"finish on a row ended without it", closed, finish, ledger.ErrNoChange},
+		{"record under its own expired lease", running(holderA, t0.Add(-time.Hour), ledger.Running, ledger.Running), record, nil},
+		{"finish under its own expired lease", running(holderA, t0.Add(-time.Hour), ledger.Done, ledger.Running), finish, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			before := deepCopy(tt.row)
+			out, err := tt.fn(tt.row)
+			is.True(reflect.DeepEqual(tt.row, before)) // input not mutated
+			if tt.wantErr == nil {
+				is.NoErr(err)                           // the holder's write applies
+				is.Equal(out.Version, tt.row.Version+1) // and is recorded
+				return
+			}
+			is.True(errors.Is(err, tt.wantErr))     // refused
+			is.True(reflect.DeepEqual(out, before)) // nothing changed
+		})
+	}
+}
+
+func TestClose(t *testing.T) {
+	gaveUp := &ledger.Failure{Code: "MODEL_FAILED", Message: "gave up after 8 attempts"}
+	cancelled := running(holderA, t0.Add(-time.Second), ledger.Done, ledger.Running)
+	cancelled.CancelRequested = true
+	tests := []struct {
+		name         string
+		row          ledger.Row
+		wantErr      error
+		wantStatus   ledger.Status
+		wantVariants []ledger.Status
+	}{
+		{name: "expired lease", row: running(holderA, t0.Add(-time.Second), ledger.Running),
+			wantStatus: ledger.Failed, wantVariants: []ledger.Status{ledger.Failed}},
+		{name: "lease expiring exactly now", row: running(holderA, t0, ledger.Done, ledger.Running),
+			wantStatus: ledger.Done, wantVariants: []ledger.Status{ledger.Done, ledger.Failed}},
+		{name: "released row", row: running("", time.Time{}, ledger.Running),
+			wantStatus: ledger.Failed, wantVariants: []ledger.Status{ledger.Failed}},
+		{name: "queued row", row: queued(2),
+			wantStatus: ledger.Failed, wantVariants: []ledger.Status{ledger.Failed, ledger.Failed}},
+		{name: "cancel pending", row: cancelled,
+			wantStatus: ledger.Cancelled, wantVariants: []ledger.Status{ledger.Done, ledger.Cancelled}},
+		{name: "live lease", row: running(holderA, t0.Add(time.Second), ledger.Running), wantErr: ledger.ErrLeaseHeld},
+		{name: "done row", row: final(ledger.Done), wantErr: ledger.ErrNoChange},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			before := deepCopy(tt.row)
+
+			out, err := ledger.Close(tt.row, opAt(t0), gaveUp)
+
+			is.True(reflect.DeepEqual(tt.row, before)) // input not mutated
+			if tt.wantErr != nil {
+				is.True(errors.Is(err, tt.wantErr))     // refused with the right error
+				is.True(reflect.DeepEqual(out, before)) // unchanged
+				return
+			}
+			is.NoErr(err)                            // closed
+			is.Equal(out.Status, tt.wantStatus)      // row outcome
+			is.Equal(statuses(out), tt.wantVariants) // open variants end
+			is.True(out.Lease == nil)                // no lease left
+			assertRecorded(is, tt.row, out, t0, "finished")
 		})
 	}
 }
@@ -468,7 +561,7 @@ func TestFinish(t *testing.T) {
 			is := is.New(t)
 			before := deepCopy(tt.row)
 
-			out, err := ledger.Finish(tt.row, opAt(t0), tt.pending)
+			out, err := ledger.Finish(tt.row, opAt(t0), holderA, tt.pending)
 
 			is.True(reflect.DeepEqual(tt.row, before)) // input not mutated
 			if tt.wantErr != nil {
@@ -562,7 +655,7 @@ func TestCancelThenFinish(t *testing.T) {
 			r, err := ledger.Cancel(running(holderA, t0.Add(lease), tt.variants...), opAt(t0))
 			is.NoErr(err)                      // cancel requested
 			is.Equal(r.Status, ledger.Running) // still running
-			r, err = ledger.Finish(r, opAt(t0.Add(time.Second)), nil)
+			r, err = ledger.Finish(r, opAt(t0.Add(time.Second)), holderA, nil)
 			is.NoErr(err)                          // finished
 			is.Equal(r.Status, ledger.Cancelled)   // ends cancelled
 			is.Equal(statuses(r), tt.wantVariants) // open variants cancelled
@@ -653,7 +746,6 @@ func TestHistoryCapped(t *testing.T) {
 		r.Version = n
 		return r
 	}
-	why := ledger.Failure{Code: "MODEL_RATE_LIMIT", Message: "retry"}
 	tests := []struct {
 		name      string
 		history   int
@@ -674,7 +766,7 @@ func TestHistoryCapped(t *testing.T) {
 			r := in
 			for i := range tt.writes {
 				var err error
-				r, err = ledger.Release(r, opAt(t0.Add(time.Duration(i)*time.Second)), holderB, why)
+				r, err = ledger.Start(r, opAt(t0.Add(time.Duration(i)*time.Second)), holderA, lease)
 				is.NoErr(err) // each write applies
 			}
 			is.True(reflect.DeepEqual(in, before))          // input history not touched
@@ -714,13 +806,16 @@ func TestTransitionsArePure(t *testing.T) {
 		{"Start same holder", rich, func(r ledger.Row) (ledger.Row, error) { return ledger.Start(r, opAt(t0), holderA, lease) }},
 		{"Start takeover", expired, func(r ledger.Row) (ledger.Row, error) { return ledger.Start(r, opAt(t0), holderB, lease) }},
 		{"RecordVariants", rich, func(r ledger.Row) (ledger.Row, error) {
-			return ledger.RecordVariants(r, opAt(t0), []ledger.VariantResult{{Index: 2, Object: "o"}, {Index: 3, Failure: &ledger.Failure{Code: "X"}}})
+			return ledger.RecordVariants(r, opAt(t0), holderA, []ledger.VariantResult{{Index: 2, Object: "o"}, {Index: 3, Failure: &ledger.Failure{Code: "X"}}})
 		}},
 		{"Release", rich, func(r ledger.Row) (ledger.Row, error) {
 			return ledger.Release(r, opAt(t0), holderA, ledger.Failure{Code: "Y", Message: "m"})
 		}},
 		{"Finish", rich, func(r ledger.Row) (ledger.Row, error) {
-			return ledger.Finish(r, opAt(t0), &ledger.Failure{Code: "Z", Message: "m"})
+			return ledger.Finish(r, opAt(t0), holderA, &ledger.Failure{Code: "Z", Message: "m"})
+		}},
+		{"Close", expired, func(r ledger.Row) (ledger.Row, error) {
+			return ledger.Close(r, opAt(t0), &ledger.Failure{Code: "Z", Message: "m"})
 		}},
 		{"Cancel live", rich, func(r ledger.Row) (ledger.Row, error) { return ledger.Cancel(r, opAt(t0)) }},
 		{"Cancel expired", expired, func(r ledger.Row) (ledger.Row, error) { return ledger.Cancel(r, opAt(t0)) }},
@@ -767,7 +862,7 @@ func TestCancelledRowIsNotRestarted(t *testing.T) {
 	r := ledger.NewRow(ledger.ManifestRow{Index: 0, Variants: 3})
 	r, err := ledger.Start(r, op, "first", time.Minute)
 	is.NoErr(err)
-	r, err = ledger.RecordVariants(r, op, []ledger.VariantResult{{Index: 0, Object: "img0"}})
+	r, err = ledger.RecordVariants(r, op, "first", []ledger.VariantResult{{Index: 0, Object: "img0"}})
 	is.NoErr(err)
 	r, err = ledger.Cancel(r, op)
 	is.NoErr(err)
