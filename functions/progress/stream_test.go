@@ -265,7 +265,9 @@ func TestMaxDurationEndsWithReconnect(t *testing.T) {
 	}
 	want := int(cfg.MaxDuration / cfg.Heartbeat)
 	t.Logf("%d pings (MaxDuration/Heartbeat = %d)", pings, want)
-	if pings < want*3/4 || pings > want {
+	// A ticker drops the ticks a busy machine delivers late, so the floor is
+	// loose; the ceiling is exact: no second heartbeat scheme adds pings.
+	if pings < want/4 || pings > want {
 		t.Errorf("%d pings over %s at a %s heartbeat, want about %d", pings, elapsed, cfg.Heartbeat, want)
 	}
 
