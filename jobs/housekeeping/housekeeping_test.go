@@ -456,9 +456,9 @@ func TestRequeueAfterTheTaskWasDropped(t *testing.T) {
 		for _, step := range []func(ledger.Row) (ledger.Row, error){
 			func(r ledger.Row) (ledger.Row, error) { return ledger.Start(r, op, "h1", time.Minute) },
 			func(r ledger.Row) (ledger.Row, error) {
-				return ledger.RecordVariants(r, op, []ledger.VariantResult{res})
+				return ledger.RecordVariants(r, op, "h1", []ledger.VariantResult{res})
 			},
-			func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, op, nil) },
+			func(r ledger.Row) (ledger.Row, error) { return ledger.Finish(r, op, "h1", nil) },
 		} {
 			if _, err := s.store.UpdateRow(ctx, m, task.Row, step); err != nil {
 				return http.StatusInternalServerError

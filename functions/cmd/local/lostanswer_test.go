@@ -43,7 +43,7 @@ func liveManifest(t *testing.T, a *app, prompt string, variants int) *ledger.Man
 	m := &ledger.Manifest{Schema: 1, BatchID: batch.NewID(), Owner: "local", RunMode: ledger.Live, Model: "gemini-2.5-flash-image",
 		CreatedAt: time.Now().UTC(), PriceUSD: 0.039,
 		Rows: []ledger.ManifestRow{{Index: 0, Prompt: prompt, Variants: variants, AspectRatio: "1:1"}}}
-	if err := a.clients.Ledger.CreateManifest(context.Background(), m); err != nil {
+	if err := a.platform.Ledger.CreateManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -97,9 +97,9 @@ func TestLostAnswersEverywhereChargeOnce(t *testing.T) {
 
 	ctx := context.Background()
 	id := sub.str("batchId")
-	m, err := a.clients.Ledger.Manifest(ctx, id)
+	m, err := a.platform.Ledger.Manifest(ctx, id)
 	is.NoErr(err)
-	rows, err := a.clients.Ledger.Rows(ctx, m)
+	rows, err := a.platform.Ledger.Rows(ctx, m)
 	is.NoErr(err)
 	for _, r := range rows {
 		is.Equal(r.Status, ledger.Done) // every row done
@@ -111,7 +111,7 @@ func TestLostAnswersEverywhereChargeOnce(t *testing.T) {
 			is.Equal(c.Version, i+1) // no write applied twice
 		}
 	}
-	exists, err := a.clients.Bucket.Exists(ctx, ledger.EffectsObject(id))
+	exists, err := a.platform.Bucket.Exists(ctx, ledger.EffectsObject(id))
 	is.NoErr(err)
 	is.True(exists)                     // the effects ran at once
 	is.Equal(a.model.Calls(), int64(4)) // the model made four images
@@ -132,7 +132,7 @@ func TestStartWhoseAnswerIsLostCountsOneAttempt(t *testing.T) {
 	ans, err := deliver(deadline(t, 30*time.Second), a, m)
 	is.NoErr(err)
 	is.Equal(ans.status, http.StatusOK) // the attempt finished the row
-	row, _, err := a.clients.Ledger.ReadRow(context.Background(), m, 0)
+	row, _, err := a.platform.Ledger.ReadRow(context.Background(), m, 0)
 	is.NoErr(err)
 	is.Equal(faults.Counts().LostAnswers, int64(1)) // the Start's answer was lost
 	is.Equal(row.Status, ledger.Done)
@@ -176,7 +176,7 @@ func TestStaleAttemptIsSuperseded(t *testing.T) {
 	}
 	is.Equal(outcomes, map[string]int{"superseded": 1, "finished": 1}) // A stood down, B finished
 
-	row, _, err := a.clients.Ledger.ReadRow(context.Background(), m, 0)
+	row, _, err := a.platform.Ledger.ReadRow(context.Background(), m, 0)
 	is.NoErr(err)
 	is.Equal(row.Status, ledger.Done)
 	is.Equal(row.Attempts, 2)
@@ -223,7 +223,7 @@ func TestCancelledDeliveryRecordsItsPaidImage(t *testing.T) {
 
 	var row ledger.Row
 	pollUntil(t, ctx, "the attempt to let the row go", func() bool {
-		r, _, err := a.clients.Ledger.ReadRow(ctx, m, 0)
+		r, _, err := a.platform.Ledger.ReadRow(ctx, m, 0)
 		row = r
 		return err == nil && r.Lease == nil
 	})
@@ -231,7 +231,7 @@ func TestCancelledDeliveryRecordsItsPaidImage(t *testing.T) {
 	for v, variant := range row.Variants {
 		is.Equal(variant.Status, ledger.Done)                                 // each image recorded
 		is.Equal(variant.Object, ledger.ImageObject(m.BatchID, 0, v, ".png")) // at its name
-		_, err := a.clients.Ledger.ReadObject(ctx, variant.Object)
+		_, err := a.platform.Ledger.ReadObject(ctx, variant.Object)
 		is.NoErr(err) // and stored
 	}
 	is.Equal(countActions(row)["retrying"], 0) // never handed back
@@ -324,7 +324,7 @@ func TestStartWithUnknownOutcomeHandsTheRowBack(t *testing.T) {
 	ans, err := deliver(deadline(t, time.Minute), a, m)
 	is.NoErr(err)
 	is.True(ans.status >= 500) // the delivery failed: Cloud Tasks retries it
-	row, _, err := a.clients.Ledger.ReadRow(context.Background(), m, 0)
+	row, _, err := a.platform.Ledger.ReadRow(context.Background(), m, 0)
 	is.NoErr(err)
 	is.Equal(row.Attempts, 1)                         // the Start landed
 	is.True(row.Lease == nil)                         // but the row was handed back
@@ -349,7 +349,7 @@ func TestClaimWithUnknownOutcomeRunsTheEffects(t *testing.T) {
 	is.Equal(ans.status, http.StatusOK) // the row and the batch finished
 	is.Equal(u.faults.Counts().LostAnswers, int64(1))
 	is.Equal(u.retriesRejected(), 1) // the claim's outcome was unknown to the claimer
-	exists, err := a.clients.Bucket.Exists(context.Background(), ledger.EffectsObject(m.BatchID))
+	exists, err := a.platform.Bucket.Exists(context.Background(), ledger.EffectsObject(m.BatchID))
 	is.NoErr(err)
 	is.True(exists) // and the effects ran
 }
