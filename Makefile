@@ -1,7 +1,7 @@
 # assetgen — the two commands: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test vet bench load build fuzz
+.PHONY: run test vet bench load build fuzz soak
 
 ## run: the whole stack locally (embedded emulators, dry-run generator) on $PORT (8080)
 run:
@@ -20,6 +20,11 @@ test: vet
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+
+## soak: concurrent live batches under storage faults, duplicate and killed
+## deliveries; checks model work against money to the micro (ASSETGEN_SOAK_SEED repeats a run)
+soak:
+	ASSETGEN_SOAK=1 $(GO) test -race -count=1 -run='^TestSoak$$' -v ./functions/cmd/local/
 
 ## bench: the benchmarks whose numbers docs/PERFORMANCE.md records
 bench:
