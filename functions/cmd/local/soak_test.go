@@ -133,8 +133,11 @@ func TestSoak(t *testing.T) {
 		"LOCAL_FAKE_MODEL": "true", "LOCAL_FAKE_MODEL_DELAY": "20ms", "TASKS_DUPLICATE_DELIVERY": "true",
 		"DAILY_BUDGET_USD": soakLimitUSD, "CONFIG_TTL": "0", "REFS_ALLOW_LOOPBACK": "true",
 		"SHEETS_API_URL": sheets.URL, "NOTIFY_MAX_ELAPSED": "30s",
-		// A killed attempt may leave its lease behind; another takes the row over soon.
-		"ROW_LEASE": "3s",
+		// A lease outlives the slowest attempt on a loaded machine, so no live
+		// attempt is taken over (that pays its model calls in flight twice), and
+		// the retries of a task span more than a lease, so a lease a killed
+		// attempt left behind expires before its task runs out of attempts.
+		"ROW_LEASE": "15s", "TASKS_MAX_ATTEMPTS": "12",
 	}, options{wrapGCS: faults.Wrap, deliveries: &http.Client{Transport: kill}})
 
 	users := make([]string, soakUsers)
