@@ -371,6 +371,17 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		m.BudgetDay = sub.day
 		acct, created, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
 		sub.account = &acct
+		release := func(ctx context.Context) {
+			if _, err := s.Budgets.Release(ctx, sub.user, sub.day, batchID); err != nil {
+				obs.Logger(ctx).Error("submit: releasing the reservation failed; it holds that budget until the UTC day ends", "batchId", batchID, "error", err)
+			}
+		}
+		// Only the reservation this call made is this call's to release; one
+		// whose write failed without an answer may have landed all the same, so
+		// it is released too (releasing nothing changes nothing).
+		if created || (err != nil && !errors.Is(err, budget.ErrExceeded)) {
+			sub.undo = append(sub.undo, release)
+		}
 		switch {
 		case errors.Is(err, budget.ErrExceeded):
 			acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
@@ -379,13 +390,6 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 			return nil, &problem.Error{Code: problem.BudgetContended, Detail: "too many submits at once for this account; retry shortly", RetryAfter: 2, Err: err}
 		case err != nil:
 			return nil, fmt.Errorf("submit: reserving the budget: %w", err)
-		}
-		if created { // only the reservation this call made is this call's to release
-			sub.undo = append(sub.undo, func(ctx context.Context) {
-				if _, err := s.Budgets.Release(ctx, sub.user, sub.day, batchID); err != nil {
-					obs.Logger(ctx).Error("submit: releasing the reservation failed; it holds that budget until the UTC day ends", "batchId", batchID, "error", err)
-				}
-			})
 		}
 	}
 	// Undone even if the write's outcome is unknown (it may have landed), but
