@@ -107,6 +107,13 @@ func assertConsistent(t *testing.T, a *app, id string) {
 			is.Equal(variant.Object, ledger.ImageObject(id, r.Index, v, ".png")) // at its deterministic name
 		}
 	}
+	// The stream says done once every row is final; state.json is written
+	// by the delivery that finished the last row, which may still be
+	// answering (or be retried after a storage fault). Once the queue is idle,
+	// every delivery has ended.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	is.NoErr(a.tasks.WaitIdle(wctx)) // every delivery answered
 	final, err := a.platform.Ledger.State(ctx, id)
 	is.NoErr(err) // state.json written
 	is.Equal(final.Summary.Status, ledger.Done)
