@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"encoding/json"
 	"go/parser"
 	"go/token"
 	"io"
@@ -140,19 +139,7 @@ func TestFunctionsAsTheBuilderBuildsThem(t *testing.T) {
 		"SSE_POLL_MIN=20ms",
 		"LOG_LEVEL=warn",
 	}
-	for target, port := range ports {
-		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), append(env, "FUNCTION_TARGET="+target, "PORT="+port, "K_SERVICE="+strings.ToLower(target))...)
-		cmd.Stderr = os.Stderr
-		is.NoErr(cmd.Start()) // the function starts
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-	}
-	for target := range ports {
-		waitHealthy(t, local(target))
-	}
+	startFunctions(t, bin, ports, env, func(target string) []string { return []string{"K_SERVICE=" + strings.ToLower(target)} }, local)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -160,17 +147,7 @@ func TestFunctionsAsTheBuilderBuildsThem(t *testing.T) {
 	two := 2
 	sub, err := c.Submit(ctx, batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{{Prompt: "as built", Variants: &two}, {Prompt: "by the builder"}}}, "")
 	is.NoErr(err) // Submit accepts the batch
-	var done struct {
-		Status        string             `json:"status"`
-		VariantCounts struct{ Done int } `json:"variantCounts"`
-	}
-	_, err = c.Follow(ctx, sub.ProgressURL, "", func(ev client.Event) error {
-		if ev.Type == "done" {
-			return json.Unmarshal(ev.Data, &done)
-		}
-		return nil
-	})
-	is.NoErr(err)                        // Progress streams to done
+	done := followToDone(ctx, t, c, sub.ProgressURL)
 	is.Equal(done.Status, "done")        // the batch finished
 	is.Equal(done.VariantCounts.Done, 3) // Generate made every image
 	st := iam.Stats()

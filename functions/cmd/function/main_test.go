@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -54,19 +53,7 @@ func TestFunctionsThroughTheFramework(t *testing.T) {
 		"SSE_POLL_MIN=20ms",
 		"LOG_LEVEL=warn",
 	}
-	for target, port := range ports {
-		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), append(env, "FUNCTION_TARGET="+target, "PORT="+port, "HOST=127.0.0.1")...)
-		cmd.Stderr = os.Stderr
-		is.NoErr(cmd.Start()) // the function starts
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-	}
-	for target := range ports {
-		waitHealthy(t, url(target))
-	}
+	startFunctions(t, bin, ports, env, func(target string) []string { return []string{"HOST=127.0.0.1"} }, url)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -75,16 +62,7 @@ func TestFunctionsThroughTheFramework(t *testing.T) {
 	sub, err := c.Submit(ctx, batch.Request{RunMode: "dry_run", Rows: []batch.RowRequest{{Prompt: "through the framework", Variants: &two}}}, "")
 	is.NoErr(err)                                                    // Submit accepts the batch
 	is.True(strings.HasPrefix(sub.ProgressURL, url("Progress")+"/")) // progressUrl points at the progress function
-	var done struct {
-		VariantCounts struct{ Done int } `json:"variantCounts"`
-	}
-	_, err = c.Follow(ctx, sub.ProgressURL, "", func(ev client.Event) error {
-		if ev.Type == "done" {
-			return json.Unmarshal(ev.Data, &done)
-		}
-		return nil
-	})
-	is.NoErr(err)                        // Progress streams to done
+	done := followToDone(ctx, t, c, sub.ProgressURL)
 	is.Equal(done.VariantCounts.Done, 2) // Generate made both images
 	state, err := c.Batch(ctx, sub.BatchID)
 	is.NoErr(err)                                // Submit serves the state
