@@ -242,6 +242,7 @@ func TestPermanentModelFailureIsAcknowledged(t *testing.T) {
 		{"[blocked]", problem.ModelSafetyBlocked},
 		{"[blocked-output]", problem.ModelSafetyBlocked},
 		{"[no-image]", problem.ModelFailed},
+		{"[svg]", problem.ModelFailed}, // never stored: only PNG, JPEG or WebP
 	}
 	hs := newHarness(t)
 	for _, tt := range tests {

@@ -105,6 +105,9 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 	mr := m.Rows[row]
 	started := time.Now()
 	img, err := gen.Generate(ctx, imagegen.Request{Model: m.Model, Prompt: mr.Prompt, Variant: v, AspectRatio: mr.AspectRatio, Refs: refs})
+	if err == nil {
+		img, err = imagegen.Checked(img)
+	}
 	took := time.Since(started)
 	log := obs.Logger(ctx).With("variant", v, "modelLatency", took)
 	model := m.Model

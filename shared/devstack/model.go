@@ -27,6 +27,7 @@ import (
 //	[no-image]         the model answers with text only
 //	[rate-limit-once]  the first call of each variant answers 429, the next succeeds
 //	[unavailable]      every call answers 503
+//	[svg]              the model answers an SVG image (with script) instead of a raster one
 //
 // Every request counts in assetgen_local_model_images_total (the process's
 // /metrics) by outcome: "image" is an image answered, the work a real model
@@ -167,6 +168,11 @@ func (f *FakeModel) generate(w http.ResponseWriter, r *http.Request) {
 	case strings.Contains(prompt, "[blocked-output]"):
 		f.count(outcomeRefused)
 		writeJSON(w, map[string]any{"candidates": []any{map[string]any{"finishReason": "IMAGE_SAFETY"}}})
+		return
+	case strings.Contains(prompt, "[svg]"):
+		f.count(outcomeImage)
+		svg := []byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.domain)</script></svg>`)
+		writeJSON(w, candidate(map[string]any{"inlineData": map[string]any{"mimeType": "image/svg+xml", "data": svg}}))
 		return
 	case strings.Contains(prompt, "[no-image]"):
 		f.count(outcomeRefused)

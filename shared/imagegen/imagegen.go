@@ -4,6 +4,7 @@
 package imagegen
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,39 @@ type RefImage struct {
 type Image struct {
 	MIMEType string
 	Data     []byte
+}
+
+// Checked returns img with its MIME type taken from its bytes, and refuses
+// anything but PNG, JPEG or WebP: those are what browsers show as images
+// without running anything, and a model's (or a proxy's) answer is not
+// trusted to say what it holds — an SVG or HTML page stored under a signed
+// URL would run script in whoever opens it. A refusal is Permanent,
+// "BAD_IMAGE_TYPE".
+func Checked(img Image) (Image, error) {
+	mime := Sniff(img.Data)
+	if mime == "" {
+		claimed := img.MIMEType
+		if len(claimed) > 64 {
+			claimed = claimed[:64]
+		}
+		return Image{}, &Error{Class: Permanent, Reason: "BAD_IMAGE_TYPE", Err: fmt.Errorf("the model answered %d bytes declared %q that are not PNG, JPEG or WebP", len(img.Data), claimed)}
+	}
+	img.MIMEType = mime
+	return img, nil
+}
+
+// Sniff names the image format of b by its leading bytes: image/png,
+// image/jpeg or image/webp, or "" for anything else.
+func Sniff(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
+		return "image/png"
+	case bytes.HasPrefix(b, []byte{0xFF, 0xD8, 0xFF}):
+		return "image/jpeg"
+	case len(b) >= 12 && string(b[:4]) == "RIFF" && string(b[8:12]) == "WEBP":
+		return "image/webp"
+	}
+	return ""
 }
 
 // Generator makes one image per call. Errors are *Error with a Class, so callers

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/matryer/is"
 
@@ -150,4 +151,51 @@ func TestExtraMembersAreFlattened(t *testing.T) {
 	is.NoErr(json.Unmarshal(w.Body.Bytes(), &doc))
 	is.Equal(doc["remainingUsd"], 1.5)                    // extension member at the top level
 	is.Equal(doc["code"], string(problem.BudgetExceeded)) // extensions cannot override standard members
+}
+
+// A body of thousands of unknown, long field names must not be echoed back at
+// several times its size: errors[] keeps 50 entries, says how many it left
+// out, and clips each pointer and detail.
+func TestFieldErrorsAreCapped(t *testing.T) {
+	cases := []struct {
+		name    string
+		n       int
+		nameLen int
+		listed  int
+		omitted float64
+	}{
+		{"few short", 3, 5, 3, 0},
+		{"exactly the cap", problem.MaxFieldErrors, 5, problem.MaxFieldErrors, 0},
+		{"many", 5000, 5, problem.MaxFieldErrors, 5000 - problem.MaxFieldErrors},
+		{"long names", 2, 100_000, 2, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			is := is.New(t)
+			fields := make([]problem.FieldError, c.n)
+			for i := range fields {
+				name := strings.Repeat("é", c.nameLen/2) + strconv.Itoa(i)
+				fields[i] = problem.FieldError{Field: "/" + name, Code: problem.FieldUnknown, Detail: fmt.Sprintf("unknown field %q", name)}
+			}
+			err := &problem.Error{Code: problem.ValidationFailed, Detail: "bad", Fields: fields}
+			w := httptest.NewRecorder()
+			problem.Write(w, httptest.NewRequest(http.MethodPost, "/batch", nil), err)
+			is.True(w.Body.Len() < 64<<10) // the document stays small
+			var doc struct {
+				Errors []struct {
+					Field, Code, Detail string
+				}
+				ErrorsOmitted float64 `json:"errorsOmitted"`
+			}
+			is.NoErr(json.Unmarshal(w.Body.Bytes(), &doc)) // valid JSON, valid UTF-8 after clipping
+			is.Equal(len(doc.Errors), c.listed)            // entries listed
+			is.Equal(doc.ErrorsOmitted, c.omitted)         // entries left out are counted
+			for _, e := range doc.Errors {
+				is.True(len(e.Field) <= problem.MaxFieldText)  // pointer clipped
+				is.True(len(e.Detail) <= problem.MaxFieldText) // detail clipped
+				is.True(utf8.ValidString(e.Detail))            // clipped on a rune boundary
+			}
+			is.Equal(len(fields), c.n) // the caller's slice is not modified
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/assetgen/assetgen/shared/obs"
 )
@@ -15,15 +16,54 @@ const ContentType = "application/problem+json"
 // Document is the RFC 9457 problem document, with the product's code and the
 // request id added.
 type Document struct {
-	Type      string         `json:"type"`
-	Title     string         `json:"title"`
-	Status    int            `json:"status"`
-	Detail    string         `json:"detail,omitempty"`
-	Instance  string         `json:"instance,omitempty"`
-	Code      Code           `json:"code"`
-	RequestID string         `json:"requestId,omitempty"`
-	Errors    []FieldError   `json:"errors,omitempty"`
-	Extra     map[string]any `json:"-"`
+	Type      string       `json:"type"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail,omitempty"`
+	Instance  string       `json:"instance,omitempty"`
+	Code      Code         `json:"code"`
+	RequestID string       `json:"requestId,omitempty"`
+	Errors    []FieldError `json:"errors,omitempty"`
+	// ErrorsOmitted counts the field errors left out past MaxFieldErrors.
+	ErrorsOmitted int            `json:"errorsOmitted,omitempty"`
+	Extra         map[string]any `json:"-"`
+}
+
+// A problem document stays small whatever the request held: a body of many
+// unknown (or long) field names must not be echoed back at several times its
+// size. errors[] keeps its first MaxFieldErrors entries, and each pointer and
+// detail keeps at most MaxFieldText bytes.
+const (
+	MaxFieldErrors = 50
+	MaxFieldText   = 200
+)
+
+// capFields applies MaxFieldErrors and MaxFieldText to a copy of fields.
+func capFields(fields []FieldError) ([]FieldError, int) {
+	omitted := 0
+	if len(fields) > MaxFieldErrors {
+		omitted = len(fields) - MaxFieldErrors
+		fields = fields[:MaxFieldErrors]
+	}
+	out := make([]FieldError, len(fields))
+	for i, f := range fields {
+		out[i] = FieldError{Field: clip(f.Field), Code: f.Code, Detail: clip(f.Detail)}
+	}
+	return out, omitted
+}
+
+// clip shortens s to at most MaxFieldText bytes on a rune boundary, marking
+// the cut with an ellipsis.
+func clip(s string) string {
+	if len(s) <= MaxFieldText {
+		return s
+	}
+	const mark = "…"
+	cut := MaxFieldText - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 // MarshalJSON flattens Extra into the top level, as RFC 9457 extension members.
@@ -69,7 +109,9 @@ func DocumentFor(r *http.Request, err error) Document {
 		if code != Internal {
 			doc.Detail = pe.Detail
 		}
-		doc.Errors = pe.Fields
+		if len(pe.Fields) > 0 {
+			doc.Errors, doc.ErrorsOmitted = capFields(pe.Fields)
+		}
 		doc.Extra = pe.Extra
 	}
 	return doc
