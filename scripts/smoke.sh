@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Smoke test of a deployment (or of `make run`): submit and progress start
-# (submit serves its model table, progress its console), then one dry-run
+# Smoke test of a deployment (or of `make run`): submit and progress are
+# ready (GET /ready: their bucket and queue checks pass), then one dry-run
 # batch of 2 rows x 1 variant is followed over SSE to done, with every image
 # fetched through its signed URL and checked to be a PNG (scripts/loadtest).
 # Dry runs cost nothing. No path ending in z is used: Cloud Run's front end
@@ -64,15 +64,15 @@ check() {
   local name=$1 url=$2 code
   code="$(fetch "$url" || true)"
   if [ "$code" != 200 ]; then
-    echo "smoke: FAIL $name: $url answered ${code:-nothing} (503 NOT_READY: the function could not start, see its logs)" >&2
+    echo "smoke: FAIL $name: $url answered ${code:-nothing} (503 NOT_READY: the function could not start or a dependency fails; the answer's checks and the function's logs say which)" >&2
     exit 1
   fi
   echo "smoke: ok   $name: $url"
 }
 
-check "submit starts  " "$base/models"
+check "submit ready  " "$base/ready"
 if [ "$progress" != "$base" ]; then
-  check "progress starts" "$progress/"
+  check "progress ready" "$progress/ready"
 fi
 
 if [ -n "${GENERATE_URL:-}" ]; then

@@ -77,6 +77,10 @@ func New(cfg Config, d Deps) http.Handler {
 	}
 	h := &handler{cfg: cfg, store: d.Store, gens: d.Generators, finisher: d.Finisher, now: time.Now}
 	mux := http.NewServeMux()
+	// /health and /ready are the probe paths: Cloud Run's front end answers
+	// some paths ending in z itself. The z forms stay for existing probes.
+	mux.Handle("GET /health", health.Live())
+	mux.Handle("GET /ready", d.Ready)
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)
 	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))

@@ -80,6 +80,10 @@ func New(cfg Config, d Deps) *Service {
 	page := console.New(cfg.Console)
 	mux := http.NewServeMux()
 	mux.Handle("GET /progress/{batchId}", auth.Require(d.Auth, hub.handleStream()))
+	// /health and /ready are the probe paths: Cloud Run's front end answers
+	// some paths ending in z itself. The z forms stay for existing probes.
+	mux.Handle("GET /health", health.Live())
+	mux.Handle("GET /ready", d.Ready)
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)
 	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))

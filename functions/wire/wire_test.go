@@ -31,7 +31,7 @@ func TestEveryFunctionBuildsFromOnePlatform(t *testing.T) {
 	}
 	t.Cleanup(progressSvc.Close)
 	for name, h := range map[string]http.Handler{"submit": submitH, "generate": generateH, "progress": progressSvc} {
-		for _, path := range []string{"/healthz", "/readyz"} {
+		for _, path := range []string{"/health", "/ready", "/healthz", "/readyz"} {
 			t.Run(name+path, func(t *testing.T) {
 				is := is.New(t)
 				w := httptest.NewRecorder()

@@ -11,7 +11,7 @@ import (
 
 // TestSmokeWithTokenFile: smoke.sh reads the credential from --token-file and
 // hands it to curl and the load client without a command line ever holding
-// it; it checks that submit and progress started on paths that do not end
+// it; it checks that submit and progress are ready on paths that do not end
 // in z, that generate refuses outsiders, and runs one dry-run batch.
 func TestSmokeWithTokenFile(t *testing.T) {
 	t.Parallel()
@@ -35,10 +35,10 @@ func TestSmokeWithTokenFile(t *testing.T) {
 		is.True(!strings.HasSuffix(strings.TrimRight(u, "/"), "z")) // no path ending in z: Cloud Run reserves some
 	}
 	is.Equal(urls, []string{
-		"https://ag-stg-submit-123.europe-west1.run.app/models",
-		"https://ag-stg-progress-123.europe-west1.run.app/",
+		"https://ag-stg-submit-123.europe-west1.run.app/ready",
+		"https://ag-stg-progress-123.europe-west1.run.app/ready",
 		"https://ag-stg-generate-123.europe-west1.run.app/",
-	}) // submit and progress start, generate refuses outsiders
+	}) // submit and progress are ready, generate refuses outsiders
 	is.True(strings.Contains(s.stateFile("curl-config"), "Authorization: Bearer "+token)) // curl gets the token through stdin
 
 	run := find(calls, "go", "run", "./scripts/loadtest")
@@ -72,7 +72,7 @@ func TestSmokeFailsWhenAFunctionDoesNotStart(t *testing.T) {
 	is := is.New(t)
 	s := newSandbox(t, "smoke.sh")
 	s.commit()
-	s.fail("curl", "*/models", "always", "curl: (22) The requested URL returned error: 503")
+	s.fail("curl", "*/ready", "always", "curl: (22) The requested URL returned error: 503")
 	out, code := s.run("smoke.sh", nil, "https://ag-stg-submit-123.europe-west1.run.app")
 	is.True(code != 0)                      // the smoke test fails
 	is.True(strings.Contains(out, "FAIL"))  // and says so

@@ -104,6 +104,14 @@ func (c *Client) Batch(ctx context.Context, batchID string) (api.Batch, error) {
 	return out, err
 }
 
+// ProgressToken mints a fresh progress URL for a batch of the caller's
+// (GET /batch/{id}/progress-token), for a stream that outlives its token.
+func (c *Client) ProgressToken(ctx context.Context, batchID string) (api.ProgressToken, error) {
+	var out api.ProgressToken
+	err := c.do(ctx, http.MethodGet, c.Base+"/batch/"+batchID+"/progress-token", nil, nil, &out)
+	return out, err
+}
+
 // ErrFinished is returned by Follow when the batch was already finished when
 // the stream opened (204) and the client had not seen anything yet.
 var ErrFinished = errors.New("assetgen: batch already finished")

@@ -132,3 +132,37 @@ func (p *plan) nestedReferences(addr, block, arg string) []string {
 	}
 	return out
 }
+
+// TestUptimeChecksProbeReady: with alerts on, Cloud Monitoring checks GET
+// /ready (never a path ending in z, which Cloud Run's front end may answer
+// itself) on the submit and progress hosts the functions hand out, and an
+// alert watches each check.
+func TestUptimeChecksProbeReady(t *testing.T) {
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		checks := p.live("google_monitoring_uptime_check_config")
+		if p.variable("alerts_enabled") != true {
+			is.Equal(len(checks), 0) // alerts off means no uptime checks
+			return
+		}
+		submitURL := env(p.function(t, "Submit").Change.After)["PUBLIC_BASE_URL"]
+		progressURL := env(p.function(t, "Submit").Change.After)["PROGRESS_BASE_URL"]
+		want := map[string]bool{
+			strings.TrimPrefix(submitURL, "https://"):   true,
+			strings.TrimPrefix(progressURL, "https://"): true,
+		}
+		hosts := map[string]bool{}
+		for _, c := range checks {
+			http := blocks(c.Change.After["http_check"])
+			is.Equal(len(http), 1)              // an HTTP check
+			is.Equal(http[0]["path"], "/ready") // of readiness, on a path not ending in z
+			is.Equal(http[0]["use_ssl"], true)  // over TLS
+			mr := blocks(c.Change.After["monitored_resource"])
+			is.Equal(len(mr), 1)
+			host, _ := mr[0]["labels"].(map[string]any)["host"].(string)
+			hosts[host] = true
+			is.Equal(len(find(p.alertConditions(), "condition_threshold", "uptime_check/check_passed", `"`+host+`"`)), 1) // an alert per check
+		}
+		is.Equal(hosts, want) // submit's and progress's public hosts
+	})
+}

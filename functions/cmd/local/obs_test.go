@@ -75,10 +75,10 @@ func TestReadinessFailsWhenTheBucketRejectsWrites(t *testing.T) {
 	faults := devstack.NewFaults(1)
 	a := startApp(t, nil, faults)
 	faults.SetFailures(1, http.StatusForbidden)
-	ready := get(t, a.base+"/readyz", nil)
+	ready := get(t, a.base+"/ready", nil)
 	is.Equal(ready.status, http.StatusServiceUnavailable) // not ready
 	is.Equal(ready.str("code"), "NOT_READY")
 	is.Equal(ready.doc["checks"].(map[string]any)["bucket"], "failing") // and says what fails
-	live := get(t, a.base+"/healthz", nil)
+	live := get(t, a.base+"/health", nil)
 	is.Equal(live.status, http.StatusOK) // liveness does not depend on the bucket
 }

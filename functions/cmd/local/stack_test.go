@@ -78,7 +78,7 @@ func startStack(t *testing.T, overrides map[string]string) *stack {
 			t.Logf("stack logs:\n%s", logs.String())
 		}
 	})
-	resp, err := http.Get(base + "/healthz")
+	resp, err := http.Get(base + "/health")
 	is.NoErr(err) // healthz answers as soon as the stack prints its address
 	resp.Body.Close()
 	is.Equal(resp.StatusCode, http.StatusOK) // healthz
