@@ -755,3 +755,25 @@ variable "billing_budget_amount" {
     error_message = "billing_budget_amount must be a whole, non-negative amount."
   }
 }
+
+variable "alert_memory_utilization" {
+  type        = number
+  description = "Alert when the p99 memory utilization of a function's instances exceeds this share of its limit for 10 minutes."
+  default     = 0.85
+
+  validation {
+    condition     = var.alert_memory_utilization > 0 && var.alert_memory_utilization < 1
+    error_message = "alert_memory_utilization must be within (0, 1)."
+  }
+}
+
+variable "alert_model_failures" {
+  type        = number
+  description = "Alert when more than this many image generations fail (any class) in 15 minutes."
+  default     = 50
+
+  validation {
+    condition     = var.alert_model_failures >= 1
+    error_message = "alert_model_failures must be at least 1."
+  }
+}

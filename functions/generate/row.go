@@ -122,7 +122,7 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 	metrics.ModelLatency.WithLabelValues(model, result).Observe(took.Seconds())
 	if err != nil {
 		f := failure(err)
-		log.Warn("generate: variant failed", "code", f.Code, "error", err)
+		log.Warn("generate: variant failed", "code", f.Code, "class", result, "model", model, "error", err)
 		if imagegen.ClassOf(err).Retryable() {
 			return ledger.VariantResult{}, &f
 		}

@@ -1,9 +1,11 @@
 package problem_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -198,4 +200,25 @@ func TestFieldErrorsAreCapped(t *testing.T) {
 			is.Equal(len(fields), c.n) // the caller's slice is not modified
 		})
 	}
+}
+
+// The request's log line names the problem's code, which the log-based
+// metrics of a deployment count (budget refusals, rate limits).
+func TestRequestLogCarriesTheCode(t *testing.T) {
+	is := is.New(t)
+	var logs bytes.Buffer
+	h := obs.Middleware(obs.NewLogger(&logs, slog.LevelInfo), obs.Options{Function: "submit"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.New(problem.BudgetExceeded, "over"))
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/batch/images", nil))
+	var line map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		is.NoErr(json.Unmarshal([]byte(l), &m)) // JSON log lines
+		if m["message"] == "request" {
+			line = m
+		}
+	}
+	is.True(line != nil)                                   // a request line
+	is.Equal(line["code"], string(problem.BudgetExceeded)) // carrying the code
 }

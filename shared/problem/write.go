@@ -121,6 +121,9 @@ func DocumentFor(r *http.Request, err error) Document {
 // logged in full; the client only ever sees their code and request id.
 func Write(w http.ResponseWriter, r *http.Request, err error) {
 	doc := DocumentFor(r, err)
+	// The request's log line carries the code, so log-based metrics count
+	// refusals by code (budget refusals, rate limits) without parsing bodies.
+	obs.Annotate(r.Context(), "code", string(doc.Code))
 	log := obs.Logger(r.Context())
 	if doc.Code == Internal {
 		log.Error("internal error", slog.String("path", r.URL.Path), slog.Any("error", err))

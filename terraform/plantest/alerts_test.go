@@ -166,3 +166,75 @@ func TestUptimeChecksProbeReady(t *testing.T) {
 		is.Equal(hosts, want) // submit's and progress's public hosts
 	})
 }
+
+// TestDashboardShowsWhatOperatorsWatch: Cloud Run does not scrape /metrics, so
+// a dashboard built from log-based and built-in metrics shows API p95 latency,
+// model failures by class, budget refusals and memory headroom, and alerts
+// watch model failures and memory.
+func TestDashboardShowsWhatOperatorsWatch(t *testing.T) {
+	each(t, func(t *testing.T, p *plan) {
+		is := is.New(t)
+		metrics := map[string]map[string]any{}
+		for _, m := range p.live("google_logging_metric") {
+			metrics[str(m.Change.After, "name")] = m.Change.After
+		}
+		prefix := p.stringVar(t, "name_prefix")
+		failures, ok := metrics[prefix+"-model-failures"]
+		is.True(ok) // a metric counts model failures
+		extract, _ := failures["label_extractors"].(map[string]any)
+		is.Equal(extract["class"], "EXTRACT(jsonPayload.class)") // by class, as generate logs it
+		refusals, ok := metrics[prefix+"-refusals"]
+		is.True(ok) // a metric counts refusals
+		extract, _ = refusals["label_extractors"].(map[string]any)
+		is.Equal(extract["code"], "EXTRACT(jsonPayload.code)") // by the problem code on the request line
+
+		dashboards := p.live("google_monitoring_dashboard")
+		is.Equal(len(dashboards), 1) // one dashboard
+		var d struct {
+			MosaicLayout struct {
+				Tiles []struct {
+					Widget struct {
+						Title   string
+						XyChart struct {
+							DataSets []struct {
+								TimeSeriesQuery struct {
+									TimeSeriesFilter struct{ Filter string }
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		is.NoErr(json.Unmarshal([]byte(str(dashboards[0].Change.After, "dashboard_json")), &d)) // valid dashboard JSON
+		var filters []string
+		for _, tile := range d.MosaicLayout.Tiles {
+			for _, ds := range tile.Widget.XyChart.DataSets {
+				filters = append(filters, ds.TimeSeriesQuery.TimeSeriesFilter.Filter)
+			}
+		}
+		shows := func(parts ...string) bool {
+			for _, f := range filters {
+				all := true
+				for _, part := range parts {
+					all = all && strings.Contains(f, part)
+				}
+				if all {
+					return true
+				}
+			}
+			return false
+		}
+		is.True(shows("user/" + prefix + "-request-latency"))              // API latency
+		is.True(shows("user/" + prefix + "-model-failures"))               // model failures
+		is.True(shows("user/"+prefix+"-refusals", `"BUDGET_EXCEEDED"`))    // budget refusals
+		is.True(shows("run.googleapis.com/container/memory/utilizations")) // memory headroom
+		is.True(shows("user/" + prefix + "-ref-dedup"))                    // reference dedup
+
+		if p.variable("alerts_enabled") == true {
+			cs := p.alertConditions()
+			is.Equal(len(find(cs, "condition_threshold", "user/"+prefix+"-model-failures")), 1)                   // an alert on model failures
+			is.Equal(len(find(cs, "condition_threshold", "run.googleapis.com/container/memory/utilizations")), 1) // and on memory
+		}
+	})
+}
