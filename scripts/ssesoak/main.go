@@ -9,7 +9,7 @@
 //
 // Per stream it counts connections, drops (a connection that ended before
 // done), refusals (a connection answered with an error status), duplicates (an
-// event id delivered twice), regressions (a row event older than one already
+// row event id delivered twice), regressions (a row event older than one already
 // seen) and gaps (a row whose final version, read from GET /batch after done,
 // the stream never delivered). It exits non-zero on any duplicate, regression
 // or gap, or when a stream gave up.

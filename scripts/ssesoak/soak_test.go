@@ -38,6 +38,7 @@ func TestTrackerCountsStreamFaults(t *testing.T) {
 		{"a final version never sent", []client.Event{rowEvent("a", 0, 3), rowEvent("b", 1, 1)}, false, 0, 0, 1},
 		{"a row never sent", []client.Event{rowEvent("a", 0, 3)}, false, 0, 0, 1},
 		{"pings carry no id", []client.Event{{Type: "ping"}, {Type: "ping"}, rowEvent("a", 0, 3), rowEvent("b", 1, 2)}, false, 0, 0, 0},
+		{"totals and done repeat the last row's id", []client.Event{rowEvent("a", 0, 3), rowEvent("b", 1, 2), {ID: "b", Type: "batch"}, {ID: "b", Type: "done"}}, false, 0, 0, 0},
 		{"opened after the end", nil, true, 0, 0, 0},
 	}
 	for _, c := range cases {
