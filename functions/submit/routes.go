@@ -87,6 +87,7 @@ func New(cfg Config, d Deps) http.Handler {
 	mux.Handle("GET /assets/{batchId}/{row}/{variant}", s.handleAsset())
 	mux.Handle("GET /budget", user(s.handleBudget()))
 	mux.Handle("GET /models", s.handleModels())
+	mux.Handle("GET /webhooks/keys", s.handleWebhookKeys())
 	mux.Handle("GET /healthz", health.Live())
 	mux.Handle("GET /readyz", d.Ready)
 	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))
