@@ -33,7 +33,7 @@ locals {
   # terraform console); terraform only grants access to them.
   secret_ids = {
     progress_token_keys = var.progress_token_keys_secret != "" ? var.progress_token_keys_secret : "${var.name_prefix}-progress-token-keys"
-    webhook_secret      = var.webhook_secret_secret != "" ? var.webhook_secret_secret : "${var.name_prefix}-webhook-secret"
+    webhook_signing_keys = var.webhook_signing_keys_secret != "" ? var.webhook_signing_keys_secret : "${var.name_prefix}-webhook-signing-keys"
     gemini_api_key      = var.gemini_api_key_secret != "" ? var.gemini_api_key_secret : "${var.name_prefix}-gemini-api-key"
   }
 
