@@ -40,7 +40,7 @@ func TestParseSigningKeys(t *testing.T) {
 		{"blank", "  ", nil},
 		{"no id", seedOf(1), nil},
 		{"empty id", ":" + seedOf(1), nil},
-		{"id with a comma-free oddity", "k/1:" + seedOf(1), nil},
+		{"id with a slash", "k/1:" + seedOf(1), nil},
 		{"id too long", strings.Repeat("k", 65) + ":" + seedOf(1), nil},
 		{"duplicate id", "k1:" + seedOf(1) + ",k1:" + seedOf(2), nil},
 		{"not base64", "k1:!!!!", nil},
