@@ -154,10 +154,12 @@ plan_and_apply() {
   done
 }
 
-# new_secret_value KIND: 32 random bytes, base64, no newline; the progress
-# token keys carry a key id (k1) in front.
+# new_secret_value KIND: a key id (k1), a colon and 32 random bytes in
+# base64, no newline. For token-keys the bytes are an HMAC key; for
+# webhook-keys they are an Ed25519 private key seed (RFC 8032: any 32 random
+# bytes are one), whose public half the functions publish.
 new_secret_value() {
-  if [ "$1" = token-keys ]; then printf 'k1:'; fi
+  printf 'k1:'
   head -c 32 /dev/urandom | base64 | tr -d '\n'
 }
 
@@ -200,11 +202,11 @@ fi
 
 # The environment's names, from its settings (the same expressions terraform
 # uses): project region prefix source-bucket ... as one line.
-settings="$(echo 'join(" ", [var.project, var.region, var.name_prefix, local.source_bucket_name, tostring(var.manage_source_bucket), local.secret_ids.progress_token_keys, local.secret_ids.webhook_secret, local.image_base, local.sa_email["build"], local.function_names.submit, local.function_names.generate, local.function_names.progress])' |
+settings="$(echo 'join(" ", [var.project, var.region, var.name_prefix, local.source_bucket_name, tostring(var.manage_source_bucket), local.secret_ids.progress_token_keys, local.secret_ids.webhook_signing_keys, local.image_base, local.sa_email["build"], local.function_names.submit, local.function_names.generate, local.function_names.progress])' |
   tf console -var-file="$varfile" -var=source_object=source/pending.zip)"
 settings="${settings#\"}"
 settings="${settings%\"}"
-read -r project region prefix source_bucket manage_source_bucket token_secret webhook_secret image_base build_account \
+read -r project region prefix source_bucket manage_source_bucket token_secret webhook_keys image_base build_account \
   submit_service generate_service progress_service <<EOF
 $settings
 EOF
@@ -244,7 +246,7 @@ if [ "$mode" = deploy ]; then
   retry gcloud services enable serviceusage.googleapis.com cloudresourcemanager.googleapis.com \
     secretmanager.googleapis.com --project "$project"
   ensure_secret "$token_secret" token-keys
-  ensure_secret "$webhook_secret" webhook
+  ensure_secret "$webhook_keys" webhook-keys
   if [ -z "$backend_args" ]; then echo "$env_name" >terraform/terraform.tfstate.env; fi
 fi
 

@@ -12,7 +12,7 @@ locals {
     "iam.googleapis.com",                  # service accounts
     "iamcredentials.googleapis.com",       # signBlob for signed URLs
     "aiplatform.googleapis.com",           # Gemini image models on Vertex AI
-    "secretmanager.googleapis.com",        # progress-token keys, webhook secret, Gemini API key (when used)
+    "secretmanager.googleapis.com",        # progress-token keys, webhook signing keys, Gemini API key (when used)
     "sheets.googleapis.com",               # Google Sheets write-back of finished batches
     "cloudscheduler.googleapis.com",       # housekeeping schedule
     "logging.googleapis.com",              # request logs, log-based metrics

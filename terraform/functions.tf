@@ -106,7 +106,7 @@ resource "google_cloudfunctions2_function" "submit" {
 
     # From Secret Manager (version latest, read when an instance starts): the
     # HMAC keys of progress tokens and image links (id:base64,…), and the
-    # secret that signs completion webhooks.
+    # Ed25519 keys that sign completion webhooks (published at /webhooks/keys).
     secret_environment_variables {
       key        = "PROGRESS_TOKEN_KEYS"
       project_id = var.project
@@ -114,9 +114,9 @@ resource "google_cloudfunctions2_function" "submit" {
       version    = "latest"
     }
     secret_environment_variables {
-      key        = "WEBHOOK_SECRET"
+      key        = "WEBHOOK_SIGNING_KEYS"
       project_id = var.project
-      secret     = local.secret_ids.webhook_secret
+      secret     = local.secret_ids.webhook_signing_keys
       version    = "latest"
     }
   }
@@ -142,7 +142,7 @@ resource "google_cloudfunctions2_function" "submit" {
     google_service_account_iam_member.act_as_tasks_invoker,
     google_service_account_iam_member.self_url_signer,
     google_secret_manager_secret_iam_member.progress_token_keys,
-    google_secret_manager_secret_iam_member.webhook_secret,
+    google_secret_manager_secret_iam_member.webhook_signing_keys,
   ]
 }
 
@@ -202,9 +202,9 @@ resource "google_cloudfunctions2_function" "generate" {
       version    = "latest"
     }
     secret_environment_variables {
-      key        = "WEBHOOK_SECRET"
+      key        = "WEBHOOK_SIGNING_KEYS"
       project_id = var.project
-      secret     = local.secret_ids.webhook_secret
+      secret     = local.secret_ids.webhook_signing_keys
       version    = "latest"
     }
 
@@ -238,7 +238,7 @@ resource "google_cloudfunctions2_function" "generate" {
     google_project_iam_member.generate_vertex,
     google_secret_manager_secret_iam_member.generate_gemini_key,
     google_secret_manager_secret_iam_member.progress_token_keys,
-    google_secret_manager_secret_iam_member.webhook_secret,
+    google_secret_manager_secret_iam_member.webhook_signing_keys,
   ]
 }
 

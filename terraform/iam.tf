@@ -10,16 +10,16 @@
 #                   create tasks + read the queue (readiness),      queue,
 #                   attach tasks-invoker's OIDC token to tasks,     tasks-invoker,
 #                   read gs:// references,                          ref_buckets,
-#                   read the token keys and webhook secret           the two secrets
+#                   read the token keys and webhook keys             the two secrets
 #   generate        read/write ledger objects and images,           bucket,
 #                   predict with Vertex AI, read the Gemini key,     project, secret,
-#                   read the token keys and webhook secret           the two secrets
+#                   read the token keys and webhook keys             the two secrets
 #   progress        read ledger objects, sign URLs as itself,        bucket, itself,
 #                   read the token keys                              the secret
 #   tasks-invoker   invoke the generate function                     generate's service
 #   housekeeping    read/write ledger objects, re-enqueue tasks     bucket, queue,
 #                   with tasks-invoker's OIDC token,                 tasks-invoker,
-#                   read the token keys and webhook secret           the two secrets
+#                   read the token keys and webhook keys             the two secrets
 #   scheduler       run the housekeeping job                         the job
 #   build           build the function and job images                see below
 
@@ -178,8 +178,8 @@ resource "google_secret_manager_secret" "gemini_api_key" {
 # The secrets the workloads read at start, granted on each secret (never on
 # the project). Every workload builds progress and image-link tokens from
 # PROGRESS_TOKEN_KEYS (submit mints progress tokens, progress verifies them,
-# whoever finishes a batch signs stable image links). WEBHOOK_SECRET is read
-# only by what finishes batches: generate (the last row), submit (cancel) and
+# whoever finishes a batch signs stable image links). WEBHOOK_SIGNING_KEYS is
+# read only by what finishes batches: generate (the last row), submit (cancel) and
 # the housekeeping job (recovered rows, retried notifications).
 locals {
   secret_readers  = concat(["submit", "generate", "progress"], local.housekeeping_enabled ? ["housekeeping"] : [])
@@ -197,11 +197,11 @@ resource "google_secret_manager_secret_iam_member" "progress_token_keys" {
   depends_on = [google_service_account.sa]
 }
 
-resource "google_secret_manager_secret_iam_member" "webhook_secret" {
+resource "google_secret_manager_secret_iam_member" "webhook_signing_keys" {
   for_each = toset(local.webhook_signers)
 
   project   = var.project
-  secret_id = local.secret_ids.webhook_secret
+  secret_id = local.secret_ids.webhook_signing_keys
   role      = "roles/secretmanager.secretAccessor"
   member    = local.sa_member[each.key]
 

@@ -57,10 +57,10 @@ resource "google_cloud_run_v2_job" "housekeeping" {
           }
         }
         env {
-          name = "WEBHOOK_SECRET"
+          name = "WEBHOOK_SIGNING_KEYS"
           value_source {
             secret_key_ref {
-              secret  = local.secret_ids.webhook_secret
+              secret  = local.secret_ids.webhook_signing_keys
               version = "latest"
             }
           }
@@ -75,7 +75,7 @@ resource "google_cloud_run_v2_job" "housekeeping" {
     google_cloud_tasks_queue_iam_member.enqueuer,
     google_service_account_iam_member.act_as_tasks_invoker,
     google_secret_manager_secret_iam_member.progress_token_keys,
-    google_secret_manager_secret_iam_member.webhook_secret,
+    google_secret_manager_secret_iam_member.webhook_signing_keys,
   ]
 }
 

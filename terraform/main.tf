@@ -32,9 +32,9 @@ locals {
   # with a first version, before terraform runs (it reads these names with
   # terraform console); terraform only grants access to them.
   secret_ids = {
-    progress_token_keys = var.progress_token_keys_secret != "" ? var.progress_token_keys_secret : "${var.name_prefix}-progress-token-keys"
-    webhook_secret      = var.webhook_secret_secret != "" ? var.webhook_secret_secret : "${var.name_prefix}-webhook-secret"
-    gemini_api_key      = var.gemini_api_key_secret != "" ? var.gemini_api_key_secret : "${var.name_prefix}-gemini-api-key"
+    progress_token_keys  = var.progress_token_keys_secret != "" ? var.progress_token_keys_secret : "${var.name_prefix}-progress-token-keys"
+    webhook_signing_keys = var.webhook_signing_keys_secret != "" ? var.webhook_signing_keys_secret : "${var.name_prefix}-webhook-signing-keys"
+    gemini_api_key       = var.gemini_api_key_secret != "" ? var.gemini_api_key_secret : "${var.name_prefix}-gemini-api-key"
   }
 
   # Custom role ids allow letters, digits, underscores and dots only.

@@ -64,9 +64,9 @@ output "queue_name" {
 }
 
 output "secrets" {
-  description = "Secret Manager secret ids the workloads read: progress_token_keys and webhook_secret (created by scripts/deploy.sh), gemini_api_key (with genai_backend = gemini_api)."
+  description = "Secret Manager secret ids the workloads read: progress_token_keys and webhook_signing_keys (created by scripts/deploy.sh), gemini_api_key (with genai_backend = gemini_api)."
   value = merge(
-    { progress_token_keys = local.secret_ids.progress_token_keys, webhook_secret = local.secret_ids.webhook_secret },
+    { progress_token_keys = local.secret_ids.progress_token_keys, webhook_signing_keys = local.secret_ids.webhook_signing_keys },
     local.gemini_secret_enabled ? { gemini_api_key = local.secret_ids.gemini_api_key } : {},
   )
 }

@@ -146,14 +146,14 @@ variable "progress_token_keys_secret" {
   }
 }
 
-variable "webhook_secret_secret" {
+variable "webhook_signing_keys_secret" {
   type        = string
-  description = "Secret Manager secret (id in this project) holding the HMAC secret that signs completion webhooks (WEBHOOK_SECRET, X-Assetgen-Signature). scripts/deploy.sh creates it with a first version before terraform runs. Empty: <name_prefix>-webhook-secret."
+  description = "Secret Manager secret (id in this project) holding the Ed25519 keys that sign completion webhooks (WEBHOOK_SIGNING_KEYS: id:base64 of a 32-byte seed,… — the first signs, all are published at GET /webhooks/keys). scripts/deploy.sh creates it with a first version before terraform runs, so no private key enters terraform state. Empty: <name_prefix>-webhook-signing-keys."
   default     = ""
 
   validation {
-    condition     = var.webhook_secret_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_secret_secret))
-    error_message = "webhook_secret_secret must be a Secret Manager secret id (1-255 letters, digits, hyphens or underscores) or empty."
+    condition     = var.webhook_signing_keys_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.webhook_signing_keys_secret))
+    error_message = "webhook_signing_keys_secret must be a Secret Manager secret id (1-255 letters, digits, hyphens or underscores) or empty."
   }
 }
 

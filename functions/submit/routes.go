@@ -87,6 +87,7 @@ func New(cfg Config, d Deps) http.Handler {
 	mux.Handle("GET /assets/{batchId}/{row}/{variant}", s.handleAsset())
 	mux.Handle("GET /budget", user(s.handleBudget()))
 	mux.Handle("GET /models", s.handleModels())
+	mux.Handle("GET /webhooks/keys", s.handleWebhookKeys())
 	// /health and /ready are the probe paths: Cloud Run's front end answers
 	// some paths ending in z itself. The z forms stay for existing probes.
 	mux.Handle("GET /health", health.Live())

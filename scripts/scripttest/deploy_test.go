@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/matryer/is"
+
+	"github.com/assetgen/assetgen/shared/notify"
 )
 
 // deploySandbox is a repository with deploy.sh, one environment (staging)
@@ -54,9 +56,11 @@ func TestDeployFirstEnvironment(t *testing.T) {
 	keys := s.stateFile("value-" + tokenSecret)
 	hook := s.stateFile("value-" + hookSecret)
 	is.True(regexp.MustCompile(`^k1:[A-Za-z0-9+/]{43}=$`).MatchString(keys)) // token keys: id:base64(32 bytes), no newline
-	is.True(regexp.MustCompile(`^[A-Za-z0-9+/]{43}=$`).MatchString(hook))    // webhook secret: base64(32 bytes), no newline
+	is.True(regexp.MustCompile(`^k1:[A-Za-z0-9+/]{43}=$`).MatchString(hook)) // webhook keys: id:base64(32-byte Ed25519 seed), no newline
+	_, err := notify.ParseSigningKeys(hook)
+	is.NoErr(err) // the functions accept the generated webhook keys
 	log := s.stateFile("../calls.log")
-	for _, v := range []string{keys, hook, strings.TrimPrefix(keys, "k1:")} {
+	for _, v := range []string{keys, hook, strings.TrimPrefix(keys, "k1:"), strings.TrimPrefix(hook, "k1:")} {
 		is.True(!strings.Contains(log, v)) // a secret value never reaches a command line
 		is.True(!strings.Contains(out, v)) // nor the output
 	}

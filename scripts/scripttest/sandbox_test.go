@@ -13,11 +13,11 @@ import (
 
 // The environment's names as terraform console answers them to deploy.sh:
 // project region prefix source-bucket manage-source-bucket token-secret
-// webhook-secret image-base build-account submit generate progress.
+// webhook-signing-keys image-base build-account submit generate progress.
 const (
 	project      = "proj-1"
 	tokenSecret  = "ag-stg-progress-token-keys"
-	hookSecret   = "ag-stg-webhook-secret"
+	hookSecret   = "ag-stg-webhook-signing-keys"
 	imageBase    = "europe-west1-docker.pkg.dev/proj-1/ag-stg-images"
 	buildAccount = "ag-stg-build@proj-1.iam.gserviceaccount.com"
 	settings     = project + " europe-west1 ag-stg proj-1-ag-stg-source true " + tokenSecret + " " + hookSecret + " " +

@@ -48,6 +48,15 @@ func New(l *ledgerstore.Store, b *bucket.Bucket, budgets *budget.Store, n Notifi
 	return &Finisher{store: l, bucket: b, budgets: budgets, n: n, now: time.Now}
 }
 
+// WebhookKeys are the published halves of the keys that sign this
+// deployment's webhooks (an empty set where webhooks are not available).
+func (f *Finisher) WebhookKeys() notify.KeySet {
+	if f.n.Webhooks == nil {
+		return notify.KeySet{Keys: []notify.PublicKey{}}
+	}
+	return f.n.Webhooks.Keys()
+}
+
 // Effects records what the once-per-batch effects did.
 type Effects struct {
 	At            time.Time        `json:"at"`

@@ -2,6 +2,7 @@ package completion
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -16,22 +17,16 @@ import (
 )
 
 // NotifierFromConfig builds what announces finished batches: signed webhooks
-// (secret from WEBHOOK_SECRET, or derived locally), Google Sheets write-back
-// (in the cloud, or locally against SHEETS_API_URL), and stable image links
-// (under PUBLIC_BASE_URL, signed by tokens).
+// (keys from WEBHOOK_SIGNING_KEYS, or derived locally), Google Sheets
+// write-back (in the cloud, or locally against SHEETS_API_URL), and stable
+// image links (under PUBLIC_BASE_URL, signed by tokens).
 func NotifierFromConfig(ctx context.Context, cfg config.Config, tokens *auth.Tokens) (Notifier, error) {
 	n := Notifier{MaxElapsed: cfg.NotifyMaxElapsed}
-	secret := []byte(cfg.WebhookSecret)
-	if len(secret) == 0 {
-		if !cfg.Local() || cfg.SigningKeyFile == "" {
-			return n, fmt.Errorf("completion: WEBHOOK_SECRET is required")
-		}
-		var err error
-		if secret, err = urls.LocalSecret(cfg.SigningKeyFile, "webhooks"); err != nil {
-			return n, err
-		}
+	keys, err := WebhookKeysFromConfig(cfg)
+	if err != nil {
+		return n, err
 	}
-	n.Webhooks = notify.NewWebhooks(secret, refs.SafeClient(cfg.RefsAllowLoopback, 10*time.Second, 0), cfg.NotifyMaxElapsed)
+	n.Webhooks = notify.NewWebhooks(keys, refs.SafeClient(cfg.RefsAllowLoopback, 10*time.Second, 0), cfg.NotifyMaxElapsed)
 	if SheetsAvailable(cfg) {
 		var opts []option.ClientOption
 		if cfg.SheetsAPIURL != "" {
@@ -50,6 +45,32 @@ func NotifierFromConfig(ctx context.Context, cfg config.Config, tokens *auth.Tok
 		}
 	}
 	return n, nil
+}
+
+// LocalWebhookKeyID names the key the local stack derives when
+// WEBHOOK_SIGNING_KEYS is unset.
+const LocalWebhookKeyID = "local"
+
+// WebhookKeysFromConfig parses WEBHOOK_SIGNING_KEYS (Secret Manager in the
+// cloud); unset on the local stack, one key is derived from the local signing
+// key, so its signatures survive restarts without any configuration.
+func WebhookKeysFromConfig(cfg config.Config) (*notify.SigningKeys, error) {
+	spec := cfg.WebhookSigningKeys
+	if spec == "" {
+		if !cfg.Local() || cfg.SigningKeyFile == "" {
+			return nil, fmt.Errorf("completion: WEBHOOK_SIGNING_KEYS is required (id:base64-seed,…)")
+		}
+		seed, err := urls.LocalSecret(cfg.SigningKeyFile, "webhooks") // 32 bytes: an Ed25519 seed
+		if err != nil {
+			return nil, err
+		}
+		spec = LocalWebhookKeyID + ":" + base64.StdEncoding.EncodeToString(seed)
+	}
+	keys, err := notify.ParseSigningKeys(spec)
+	if err != nil {
+		return nil, fmt.Errorf("completion: WEBHOOK_SIGNING_KEYS: %w", err)
+	}
+	return keys, nil
 }
 
 // SheetsAvailable reports whether Google Sheets write-back works here: in the

@@ -1,9 +1,14 @@
 package completion_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +17,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/completion"
+	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/notify"
 	"github.com/assetgen/assetgen/shared/refs"
@@ -26,9 +32,15 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 	var up atomic.Bool
 	var mu sync.Mutex
 	ids := map[string]int{}
+	keys := testWebhookKeys(t)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !up.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		if err := notify.Verify(keys.Public(), r.Header.Get(notify.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+			w.WriteHeader(http.StatusUnauthorized) // final: the test's counts would show it
 			return
 		}
 		mu.Lock()
@@ -38,7 +50,7 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 	}))
 	t.Cleanup(hook.Close)
 	n := completion.Notifier{
-		Webhooks: notify.NewWebhooks([]byte("secret"), refs.SafeClient(true, time.Second, 0), 50*time.Millisecond),
+		Webhooks: notify.NewWebhooks(keys, refs.SafeClient(true, time.Second, 0), 50*time.Millisecond),
 		Link:     func(m *ledger.Manifest, row, variant int) string { return "https://example.test/a" },
 	}
 	f := completion.New(s.c.Ledger, s.c.Bucket, s.budgets, n)
@@ -73,4 +85,39 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 	retried, err = f.RetryNotifications(context.Background(), m)
 	is.NoErr(err)
 	is.Equal(retried, 0) // nothing left to retry
+}
+
+// testWebhookKeys is one fixed signing key.
+func testWebhookKeys(t *testing.T) *notify.SigningKeys {
+	t.Helper()
+	k, err := notify.ParseSigningKeys("k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Unset, the keys are required in the cloud and derived on the local stack
+// from its signing key, the same across restarts.
+func TestWebhookKeysFromConfig(t *testing.T) {
+	is := is.New(t)
+	keyFile := filepath.Join(t.TempDir(), "signing-key.pem")
+	local := config.Config{StorageEmulatorHost: "127.0.0.1:1", SigningKeyFile: keyFile}
+	a, err := completion.WebhookKeysFromConfig(local)
+	is.NoErr(err) // derived locally
+	b, err := completion.WebhookKeysFromConfig(local)
+	is.NoErr(err)
+	is.Equal(a.Public(), b.Public())                         // deterministic: a restart verifies the same
+	is.Equal(a.SigningKeyID(), completion.LocalWebhookKeyID) // under the local id
+	other, err := completion.WebhookKeysFromConfig(config.Config{StorageEmulatorHost: "127.0.0.1:1", SigningKeyFile: filepath.Join(t.TempDir(), "k.pem")})
+	is.NoErr(err)
+	is.True(other.Public().Keys[0].PublicKey != a.Public().Keys[0].PublicKey) // another machine, another key
+
+	_, err = completion.WebhookKeysFromConfig(config.Config{})
+	is.True(err != nil && strings.Contains(err.Error(), "WEBHOOK_SIGNING_KEYS is required")) // required in the cloud
+	_, err = completion.WebhookKeysFromConfig(config.Config{WebhookSigningKeys: "k1:short"})
+	is.True(err != nil && strings.Contains(err.Error(), "WEBHOOK_SIGNING_KEYS")) // malformed: refused
+	k, err := completion.WebhookKeysFromConfig(config.Config{WebhookSigningKeys: "k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))})
+	is.NoErr(err)                    // configured: used as given, in the cloud too
+	is.Equal(k.SigningKeyID(), "k1") // the first signs
 }

@@ -67,7 +67,7 @@ var Vars = []Var{
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
 	{"TASKS_OIDC_AUDIENCE", "", "Audience of the tasks' OIDC tokens (empty: Cloud Tasks uses GENERATE_URL). When set, generate checks each task's token as Cloud Run hands it on (signature removed after Cloud Run's IAM check): this audience, Google's issuer, TASKS_SERVICE_ACCOUNT's verified e-mail, not expired."},
-	{"WEBHOOK_SECRET", "(local: derived from the signing key)", "Secret that signs completion webhooks (X-Assetgen-Signature); from Secret Manager."},
+	{"WEBHOOK_SIGNING_KEYS", "(local: derived from the signing key)", "Ed25519 keys that sign completion webhooks (X-Assetgen-Signature), id:base64-seed,… (32-byte seeds) — the first signs, all are published at GET /webhooks/keys (rotation). From Secret Manager; a malformed value stops the instance."},
 	{"NOTIFY_MAX_ELAPSED", "30s", "How long one webhook or Sheets delivery keeps retrying before it is recorded as failed (the housekeeping job retries it later)."},
 	{"METRICS_TOKEN", "", "Bearer token a scraper presents to read /metrics on a deployment (open locally; off when empty)."},
 	{"SHEETS_API_URL", "", "Endpoint of the Google Sheets API; empty uses Google's in the cloud and disables write-back locally."},
@@ -149,7 +149,7 @@ type Config struct {
 	SubmitRatePerMinute int
 	TasksOIDCAudience   string
 	HistoryRetention    time.Duration
-	WebhookSecret       string
+	WebhookSigningKeys  string
 	SheetsAPIURL        string
 	NotifyMaxElapsed    time.Duration
 	MetricsToken        string
@@ -208,7 +208,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SubmitRatePerMinute: p.int("SUBMIT_RATE_PER_MINUTE", 30),
 		TasksOIDCAudience:   p.str("TASKS_OIDC_AUDIENCE", ""),
 		HistoryRetention:    p.dur("HISTORY_RETENTION", 720*time.Hour),
-		WebhookSecret:       getenv("WEBHOOK_SECRET"),
+		WebhookSigningKeys:  getenv("WEBHOOK_SIGNING_KEYS"),
 		SheetsAPIURL:        p.str("SHEETS_API_URL", ""),
 		NotifyMaxElapsed:    p.dur("NOTIFY_MAX_ELAPSED", 30*time.Second),
 		MetricsToken:        getenv("METRICS_TOKEN"),

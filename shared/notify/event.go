@@ -12,9 +12,12 @@ const EventBatchFinished = "batch.finished"
 // Event is the JSON body of a completion webhook (json.Marshal it and pass
 // the bytes to Deliver with the same delivery id).
 type Event struct {
-	Type       string         `json:"type"`       // EventBatchFinished
-	DeliveryID string         `json:"deliveryId"` // the X-Assetgen-Delivery header's value
-	BatchID    string         `json:"batchId"`
+	Type       string `json:"type"`       // EventBatchFinished
+	DeliveryID string `json:"deliveryId"` // the X-Assetgen-Delivery header's value
+	BatchID    string `json:"batchId"`
+	// UserID is the batch owner's user id: a receiver serving several users
+	// of one deployment checks the event is for one of its own.
+	UserID     string         `json:"userId"`
 	RunMode    string         `json:"runMode"`
 	Model      string         `json:"model"`
 	CreatedAt  time.Time      `json:"createdAt"`
@@ -41,6 +44,7 @@ func NewEvent(deliveryID string, final ledger.Final, m *ledger.Manifest, link fu
 		Type:       EventBatchFinished,
 		DeliveryID: deliveryID,
 		BatchID:    m.BatchID,
+		UserID:     m.Owner,
 		RunMode:    string(m.RunMode),
 		Model:      m.Model,
 		CreatedAt:  m.CreatedAt,

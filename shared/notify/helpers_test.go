@@ -27,8 +27,8 @@ func tickingClock() func() time.Time {
 }
 
 // testWebhooks is a deliverer with a tiny backoff and a ticking clock.
-func testWebhooks(secret []byte, client *http.Client, maxElapsed time.Duration) *Webhooks {
-	w := NewWebhooks(secret, client, maxElapsed)
+func testWebhooks(keys *SigningKeys, client *http.Client, maxElapsed time.Duration) *Webhooks {
+	w := NewWebhooks(keys, client, maxElapsed)
 	w.backoff = tinyBackoff
 	w.now = tickingClock()
 	return w

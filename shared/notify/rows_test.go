@@ -16,7 +16,7 @@ import (
 // lacks.
 func finished() (ledger.Final, *ledger.Manifest) {
 	m := &ledger.Manifest{
-		BatchID: "b-42", RunMode: "dry_run", Model: "gemini-2.5-flash-image", CreatedAt: epoch.UTC(),
+		BatchID: "b-42", Owner: "google:1234567890", RunMode: "dry_run", Model: "gemini-2.5-flash-image", CreatedAt: epoch.UTC(),
 		Rows: []ledger.ManifestRow{
 			{Index: 0, ID: "hero", Prompt: "a red fox", Variants: 2},
 			{Index: 1, Prompt: "=HYPERLINK(\"x\")", Variants: 1},
@@ -89,6 +89,7 @@ func TestNewEvent(t *testing.T) {
 	is.Equal(got["type"], "batch.finished")
 	is.Equal(got["deliveryId"], "b-42:webhook")
 	is.Equal(got["batchId"], "b-42")
+	is.Equal(got["userId"], "google:1234567890") // the owner, so a receiver can tell the event is its user's
 	is.Equal(got["finishedAt"], "2023-11-14T22:14:20Z")
 	is.Equal(got["summary"].(map[string]any)["status"], "done")
 	rows := got["rows"].([]any)

@@ -3,9 +3,6 @@ package notify
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +21,9 @@ import (
 
 // Headers of a webhook delivery.
 const (
-	// HeaderSignature is "t=<unix seconds>,v1=<hex HMAC-SHA256>", where the MAC
-	// is over "<unix seconds>." followed by the raw body.
+	// HeaderSignature is "t=<unix seconds>,kid=<key id>,ed25519=<base64
+	// signature>", where the Ed25519 signature is over "<unix seconds>."
+	// followed by the raw body, made with the published key kid names.
 	HeaderSignature = "X-Assetgen-Signature"
 	// HeaderDelivery is the delivery id, the same on every attempt: receivers
 	// dedupe on it.
@@ -43,21 +41,21 @@ const (
 
 // Webhooks delivers signed webhook POSTs. Build one per instance and share it.
 type Webhooks struct {
-	secret     []byte
+	keys       *SigningKeys
 	client     *http.Client
 	maxElapsed time.Duration
 	backoff    gax.Backoff      // copied per delivery: a Backoff keeps state
 	now        func() time.Time // the signing clock
 }
 
-// NewWebhooks returns a deliverer that signs with secret and sends through
-// client, which should be refs.SafeClient(…) so that the dial-time SSRF policy
+// NewWebhooks returns a deliverer that signs with the first of keys and sends
+// through client, which should be refs.SafeClient(…) so that the dial-time SSRF policy
 // applies (nil means refs.SafeClient(false, refs.DefaultTimeout, 0)). Redirects
 // are never followed whatever the client says: a 3xx is a permanent failure,
 // so a signed payload never travels to a host the user did not register.
 // maxElapsed bounds each delivery's attempts and pauses (zero or less means
 // DefaultMaxElapsed).
-func NewWebhooks(secret []byte, client *http.Client, maxElapsed time.Duration) *Webhooks {
+func NewWebhooks(keys *SigningKeys, client *http.Client, maxElapsed time.Duration) *Webhooks {
 	if client == nil {
 		client = refs.SafeClient(false, refs.DefaultTimeout, 0)
 	}
@@ -67,12 +65,21 @@ func NewWebhooks(secret []byte, client *http.Client, maxElapsed time.Duration) *
 		maxElapsed = DefaultMaxElapsed
 	}
 	return &Webhooks{
-		secret:     bytes.Clone(secret),
+		keys:       keys,
 		client:     &c,
 		maxElapsed: maxElapsed,
 		backoff:    defaultBackoff(),
 		now:        time.Now,
 	}
+}
+
+// Keys are the published halves of the keys this deliverer signs with (an
+// empty set when it has none).
+func (w *Webhooks) Keys() KeySet {
+	if w.keys == nil {
+		return KeySet{Keys: []PublicKey{}}
+	}
+	return w.keys.Public()
 }
 
 // Deliver POSTs body (JSON) to rawURL, signed, with deliveryID in
@@ -88,8 +95,8 @@ func (w *Webhooks) Deliver(ctx context.Context, rawURL, deliveryID string, body 
 		return out
 	}
 	switch u, err := url.Parse(rawURL); {
-	case len(w.secret) == 0:
-		return finish(StatusFailed, false, "no webhook signing secret is configured")
+	case w.keys == nil:
+		return finish(StatusFailed, false, "no webhook signing key is configured")
 	case !validDeliveryID(deliveryID):
 		return finish(StatusFailed, false, "the delivery id must be 1 to 200 printable ASCII characters")
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil:
@@ -168,7 +175,7 @@ func (w *Webhooks) attempt(r *retrier, rawURL, deliveryID string, body []byte) (
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set(HeaderDelivery, deliveryID)
-	req.Header.Set(HeaderSignature, Sign(w.secret, w.now(), body)) // fresh timestamp per attempt
+	req.Header.Set(HeaderSignature, w.keys.Sign(w.now(), body)) // fresh timestamp per attempt
 	resp, err := w.client.Do(req)
 	if err != nil {
 		return answer{}, err
@@ -179,96 +186,6 @@ func (w *Webhooks) attempt(r *retrier, rawURL, deliveryID string, body []byte) (
 	a := answer{code: resp.StatusCode}
 	a.retryAfter, a.hinted = retryAfter(resp.Header, time.Now())
 	return a, nil
-}
-
-// Sign returns the HeaderSignature value for body sent at at:
-// "t=<unix>,v1=<hex hmac-sha256(secret, "<unix>." + body)>".
-func Sign(secret []byte, at time.Time, body []byte) string {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(signature(secret, ts, body))
-}
-
-func signature(secret []byte, ts string, body []byte) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return m.Sum(nil)
-}
-
-// Errors of Verify.
-var (
-	ErrNoSignature        = errors.New("notify: no signature")
-	ErrMalformedSignature = errors.New("notify: malformed signature header")
-	ErrBadSignature       = errors.New("notify: signature does not match")
-	ErrStaleSignature     = errors.New("notify: signature timestamp outside the tolerance")
-)
-
-// macEqual compares MACs in constant time (a variable so a test can see it used).
-var macEqual = hmac.Equal
-
-// Verify is the receiver's recipe: it parses header (HeaderSignature's value),
-// recomputes the HMAC over "<t>." + body with secret, compares it in constant
-// time with every v1 in the header (several let a sender rotate secrets), and
-// then checks that t is within tolerance of now (zero or less means
-// DefaultTolerance), which bounds replays; dedupe on HeaderDelivery for the
-// rest. body must be the raw bytes received, before any JSON decoding.
-func Verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
-	if len(secret) == 0 {
-		return errors.New("notify: no secret to verify with")
-	}
-	if header == "" {
-		return ErrNoSignature
-	}
-	if len(header) > 1024 {
-		return ErrMalformedSignature
-	}
-	var (
-		ts   string
-		macs [][]byte
-	)
-	for part := range strings.SplitSeq(header, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			return ErrMalformedSignature
-		}
-		switch k {
-		case "t":
-			if ts != "" || v == "" || strings.TrimLeft(v, "0123456789") != "" || len(v) > 12 {
-				return ErrMalformedSignature
-			}
-			ts = v
-		case "v1":
-			m, err := hex.DecodeString(v)
-			if err != nil || len(m) != sha256.Size {
-				return ErrMalformedSignature
-			}
-			macs = append(macs, m)
-		default:
-			// Other schemes (a future v2) are ignored.
-		}
-	}
-	if ts == "" || len(macs) == 0 {
-		return ErrMalformedSignature
-	}
-	want := signature(secret, ts, body)
-	match := false
-	for _, m := range macs {
-		if macEqual(want, m) {
-			match = true
-		}
-	}
-	if !match {
-		return ErrBadSignature
-	}
-	if tolerance <= 0 {
-		tolerance = DefaultTolerance
-	}
-	sec, _ := strconv.ParseInt(ts, 10, 64) // digits only, at most 12
-	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
-		return ErrStaleSignature
-	}
-	return nil
 }
 
 // CheckWebhookURL checks a webhook URL at submit: an absolute https URL, no

@@ -2,11 +2,8 @@ package notify
 
 import (
 	"context"
-	"crypto/hmac"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -18,20 +15,20 @@ import (
 )
 
 var (
-	secret = []byte("whsec_test_7f3a9c1e5b")
-	body   = []byte(`{"type":"batch.finished","batchId":"b1"}`)
+	keys = mustKeys("k1:" + seedOf(1))
+	body = []byte(`{"type":"batch.finished","batchId":"b1"}`)
 )
 
 // verifyAt checks a received signature the way a receiver would, with the
-// receiver's clock at the signing clock's epoch.
+// published keys and the receiver's clock at the signing clock's epoch.
 func verifyAt(r received) error {
-	return Verify(secret, r.header.Get(HeaderSignature), r.body, epoch, time.Minute)
+	return Verify(keys.Public(), r.header.Get(HeaderSignature), r.body, epoch, time.Minute)
 }
 
 func TestDeliverFirstTry(t *testing.T) {
 	is := is.New(t)
 	rec := newRecorder(t, false, statuses(http.StatusNoContent))
-	w := testWebhooks(secret, refs.SafeClient(true, 5*time.Second, 0), 10*time.Second)
+	w := testWebhooks(keys, refs.SafeClient(true, 5*time.Second, 0), 10*time.Second)
 
 	out := w.Deliver(context.Background(), rec.srv.URL+"/hook", "b1:webhook", body)
 	is.Equal(out.Status, StatusDelivered)     // delivered
@@ -47,21 +44,21 @@ func TestDeliverFirstTry(t *testing.T) {
 	reqs := rec.requests()
 	is.Equal(len(reqs), 1) // one request
 	r := reqs[0]
-	is.Equal(r.method, http.MethodPost)                                           // POST
-	is.Equal(r.path, "/hook")                                                     // to the URL
-	is.Equal(string(r.body), string(body))                                        // body intact
-	is.Equal(r.header.Get("Content-Type"), "application/json")                    // JSON
-	is.Equal(r.header.Get("User-Agent"), "assetgen-webhooks/1")                   // who calls
-	is.Equal(r.header.Get(HeaderDelivery), "b1:webhook")                          // delivery id
-	is.True(strings.HasPrefix(r.header.Get(HeaderSignature), "t=1700000000,v1=")) // signed now
-	is.NoErr(verifyAt(r))                                                         // the receiver's recipe accepts it
-	is.Equal(r.header.Get(HeaderSignature), Sign(secret, epoch, body))            // and it is Sign's
+	is.Equal(r.method, http.MethodPost)                                                       // POST
+	is.Equal(r.path, "/hook")                                                                 // to the URL
+	is.Equal(string(r.body), string(body))                                                    // body intact
+	is.Equal(r.header.Get("Content-Type"), "application/json")                                // JSON
+	is.Equal(r.header.Get("User-Agent"), "assetgen-webhooks/1")                               // who calls
+	is.Equal(r.header.Get(HeaderDelivery), "b1:webhook")                                      // delivery id
+	is.True(strings.HasPrefix(r.header.Get(HeaderSignature), "t=1700000000,kid=k1,ed25519=")) // signed now, by k1
+	is.NoErr(verifyAt(r))                                                                     // the receiver's recipe accepts it
+	is.Equal(r.header.Get(HeaderSignature), keys.Sign(epoch, body))                           // and it is Sign's
 }
 
 func TestDeliverRetriesThenDelivers(t *testing.T) {
 	is := is.New(t)
 	rec := newRecorder(t, false, statuses(503, 503, 200))
-	w := testWebhooks(secret, refs.SafeClient(true, 5*time.Second, 0), 10*time.Second)
+	w := testWebhooks(keys, refs.SafeClient(true, 5*time.Second, 0), 10*time.Second)
 
 	out := w.Deliver(context.Background(), rec.srv.URL, "d-1", body)
 	is.Equal(out.Status, StatusDelivered) // delivered in the end
@@ -73,9 +70,9 @@ func TestDeliverRetriesThenDelivers(t *testing.T) {
 	is.Equal(len(reqs), 3) // the server saw each attempt
 	seen := map[string]bool{}
 	for _, r := range reqs {
-		is.Equal(r.header.Get(HeaderDelivery), "d-1")                                          // the same delivery id every time
-		is.Equal(string(r.body), string(body))                                                 // the same body
-		is.NoErr(Verify(secret, r.header.Get(HeaderSignature), r.body, epoch, 10*time.Second)) // each verifies
+		is.Equal(r.header.Get(HeaderDelivery), "d-1")                                                 // the same delivery id every time
+		is.Equal(string(r.body), string(body))                                                        // the same body
+		is.NoErr(Verify(keys.Public(), r.header.Get(HeaderSignature), r.body, epoch, 10*time.Second)) // each verifies
 		seen[r.header.Get(HeaderSignature)] = true
 	}
 	is.Equal(len(seen), 3) // a fresh signature (timestamp) per attempt
@@ -92,7 +89,7 @@ func TestDeliverRetryAfter(t *testing.T) {
 			}
 			w.WriteHeader(http.StatusOK)
 		})
-		w := testWebhooks(secret, refs.SafeClient(true, 5*time.Second, 0), 10*time.Second)
+		w := testWebhooks(keys, refs.SafeClient(true, 5*time.Second, 0), 10*time.Second)
 		// A backoff far past the bound: only Retry-After: 0 lets the retry happen.
 		w.backoff = gax.Backoff{Initial: 1000 * time.Hour, Max: 1000 * time.Hour, Multiplier: 2}
 		out := w.Deliver(context.Background(), rec.srv.URL, "d-2", body)
@@ -106,7 +103,7 @@ func TestDeliverRetryAfter(t *testing.T) {
 			w.Header().Set("Retry-After", "120")
 			w.WriteHeader(http.StatusServiceUnavailable)
 		})
-		w := testWebhooks(secret, refs.SafeClient(true, 5*time.Second, 0), time.Second)
+		w := testWebhooks(keys, refs.SafeClient(true, 5*time.Second, 0), time.Second)
 		out := w.Deliver(context.Background(), rec.srv.URL, "d-3", body)
 		is.Equal(out.Status, StatusFailed) // no waiting past the bound
 		is.Equal(out.Attempts, 1)          // one attempt
@@ -136,7 +133,7 @@ func TestDeliverPermanentFailure(t *testing.T) {
 				w.WriteHeader(tt.code)
 			})
 			// The client would follow redirects: Deliver must not.
-			w := testWebhooks(secret, refs.SafeClient(true, 5*time.Second, 3), 10*time.Second)
+			w := testWebhooks(keys, refs.SafeClient(true, 5*time.Second, 3), 10*time.Second)
 			out := w.Deliver(context.Background(), rec.srv.URL+"/hook", "d-4", body)
 			is.Equal(out.Status, StatusFailed)                             // failed
 			is.Equal(out.Attempts, 1)                                      // at once
@@ -151,19 +148,19 @@ func TestDeliverPermanentFailure(t *testing.T) {
 func TestDeliverPersistent500(t *testing.T) {
 	is := is.New(t)
 	rec := newRecorder(t, false, statuses(http.StatusInternalServerError))
-	w := testWebhooks(secret, refs.SafeClient(true, 5*time.Second, 0), 100*time.Millisecond)
+	w := testWebhooks(keys, refs.SafeClient(true, 5*time.Second, 0), 100*time.Millisecond)
 	start := time.Now()
 	out := w.Deliver(context.Background(), rec.srv.URL, "d-5", body)
 	is.Equal(out.Status, StatusFailed) // failed
 	is.True(out.Retryable)             // a later retry may work
 	is.True(out.Attempts > 1)          // after retrying
 	n := len(rec.requests())
-	is.True(n == out.Attempts || n == out.Attempts-1)     // every attempt counted (the bound may cut the last one short)
-	is.Equal(out.Code, 500)                               // last status
-	is.True(strings.Contains(out.Error, "gave up"))       // says it ran out of time
-	is.True(strings.Contains(out.Error, "answered 500"))  // and why
-	is.True(time.Since(start) < 5*time.Second)            // bounded
-	is.True(!strings.Contains(out.Error, string(secret))) // no secret
+	is.True(n == out.Attempts || n == out.Attempts-1)    // every attempt counted (the bound may cut the last one short)
+	is.Equal(out.Code, 500)                              // last status
+	is.True(strings.Contains(out.Error, "gave up"))      // says it ran out of time
+	is.True(strings.Contains(out.Error, "answered 500")) // and why
+	is.True(time.Since(start) < 5*time.Second)           // bounded
+	is.True(!strings.Contains(out.Error, seedOf(1)))     // no key
 }
 
 func TestDeliverNetworkFailure(t *testing.T) {
@@ -171,7 +168,7 @@ func TestDeliverNetworkFailure(t *testing.T) {
 	rec := newRecorder(t, false, statuses(200))
 	url := rec.srv.URL + "/hooks/T0123/tok_SECRET_IN_PATH"
 	rec.srv.Close() // nothing listens there now
-	w := testWebhooks(secret, refs.SafeClient(true, time.Second, 0), 50*time.Millisecond)
+	w := testWebhooks(keys, refs.SafeClient(true, time.Second, 0), 50*time.Millisecond)
 	out := w.Deliver(context.Background(), url, "d-6", body)
 	is.Equal(out.Status, StatusFailed)                      // failed
 	is.True(out.Retryable)                                  // network: retry later
@@ -186,7 +183,7 @@ func TestDeliverCancelled(t *testing.T) {
 	rec := newRecorder(t, false, statuses(200))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	w := testWebhooks(secret, refs.SafeClient(true, time.Second, 0), 10*time.Second)
+	w := testWebhooks(keys, refs.SafeClient(true, time.Second, 0), 10*time.Second)
 	out := w.Deliver(ctx, rec.srv.URL, "d-7", body)
 	is.Equal(out.Status, StatusFailed) // not delivered
 	is.True(out.Retryable)             // the next caller may deliver it
@@ -197,23 +194,23 @@ func TestDeliverCancelled(t *testing.T) {
 func TestDeliverRefusesBadInput(t *testing.T) {
 	rec := newRecorder(t, false, statuses(200))
 	tests := []struct {
-		name   string
-		secret []byte
-		url    string
-		id     string
+		name string
+		keys *SigningKeys
+		url  string
+		id   string
 	}{
-		{"no secret", nil, rec.srv.URL, "d"},
-		{"no delivery id", secret, rec.srv.URL, ""},
-		{"delivery id with a newline", secret, rec.srv.URL, "d\r\nX-Evil: 1"},
-		{"delivery id too long", secret, rec.srv.URL, strings.Repeat("d", 201)},
-		{"relative URL", secret, "/hook", "d"},
-		{"other scheme", secret, "ftp://example.com/x", "d"},
-		{"credentials", secret, "http://user:pw@" + rec.srv.Listener.Addr().String(), "d"},
+		{"no key", nil, rec.srv.URL, "d"},
+		{"no delivery id", keys, rec.srv.URL, ""},
+		{"delivery id with a newline", keys, rec.srv.URL, "d\r\nX-Evil: 1"},
+		{"delivery id too long", keys, rec.srv.URL, strings.Repeat("d", 201)},
+		{"relative URL", keys, "/hook", "d"},
+		{"other scheme", keys, "ftp://example.com/x", "d"},
+		{"credentials", keys, "http://user:pw@" + rec.srv.Listener.Addr().String(), "d"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
-			w := testWebhooks(tt.secret, refs.SafeClient(true, time.Second, 0), time.Second)
+			w := testWebhooks(tt.keys, refs.SafeClient(true, time.Second, 0), time.Second)
 			out := w.Deliver(context.Background(), tt.url, tt.id, body)
 			is.Equal(out.Status, StatusFailed) // refused
 			is.Equal(out.Retryable, false)     // for good
@@ -233,7 +230,7 @@ func TestDeliverSSRF(t *testing.T) {
 	for name, rec := range map[string]*recorder{"http": plain, "https": secure} {
 		t.Run(name, func(t *testing.T) {
 			is := is.New(t)
-			w := testWebhooks(secret, refs.SafeClient(false, 2*time.Second, 0), 10*time.Second)
+			w := testWebhooks(keys, refs.SafeClient(false, 2*time.Second, 0), 10*time.Second)
 			out := w.Deliver(context.Background(), rec.srv.URL+"/hook", "d-8", body)
 			is.Equal(out.Status, StatusFailed)                             // refused
 			is.Equal(out.Retryable, false)                                 // for good
@@ -245,7 +242,7 @@ func TestDeliverSSRF(t *testing.T) {
 	}
 	is := is.New(t)
 	// The same receiver with loopback allowed is reached: it was the policy.
-	w := testWebhooks(secret, refs.SafeClient(true, 2*time.Second, 0), 10*time.Second)
+	w := testWebhooks(keys, refs.SafeClient(true, 2*time.Second, 0), 10*time.Second)
 	is.True(w.Deliver(context.Background(), plain.srv.URL, "d-9", body).Delivered()) // delivered
 }
 
@@ -259,79 +256,4 @@ func TestOutcomeJSON(t *testing.T) {
 	b, err = json.Marshal(Outcome{Kind: KindSheet, Target: "t", Status: StatusDelivered, Attempts: 1, At: epoch.UTC()})
 	is.NoErr(err)                                                                                                      // marshals
 	is.Equal(string(b), `{"kind":"sheet","target":"t","status":"delivered","attempts":1,"at":"2023-11-14T22:13:20Z"}`) // empties omitted
-}
-
-func TestSign(t *testing.T) {
-	is := is.New(t)
-	// The docs' vector: printf '%s' '1700000000.{"a":1}' | openssl dgst -sha256 -hmac 'k'
-	got := Sign([]byte("k"), epoch, []byte(`{"a":1}`))
-	is.Equal(got, "t=1700000000,v1=1b6ad1bc9bf48c52ce01939866d5877c6cc4e87ddad27e16673cb8c4964394a3") // HMAC-SHA256 of "<t>." + body
-	is.True(got != Sign([]byte("k"), epoch.Add(time.Second), []byte(`{"a":1}`)))                      // the timestamp is signed
-}
-
-func TestVerify(t *testing.T) {
-	now := epoch.Add(30 * time.Second)
-	good := Sign(secret, epoch, body)
-	mac := strings.TrimPrefix(good, "t=1700000000,v1=")
-	tests := []struct {
-		name   string
-		secret []byte
-		header string
-		body   []byte
-		want   error
-	}{
-		{name: "valid", secret: secret, header: good, body: body},
-		{name: "spaces after commas", secret: secret, header: "t=1700000000, v1=" + mac, body: body},
-		{name: "rotation: one of several v1 matches", secret: secret,
-			header: "t=1700000000,v1=" + strings.Repeat("ab", 32) + ",v1=" + mac, body: body},
-		{name: "unknown scheme ignored", secret: secret, header: good + ",v2=zzz", body: body},
-		{name: "wrong secret", secret: []byte("another"), header: good, body: body, want: ErrBadSignature},
-		{name: "tampered body", secret: secret, header: good, body: []byte(`{"type":"batch.finished","batchId":"b2"}`), want: ErrBadSignature},
-		{name: "timestamp changed", secret: secret, header: "t=1700000001,v1=" + mac, body: body, want: ErrBadSignature},
-		{name: "too old", secret: secret, header: Sign(secret, now.Add(-6*time.Minute), body), body: body, want: ErrStaleSignature},
-		{name: "too far ahead", secret: secret, header: Sign(secret, now.Add(6*time.Minute), body), body: body, want: ErrStaleSignature},
-		{name: "missing", secret: secret, header: "", body: body, want: ErrNoSignature},
-		{name: "garbage", secret: secret, header: "garbage", body: body, want: ErrMalformedSignature},
-		{name: "no v1", secret: secret, header: "t=1700000000", body: body, want: ErrMalformedSignature},
-		{name: "no t", secret: secret, header: "v1=" + mac, body: body, want: ErrMalformedSignature},
-		{name: "t not a number", secret: secret, header: "t=-5,v1=" + mac, body: body, want: ErrMalformedSignature},
-		{name: "two t", secret: secret, header: "t=1700000000,t=1700000000,v1=" + mac, body: body, want: ErrMalformedSignature},
-		{name: "v1 not hex", secret: secret, header: "t=1700000000,v1=" + strings.Repeat("z", 64), body: body, want: ErrMalformedSignature},
-		{name: "v1 short", secret: secret, header: "t=1700000000,v1=" + mac[:62], body: body, want: ErrMalformedSignature},
-		{name: "huge", secret: secret, header: good + strings.Repeat(",x=y", 500), body: body, want: ErrMalformedSignature},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			is := is.New(t)
-			err := Verify(tt.secret, tt.header, tt.body, now, 5*time.Minute)
-			is.True(errors.Is(err, tt.want)) // the expected verdict
-			if tt.want == nil {
-				is.NoErr(err) // accepted
-			}
-		})
-	}
-	t.Run("no secret", func(t *testing.T) {
-		is := is.New(t)
-		is.True(Verify(nil, good, body, now, time.Minute) != nil) // nothing verifies without a secret
-	})
-	t.Run("default tolerance", func(t *testing.T) {
-		is := is.New(t)
-		is.NoErr(Verify(secret, good, body, epoch.Add(4*time.Minute), 0))                              // within 5 minutes
-		is.True(errors.Is(Verify(secret, good, body, epoch.Add(6*time.Minute), 0), ErrStaleSignature)) // past them
-	})
-}
-
-// TestVerifyConstantTime: Verify compares MACs with hmac.Equal (constant
-// time), for matching and mismatching signatures alike. Not parallel: it
-// swaps the package's comparator.
-func TestVerifyConstantTime(t *testing.T) {
-	is := is.New(t)
-	is.Equal(reflect.ValueOf(macEqual).Pointer(), reflect.ValueOf(hmac.Equal).Pointer()) // the comparator is hmac.Equal
-	calls := 0
-	macEqual = func(a, b []byte) bool { calls++; return hmac.Equal(a, b) }
-	t.Cleanup(func() { macEqual = hmac.Equal })
-	good := Sign(secret, epoch, body)
-	is.NoErr(Verify(secret, good, body, epoch, time.Minute))                                 // a match...
-	is.True(errors.Is(Verify([]byte("x"), good, body, epoch, time.Minute), ErrBadSignature)) // ...and a mismatch
-	is.Equal(calls, 2)                                                                       // both went through it
 }

@@ -4,7 +4,7 @@
 // the finisher of batches, the image models and the readiness checks.
 //
 // Importing it starts nothing. Open builds what every function needs; what only
-// some need (the queue, the finisher with its webhook secret, the live model,
+// some need (the queue, the finisher with its webhook signing keys, the live model,
 // the authenticator) is built on first use, so a function never requires the
 // settings of another. Close releases the clients.
 package platform
@@ -108,6 +108,13 @@ func (p *Platform) build(getenv func(string) string) error {
 	if p.Tokens, err = auth.TokensFromConfig(cfg); err != nil {
 		return err
 	}
+	// A malformed webhook key stops any instance given one at start, not
+	// the first finisher of a batch.
+	if cfg.WebhookSigningKeys != "" {
+		if _, err := completion.WebhookKeysFromConfig(cfg); err != nil {
+			return err
+		}
+	}
 	p.Flags = fl
 	p.Budgets = budget.NewStore(p.Bucket, budget.NewLimits(p.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
 	p.Keys = idempotency.New(p.Bucket)
@@ -144,7 +151,7 @@ func (p *Platform) Queue() (*queue.Enqueuer, error) {
 
 // Finisher completes batches and announces them (webhooks, Sheets, stable
 // links). Only what finishes batches builds it, so the progress service never
-// needs the webhook secret.
+// needs the webhook signing keys.
 func (p *Platform) Finisher() (*completion.Finisher, error) {
 	return p.finisher.get(func() (*completion.Finisher, error) {
 		n, err := completion.NotifierFromConfig(p.base, p.Config, p.Tokens)

@@ -1,7 +1,11 @@
 package platform_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"log/slog"
+	"maps"
 	"os/exec"
 	"strings"
 	"testing"
@@ -10,7 +14,10 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/notify"
+	"github.com/assetgen/assetgen/shared/platform"
 	"github.com/assetgen/assetgen/shared/platform/platformtest"
 )
 
@@ -82,6 +89,43 @@ func TestSettingsOfOneFunctionAreCheckedWhenItIsBuilt(t *testing.T) {
 		is.NoErr(err)
 		is.True(gens[ledger.Live] != nil)
 	})
+}
+
+// The webhook signing keys come from WEBHOOK_SIGNING_KEYS and are published
+// as configured; a malformed value stops the instance when it opens, even one
+// (progress) that never signs.
+func TestWebhookSigningKeys(t *testing.T) {
+	seed := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	t.Run("configured keys are published, the first signs", func(t *testing.T) {
+		is := is.New(t)
+		spec := "k2:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32)) + ",k1:" + seed
+		p := platformtest.Open(t, map[string]string{"WEBHOOK_SIGNING_KEYS": spec})
+		f, err := p.Finisher()
+		is.NoErr(err)
+		want, err := notify.ParseSigningKeys(spec)
+		is.NoErr(err)
+		is.Equal(f.WebhookKeys(), want.Public()) // both keys, k2 first
+	})
+	for name, spec := range map[string]string{
+		"no id":       seed,
+		"short seed":  "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 16)),
+		"duplicate":   "k1:" + seed + ",k1:" + seed,
+		"not base64":  "k1:not-base64!",
+		"empty entry": "k1:" + seed + ",",
+	} {
+		t.Run("refused: "+name, func(t *testing.T) {
+			is := is.New(t)
+			s := platformtest.Open(t, nil)
+			env := maps.Clone(s.Env)
+			env["WEBHOOK_SIGNING_KEYS"] = spec
+			cfg, err := config.Load(func(k string) string { return env[k] })
+			is.NoErr(err) // the settings parse; the keys are checked by the platform
+			_, err = platform.Open(ctx(t), cfg, platform.Options{Getenv: func(k string) string { return env[k] }, Log: slog.New(slog.DiscardHandler)})
+			is.True(err != nil)                                            // the instance does not start
+			is.True(strings.Contains(err.Error(), "WEBHOOK_SIGNING_KEYS")) // and says which setting
+			is.True(!strings.Contains(err.Error(), seed))                  // without repeating a seed
+		})
+	}
 }
 
 // Dependencies point one way: the shared packages never import the functions

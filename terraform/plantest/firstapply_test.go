@@ -12,7 +12,7 @@ import (
 // TestNoWorkloadStartsOnASecretCreatedInTheSamePlan: a revision cannot start
 // on a secret without versions, and a secret this plan creates has none, so
 // no function or job may read one; the first apply would fail. (The token
-// keys and webhook secrets are created with a first version by
+// keys and webhook signing keys secrets are created with a first version by
 // scripts/deploy.sh before terraform plans; a Gemini API key secret created
 // here is mounted only once gemini_api_key_added says a version exists.)
 func TestNoWorkloadStartsOnASecretCreatedInTheSamePlan(t *testing.T) {

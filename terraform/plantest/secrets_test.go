@@ -88,7 +88,7 @@ func (p *plan) workloads(t *testing.T) []workload {
 
 // TestWorkloadsGetSecretsAsReferences: every workload mints or verifies
 // progress and image-link tokens (PROGRESS_TOKEN_KEYS); every one but the
-// progress service may finish a batch and sign its webhook (WEBHOOK_SECRET).
+// progress service may finish a batch and sign its webhook (WEBHOOK_SIGNING_KEYS).
 // They receive them only as Secret Manager references (never as plain values),
 // all from the same secret.
 func TestWorkloadsGetSecretsAsReferences(t *testing.T) {
@@ -96,11 +96,11 @@ func TestWorkloadsGetSecretsAsReferences(t *testing.T) {
 		is := is.New(t)
 		source := map[string]string{} // variable → secret id, the first workload's
 		for _, w := range p.workloads(t) {
-			required := []string{"PROGRESS_TOKEN_KEYS", "WEBHOOK_SECRET"}
+			required := []string{"PROGRESS_TOKEN_KEYS", "WEBHOOK_SIGNING_KEYS"}
 			if strings.Contains(w.Address, "progress") {
 				required = required[:1]
-				if _, leaked := w.Secrets["WEBHOOK_SECRET"]; leaked {
-					t.Errorf("%s: the progress service never signs webhooks; it must not read WEBHOOK_SECRET", w.Address)
+				if _, leaked := w.Secrets["WEBHOOK_SIGNING_KEYS"]; leaked {
+					t.Errorf("%s: the progress service never signs webhooks; it must not read WEBHOOK_SIGNING_KEYS", w.Address)
 				}
 			}
 			for _, k := range required {
@@ -118,7 +118,7 @@ func TestWorkloadsGetSecretsAsReferences(t *testing.T) {
 				source[k] = secret
 			}
 		}
-		is.True(source["PROGRESS_TOKEN_KEYS"] != source["WEBHOOK_SECRET"]) // the webhook secret is not the token keys' secret
+		is.True(source["PROGRESS_TOKEN_KEYS"] != source["WEBHOOK_SIGNING_KEYS"]) // the webhook keys are not the token keys' secret
 	})
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/notify"
-	"github.com/assetgen/assetgen/shared/urls"
 )
 
 func TestCompletionWebhookIsSignedAndSentOnce(t *testing.T) {
@@ -49,14 +47,20 @@ func TestCompletionWebhookIsSignedAndSentOnce(t *testing.T) {
 	defer mu.Unlock()
 	is.Equal(len(got), 1) // one delivery, though every task ran twice
 	d := got[0]
-	is.Equal(d.id, sub.str("batchId")+":webhook") // the receiver's dedup key
-	secret, err := urls.LocalSecret(filepath.Join(dataDir, "signing-key.pem"), "webhooks")
+	is.Equal(d.id, sub.str("batchId")+":webhook")    // the receiver's dedup key
+	resp, err := http.Get(a.base + "/webhooks/keys") // public: no credentials
 	is.NoErr(err)
-	is.NoErr(notify.Verify(secret, d.sig, d.body, time.Now(), 5*time.Minute)) // the documented recipe verifies it
+	defer resp.Body.Close()
+	is.Equal(resp.StatusCode, http.StatusOK)
+	var keys notify.KeySet
+	is.NoErr(json.NewDecoder(resp.Body).Decode(&keys))
+	is.NoErr(notify.Verify(keys, d.sig, d.body, time.Now(), 5*time.Minute)) // the documented recipe verifies it with the published key
+	is.True(strings.Contains(d.sig, ",kid=local,"))                         // signed by the key derived locally
 	var ev notify.Event
 	is.NoErr(json.Unmarshal(d.body, &ev))
 	is.Equal(ev.Type, notify.EventBatchFinished)
 	is.Equal(ev.BatchID, sub.str("batchId"))
+	is.Equal(ev.UserID, "local") // the owner, in the signed body
 	is.Equal(string(ev.Summary.Status), "done")
 	is.Equal(ev.Rows[0].ID, "hero")
 	is.Equal(len(ev.Rows[0].Links), 1) // a stable link per image
