@@ -24,6 +24,10 @@ func newLimits(fetches int, bytes int64) *limits {
 	return &limits{fetches: semaphore.NewWeighted(int64(fetches)), bytes: semaphore.NewWeighted(bytes), capacity: bytes}
 }
 
+// Queued is how many fetches wait for the instance's limits now: a
+// saturated instance shows here before submits start to time out.
+func (f *Fetcher) Queued() int { return int(f.lim.waiting.Load()) }
+
 // reservation is one fetch's slot and bytes, held while it reads and stores.
 type reservation struct {
 	l *limits
