@@ -246,12 +246,22 @@ func (f *Fetcher) consume(ctx context.Context, body io.Reader, open opener) (Ima
 		return Image{}, err
 	case err != nil:
 		dst.abort()
-		return Image{}, &storeError{err}
+		return Image{}, storeFailure(ctx, err)
 	}
 	if err := dst.commit(ctx); err != nil {
-		return Image{}, &storeError{err}
+		return Image{}, storeFailure(ctx, err)
 	}
 	return Image{SHA256: hex.EncodeToString(sum.Sum(nil)), MIMEType: mimeType, Width: w, Height: h}, nil
+}
+
+// storeFailure is a failed write to the sink: the bucket's fault, unless the
+// fetch's own time ran out meanwhile (the write was cut short with it), which
+// is the reference's slowness or the batch's deadline.
+func storeFailure(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("storing was cut short: %w", ctx.Err())
+	}
+	return &storeError{err}
 }
 
 // recordingReader keeps the first read error other than EOF, so a failed
