@@ -70,6 +70,19 @@ resource "google_storage_bucket" "ledger" {
     }
   }
 
+  # A submit streams each reference image to staging/ while hashing it, then
+  # copies it to refs/<sha256> and deletes it; only an instance that died
+  # mid-submit leaves one behind.
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_prefix = ["staging/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   # Browsers fetch images through signed URLs; fetch()/XHR from the frontend's
   # origin needs CORS (a plain <img src> does not).
   dynamic "cors" {

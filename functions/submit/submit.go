@@ -255,8 +255,9 @@ func (s *server) checkFlags(ctx context.Context, sub *submission) error {
 }
 
 // resolveRefs fetches, checks and stores the batch's reference images, and
-// merges them per row under limit. Nothing of the batch is written yet: a bad
-// reference fails the submit whole.
+// merges them per row under limit (only what the limit keeps is fetched).
+// Nothing of the batch is written yet: a bad or slow reference fails the
+// submit whole.
 func (s *server) resolveRefs(ctx context.Context, req batch.Request, spec batch.Spec, limit int) ([]refs.RowRefs, error) {
 	rows := make([][]string, len(spec.Rows))
 	any := false
@@ -269,6 +270,8 @@ func (s *server) resolveRefs(ctx context.Context, req batch.Request, spec batch.
 	}
 	out, st, err := s.Refs.Resolve(ctx, s.Bucket, rows, limit, batch.RefLocator(req))
 	if err != nil {
+		// How many fetches wait on the instance tells a slow host from a busy instance.
+		obs.Logger(ctx).Info("submit: references not resolved", "code", problem.CodeOf(err), "queuedFetches", s.Refs.Queued())
 		return nil, err
 	}
 	metrics.RefsSubmitted.Add(float64(st.Submitted))

@@ -56,6 +56,9 @@ var Vars = []Var{
 	{"LIVE_RUNS", "on", "Live (paid) runs: on, off, or a percentage of users; dry runs are unaffected."},
 	{"REFS_ALLOW_LOOPBACK", "false", "Let references come from 127.0.0.1 over http (local demos and tests only; refused in the cloud)."},
 	{"REF_BUCKETS", "", "Comma-separated buckets gs:// references may name."},
+	{"REF_MAX_FETCHES", "8", "Reference fetches running at once on one instance, across all its submits; the others wait their turn."},
+	{"REF_MAX_INFLIGHT_MIB", "128", "MiB of reference images being fetched at once on one instance: each fetch reserves its size limit (10 MiB) or its declared length before reading (at least 10)."},
+	{"REF_RESOLVE_TIMEOUT", "25s", "Longest a submit spends fetching its references, waits included; then it answers 422 REF_FETCH_FAILED naming the slow ones. Keep it well below the submit function's timeout (60s)."},
 	{"MODELS_JSON", "", "JSON overlay of the model table: prices, reference limits, aspect ratios, default."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"AUTH_MODE", "(local: none)", "How callers authenticate: google (ID tokens), apikey (keys in config/apikeys.json), or none (local stack only)."},
@@ -139,6 +142,9 @@ type Config struct {
 	ConfigTTL           time.Duration
 	RefsAllowLoopback   bool
 	RefBuckets          []string
+	RefMaxFetches       int
+	RefMaxInflightMiB   int
+	RefResolveTimeout   time.Duration
 	AuthMode            string
 	AuthAudiences       []string
 	AuthIssuers         []string
@@ -198,6 +204,9 @@ func Load(getenv func(string) string) (Config, error) {
 		ConfigTTL:           p.dur("CONFIG_TTL", 30*time.Second),
 		RefsAllowLoopback:   p.bool("REFS_ALLOW_LOOPBACK"),
 		RefBuckets:          p.list("REF_BUCKETS"),
+		RefMaxFetches:       p.int("REF_MAX_FETCHES", 8),
+		RefMaxInflightMiB:   p.int("REF_MAX_INFLIGHT_MIB", 128),
+		RefResolveTimeout:   p.dur("REF_RESOLVE_TIMEOUT", 25*time.Second),
 		AuthMode:            p.str("AUTH_MODE", ""),
 		AuthAudiences:       p.list("AUTH_AUDIENCES"),
 		AuthIssuers:         p.list("AUTH_ISSUERS"),
@@ -353,6 +362,13 @@ func (p *parser) check(c Config) {
 	case "", "none", "google", "apikey":
 	default:
 		p.fail("AUTH_MODE", fmt.Errorf("want google, apikey or none, got %q", c.AuthMode))
+	}
+	if c.RefMaxInflightMiB < 10 {
+		p.fail("REF_MAX_INFLIGHT_MIB", fmt.Errorf("must hold one reference of 10 MiB at least, got %d", c.RefMaxInflightMiB))
+	}
+	// The submit function has 60s; the batch is written after its references.
+	if c.RefResolveTimeout <= 0 || c.RefResolveTimeout > 50*time.Second {
+		p.fail("REF_RESOLVE_TIMEOUT", fmt.Errorf("must be within (0, 50s], below the submit function's 60s timeout, got %s", c.RefResolveTimeout))
 	}
 	if c.RefsAllowLoopback && !c.Local() {
 		p.fail("REFS_ALLOW_LOOPBACK", errors.New("only the local stack may fetch references from loopback"))

@@ -52,6 +52,9 @@ const (
 	Config = "config/"
 	// Housekeeping holds the housekeeping job's memory between runs.
 	Housekeeping = "housekeeping/"
+	// Staging holds reference images while a submit streams them in, before
+	// their SHA-256 is known; each is copied to refs/ and deleted.
+	Staging = "staging/"
 )
 
 // Prefixes lists every prefix with its retention.
@@ -64,6 +67,7 @@ func Prefixes() []Prefix {
 		{Probes, ByAge, "readiness probe objects"},
 		{Config, Kept, "operator settings"},
 		{Housekeeping, Kept, "the housekeeping job's cursor"},
+		{Staging, ByAge, "reference images being fetched, before they are named by content"},
 	}
 }
 

@@ -214,7 +214,11 @@ func (p *Platform) Generators() (map[ledger.RunMode]imagegen.Generator, error) {
 // Refs fetches reference images through the address policy and stores them.
 func (p *Platform) Refs() *refs.Fetcher {
 	f, _ := p.fetcher.get(func() (*refs.Fetcher, error) {
-		return refs.NewFetcher(p.Buckets, refs.Options{AllowLoopback: p.Config.RefsAllowLoopback, Buckets: p.Config.RefBuckets}), nil
+		cfg := p.Config
+		return refs.NewFetcher(p.Buckets, refs.Options{
+			AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets, MaxFetches: cfg.RefMaxFetches,
+			MaxInflight: int64(cfg.RefMaxInflightMiB) << 20, ResolveTimeout: cfg.RefResolveTimeout,
+		}), nil
 	})
 	return f
 }

@@ -2,6 +2,7 @@ package refs
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/googleapis/gax-go/v2"
 
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -197,5 +199,50 @@ func bytesRoute(b []byte) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write(b)
+	}
+}
+
+// paddedPNG is a valid PNG of about size bytes: a small image whose private
+// ancillary chunk carries pseudo-random padding (decoders skip it).
+func paddedPNG(t testing.TB, size int, shade uint8) []byte {
+	t.Helper()
+	img := pngBytes(t, 2, 2, shade)
+	pad := make([]byte, max(size-len(img)-12, 0))
+	for i := range pad {
+		pad[i] = byte(i*31 + int(shade))
+	}
+	chunk := append([]byte("prVt"), pad...)
+	out := append([]byte(nil), img[:33]...) // signature and IHDR
+	out = binary.BigEndian.AppendUint32(out, uint32(len(pad)))
+	out = append(out, chunk...)
+	out = binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(chunk))
+	return append(out, img[33:]...)
+}
+
+// objects lists the object names under prefix.
+func objects(t *testing.T, b *bucket.Bucket, prefix string) []string {
+	t.Helper()
+	var names []string
+	for a, err := range b.List(context.Background(), bucket.Query{Prefix: prefix}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, a.Name)
+	}
+	return names
+}
+
+// waitFor polls cond until it holds, failing the test if it does not within
+// ten seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		<-tick.C
 	}
 }

@@ -3,9 +3,11 @@ package refs
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/matryer/is"
 
@@ -63,22 +65,24 @@ func corruptCRC(b []byte) []byte {
 	return b
 }
 
-func TestReadCapped(t *testing.T) {
+func TestCopyCapped(t *testing.T) {
 	is := is.New(t)
 	data := bytes.Repeat([]byte{1}, 100)
 
-	got, err := readCapped(bytes.NewReader(data), 100)
-	is.NoErr(err)           // exactly the cap is fine
-	is.Equal(len(got), 100) // all of it
+	var got bytes.Buffer
+	n, err := copyCapped(&got, bytes.NewReader(data), 100)
+	is.NoErr(err)                           // exactly the cap is fine
+	is.Equal(n, int64(100))                 // all of it
+	is.True(bytes.Equal(got.Bytes(), data)) // the very bytes
 
-	_, err = readCapped(bytes.NewReader(append(data, 2)), 100)
+	_, err = copyCapped(io.Discard, bytes.NewReader(append(data, 2)), 100)
 	var f *failure
 	is.True(errors.As(err, &f))           // one byte over fails
 	is.Equal(f.code, problem.RefTooLarge) // as too large
 	is.Equal(f.reason, "is larger than 100 bytes")
 
 	// A reader that trickles one byte at a time changes nothing.
-	_, err = readCapped(iotest.OneByteReader(bytes.NewReader(make([]byte, 1<<20))), 1<<10)
+	_, err = copyCapped(io.Discard, iotest.OneByteReader(bytes.NewReader(make([]byte, 1<<20))), 1<<10)
 	is.True(errors.As(err, &f)) // trickled oversize fails too
 	is.Equal(f.reason, "is larger than 1 KiB")
 }
@@ -90,8 +94,13 @@ func TestOptionsDefaults(t *testing.T) {
 	is.Equal(o.MaxPixels, int64(50_000_000))
 	is.Equal(o.Timeout, DefaultTimeout)
 	is.Equal(o.Retries, 2)
-	is.Equal(o.Concurrency, 4)
+	is.Equal(o.MaxFetches, 8)
+	is.Equal(o.MaxInflight, int64(128<<20))
+	is.Equal(o.ResolveTimeout, 25*time.Second)
 	is.Equal(o.MaxRedirects, 3)
+
+	o = Options{MaxBytes: 20 << 20, MaxInflight: 1 << 20}.withDefaults()
+	is.Equal(o.MaxInflight, int64(20<<20)) // room for one reference at least
 
 	o = Options{Retries: -1, MaxRedirects: -1}.withDefaults()
 	is.Equal(o.Retries, 0)      // negative: no retries

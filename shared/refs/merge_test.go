@@ -57,17 +57,18 @@ func TestMerge(t *testing.T) {
 			keep: []string{"https://a/1", "https://a/2"},
 			dropped: []ledger.Dropped{
 				{URL: "https://b/1", Reason: "duplicate of https://a/1"},
-				{URL: "https://e/1", Reason: "duplicate of https://a/2"},
+				{URL: "https://e/1", Reason: "over the limit of 2 references"}, // never fetched: its content is not known
 				{URL: "https://c/1", Reason: "over the limit of 2 references"},
 			},
 		},
 		{
-			name: "a duplicate of a capped ref names its first copy", limit: 1,
-			urls: []string{"https://c/1", "https://a/1", "https://b/1"},
+			name: "everything after the cap is over the limit, fetched or not", limit: 1,
+			urls: []string{"https://c/1", "https://a/1", "https://b/1", "https://x/unknown"},
 			keep: []string{"https://c/1"},
 			dropped: []ledger.Dropped{
 				{URL: "https://a/1", Reason: "over the limit of 1 reference"},
-				{URL: "https://b/1", Reason: "duplicate of https://a/1"},
+				{URL: "https://b/1", Reason: "over the limit of 1 reference"},
+				{URL: "https://x/unknown", Reason: "over the limit of 1 reference"},
 			},
 		},
 		{

@@ -4,8 +4,11 @@
 // private, link-local — the metadata server — CGNAT or IPv4-embedding IPv6
 // destinations, on every redirect hop), a byte cap enforced while reading, and an
 // image header check with a pixel cap before anything could decode the image.
-// Fetched images are stored once, addressed by their SHA-256, so the same
-// picture used by many rows or batches costs one object.
+// Fetched images are streamed into the bucket while they are hashed (never held
+// whole in memory) and stored once, addressed by their SHA-256, so the same
+// picture used by many rows or batches costs one object. The fetches of every
+// submit on an instance share two limits, on concurrent fetches and on bytes
+// in flight, so no number of submits can take the instance's memory.
 package refs
 
 import (
@@ -20,9 +23,22 @@ const (
 	DefaultMaxPixels    = 50_000_000
 	DefaultTimeout      = 10 * time.Second
 	DefaultRetries      = 2
-	DefaultConcurrency  = 4
+	DefaultMaxFetches   = 8
+	DefaultMaxInflight  = 128 << 20
 	DefaultMaxRedirects = 3
+	// DefaultResolveTimeout leaves a 60-second submit time to write the batch
+	// after its references.
+	DefaultResolveTimeout = 25 * time.Second
 )
+
+// stageChunk is the storage writer's buffer of a reference being staged:
+// none. The content streams through in one upload request, so a fetch holds
+// no writer buffer at all (the client's default is 16 MiB per writer; 1 MiB
+// resumable chunks measured half the throughput against the emulator, see
+// docs/PERFORMANCE.md). An upload that fails is not retried by the client
+// (the bytes are not kept to resend): the submit fails with the bucket's
+// error and may be retried whole.
+const stageChunk = 0
 
 // userAgent identifies the fetcher to the servers it reads from, so their owners
 // can tell what is calling them.
@@ -41,8 +57,17 @@ type Options struct {
 	// Retries is how many more attempts follow a timeout, a 429 or a 5xx, with
 	// exponential backoff. Default 2 (three attempts); negative means none.
 	Retries int
-	// Concurrency is how many fetches one Resolve runs at once. Default 4.
-	Concurrency int
+	// MaxFetches (REF_MAX_FETCHES) is how many fetches run at once on the
+	// instance, across every Resolve of the Fetcher. Default 8.
+	MaxFetches int
+	// MaxInflight (REF_MAX_INFLIGHT_MIB) bounds the bytes of the references
+	// being fetched at once on the instance: each fetch reserves MaxBytes
+	// before it starts and gives back what the declared length shows it will
+	// not need. Default 128 MiB; never below MaxBytes.
+	MaxInflight int64
+	// ResolveTimeout (REF_RESOLVE_TIMEOUT) bounds one Resolve's fetching,
+	// waits for the instance's limits included. Default 25s.
+	ResolveTimeout time.Duration
 	// MaxRedirects is how many redirects one attempt follows. Default 3;
 	// negative means none.
 	MaxRedirects int
@@ -73,8 +98,15 @@ func (o Options) withDefaults() Options {
 	case o.Retries < 0:
 		o.Retries = 0
 	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = DefaultConcurrency
+	if o.MaxFetches <= 0 {
+		o.MaxFetches = DefaultMaxFetches
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = DefaultMaxInflight
+	}
+	o.MaxInflight = max(o.MaxInflight, o.MaxBytes)
+	if o.ResolveTimeout <= 0 {
+		o.ResolveTimeout = DefaultResolveTimeout
 	}
 	switch {
 	case o.MaxRedirects == 0:

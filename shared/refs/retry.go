@@ -43,12 +43,36 @@ func shouldRetry(err error) bool {
 	return false
 }
 
+// errDeadline is the cause of a Resolve's context ending at ResolveTimeout.
+var errDeadline = errors.New("refs: the time allowed for the batch's references ran out")
+
+// lateError is a fetch that the Resolve's deadline cut short.
+type lateError struct{ err error }
+
+func (e *lateError) Error() string { return "out of time: " + e.err.Error() }
+func (e *lateError) Unwrap() error { return e.err }
+
+// late marks err as the deadline's doing when the Resolve's time ran out and
+// err is not a verdict on the reference itself.
+func late(ctx context.Context, err error) error {
+	var fl *failure
+	if errors.As(err, &fl) || !errors.Is(context.Cause(ctx), errDeadline) {
+		return err
+	}
+	return &lateError{err: err}
+}
+
 // attemptError marks an attempt's error as a timeout when the attempt's own
 // deadline (or a network timeout) caused it; when the caller's context is done,
-// the error stays as it is and is not retried.
+// the error stays as it is and is not retried, and so do the failures that are
+// not the transfer's (a check, the bucket, the wait for the limits).
 func attemptError(ctx context.Context, err error) error {
-	var fl *failure
-	if errors.As(err, &fl) || ctx.Err() != nil {
+	var (
+		fl *failure
+		se *storeError
+		qe *queuedError
+	)
+	if errors.As(err, &fl) || errors.As(err, &se) || errors.As(err, &qe) || ctx.Err() != nil {
 		return err
 	}
 	var ne net.Error
@@ -68,6 +92,8 @@ func describe(err error, attempts int, o Options) *failure {
 	}
 	var (
 		fl *failure
+		le *lateError
+		qe *queuedError
 		re *refusedError
 		rd *redirectError
 		te *timeoutError
@@ -77,6 +103,10 @@ func describe(err error, attempts int, o Options) *failure {
 	switch {
 	case errors.As(err, &fl):
 		return fl
+	case errors.As(err, &le) && errors.As(err, &qe):
+		return fail(problem.RefFetchFailed, err, "could not be fetched within %s: this instance was busy with other references; retry later", o.ResolveTimeout)
+	case errors.As(err, &le):
+		return fail(problem.RefFetchFailed, err, "did not finish within %s, the time allowed for a batch's references", o.ResolveTimeout)
 	case errors.As(err, &re):
 		return fail(problem.RefFetchFailed, err, "could not be fetched: it leads to an address that is not publicly reachable")
 	case errors.As(err, &rd):
