@@ -20,6 +20,7 @@ import (
 
 	"github.com/assetgen/assetgen/functions/submit"
 	"github.com/assetgen/assetgen/shared/api"
+	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/platform/platformtest"
@@ -118,28 +119,48 @@ func (h *refHost) refsJSON(paths ...string) string {
 	return "[" + strings.Join(urls, ",") + "]"
 }
 
-// The default model takes 3 references a row: a row with six of its own and
-// six global ones fetches three, stores three, and reports nine as dropped.
+// Lists of up to 20 URLs are accepted and capped, not refused: merged per row
+// before global, deduplicated, the first min(6, the model's limit) are kept;
+// only those are fetched and stored, and the rest are reported as dropped.
 func TestSubmitFetchesOnlyTheRefsTheModelKeeps(t *testing.T) {
-	is := is.New(t)
-	hs := newRefsHarness(t, map[string]string{"REFS_ALLOW_LOOPBACK": "true"})
-	host := newRefHost(t, nil)
-	body := fmt.Sprintf(`{"runMode":"dry_run","refs":%s,"rows":[{"prompt":"p","refs":%s}]}`,
-		host.refsJSON("/g0.png", "/g1.png", "/g2.png", "/g3.png", "/g4.png", "/g5.png"),
-		host.refsJSON("/r0.png", "/r1.png", "/r2.png", "/r3.png", "/r4.png", "/r5.png"))
-
-	resp := hs.submit(t, "", body)
-	is.Equal(resp.Rows[0].Refs, 3)             // the model's limit
-	is.Equal(len(resp.Rows[0].DroppedRefs), 9) // the rest, reported
-	for _, d := range resp.Rows[0].DroppedRefs {
-		is.Equal(d.Reason, "over the limit of 3 references") // as over the limit
+	paths := func(prefix string, n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("/%s%d.png", prefix, i))
+		}
+		return out
 	}
-	is.Equal(host.hits.Load(), int32(3))            // only the kept ones were fetched
-	is.Equal(len(hs.objects(t, layout.Refs)), 3)    // and stored
-	is.Equal(len(hs.objects(t, layout.Staging)), 0) // nothing left in staging
-	m, err := hs.Ledger.Manifest(ctx(t), resp.BatchID)
-	is.NoErr(err)
-	is.Equal(m.Rows[0].Refs[0].URL, host.srv.URL+"/r0.png") // the row's own first
+	cases := []struct {
+		name   string
+		model  string
+		kept   int
+		reason string
+	}{
+		{"the default model keeps 3", "", 3, "over the limit of 3 references"},
+		{"a model taking 14 keeps 6", `"model":"gemini-3-pro-image-preview",`, 6, "over the limit of 6 references"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			is := is.New(t)
+			hs := newRefsHarness(t, map[string]string{"REFS_ALLOW_LOOPBACK": "true"})
+			host := newRefHost(t, nil)
+			body := fmt.Sprintf(`{"runMode":"dry_run",%s"refs":%s,"rows":[{"prompt":"p","refs":%s}]}`, c.model,
+				host.refsJSON(paths("g", batch.MaxRefsPerList)...), host.refsJSON(paths("r", batch.MaxRefsPerList)...))
+
+			resp := hs.submit(t, "", body)
+			is.Equal(resp.Rows[0].Refs, c.kept)                                     // the model's limit, at most 6
+			is.Equal(len(resp.Rows[0].DroppedRefs), 2*batch.MaxRefsPerList-c.kept) // the rest, reported
+			for _, d := range resp.Rows[0].DroppedRefs {
+				is.Equal(d.Reason, c.reason) // as over the limit
+			}
+			is.Equal(host.hits.Load(), int32(c.kept))         // only the kept ones were fetched
+			is.Equal(len(hs.objects(t, layout.Refs)), c.kept) // and stored
+			is.Equal(len(hs.objects(t, layout.Staging)), 0)   // nothing left in staging
+			m, err := hs.Ledger.Manifest(ctx(t), resp.BatchID)
+			is.NoErr(err)
+			is.Equal(m.Rows[0].Refs[0].URL, host.srv.URL+"/r0.png") // the row's own first
+		})
+	}
 }
 
 // References that never answer cost a submit REF_RESOLVE_TIMEOUT, then a 422

@@ -18,8 +18,10 @@ const (
 	MaxPromptRunes = 2000
 	MaxClientID    = 64
 	// MaxRefsPerList bounds each refs list (a row's own, or the global one) before
-	// merging; the merged list is capped again by MaxMergedRefs and the model.
-	MaxRefsPerList = 6
+	// merging. Longer lists than the model takes are accepted and capped: the
+	// merged list keeps MaxMergedRefs (or the model's fewer) and reports the
+	// rest as dropped, unfetched.
+	MaxRefsPerList = 20
 	MaxMergedRefs  = 6
 	MaxRefURL      = 2048
 )

@@ -109,9 +109,9 @@ func TestValidateRejects(t *testing.T) {
 			r.Refs = []string{"javascript:alert(1)"}
 			r.Rows[0].Refs = []string{"https://img.example.com/ok.png", "gs://other/x.png"}
 		}, problem.RefNotAllowed, []fc{{"/refs/0", problem.FieldRefNotAllowed}, {"/rows/0/refs/1", problem.FieldRefNotAllowed}}},
-		{"global refs over 6", batch.Rules{}, func(r *batch.Request) { r.Refs = refsOf(batch.MaxRefsPerList + 1) },
+		{"global refs over 20", batch.Rules{}, func(r *batch.Request) { r.Refs = refsOf(batch.MaxRefsPerList + 1) },
 			problem.ValidationFailed, []fc{{"/refs", problem.FieldTooMany}}},
-		{"row refs over 6", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Refs = refsOf(batch.MaxRefsPerList + 1) },
+		{"row refs over 20", batch.Rules{}, func(r *batch.Request) { r.Rows[0].Refs = refsOf(batch.MaxRefsPerList + 1) },
 			problem.ValidationFailed, []fc{{"/rows/0/refs", problem.FieldTooMany}}},
 		{"refs past the per-list cap are not checked", batch.Rules{}, func(r *batch.Request) {
 			r.Refs = append(refsOf(batch.MaxRefsPerList), "ftp://x.example.com/a.png")
@@ -176,7 +176,7 @@ func TestValidateReportsAllErrorsAtOnce(t *testing.T) {
 			name: "every kind of error",
 			req: batch.Request{RunMode: "sometimes", Model: "gemini-2.5-flash-image", Refs: []string{"http://x.example.com/a.png"}, Rows: []batch.RowRequest{
 				{ID: "dup", Prompt: strings.Repeat("x", batch.MaxPromptRunes+1), Variants: intp(4), AspectRatio: "2:1"},
-				{ID: "dup", Prompt: "", Refs: refsOf(7)},
+				{ID: "dup", Prompt: "", Refs: refsOf(batch.MaxRefsPerList + 1)},
 				{ID: strings.Repeat("i", 65), Prompt: "fine", Refs: []string{"gs://" + refBucket + "/ok.png", "gs://" + refBucket}},
 			}},
 			want: []fc{
@@ -291,11 +291,11 @@ func TestValidateAccepts(t *testing.T) {
 			}},
 		},
 		{
-			name:  "six refs per list is the limit",
+			name:  "twenty refs per list is the limit",
 			rules: rules(),
-			req:   batch.Request{RunMode: "dry_run", Refs: refsOf(6), Rows: []batch.RowRequest{{Prompt: "p", Refs: refsOf(6)}}},
+			req:   batch.Request{RunMode: "dry_run", Refs: refsOf(20), Rows: []batch.RowRequest{{Prompt: "p", Refs: refsOf(20)}}},
 			want: batch.Spec{RunMode: ledger.DryRun, Model: "gemini-2.5-flash-image", Rows: []batch.RowSpec{
-				{Index: 0, Prompt: "p", Variants: 1, AspectRatio: "1:1", RefURLs: refsOf(6)},
+				{Index: 0, Prompt: "p", Variants: 1, AspectRatio: "1:1", RefURLs: refsOf(20)},
 			}},
 		},
 		{
