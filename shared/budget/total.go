@@ -2,6 +2,8 @@ package budget
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -25,7 +27,7 @@ import (
 // to the cap, so no interleaving of submits can overspend it.
 
 // shardPatience bounds how long a reservation waits for one busy shard before
-// it moves on to the next.
+// it tries the next (the store's patience bounds the whole reservation).
 const shardPatience = time.Second
 
 // TotalOf returns the deployment's cap on a day: its limit and what is
@@ -86,36 +88,54 @@ func (s *Store) reserveTotal(ctx context.Context, day, batchID string, amount Mi
 		return ErrTotalExceeded
 	}
 	need := amount - held
+	attempt := newAttempt()
 	var mine []int
-	var failed error
-	for _, i := range order {
-		if need <= 0 {
+	var broken, contended error
+	// A busy shard is passed over for the next, and tried again after the
+	// others, until the store's patience is spent: contention delays a
+	// reservation, only a lack of room refuses it.
+	deadline := time.Now().Add(s.patience)
+	for need > 0 && len(order) > 0 {
+		var busy []int
+		contended = nil
+		for _, i := range order {
+			left := time.Until(deadline)
+			if need <= 0 || left <= 0 {
+				break
+			}
+			piece, won, err := s.take(ctx, day, i, batchID, attempt, need, min(left, shardPatience))
+			if won {
+				mine = append(mine, i)
+			}
+			switch {
+			case errors.Is(err, ErrExceeded):
+				// The shard filled since the snapshot.
+			case errors.Is(err, ErrContended):
+				busy = append(busy, i)
+				contended = errors.Join(contended, err)
+			case err != nil:
+				broken = errors.Join(broken, err)
+			default:
+				need -= piece
+			}
+		}
+		if time.Until(deadline) <= 0 || ctx.Err() != nil {
 			break
 		}
-		piece, won, err := s.take(ctx, day, i, batchID, need)
-		if won {
-			mine = append(mine, i)
-		}
-		switch {
-		case errors.Is(err, ErrExceeded):
-			// The shard filled since the snapshot: try the next.
-		case err != nil:
-			failed = errors.Join(failed, err)
-		default:
-			need -= piece
-		}
+		order = busy
 	}
 	if need <= 0 {
 		return nil
 	}
+	failed := errors.Join(broken, contended)
 	if failed == nil {
 		failed = ErrTotalExceeded
 	}
-	// Only the pieces this call's writes took are given back: a piece found
-	// held may be a concurrent attempt's of the same submit, which may have
-	// found its whole amount. A piece whose write's outcome is unknown stays
-	// held until the day ends (submit's rollback releases a batch it owns):
-	// the cap is then stricter, never looser.
+	// Only the pieces this attempt took are given back: a piece found held
+	// may be a concurrent attempt's of the same submit, which may have found
+	// its whole amount. A piece whose write failed without an answer and
+	// landed later stays held until the day ends (submit's rollback releases
+	// a batch it owns): the cap is then stricter, never looser.
 	if gerr := s.releaseShards(ctx, day, batchID, mine); gerr != nil {
 		return errors.Join(failed, fmt.Errorf("budget: giving back pieces of the total: %w", gerr))
 	}
@@ -123,19 +143,27 @@ func (s *Store) reserveTotal(ctx context.Context, day, batchID string, amount Mi
 }
 
 // take reserves for batchID as much of want as shard i has room for. piece is
-// what the batch holds on the shard afterwards; won says this call's write
-// put it there (a piece found held, or one whose write's answer never came
-// back, may be another attempt's).
-func (s *Store) take(ctx context.Context, day string, i int, batchID string, want Micros) (piece Micros, won bool, err error) {
-	_, res, err := s.updateShard(ctx, day, i, min(s.patience, shardPatience), func(a Account) (Account, error) {
-		next, p, err := Take(a, batchID, want)
+// what the batch holds on the shard afterwards; won says this attempt took it
+// (a piece found held may be a concurrent attempt's of the same batch).
+func (s *Store) take(ctx context.Context, day string, i int, batchID, attempt string, want Micros, patience time.Duration) (piece Micros, won bool, err error) {
+	a, res, err := s.updateShard(ctx, day, i, patience, func(a Account) (Account, error) {
+		next, p, err := Take(a, batchID, attempt, want)
 		piece = p
 		return next, err
 	})
 	if err != nil {
 		return 0, false, err
 	}
-	return piece, res.Outcome == bucket.Won, nil
+	// A write cut off by the patience that landed all the same is found by
+	// the store's re-read (outcome unknown), or by a later pass (unchanged):
+	// the taker's mark says whose it is.
+	return piece, res.Outcome == bucket.Won || a.Takers[batchID] == attempt, nil
+}
+
+func newAttempt() string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // releaseShards drops batchID's pieces from the shards listed.
