@@ -380,9 +380,12 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		// whose write failed without an answer may have landed all the same, so
 		// it is released too (releasing nothing changes nothing). A batch id no
 		// earlier attempt used is this call's whatever Reserve could tell: its
-		// reservation may have been found only after the patience ran out.
+		// reservation may have been found only after the patience ran out. A
+		// refusal by the user's budget wrote nothing; one by the cap gave back
+		// what this call reserved (created says when it could not).
 		own := sub.key == "" || sub.created
-		if created || !errors.Is(err, budget.ErrExceeded) && (own || err != nil && !errors.Is(err, budget.ErrTotalExceeded)) {
+		byUser, byCap := errors.Is(err, budget.ErrExceeded), errors.Is(err, budget.ErrTotalExceeded)
+		if created || !byUser && (own || err != nil && !byCap) {
 			sub.undo = append(sub.undo, release)
 		}
 		switch {
