@@ -30,6 +30,9 @@ locals {
     LOG_LEVEL               = var.log_level
     MODELS_JSON             = var.models_json
     DAILY_BUDGET_USD        = tostring(var.daily_budget_usd)
+    # The deployment's cap: submit reserves on it, whoever finishes a batch
+    # settles on it (generate, submit on cancel, the housekeeping job).
+    DAILY_BUDGET_TOTAL_USD = tostring(var.daily_budget_total_usd)
     # Trace links in the structured logs.
     GOOGLE_CLOUD_PROJECT = var.project
     # Retention: stable image links last as long as the images.

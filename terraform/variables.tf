@@ -775,5 +775,16 @@ variable "alert_model_failures" {
   validation {
     condition     = var.alert_model_failures >= 1
     error_message = "alert_model_failures must be at least 1."
+
+# ------------------------------------------------------------ daily cap ---
+
+variable "daily_budget_total_usd" {
+  type        = number
+  description = "DAILY_BUDGET_TOTAL_USD: daily cap on the live spend of the whole deployment, every user together, in USD (UTC days). A live batch must fit both its user's budget and this cap. The default is ten times the default per-user budget ($25): at most $250 a day (about 6,400 images at $0.039), however many identities are admitted. 0 stops live runs."
+  default     = 250
+
+  validation {
+    condition     = var.daily_budget_total_usd >= 0
+    error_message = "daily_budget_total_usd must be >= 0."
   }
 }

@@ -66,7 +66,7 @@ func clockedServer(t *testing.T, c *clock, tf *devstack.TaskFaults) (http.Handle
 	is.NoErr(err)
 	tokens, err := auth.NewTokens("k1:"+base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s", 32))), time.Hour)
 	is.NoErr(err)
-	budgets := budget.NewStore(clients.Bucket, budget.NewLimits(clients.Bucket, 1, 0), 10*time.Second)
+	budgets := budget.NewStore(clients.Bucket, budget.NewLimits(clients.Bucket, 1, 0), budget.Total{LimitUSD: 100, Shards: 4}, 10*time.Second)
 	s := &server{
 		cfg: Config{Rules: batch.Rules{Models: models.Builtin()}, LiveAvailable: true},
 		Deps: Deps{

@@ -292,7 +292,7 @@ func (s *server) preflight(ctx context.Context, sub *submission) error {
 	if t := acct.Sum(); sub.estimate > t.Remaining {
 		return exceeded(sub.estimate, t)
 	}
-	return nil
+	return s.preflightTotal(ctx, sub)
 }
 
 func exceeded(estimate budget.Micros, t budget.Totals) error {
@@ -300,7 +300,7 @@ func exceeded(estimate budget.Micros, t budget.Totals) error {
 		Code:   problem.BudgetExceeded,
 		Detail: fmt.Sprintf("this batch is estimated at $%.3f; $%.3f of today's $%.2f remains", estimate.USD(), t.Remaining.USD(), t.Limit.USD()),
 		Extra: map[string]any{
-			"estimateUsd": estimate.USD(), "limitUsd": t.Limit.USD(), "reservedUsd": t.Reserved.USD(),
+			"limit": limitUser, "estimateUsd": estimate.USD(), "limitUsd": t.Limit.USD(), "reservedUsd": t.Reserved.USD(),
 			"spentUsd": t.Spent.USD(), "remainingUsd": t.Remaining.USD(),
 		},
 	}
@@ -381,11 +381,19 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		}
 		// Only the reservation this call made is this call's to release; one
 		// whose write failed without an answer may have landed all the same, so
-		// it is released too (releasing nothing changes nothing).
-		if created || (err != nil && !errors.Is(err, budget.ErrExceeded)) {
+		// it is released too (releasing nothing changes nothing). A batch id no
+		// earlier attempt used is this call's whatever Reserve could tell: its
+		// reservation may have been found only after the patience ran out. A
+		// refusal by the user's budget wrote nothing; one by the cap gave back
+		// what this call reserved (created says when it could not).
+		own := sub.key == "" || sub.created
+		byUser, byCap := errors.Is(err, budget.ErrExceeded), errors.Is(err, budget.ErrTotalExceeded)
+		if created || !byUser && (own || err != nil && !byCap) {
 			sub.undo = append(sub.undo, release)
 		}
 		switch {
+		case errors.Is(err, budget.ErrTotalExceeded):
+			return nil, totalExceeded(sub.estimate, err)
 		case errors.Is(err, budget.ErrExceeded):
 			acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
 			return nil, exceeded(sub.estimate, acct.Sum())

@@ -110,7 +110,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.store, s.bucket, s.queue = c.Ledger, c.Bucket, c.Enqueuer(cfg)
-	s.budgets = budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, 10, time.Hour), 30*time.Second)
+	s.budgets = budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, 10, time.Hour), budget.Total{LimitUSD: 1000, Shards: 4}, 30*time.Second)
 	return s
 }
 

@@ -71,6 +71,15 @@ type Budget struct {
 	ReservedUSD  float64 `json:"reservedUsd"`
 	SpentUSD     float64 `json:"spentUsd"`
 	RemainingUSD float64 `json:"remainingUsd"`
+	// Total is the deployment's daily cap on every user's live spend together
+	// (GET /budget only): a batch must fit both.
+	Total *TotalBudget `json:"total,omitempty"`
+}
+
+// TotalBudget is the deployment's daily cap and what remains of it.
+type TotalBudget struct {
+	LimitUSD     float64 `json:"limitUsd"`
+	RemainingUSD float64 `json:"remainingUsd"`
 }
 
 // Estimate is what a batch will cost at most.

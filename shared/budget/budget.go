@@ -1,10 +1,13 @@
-// Package budget keeps each user's daily spend on live runs: a reservation when
-// a batch is accepted, a settlement when it finishes. The arithmetic here is
-// pure; store.go keeps one compare-and-swap object per user and UTC day.
+// Package budget keeps the daily spend on live runs — each user's, and the
+// deployment's total — with a reservation when a batch is accepted and a
+// settlement when it finishes. The arithmetic here is pure; store.go keeps one
+// compare-and-swap object per user and UTC day, total.go the deployment's
+// daily cap split over shards.
 package budget
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"time"
 )
@@ -31,10 +34,19 @@ type Account struct {
 	Reserved map[string]Micros `json:"reserved"`
 	// Spent holds what each settled batch actually cost.
 	Spent map[string]Micros `json:"spent"`
+	// Takers names, on a shard of the deployment's cap, the reservation
+	// attempt that took each batch's piece: an attempt whose write was cut
+	// off tells its own piece from a concurrent attempt's of the same batch.
+	Takers map[string]string `json:"takers,omitempty"`
 }
 
-// ErrExceeded means the estimate does not fit in what remains.
+// ErrExceeded means the estimate does not fit in what remains of the user's
+// day (or, from the pure functions, of one account).
 var ErrExceeded = errors.New("budget: exceeded")
+
+// ErrTotalExceeded means the estimate does not fit in what remains of the
+// deployment's daily cap.
+var ErrTotalExceeded = errors.New("budget: the deployment's daily cap is reached")
 
 // ErrNegative refuses a negative reservation, which would grow what remains.
 var ErrNegative = errors.New("budget: negative amount")
@@ -66,6 +78,9 @@ func (a Account) clone() Account {
 	c.Spent = make(map[string]Micros, len(a.Spent)+1)
 	for k, v := range a.Spent {
 		c.Spent[k] = v
+	}
+	if a.Takers != nil {
+		c.Takers = maps.Clone(a.Takers)
 	}
 	return c
 }
@@ -105,6 +120,7 @@ func Settle(a Account, batchID string, actual Micros) (Account, error) {
 	}
 	out := a.clone()
 	delete(out.Reserved, batchID)
+	delete(out.Takers, batchID)
 	out.Spent[batchID] = min(max(actual, 0), reserved)
 	return out, nil
 }
@@ -117,8 +133,131 @@ func Release(a Account, batchID string) (Account, error) {
 	}
 	out := a.clone()
 	delete(out.Reserved, batchID)
+	delete(out.Takers, batchID)
 	return out, nil
 }
 
 // errNoChange means the change was already made: nothing to write.
 var errNoChange = errors.New("budget: no change")
+
+// Shares splits a deployment's daily cap over n shards as evenly as micros
+// allow: the first limit%n shards hold one micro more, and the shares sum to
+// the cap exactly.
+func Shares(limit Micros, n int) []Micros {
+	n = max(1, n)
+	out := make([]Micros, n)
+	each, extra := limit/Micros(n), limit%Micros(n)
+	for i := range out {
+		out[i] = each
+		if Micros(i) < extra {
+			out[i]++
+		}
+	}
+	return out
+}
+
+// Held is what batchID holds on one account: its reservation, or its charge
+// once settled.
+func Held(a Account, batchID string) (Micros, bool) {
+	if v, ok := a.Reserved[batchID]; ok {
+		return v, true
+	}
+	v, ok := a.Spent[batchID]
+	return v, ok
+}
+
+// Take reserves for batchID as much of want as the shard has room for: a
+// piece of a reservation spread over shards, marked as taken by attempt. It
+// returns the piece the batch holds on the shard; a batch that holds one
+// already (a retried submit) changes nothing, and a shard without room
+// answers ErrExceeded.
+func Take(a Account, batchID, attempt string, want Micros) (Account, Micros, error) {
+	if want < 0 {
+		return a, 0, ErrNegative
+	}
+	if v, ok := Held(a, batchID); ok {
+		return a, v, errNoChange
+	}
+	room := a.Sum().Remaining
+	if room <= 0 {
+		return a, 0, ErrExceeded
+	}
+	piece := min(want, room)
+	out, err := Reserve(a, batchID, piece)
+	if err != nil {
+		return a, 0, err
+	}
+	if out.Takers == nil {
+		out.Takers = map[string]string{}
+	}
+	out.Takers[batchID] = attempt
+	return out, piece, nil
+}
+
+// Plan reads a snapshot of the shards for a reservation of want: held is what
+// batchID holds on them already (an earlier attempt of the same submit),
+// order the shards with room to take the rest from — starting at start and
+// going round, so concurrent submits spread over the shards — and fits
+// whether held and that room together cover want. A snapshot may be stale:
+// it only saves writes that could not succeed, each piece is still taken by
+// compare-and-swap.
+func Plan(shards []Account, batchID string, want Micros, start int) (held Micros, order []int, fits bool) {
+	var room Micros
+	for k := range shards {
+		i := (start + k) % len(shards)
+		if v, ok := Held(shards[i], batchID); ok {
+			held += v
+			continue
+		}
+		if r := shards[i].Sum().Remaining; r > 0 {
+			order = append(order, i)
+			room += r
+		}
+	}
+	if held >= want {
+		return held, nil, true
+	}
+	return held, order, held+room >= want
+}
+
+// Apportion charges a batch's actual cost to the pieces it holds on the
+// shards, in shard order: a piece settled already keeps its charge, the
+// others are charged up to their size until the cost is covered, and what is
+// left of each is released. It returns the charge of each piece still to
+// settle, by shard index. Settling the same batch again (some shards done,
+// some not) charges the rest without exceeding the cost.
+func Apportion(shards []Account, batchID string, actual Micros) map[int]Micros {
+	rest := max(actual, 0)
+	for _, a := range shards {
+		if v, ok := a.Spent[batchID]; ok {
+			rest -= v
+		}
+	}
+	rest = max(rest, 0)
+	out := map[int]Micros{}
+	for i, a := range shards {
+		piece, ok := a.Reserved[batchID]
+		if !ok {
+			continue
+		}
+		c := min(piece, rest)
+		out[i] = c
+		rest -= c
+	}
+	return out
+}
+
+// SumShards totals the shards of a deployment's cap; Remaining is the sum of
+// each shard's, so a shard over its share (its cap lowered during the day)
+// does not lend room to the others.
+func SumShards(shards []Account) Totals {
+	var t Totals
+	for _, a := range shards {
+		s := a.Sum()
+		t.Limit += s.Limit
+		t.Reserved += s.Reserved
+		t.Spent += s.Spent
+		t.Remaining += s.Remaining
+	}
+	return t
+}

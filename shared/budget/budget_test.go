@@ -278,3 +278,158 @@ func TestReserveRejectsNegativeAmount(t *testing.T) {
 	_, err = budget.Reserve(a, "big", 50*usd)
 	is.True(errors.Is(err, budget.ErrExceeded)) // and cannot make room for overspending
 }
+
+func TestShares(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit budget.Micros
+		n     int
+		want  []budget.Micros
+	}{
+		{"even split", 16 * usd, 4, []budget.Micros{4 * usd, 4 * usd, 4 * usd, 4 * usd}},
+		{"remainder to the first shards", 10, 4, []budget.Micros{3, 3, 2, 2}},
+		{"one shard holds it all", 250 * usd, 1, []budget.Micros{250 * usd}},
+		{"no shards is one", 5 * usd, 0, []budget.Micros{5 * usd}},
+		{"a zero cap", 0, 3, []budget.Micros{0, 0, 0}},
+		{"fewer micros than shards", 2, 4, []budget.Micros{1, 1, 0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			got := budget.Shares(tt.limit, tt.n)
+			is.Equal(got, tt.want)
+			var sum budget.Micros
+			for _, s := range got {
+				sum += s
+			}
+			is.Equal(sum, tt.limit) // the shares sum to the cap exactly
+		})
+	}
+}
+
+// shard is a shard account of limit with batches reserved and spent.
+func shard(limit budget.Micros, reserved, spent map[string]budget.Micros) budget.Account {
+	return budget.Account{Limit: limit, Reserved: reserved, Spent: spent}
+}
+
+func TestTake(t *testing.T) {
+	tests := []struct {
+		name      string
+		a         budget.Account
+		want      budget.Micros
+		wantPiece budget.Micros
+		wantErr   error // errNoChange is reported as a non-nil error that is not ErrExceeded
+		noChange  bool
+	}{
+		{"all of it from a roomy shard", shard(5*usd, nil, nil), 2 * usd, 2 * usd, nil, false},
+		{"exactly the room", shard(5*usd, map[string]budget.Micros{"x": 3 * usd}, nil), 2 * usd, 2 * usd, nil, false},
+		{"what is left when the shard lacks room", shard(5*usd, map[string]budget.Micros{"x": 3 * usd}, map[string]budget.Micros{"y": 1 * usd}), 2 * usd, 1 * usd, nil, false},
+		{"a full shard refuses", shard(5*usd, map[string]budget.Micros{"x": 5 * usd}, nil), 1, 0, budget.ErrExceeded, false},
+		{"a shard over its share (cap lowered) refuses", shard(1*usd, map[string]budget.Micros{"x": 3 * usd}, nil), 1, 0, budget.ErrExceeded, false},
+		{"a piece held already is kept, not taken twice", shard(5*usd, map[string]budget.Micros{"b": 1 * usd}, nil), 4 * usd, 1 * usd, nil, true},
+		{"a piece settled already is kept", shard(5*usd, nil, map[string]budget.Micros{"b": 2}), 4 * usd, 2, nil, true},
+		{"negative is refused", shard(5*usd, nil, nil), -1, 0, budget.ErrNegative, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			got, piece, err := budget.Take(tt.a, "b", "attempt-1", tt.want)
+			is.Equal(piece, tt.wantPiece) // the piece the batch holds here
+			switch {
+			case tt.noChange:
+				is.True(err != nil && !errors.Is(err, budget.ErrExceeded)) // no change, not a refusal
+				is.True(reflect.DeepEqual(got, tt.a))
+			case tt.wantErr != nil:
+				is.True(errors.Is(err, tt.wantErr))
+				is.True(reflect.DeepEqual(got, tt.a)) // refused without change
+			default:
+				is.NoErr(err)
+				is.Equal(got.Reserved["b"], tt.wantPiece)                      // held as a reservation
+				is.Equal(got.Takers["b"], "attempt-1")                         // marked as this attempt's
+				is.Equal(got.Sum().Reserved, tt.a.Sum().Reserved+tt.wantPiece) // and nothing else changed
+				is.True(got.Sum().Reserved+got.Sum().Spent <= got.Limit)       // never past the shard's share
+			}
+		})
+	}
+}
+
+func TestPlan(t *testing.T) {
+	full := shard(1*usd, map[string]budget.Micros{"x": 1 * usd}, nil)
+	free := func(m budget.Micros) budget.Account { return shard(m, nil, nil) }
+	tests := []struct {
+		name      string
+		shards    []budget.Account
+		want      budget.Micros
+		start     int
+		wantHeld  budget.Micros
+		wantOrder []int
+		wantFits  bool
+	}{
+		{"from the start shard round", []budget.Account{free(usd), free(usd), free(usd)}, 1 * usd, 1, 0, []int{1, 2, 0}, true},
+		{"full shards are skipped", []budget.Account{free(usd), full, free(usd)}, 2 * usd, 1, 0, []int{2, 0}, true},
+		{"pieces from several shards cover it", []budget.Account{free(usd), free(usd), free(usd)}, 3 * usd, 0, 0, []int{0, 1, 2}, true},
+		{"one micro more than the room", []budget.Account{free(usd), full, free(usd)}, 2*usd + 1, 0, 0, []int{0, 2}, false},
+		{"every shard full", []budget.Account{full, full}, 1, 0, 0, nil, false},
+		{"held already: nothing to take", []budget.Account{shard(usd, map[string]budget.Micros{"b": 1 * usd}, nil), full}, 1 * usd, 0, 1 * usd, nil, true},
+		{"held in part: the rest from the others", []budget.Account{shard(usd, map[string]budget.Micros{"b": usd / 2}, nil), free(usd)}, 1 * usd, 0, usd / 2, []int{1}, true},
+		{"a zero cap refuses", []budget.Account{free(0), free(0)}, 1, 0, 0, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			held, order, fits := budget.Plan(tt.shards, "b", tt.want, tt.start)
+			is.Equal(held, tt.wantHeld)   // what the batch holds already
+			is.Equal(order, tt.wantOrder) // the shards to take the rest from
+			is.Equal(fits, tt.wantFits)   // whether it can fit
+		})
+	}
+}
+
+func TestApportion(t *testing.T) {
+	tests := []struct {
+		name   string
+		shards []budget.Account
+		actual budget.Micros
+		want   map[int]budget.Micros
+	}{
+		{"one piece charged what it cost", []budget.Account{shard(0, map[string]budget.Micros{"b": 3}, nil)}, 2, map[int]budget.Micros{0: 2}},
+		{"pieces filled in shard order", []budget.Account{
+			shard(0, map[string]budget.Micros{"b": 3}, nil), shard(0, nil, nil), shard(0, map[string]budget.Micros{"b": 3}, nil)},
+			4, map[int]budget.Micros{0: 3, 2: 1}},
+		{"nothing made releases every piece", []budget.Account{
+			shard(0, map[string]budget.Micros{"b": 3}, nil), shard(0, map[string]budget.Micros{"b": 3}, nil)},
+			0, map[int]budget.Micros{0: 0, 1: 0}},
+		{"more than reserved is capped by the pieces", []budget.Account{shard(0, map[string]budget.Micros{"b": 3}, nil)}, 9, map[int]budget.Micros{0: 3}},
+		{"a settled piece keeps its charge", []budget.Account{
+			shard(0, nil, map[string]budget.Micros{"b": 1}), shard(0, map[string]budget.Micros{"b": 3}, nil)},
+			4, map[int]budget.Micros{1: 3}},
+		{"settled pieces covering the cost leave nothing to charge", []budget.Account{
+			shard(0, nil, map[string]budget.Micros{"b": 2}), shard(0, map[string]budget.Micros{"b": 3}, nil)},
+			2, map[int]budget.Micros{1: 0}},
+		{"other batches are not touched", []budget.Account{shard(0, map[string]budget.Micros{"x": 3}, nil)}, 2, map[int]budget.Micros{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			got := budget.Apportion(tt.shards, "b", tt.actual)
+			is.Equal(got, tt.want)
+			var charged budget.Micros
+			for _, c := range got {
+				charged += c
+			}
+			for _, a := range tt.shards {
+				charged += a.Spent["b"]
+			}
+			is.True(charged <= max(tt.actual, 0)) // never more than the batch cost
+		})
+	}
+}
+
+func TestSumShards(t *testing.T) {
+	is := is.New(t)
+	got := budget.SumShards([]budget.Account{
+		shard(5*usd, map[string]budget.Micros{"a": 1 * usd}, map[string]budget.Micros{"b": 2 * usd}),
+		shard(5*usd, map[string]budget.Micros{"c": 7 * usd}, nil), // over its share: its cap was lowered
+	})
+	is.Equal(got, budget.Totals{Limit: 10 * usd, Reserved: 8 * usd, Spent: 2 * usd, Remaining: 2 * usd}) // an overfull shard lends no room
+}

@@ -66,18 +66,30 @@ func (l *Limits) For(ctx context.Context, user string) (Micros, error) {
 	return l.def, nil
 }
 
-// Store keeps accounts in the bucket, one object per user and day, updated
-// only by compare-and-swap.
+// Store keeps accounts in the bucket, one object per user and day plus the
+// shards of the deployment's daily cap, updated only by compare-and-swap.
 type Store struct {
 	bucket *bucket.Bucket
 	limits *Limits
+	total  Total
 	// Patience bounds how long one change keeps retrying a contended account.
 	patience time.Duration
 }
 
+// Total is the deployment-wide daily cap on live spend.
+type Total struct {
+	LimitUSD float64
+	// Shards is how many objects the cap is split over. Every live submit
+	// writes one of them, and an object takes about one write per second.
+	// Every function of a deployment must use the same count: settlement and
+	// release look for a batch's pieces on these shards only.
+	Shards int
+}
+
 // NewStore returns a budget store.
-func NewStore(b *bucket.Bucket, limits *Limits, patience time.Duration) *Store {
-	return &Store{bucket: b, limits: limits, patience: patience}
+func NewStore(b *bucket.Bucket, limits *Limits, total Total, patience time.Duration) *Store {
+	total.Shards = max(1, total.Shards)
+	return &Store{bucket: b, limits: limits, total: total, patience: patience}
 }
 
 // ErrContended means the account object stayed contended past the store's
@@ -124,10 +136,17 @@ func (s *Store) Change(ctx context.Context, user, day string, fn func(Account) (
 // change is Change that also reports the write's outcome: Won when this call's
 // change is the one stored.
 func (s *Store) change(ctx context.Context, user, day string, fn func(Account) (Account, error)) (Account, bucket.Result, error) {
-	patient, cancel := context.WithTimeout(ctx, s.patience)
+	fill := func(ctx context.Context, a Account) (Account, error) { return s.fill(ctx, a, user, day) }
+	return s.update(ctx, Object(day, user), s.patience, fill, fn)
+}
+
+// update applies fn to the account stored under name, by CAS, for at most
+// patience; fill sets what is not stored (the limit in force).
+func (s *Store) update(ctx context.Context, name string, patience time.Duration, fill func(context.Context, Account) (Account, error), fn func(Account) (Account, error)) (Account, bucket.Result, error) {
+	patient, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
-	a, res, err := bucket.Update(patient, s.bucket, Object(day, user), func(cur Account, _ bool) (Account, error) {
-		cur, err := s.fill(patient, cur, user, day)
+	a, res, err := bucket.Update(patient, s.bucket, name, func(cur Account, _ bool) (Account, error) {
+		cur, err := fill(patient, cur)
 		if err != nil {
 			return cur, err
 		}
@@ -143,9 +162,9 @@ func (s *Store) change(ctx context.Context, user, day string, fn func(Account) (
 		check, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		var cur Account
-		_, rerr := s.bucket.ReadJSON(check, Object(day, user), &cur)
+		_, rerr := s.bucket.ReadJSON(check, name, &cur)
 		if rerr == nil {
-			cur, ferr := s.fill(check, cur, user, day)
+			cur, ferr := fill(check, cur)
 			if ferr == nil {
 				_, ferr = fn(cur)
 			}
@@ -162,22 +181,47 @@ func (s *Store) change(ctx context.Context, user, day string, fn func(Account) (
 	return a, res, err
 }
 
-// Reserve holds amount for a batch in the user's account of day. created is
-// false when the batch held its reservation already (a retried submit): only
-// the call that created a reservation may release it.
+// Reserve holds amount for a batch in the user's account of day, then in the
+// deployment's daily cap; a batch that does not fit the cap gives back what
+// it reserved from the user. created is false when the batch held its user
+// reservation already (a retried submit): only the call that created a
+// reservation may release it. It is true along with an error when this call
+// holds a reservation it could not give back: the caller releases it.
 func (s *Store) Reserve(ctx context.Context, user, day, batchID string, amount Micros) (Account, bool, error) {
 	a, res, err := s.change(ctx, user, day, func(a Account) (Account, error) { return Reserve(a, batchID, amount) })
+	if err != nil {
+		return a, false, err
+	}
 	// Won: this call's write holds the reservation, even if its answer was
 	// lost and the client's retry met it. Unchanged: it was there already.
-	return a, err == nil && res.Outcome == bucket.Won, err
+	created := res.Outcome == bucket.Won
+	terr := s.reserveTotal(ctx, day, batchID, amount)
+	if terr == nil {
+		return a, created, nil
+	}
+	if !errors.Is(terr, ErrTotalExceeded) || !created {
+		return a, created, terr
+	}
+	after, rerr := s.Change(ctx, user, day, func(a Account) (Account, error) { return Release(a, batchID) })
+	if rerr != nil {
+		return a, true, errors.Join(terr, fmt.Errorf("budget: giving back the user's reservation: %w", rerr))
+	}
+	return after, false, terr
 }
 
-// Settle charges a batch what it actually cost and releases the rest.
+// Settle charges a batch what it actually cost and releases the rest, in the
+// user's account and in the deployment's cap.
 func (s *Store) Settle(ctx context.Context, user, day, batchID string, actual Micros) (Account, error) {
-	return s.Change(ctx, user, day, func(a Account) (Account, error) { return Settle(a, batchID, actual) })
+	a, err := s.Change(ctx, user, day, func(a Account) (Account, error) { return Settle(a, batchID, actual) })
+	if err != nil {
+		return a, err
+	}
+	return a, s.settleTotal(ctx, day, batchID, actual)
 }
 
-// Release drops a batch's reservation.
+// Release drops a batch's reservation, in the user's account and in the
+// deployment's cap.
 func (s *Store) Release(ctx context.Context, user, day, batchID string) (Account, error) {
-	return s.Change(ctx, user, day, func(a Account) (Account, error) { return Release(a, batchID) })
+	a, err := s.Change(ctx, user, day, func(a Account) (Account, error) { return Release(a, batchID) })
+	return a, errors.Join(err, s.releaseTotal(ctx, day, batchID))
 }

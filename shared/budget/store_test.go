@@ -36,7 +36,7 @@ func writeLimits(t *testing.T, c *cloud.Clients, users map[string]float64) {
 }
 
 func newStore(c *cloud.Clients, defaultUSD float64, patience time.Duration) *budget.Store {
-	return budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, defaultUSD, time.Hour), patience)
+	return budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, defaultUSD, time.Hour), budget.Total{LimitUSD: 1e6, Shards: 4}, patience)
 }
 
 func TestObjectHidesTheUser(t *testing.T) {

@@ -35,7 +35,7 @@ func open(t *testing.T) *stack {
 	t.Helper()
 	faults := devstack.NewFaults(1)
 	c := stacktest.Open(t, faults)
-	budgets := budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, 10, time.Hour), 30*time.Second)
+	budgets := budget.NewStore(c.Bucket, budget.NewLimits(c.Bucket, 10, time.Hour), budget.Total{LimitUSD: 1000, Shards: 4}, 30*time.Second)
 	return &stack{c: c, faults: faults, budgets: budgets, finisher: completion.New(c.Ledger, c.Bucket, budgets, completion.Notifier{}), day: budget.Day(time.Now())}
 }
 

@@ -3,6 +3,8 @@
 // rules of terraform/storage.tf follow this map (a test holds them together).
 package layout
 
+import "strconv"
+
 // Retention says what deletes the objects under a prefix besides the code.
 type Retention int
 
@@ -44,7 +46,8 @@ const (
 	Refs = "refs/"
 	// Idempotency holds one record per (user, Idempotency-Key).
 	Idempotency = "idempotency/"
-	// Budgets holds one account per user and UTC day under budgets/{day}/.
+	// Budgets holds one account per user and UTC day under budgets/{day}/,
+	// and the shards of the deployment's daily cap under budgets/{day}/total/.
 	Budgets = "budgets/"
 	// Probes holds one object per instance that readiness overwrites.
 	Probes = "probes/"
@@ -63,7 +66,7 @@ func Prefixes() []Prefix {
 		{Batches, ByAge, "batch manifests, row state, images, completion markers"},
 		{Refs, ByUse, "reference images by SHA-256"},
 		{Idempotency, ByAge, "Idempotency-Key records"},
-		{Budgets, ByAge, "daily budget accounts"},
+		{Budgets, ByAge, "daily budget accounts, per user and the deployment's total in shards"},
 		{Probes, ByAge, "readiness probe objects"},
 		{Config, Kept, "operator settings"},
 		{Housekeeping, Kept, "the housekeeping job's cursor"},
@@ -91,6 +94,13 @@ const (
 // ConfigObjects lists every operator setting.
 func ConfigObjects() []string {
 	return []string{FlagsObject, APIKeysObject, BudgetsObject, SheetsObject}
+}
+
+// BudgetTotalShard names one shard of the deployment's daily cap on a day:
+// the cap is split over several objects because each takes about one write
+// per second, and every live submit writes one.
+func BudgetTotalShard(day string, shard int) string {
+	return Budgets + day + "/total/" + strconv.Itoa(shard) + ".json"
 }
 
 // CursorObject is where the housekeeping walk stands between runs.

@@ -116,7 +116,8 @@ func (p *Platform) build(getenv func(string) string) error {
 		}
 	}
 	p.Flags = fl
-	p.Budgets = budget.NewStore(p.Bucket, budget.NewLimits(p.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
+	total := budget.Total{LimitUSD: cfg.DailyBudgetTotalUSD, Shards: cfg.BudgetTotalShards}
+	p.Budgets = budget.NewStore(p.Bucket, budget.NewLimits(p.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL), total, cfg.BudgetPatience)
 	p.Keys = idempotency.New(p.Bucket)
 	return nil
 }
