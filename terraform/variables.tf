@@ -775,6 +775,8 @@ variable "alert_model_failures" {
   validation {
     condition     = var.alert_model_failures >= 1
     error_message = "alert_model_failures must be at least 1."
+  }
+}
 
 # ------------------------------------------------------------ daily cap ---
 
