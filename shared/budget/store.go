@@ -142,11 +142,21 @@ func (s *Store) change(ctx context.Context, user, day string, fn func(Account) (
 
 // update applies fn to the account stored under name, by CAS, for at most
 // patience; fill sets what is not stored (the limit in force).
+//
+// Patience bounds when an attempt may start, not the attempt itself: a write
+// cut off by the patience can still land after the caller has given up and
+// released the batch, holding budget for a batch that never existed. An
+// attempt that starts in time gets attemptGrace more to finish, so its
+// outcome is known.
 func (s *Store) update(ctx context.Context, name string, patience time.Duration, fill func(context.Context, Account) (Account, error), fn func(Account) (Account, error)) (Account, bucket.Result, error) {
-	patient, cancel := context.WithTimeout(ctx, patience)
+	giveUp := time.Now().Add(patience)
+	bounded, cancel := context.WithTimeout(ctx, patience+attemptGrace)
 	defer cancel()
-	a, res, err := bucket.Update(patient, s.bucket, name, func(cur Account, _ bool) (Account, error) {
-		cur, err := fill(patient, cur)
+	a, res, err := bucket.Update(bounded, s.bucket, name, func(cur Account, _ bool) (Account, error) {
+		if time.Now().After(giveUp) {
+			return cur, errPatience
+		}
+		cur, err := fill(bounded, cur)
 		if err != nil {
 			return cur, err
 		}
@@ -156,7 +166,8 @@ func (s *Store) update(ctx context.Context, name string, patience time.Duration,
 		}
 		return next, err
 	})
-	if err != nil && patient.Err() != nil && ctx.Err() == nil {
+	outOfTime := err != nil && (errors.Is(err, errPatience) || bounded.Err() != nil) && ctx.Err() == nil
+	if outOfTime {
 		// Changes are idempotent: applied to what is stored now, one that
 		// landed reports no change, and the account is returned as it is.
 		check, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -175,11 +186,19 @@ func (s *Store) update(ctx context.Context, name string, patience time.Duration,
 			}
 		}
 	}
-	if errors.Is(err, bucket.ErrContended) || (err != nil && patient.Err() != nil) {
+	if errors.Is(err, bucket.ErrContended) || outOfTime {
 		return a, res, fmt.Errorf("%w: %w", ErrContended, err)
 	}
 	return a, res, err
 }
+
+// attemptGrace is how long a change's last attempt, started within the
+// patience, may take to finish.
+const attemptGrace = 5 * time.Second
+
+// errPatience stops a change from starting another attempt once its patience
+// has run out.
+var errPatience = errors.New("budget: patience ran out")
 
 // Reserve holds amount for a batch in the user's account of day, then in the
 // deployment's daily cap; a batch that does not fit the cap gives back what

@@ -364,7 +364,9 @@ func TestReserveRaceUnderWriteLimit(t *testing.T) {
 	}
 	is.True(len(a.Reserved) >= ok)
 	is.True(faults.Counts().Status429 > 0)    // the write limit did bite
-	is.True(slowest < patience+5*time.Second) // nobody waits much past the patience
+	// An attempt started within the patience may take up to 5 s more to
+	// finish, so its outcome is known; nobody waits much past that.
+	is.True(slowest < patience+7*time.Second)
 	t.Logf("ok=%d contended=%d slowest=%v 429s=%d", ok, contended, slowest, faults.Counts().Status429)
 }
 
