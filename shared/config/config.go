@@ -59,6 +59,7 @@ var Vars = []Var{
 	{"MODELS_JSON", "", "JSON overlay of the model table: prices, reference limits, aspect ratios, default."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"AUTH_MODE", "(local: none)", "How callers authenticate: google (ID tokens), apikey (keys in config/apikeys.json), or none (local stack only)."},
+	{"AUTH_ALLOW", "", "Who may call with AUTH_MODE=google (required there: empty refuses to start): comma-separated e-mail addresses and *@domain entries, case-insensitive; the token must carry email_verified. Service accounts (*.gserviceaccount.com) only by exact address."},
 	{"AUTH_AUDIENCES", "", "Accepted ID-token audiences (comma-separated): OAuth client ids, the Identity Platform project id."},
 	{"AUTH_ISSUERS", "https://accounts.google.com,accounts.google.com", "Accepted ID-token issuers; add https://securetoken.google.com/<project> for Identity Platform."},
 	{"AUTH_JWKS_URLS", "(Google's and Identity Platform's)", "Key sets that sign accepted ID tokens."},
@@ -140,6 +141,7 @@ type Config struct {
 	RefsAllowLoopback   bool
 	RefBuckets          []string
 	AuthMode            string
+	AuthAllow           []string
 	AuthAudiences       []string
 	AuthIssuers         []string
 	AuthJWKSURLs        []string
@@ -199,6 +201,7 @@ func Load(getenv func(string) string) (Config, error) {
 		RefsAllowLoopback:   p.bool("REFS_ALLOW_LOOPBACK"),
 		RefBuckets:          p.list("REF_BUCKETS"),
 		AuthMode:            p.str("AUTH_MODE", ""),
+		AuthAllow:           p.list("AUTH_ALLOW"),
 		AuthAudiences:       p.list("AUTH_AUDIENCES"),
 		AuthIssuers:         p.list("AUTH_ISSUERS"),
 		AuthJWKSURLs:        p.list("AUTH_JWKS_URLS"),
@@ -353,6 +356,11 @@ func (p *parser) check(c Config) {
 	case "", "none", "google", "apikey":
 	default:
 		p.fail("AUTH_MODE", fmt.Errorf("want google, apikey or none, got %q", c.AuthMode))
+	}
+	if c.AuthMode == "google" && len(c.AuthAllow) == 0 {
+		// A Google signature alone admits every Google identity, any project's
+		// service accounts included.
+		p.fail("AUTH_ALLOW", errors.New("AUTH_MODE=google needs the e-mail addresses or *@domain entries that may call"))
 	}
 	if c.RefsAllowLoopback && !c.Local() {
 		p.fail("REFS_ALLOW_LOOPBACK", errors.New("only the local stack may fetch references from loopback"))

@@ -167,8 +167,15 @@ func (p *Platform) Callers() (auth.Authenticator, error) {
 			}
 			return auth.None{}, nil
 		case "google":
+			allow, err := auth.ParseAllow(cfg.AuthAllow)
+			if err != nil {
+				return nil, err
+			}
+			if allow.Empty() {
+				return nil, errors.New("platform: AUTH_MODE=google needs AUTH_ALLOW: without it any Google identity could call")
+			}
 			return auth.NewGoogle(auth.GoogleOptions{
-				Audiences: cfg.AuthAudiences, Issuers: cfg.AuthIssuers, JWKSURLs: cfg.AuthJWKSURLs, Leeway: time.Minute,
+				Audiences: cfg.AuthAudiences, Issuers: cfg.AuthIssuers, JWKSURLs: cfg.AuthJWKSURLs, Leeway: time.Minute, Allow: allow,
 			})
 		case "apikey":
 			return auth.NewAPIKeys(func(ctx context.Context) ([]byte, error) {
