@@ -153,7 +153,7 @@ func TestGoogleAuthenticateAllowList(t *testing.T) {
 			is.Equal(next.Called(), 0) // refused before the handler
 			doc := wantProblem(t, rec, problem.Forbidden)
 			is.True(!strings.Contains(rec.Body.String(), "example.com")) // no list entry, no address
-			is.True(doc.Detail != "")                                     // but a reason
+			is.True(doc.Detail != "")                                    // but a reason
 		})
 	}
 }
