@@ -59,6 +59,10 @@ func Submit(p *platform.Platform) (http.Handler, error) {
 // configured.
 func Generate(p *platform.Platform) (http.Handler, error) {
 	cfg := p.Config
+	tasks := TaskAuth(cfg)
+	if err := tasks.Check(); err != nil {
+		return nil, err
+	}
 	finisher, err := p.Finisher()
 	if err != nil {
 		return nil, err
@@ -74,7 +78,7 @@ func Generate(p *platform.Platform) (http.Handler, error) {
 		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
 		Project:        cfg.Project,
 		Metrics:        metricsAccess(cfg),
-		Tasks:          TaskAuth(cfg),
+		Tasks:          tasks,
 	}, generate.Deps{
 		Store: p.Ledger, Generators: gens, Finisher: finisher,
 		Ready: p.Readiness(p.BucketWritable()),
@@ -84,12 +88,13 @@ func Generate(p *platform.Platform) (http.Handler, error) {
 
 // TaskAuth is what admits a delivery to generate. Cloud Run verifies the
 // task's token for IAM and strips its signature; generate checks what the
-// stripped token says and that the delivery names the platform's queue.
+// stripped token says and that the delivery names the platform's queue. Only
+// on the emulators, off Cloud Run, may the queue header alone admit a task.
 func TaskAuth(cfg config.Config) auth.TaskAuth {
 	return auth.TaskAuth{
-		Queue:      cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:],
-		Token:      auth.TaskToken{Audience: cfg.TasksOIDCAudience, ServiceAccount: cfg.TasksServiceAccount, Leeway: time.Minute},
-		OnCloudRun: cfg.CloudRunService != "",
+		Queue:        cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:],
+		Token:        auth.TaskToken{Audience: cfg.TasksOIDCAudience, ServiceAccount: cfg.TasksServiceAccount, Leeway: time.Minute},
+		RequireToken: cfg.CloudRunService != "" || !cfg.Local(),
 	}
 }
 

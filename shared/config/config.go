@@ -67,7 +67,7 @@ var Vars = []Var{
 	{"PROGRESS_TOKEN_TTL", "1h", "Lifetime of the progress token in progressUrl."},
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
-	{"TASKS_OIDC_AUDIENCE", "", "Audience of the tasks' OIDC tokens (empty: Cloud Tasks uses GENERATE_URL). When set, generate checks each task's token as Cloud Run hands it on (signature removed after Cloud Run's IAM check): this audience, Google's issuer, TASKS_SERVICE_ACCOUNT's verified e-mail, not expired."},
+	{"TASKS_OIDC_AUDIENCE", "", "Audience of the tasks' OIDC tokens (empty: Cloud Tasks uses GENERATE_URL). When set, generate checks each task's token as Cloud Run hands it on (signature removed after Cloud Run's IAM check): this audience, Google's issuer, TASKS_SERVICE_ACCOUNT's verified e-mail, not expired. Required, with TASKS_SERVICE_ACCOUNT, everywhere but on the emulators: without it generate refuses to start."},
 	{"WEBHOOK_SECRET", "(local: derived from the signing key)", "Secret that signs completion webhooks (X-Assetgen-Signature); from Secret Manager."},
 	{"NOTIFY_MAX_ELAPSED", "30s", "How long one webhook or Sheets delivery keeps retrying before it is recorded as failed (the housekeeping job retries it later)."},
 	{"METRICS_TOKEN", "", "Bearer token a scraper presents to read /metrics on a deployment (open locally; off when empty)."},
@@ -75,7 +75,7 @@ var Vars = []Var{
 	{"HISTORY_RETENTION", "720h", "How long batches, their images and history are kept: stable image links last as long; the housekeeping job deletes what is older."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
 	{"TASKS_EMULATOR_HOST", "(local: set by make run)", "host:port of the Cloud Tasks stand-in; the tasks client uses it instead of Google Cloud."},
-	{"K_SERVICE", "(set by Cloud Run)", "Name of the Cloud Run service; where it is set, generate refuses every task (503 NOT_READY) unless TASKS_OIDC_AUDIENCE is set."},
+	{"K_SERVICE", "(set by Cloud Run)", "Name of the Cloud Run service; where it is set (or Cloud Storage is real), generate refuses to start unless TASKS_OIDC_AUDIENCE is set."},
 }
 
 // LocalVars are the settings only the local stack (make run) reads.
