@@ -81,7 +81,7 @@ var Vars = []Var{
 // LocalVars are the settings only the local stack (make run) reads.
 var LocalVars = []Var{
 	{"PORT", "8080", "Port of the local stack (all three functions)."},
-	{"HOST", "127.0.0.1", "Interface the local stack listens on."},
+	{"HOST", "127.0.0.1", "Interface the local stack listens on; with AUTH_MODE=none (its default) only a loopback address or localhost, since that mode trusts X-Assetgen-User."},
 	{"DATA_DIR", ".data", "Where the local stack keeps the emulated bucket, its signing key and its unfinished tasks (a restart on the same PORT delivers them)."},
 	{"LOCAL_GCS_ADDR", "127.0.0.1:4443", "Address of the embedded Cloud Storage emulator (signed URLs point here)."},
 	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
