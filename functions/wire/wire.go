@@ -17,6 +17,8 @@ import (
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/cors"
+	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/platform"
 )
@@ -50,8 +52,9 @@ func Submit(p *platform.Platform) (http.Handler, error) {
 	}, submit.Deps{
 		Store: p.Ledger, Bucket: p.Bucket, Queue: q, Signer: p.Signer, Keys: p.Keys,
 		Budgets: p.Budgets, Flags: p.Flags, Refs: p.Refs(), Auth: callers, Tokens: p.Tokens, Finisher: finisher,
-		Ready: p.Readiness(p.BucketWritable(), p.QueueReachable()),
-		Log:   p.Log,
+		Ready: p.Readiness(append([]health.Check{p.BucketWritable(), p.QueueReachable()},
+			p.ConfigChecks(layout.FlagsObject, layout.BudgetsObject, layout.APIKeysObject)...)...),
+		Log: p.Log,
 	}), nil
 }
 
@@ -118,7 +121,7 @@ func Progress(p *platform.Platform) (*progress.Service, error) {
 		MinHeadroom:   cfg.SSEMinHeadroom,
 	}, progress.Deps{
 		Store: p.Ledger, Sign: p.Signer.Sign, Auth: auth.Stream{Tokens: p.Tokens, Bearer: callers},
-		Ready: p.Readiness(p.BucketReadable()),
+		Ready: p.Readiness(append([]health.Check{p.BucketReadable()}, p.ConfigChecks(layout.APIKeysObject)...)...),
 		Log:   p.Log,
 	}), nil
 }

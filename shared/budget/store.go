@@ -49,6 +49,9 @@ func readLimits(b *bucket.Bucket) func(context.Context) (map[string]Micros, erro
 	}
 }
 
+// Config is the overrides object, for readiness.
+func (l *Limits) Config() cached.Validity { return l.perUser }
+
 // ErrLimitsUnknown means the overrides were never read: an operator may have
 // lowered or blocked this user, so no money is spent until they are known.
 var ErrLimitsUnknown = errors.New("budget: the per-user limits cannot be read")

@@ -23,6 +23,7 @@ import (
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/config"
@@ -66,6 +67,7 @@ type Platform struct {
 	// refreshes): Open's, without its cancellation.
 	base     context.Context
 	instance string
+	limits   *budget.Limits
 
 	queue      lazy[*queue.Enqueuer]
 	finisher   lazy[*completion.Finisher]
@@ -109,7 +111,8 @@ func (p *Platform) build(getenv func(string) string) error {
 		return err
 	}
 	p.Flags = fl
-	p.Budgets = budget.NewStore(p.Bucket, budget.NewLimits(p.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL), cfg.BudgetPatience)
+	p.limits = budget.NewLimits(p.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL)
+	p.Budgets = budget.NewStore(p.Bucket, p.limits, cfg.BudgetPatience)
 	p.Keys = idempotency.New(p.Bucket)
 	return nil
 }
@@ -240,6 +243,33 @@ const ReadinessTTL = 5 * time.Second
 // Readiness is a /readyz over checks, cached for ReadinessTTL.
 func (p *Platform) Readiness(checks ...health.Check) *health.Readiness {
 	return health.NewReadiness(ReadinessTTL, checks...)
+}
+
+// ConfigChecks are readiness checks of the named operator settings this
+// platform keeps (layout.FlagsObject, BudgetsObject, APIKeysObject): each
+// fails, naming its object, while the object is invalid. Objects it does not
+// keep (the key table outside AUTH_MODE=apikey) are left out.
+func (p *Platform) ConfigChecks(objects ...string) []health.Check {
+	var out []health.Check
+	for _, name := range objects {
+		var v cached.Validity
+		switch name {
+		case layout.FlagsObject:
+			v = p.Flags.Config()
+		case layout.BudgetsObject:
+			v = p.limits.Config()
+		case layout.APIKeysObject:
+			if callers, err := p.Callers(); err == nil {
+				if keys, ok := callers.(*auth.APIKeys); ok {
+					v = keys.Config()
+				}
+			}
+		}
+		if v != nil {
+			out = append(out, health.ConfigValid(v))
+		}
+	}
+	return out
 }
 
 // BucketWritable checks that the bucket takes this instance's probe write.
