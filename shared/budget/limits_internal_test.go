@@ -130,7 +130,7 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	_, err = w.Write([]byte(`{"users": {"u": 5}}`))
 	is.NoErr(err)
 	is.NoErr(w.Close())
-	clock.Advance(time.Minute) // past the back-off, which never exceeds the TTL
+	clock.Advance(time.Minute)            // past the back-off, which never exceeds the TTL
 	is.Equal(limit(ctx, "u"), FromUSD(5)) // fixed: read again
 	is.NoErr(l.Config().Valid(ctx))
 
