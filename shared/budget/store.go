@@ -57,7 +57,8 @@ func (l *Limits) Config() cached.Validity { return l.perUser }
 var ErrLimitsUnknown = errors.New("budget: the per-user limits cannot be read")
 
 // For returns a user's daily limit. An override table that cannot be reread
-// keeps the last good one; with none read yet, it fails closed.
+// keeps the last good one; with none read yet, or one that is read but
+// invalid, it fails closed.
 func (l *Limits) For(ctx context.Context, user string) (Micros, error) {
 	table, err := l.perUser.Get(ctx)
 	if err != nil {
