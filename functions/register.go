@@ -26,7 +26,15 @@ import (
 
 func init() {
 	functions.HTTP("Submit", lazy(wire.Submit))
-	functions.HTTP("Generate", lazy(wire.Generate))
+	if err := generateCanStart(os.Getenv); err != nil {
+		// Unregistered, Generate is not served: the Functions Framework refuses
+		// to start an instance whose FUNCTION_TARGET names it, so the revision
+		// never becomes ready and its deploy fails where everyone sees it,
+		// instead of refusing every task.
+		slog.Error("functions: Generate cannot start", "error", err)
+	} else {
+		functions.HTTP("Generate", lazy(wire.Generate))
+	}
 	functions.HTTP("Progress", lazy(func(p *platform.Platform) (http.Handler, error) {
 		svc, err := wire.Progress(p)
 		if err != nil {
@@ -35,6 +43,20 @@ func init() {
 		go drainOnSIGTERM(svc, p.Log)
 		return svc, nil
 	}))
+}
+
+// generateCanStart checks, on an instance serving Generate, the settings
+// that fix how tasks are admitted: a revision's environment never changes, so
+// an instance that would admit tasks unchecked must not start at all.
+func generateCanStart(getenv func(string) string) error {
+	if getenv("FUNCTION_TARGET") != "Generate" {
+		return nil
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return nil // reported by the build on the first request, as for every function
+	}
+	return wire.TaskAuth(cfg).Check()
 }
 
 // drainOnSIGTERM is the progress service's shutdown in the cloud, where the

@@ -26,4 +26,7 @@ flags_live_runs              = "off"
 # Authentication of the public API (docs/security.md).
 auth_mode      = "google"
 auth_audiences = ["1234567890-abc.apps.googleusercontent.com"]
+# Who may call: verified e-mails, by address or *@domain (service accounts
+# only by address).
+auth_allow = ["*@example.com"]
 # auth_issuers = ["https://securetoken.google.com/my-project"] # Identity Platform

@@ -48,6 +48,7 @@ locals {
     AUTH_MODE      = var.auth_mode
     AUTH_AUDIENCES = join(",", var.auth_audiences)
     AUTH_ISSUERS   = join(",", var.auth_issuers)
+    AUTH_ALLOW     = join(",", var.auth_allow)
     # The console is served by the progress service and calls submit from there.
     CORS_ORIGINS = join(",", distinct(concat(var.allowed_origins, [local.progress_base_url])))
   } : k => v if v != "" }
@@ -128,6 +129,10 @@ resource "google_cloudfunctions2_function" "submit" {
     precondition {
       condition     = var.auth_mode != "google" || length(var.auth_audiences) > 0
       error_message = "auth_mode = \"google\" needs auth_audiences: the OAuth client ids or the Identity Platform project id your frontend's tokens are issued for."
+    }
+    precondition {
+      condition     = var.auth_mode != "google" || length(var.auth_allow) > 0
+      error_message = "auth_mode = \"google\" needs auth_allow: the e-mail addresses or \"*@domain\" entries that may call (a Google signature alone admits any Google identity, any project's service accounts included)."
     }
   }
 

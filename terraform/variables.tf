@@ -788,5 +788,20 @@ variable "daily_budget_total_usd" {
   validation {
     condition     = var.daily_budget_total_usd >= 0
     error_message = "daily_budget_total_usd must be >= 0."
+
+# ------------------------------------------------------------ allow-list ---
+
+variable "auth_allow" {
+  type        = list(string)
+  description = "Who may call the public API with auth_mode = google (AUTH_ALLOW): e-mail addresses and \"*@domain\" entries, case-insensitive; tokens must carry email_verified. Service accounts (…gserviceaccount.com) are admitted only by their exact address. Required with auth_mode = google: a Google signature alone admits any Google identity."
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.auth_allow : can(regex("^([^@\\s,*]+|\\*)@[^@\\s,*]+$", e))])
+    error_message = "auth_allow entries must be name@domain or *@domain."
+  }
+  validation {
+    condition     = alltrue([for e in var.auth_allow : !can(regex("^\\*@(.+\\.)?gserviceaccount\\.com$", lower(e)))])
+    error_message = "auth_allow: a *@ entry never admits service accounts; list each by its address."
   }
 }

@@ -76,6 +76,7 @@ type Deps struct {
 func New(cfg Config, d Deps) http.Handler {
 	deps.Check("submit.New", d)
 	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Bucket), cached.Options{TTL: cfg.ConfigTTL, Log: d.Log})}
+	d.Ready.Add(health.ConfigValid(s.sheets.users))
 	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
 	mux.Handle("POST /batch/images", user(newLimiter(cfg.SubmitsPerMinute).require(s.handleSubmit())))

@@ -41,7 +41,8 @@ func readSheetGrants(b *bucket.Bucket) func(context.Context) (map[string][]strin
 }
 
 // allow refuses a spreadsheet the user was not granted. A list that cannot be
-// read again keeps the last good one; with none read yet, it refuses too.
+// read again keeps the last good one; with none read yet, or one that is read
+// but invalid, it refuses too.
 func (g *sheetGrants) allow(ctx context.Context, user, spreadsheetID string) error {
 	users, err := g.users.Get(ctx)
 	if err != nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/cors"
+	"github.com/assetgen/assetgen/shared/health"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/platform"
 )
@@ -50,8 +52,9 @@ func Submit(p *platform.Platform) (http.Handler, error) {
 	}, submit.Deps{
 		Store: p.Ledger, Bucket: p.Bucket, Queue: q, Signer: p.Signer, Keys: p.Keys,
 		Budgets: p.Budgets, Flags: p.Flags, Refs: p.Refs(), Auth: callers, Tokens: p.Tokens, Finisher: finisher,
-		Ready: p.Readiness(p.BucketWritable(), p.QueueReachable()),
-		Log:   p.Log,
+		Ready: p.Readiness(append([]health.Check{p.BucketWritable(), p.QueueReachable()},
+			p.ConfigChecks(layout.FlagsObject, layout.BudgetsObject, layout.APIKeysObject)...)...),
+		Log: p.Log,
 	}), nil
 }
 
@@ -59,6 +62,10 @@ func Submit(p *platform.Platform) (http.Handler, error) {
 // configured.
 func Generate(p *platform.Platform) (http.Handler, error) {
 	cfg := p.Config
+	tasks := TaskAuth(cfg)
+	if err := tasks.Check(); err != nil {
+		return nil, err
+	}
 	finisher, err := p.Finisher()
 	if err != nil {
 		return nil, err
@@ -74,7 +81,7 @@ func Generate(p *platform.Platform) (http.Handler, error) {
 		AttemptTimeout: cfg.DispatchDeadline - min(cfg.DispatchDeadline/10, 10*time.Second),
 		Project:        cfg.Project,
 		Metrics:        metricsAccess(cfg),
-		Tasks:          TaskAuth(cfg),
+		Tasks:          tasks,
 	}, generate.Deps{
 		Store: p.Ledger, Generators: gens, Finisher: finisher,
 		Ready: p.Readiness(p.BucketWritable()),
@@ -84,12 +91,13 @@ func Generate(p *platform.Platform) (http.Handler, error) {
 
 // TaskAuth is what admits a delivery to generate. Cloud Run verifies the
 // task's token for IAM and strips its signature; generate checks what the
-// stripped token says and that the delivery names the platform's queue.
+// stripped token says and that the delivery names the platform's queue. Only
+// on the emulators, off Cloud Run, may the queue header alone admit a task.
 func TaskAuth(cfg config.Config) auth.TaskAuth {
 	return auth.TaskAuth{
-		Queue:      cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:],
-		Token:      auth.TaskToken{Audience: cfg.TasksOIDCAudience, ServiceAccount: cfg.TasksServiceAccount, Leeway: time.Minute},
-		OnCloudRun: cfg.CloudRunService != "",
+		Queue:        cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:],
+		Token:        auth.TaskToken{Audience: cfg.TasksOIDCAudience, ServiceAccount: cfg.TasksServiceAccount, Leeway: time.Minute},
+		RequireToken: cfg.CloudRunService != "" || !cfg.Local(),
 	}
 }
 
@@ -113,7 +121,7 @@ func Progress(p *platform.Platform) (*progress.Service, error) {
 		MinHeadroom:   cfg.SSEMinHeadroom,
 	}, progress.Deps{
 		Store: p.Ledger, Sign: p.Signer.Sign, Auth: auth.Stream{Tokens: p.Tokens, Bearer: callers},
-		Ready: p.Readiness(p.BucketReadable()),
+		Ready: p.Readiness(append([]health.Check{p.BucketReadable()}, p.ConfigChecks(layout.APIKeysObject)...)...),
 		Log:   p.Log,
 	}), nil
 }

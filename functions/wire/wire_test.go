@@ -4,12 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/functions/wire"
+	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/platform/platformtest"
 )
 
@@ -64,4 +66,25 @@ func TestSubmitNeedsTheGenerateURL(t *testing.T) {
 	is.True(err != nil) // refused at build time, not on the first submit
 	_, err = wire.Progress(p.Platform)
 	is.NoErr(err) // progress does not enqueue
+}
+
+// Generate does not start where a queue header alone would admit a task: on
+// Cloud Run, or anywhere off the emulators, without the task token check.
+func TestGenerateRefusesToStartWithoutTheTaskCheck(t *testing.T) {
+	is := is.New(t)
+	p := platformtest.Open(t, map[string]string{"K_SERVICE": "generate"})
+	_, err := wire.Generate(p.Platform)
+	is.True(err != nil && strings.Contains(err.Error(), "TASKS_OIDC_AUDIENCE")) // refused, naming the setting
+
+	p = platformtest.Open(t, map[string]string{"K_SERVICE": "generate", "TASKS_OIDC_AUDIENCE": "https://generate.example", "TASKS_SERVICE_ACCOUNT": "tasks@p.iam.gserviceaccount.com"})
+	_, err = wire.Generate(p.Platform)
+	is.NoErr(err) // with the check configured it starts
+
+	cloud, err := config.Load(func(string) string { return "" })
+	is.NoErr(err)
+	is.True(wire.TaskAuth(cloud).RequireToken)   // real Cloud Storage: a token is required even without K_SERVICE
+	is.True(wire.TaskAuth(cloud).Check() != nil) // and its absence stops the start
+	emulated, err := config.Load(func(k string) string { return map[string]string{"STORAGE_EMULATOR_HOST": "127.0.0.1:1"}[k] })
+	is.NoErr(err)
+	is.True(!wire.TaskAuth(emulated).RequireToken) // on the emulators off Cloud Run the queue header suffices
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -38,9 +39,10 @@ func NewAPIKeys(source func(ctx context.Context) ([]byte, error), ttl time.Durat
 }
 
 // newAPIKeys keeps the table in a cached.Value: a table that cannot be read
-// again keeps the last good one in force. Until a first good read (the source
-// fails or the object does not parse), no key is accepted and callers get
-// NOT_READY: the table fails closed.
+// again keeps the last good one in force. One that is read but does not parse
+// is dropped — it may be the edit that revoked a key — and every key request
+// answers CONFIG_INVALID until it is fixed. Until a first good read, no key is
+// accepted and callers get NOT_READY: the table fails closed.
 func newAPIKeys(source func(ctx context.Context) ([]byte, error), opt cached.Options) *APIKeys {
 	return &APIKeys{keys: cached.New(layout.APIKeysObject, func(ctx context.Context) (map[string]keyEntry, error) {
 		b, err := source(ctx)
@@ -61,6 +63,9 @@ func (a *APIKeys) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, problem.New(problem.Unauthenticated, "send an API key as Authorization: Bearer <key> or X-Api-Key")
 	}
 	keys, err := a.keys.Get(r.Context())
+	if errors.Is(err, cached.ErrInvalid) {
+		return Principal{}, problem.Wrap(problem.ConfigInvalid, err, "the API key table is invalid; an operator must fix it")
+	}
 	if err != nil {
 		return Principal{}, problem.Wrap(problem.NotReady, err, "the key table cannot be read")
 	}
@@ -71,6 +76,9 @@ func (a *APIKeys) Authenticate(r *http.Request) (Principal, error) {
 	return Principal{UserID: e.User, Via: "apikey"}, nil
 }
 
+// Config is the key table's object, for readiness.
+func (a *APIKeys) Config() cached.Validity { return a.keys }
+
 // parseKeys reads the key table; no bytes is an empty table.
 func parseKeys(b []byte) (map[string]keyEntry, error) {
 	var doc struct {
@@ -78,7 +86,7 @@ func parseKeys(b []byte) (map[string]keyEntry, error) {
 	}
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &doc); err != nil {
-			return nil, fmt.Errorf("auth: parsing %s: %w", layout.APIKeysObject, err)
+			return nil, cached.Invalid(fmt.Errorf("auth: parsing %s: %w", layout.APIKeysObject, err))
 		}
 	}
 	if doc.Keys == nil {

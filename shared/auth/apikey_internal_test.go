@@ -17,6 +17,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/cached"
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -188,8 +189,7 @@ func TestAPIKeysReloadAfterTTL(t *testing.T) {
 	is.Equal(src.count(), 2)        // one read
 }
 
-// A failing reload keeps the last good table, whether the source fails or
-// serves a broken object.
+// A reload that cannot read the source keeps the last good table.
 func TestAPIKeysFailingReloadKeepsLastGoodTable(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -197,8 +197,6 @@ func TestAPIKeysFailingReloadKeepsLastGoodTable(t *testing.T) {
 		err  error
 	}{
 		{"source fails", nil, errors.New("storage unavailable")},
-		{"object is not JSON", []byte("{not json"), nil},
-		{"object has the wrong shape", []byte(`{"keys": ["a", "b"]}`), nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
@@ -233,6 +231,47 @@ func TestAPIKeysFailingReloadKeepsLastGoodTable(t *testing.T) {
 	}
 }
 
+// A table that is read but invalid is dropped, not served from the last good
+// copy (its edit may have revoked a key): every key request is CONFIG_INVALID
+// until the object is fixed, tried again after a back-off.
+func TestAPIKeysInvalidTableRefusesEveryKey(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		body []byte
+	}{
+		{"object is not JSON", []byte("{not json")},
+		{"object has the wrong shape", []byte(`{"keys": ["a", "b"]}`)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			src := &keySource{body: keyTable(t, map[string]string{"ak_ci": "ci-bot"})}
+			now := t0
+			a := keysAt(src, time.Minute, &now)
+			p, err := a.Authenticate(keyRequest("", "ak_ci"))
+			is.NoErr(err)
+			is.Equal(p.UserID, "ci-bot")
+			is.NoErr(a.Config().Valid(t.Context())) // a good table is valid
+
+			src.set(tt.body, nil)
+			now = now.Add(time.Hour)
+			_, err = a.Authenticate(keyRequest("", "ak_ci"))
+			checkCode(t, err, problem.ConfigInvalid) // the good key no longer works
+			rec := httptest.NewRecorder()
+			Require(a, &whoHandler{}).ServeHTTP(rec, keyRequest("", "ak_ci"))
+			checkProblem(t, rec, problem.ConfigInvalid)         // 503 problem+json
+			is.True(a.Config().Valid(t.Context()) != nil)       // readiness fails
+			is.Equal(a.Config().Object(), layout.APIKeysObject) // naming the object
+
+			src.set(keyTable(t, map[string]string{"ak_ci": "ci-bot"}), nil)
+			now = now.Add(time.Second) // the back-off after one failure
+			p, err = a.Authenticate(keyRequest("", "ak_ci"))
+			is.NoErr(err) // fixed: the key works again
+			is.Equal(p.UserID, "ci-bot")
+			is.NoErr(a.Config().Valid(t.Context())) // and readiness recovers
+		})
+	}
+}
+
 // With no table yet, a failing source is NOT_READY, not UNAUTHENTICATED: the
 // caller may well hold a good key. No key is accepted until a table is read,
 // which is tried again after a back-off.
@@ -243,7 +282,6 @@ func TestAPIKeysNotReadyWithoutTable(t *testing.T) {
 		err  error
 	}{
 		{"source fails", nil, errors.New("storage unavailable")},
-		{"object is not JSON", []byte("{not json"), nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)

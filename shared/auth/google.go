@@ -33,6 +33,9 @@ type GoogleOptions struct {
 	// Issuers accepted: https://accounts.google.com for Google-signed tokens,
 	// https://securetoken.google.com/<project> for Identity Platform.
 	Issuers []string
+	// Allow is who may call (AUTH_ALLOW); the zero Allow admits nobody.
+	// Verify ignores it: it only says whether a token is genuine.
+	Allow Allow
 	// JWKSURLs are fetched for signing keys (DefaultJWKSURLs when empty).
 	JWKSURLs []string
 	// Leeway tolerates clock skew on exp, iat and nbf.
@@ -114,7 +117,9 @@ func (g *Google) Verify(ctx context.Context, raw string) (Claims, error) {
 	return c, nil
 }
 
-// Authenticate implements Authenticator: the user is the token's subject.
+// Authenticate implements Authenticator: a genuine token whose verified
+// e-mail the allow-list admits, else FORBIDDEN (whose detail never tells which
+// entries exist). The user is UserID(issuer, subject).
 func (g *Google) Authenticate(r *http.Request) (Principal, error) {
 	raw, ok := bearer(r)
 	if !ok {
@@ -124,7 +129,11 @@ func (g *Google) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, problem.Wrap(problem.Unauthenticated, err, "the ID token is not valid")
 	}
-	return Principal{UserID: c.Subject, Via: "google"}, nil
+	if !g.o.Allow.Admits(c.Email, c.EmailVerified) {
+		why := fmt.Errorf("auth: %q (email_verified %t, issuer %s) is not admitted by AUTH_ALLOW", c.Email, c.EmailVerified, c.Issuer)
+		return Principal{}, &problem.Error{Code: problem.Forbidden, Detail: "this identity is not allowed to use this deployment", Err: why}
+	}
+	return Principal{UserID: UserID(c.Issuer, c.Subject), Via: "google"}, nil
 }
 
 // bearer returns the Authorization: Bearer credential.

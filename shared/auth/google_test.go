@@ -229,7 +229,7 @@ func TestGoogleAuthenticate(t *testing.T) {
 			p, err := g.Authenticate(r)
 			if tt.ok {
 				is.NoErr(err)
-				is.Equal(p, auth.Principal{UserID: testSubject, Via: "google"})
+				is.Equal(p, auth.Principal{UserID: "g." + testSubject, Via: "google"})
 			} else {
 				wantCode(t, err, problem.Unauthenticated)
 				is.Equal(p, auth.Principal{})
@@ -243,7 +243,7 @@ func TestGoogleAuthenticate(t *testing.T) {
 				is.Equal(rec.Code, http.StatusOK)
 				is.Equal(next.Called(), 1)
 				is.True(next.found) // the principal is in the context
-				is.Equal(next.who, auth.Principal{UserID: testSubject, Via: "google"})
+				is.Equal(next.who, auth.Principal{UserID: "g." + testSubject, Via: "google"})
 				return
 			}
 			is.Equal(next.Called(), 0) // next never runs for a refused caller

@@ -139,11 +139,19 @@ func (s *jwksServer) ServeBody(body string) {
 
 func (s *jwksServer) Hits() int { return int(s.hits.Load()) }
 
+// testAllow admits the e-mail of claims().
+var testAllow = []string{"someone@example.com"}
+
 // newGoogle returns a verifier that reads keys from servers on the test clock,
-// with a minute of leeway.
+// with a minute of leeway, admitting testAllow.
 func newGoogle(t *testing.T, clk *clock, issuers []string, servers ...*jwksServer) *auth.Google {
 	t.Helper()
+	allow, err := auth.ParseAllow(testAllow)
+	if err != nil {
+		t.Fatal(err)
+	}
 	o := auth.GoogleOptions{
+		Allow:      allow,
 		Audiences:  []string{testAudience},
 		Issuers:    issuers,
 		Leeway:     time.Minute,

@@ -104,25 +104,27 @@ type TaskAuth struct {
 	// Queue is the queue's short id (the last element of its name).
 	Queue string
 	// Token is what each task's ID token must say; an empty Audience skips
-	// the token (the local stack without its Cloud Run front-end).
+	// the token, which only RequireToken's absence allows.
 	Token TaskToken
-	// OnCloudRun is set on a deployment (K_SERVICE): there a token check is
-	// mandatory, and without one every task is refused (503 NOT_READY) rather
-	// than run unchecked.
-	OnCloudRun bool
+	// RequireToken is set everywhere but on the emulators: on Cloud Run
+	// (K_SERVICE) and wherever Cloud Storage is real. There a queue header
+	// alone, which anyone may send, never admits a task: Check fails, so the
+	// function does not start.
+	RequireToken bool
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
 
-// misconfigured says why the token check cannot run, or "".
-func (a TaskAuth) misconfigured() string {
+// Check says why the task check cannot run as configured: the function must
+// not start with it.
+func (a TaskAuth) Check() error {
 	switch {
-	case a.Token.Audience == "" && a.OnCloudRun:
-		return "TASKS_OIDC_AUDIENCE is not set on Cloud Run, so task tokens cannot be checked; every task is refused until it is"
+	case a.Token.Audience == "" && a.RequireToken:
+		return errors.New("auth: TASKS_OIDC_AUDIENCE is not set outside the emulators, so task tokens cannot be checked; generate refuses to start without it (set it and TASKS_SERVICE_ACCOUNT)")
 	case a.Token.Audience != "" && a.Token.ServiceAccount == "":
-		return "TASKS_OIDC_AUDIENCE is set without TASKS_SERVICE_ACCOUNT, so task tokens cannot be checked; every task is refused until it is"
+		return errors.New("auth: TASKS_OIDC_AUDIENCE is set without TASKS_SERVICE_ACCOUNT, so task tokens cannot be checked; generate refuses to start without it")
 	}
-	return ""
+	return nil
 }
 
 // Require wraps next.
@@ -131,11 +133,13 @@ func (a TaskAuth) Require(next http.Handler) http.Handler {
 	if now == nil {
 		now = time.Now
 	}
-	why := a.misconfigured()
+	// A TaskAuth whose Check fails never admits a task, even where its
+	// builder skipped Check.
+	why := a.Check()
 	var warn sync.Once
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if why != "" {
-			warn.Do(func() { obs.Logger(r.Context()).Error("auth: generate refuses tasks: " + why) })
+		if why != nil {
+			warn.Do(func() { obs.Logger(r.Context()).Error("auth: generate refuses tasks", "error", why) })
 			problem.Write(w, r, problem.New(problem.NotReady, "the generate function is misconfigured; see its logs"))
 			return
 		}

@@ -128,7 +128,7 @@ func TestTaskAuth(t *testing.T) {
 	tests := []struct {
 		name          string
 		token         auth.TaskToken
-		onCloudRun    bool
+		requireToken  bool
 		queue         string // "-" sends no header
 		authorization func(t *testing.T) string
 		want          problem.Code // "" when next runs
@@ -138,7 +138,7 @@ func TestTaskAuth(t *testing.T) {
 		{"local: queue name in another case", auth.TaskToken{}, false, "Generate", none, problem.Forbidden},
 		{"local: full queue name instead of its id", auth.TaskToken{}, false, "projects/p/locations/l/queues/generate", none, problem.Forbidden},
 		{"local: right queue, no token needed", auth.TaskToken{}, false, taskQueue, none, ""},
-		{"Cloud Run without an audience", auth.TaskToken{}, true, taskQueue, valid, problem.NotReady},
+		{"deployed without an audience", auth.TaskToken{}, true, taskQueue, valid, problem.NotReady},
 		{"audience without a service account", auth.TaskToken{Audience: taskAudience}, false, taskQueue, valid, problem.NotReady},
 		{"no queue header, valid token", checked, true, "-", valid, problem.Forbidden},
 		{"wrong queue, valid token", checked, true, "other-queue", valid, problem.Forbidden},
@@ -161,7 +161,7 @@ func TestTaskAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
-			a := auth.TaskAuth{Queue: taskQueue, Token: tt.token, OnCloudRun: tt.onCloudRun, Now: newClock().Now}
+			a := auth.TaskAuth{Queue: taskQueue, Token: tt.token, RequireToken: tt.requireToken, Now: newClock().Now}
 			r := httptest.NewRequest(http.MethodPost, "/", nil)
 			if tt.queue != "-" {
 				r.Header.Set("X-CloudTasks-QueueName", tt.queue)
@@ -184,13 +184,13 @@ func TestTaskAuth(t *testing.T) {
 	}
 }
 
-// A deployment without a token check refuses every task and says why in its
-// logs, once rather than on every delivery.
+// A TaskAuth used without its Check still refuses every task, and says why in
+// its logs once rather than on every delivery.
 func TestTaskAuthMisconfiguredLogsOnce(t *testing.T) {
 	is := is.New(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	h := auth.TaskAuth{Queue: taskQueue, OnCloudRun: true}.Require(&recorder{})
+	h := auth.TaskAuth{Queue: taskQueue, RequireToken: true}.Require(&recorder{})
 	for range 3 {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.Header.Set("X-CloudTasks-QueueName", taskQueue)
@@ -200,4 +200,31 @@ func TestTaskAuthMisconfiguredLogsOnce(t *testing.T) {
 		wantProblem(t, rec, problem.NotReady)
 	}
 	is.Equal(strings.Count(logs.String(), "TASKS_OIDC_AUDIENCE is not set"), 1) // the reason is logged once
+}
+
+func TestTaskAuthCheck(t *testing.T) {
+	checked := auth.TaskToken{Audience: taskAudience, ServiceAccount: serviceAccount}
+	tests := []struct {
+		name         string
+		token        auth.TaskToken
+		requireToken bool
+		ok           bool
+	}{
+		{"emulators, header check", auth.TaskToken{}, false, true},
+		{"emulators, token check", checked, false, true},
+		{"deployed, token check", checked, true, true},
+		{"deployed without an audience", auth.TaskToken{ServiceAccount: serviceAccount}, true, false},
+		{"deployed with nothing", auth.TaskToken{}, true, false},
+		{"audience without a service account", auth.TaskToken{Audience: taskAudience}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			is := is.New(t)
+			err := auth.TaskAuth{Queue: taskQueue, Token: tt.token, RequireToken: tt.requireToken}.Check()
+			is.Equal(err == nil, tt.ok) // starts only with a check that can run
+			if err != nil {
+				is.True(strings.Contains(err.Error(), "TASKS_OIDC_AUDIENCE")) // names the setting
+			}
+		})
+	}
 }

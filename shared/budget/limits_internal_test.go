@@ -116,13 +116,23 @@ func TestLimitsReloadAfterTTL(t *testing.T) {
 	is.True(faults.Counts().Rejected > rejected) // (the read was tried, and failed)
 	faults.SetFailures(0)
 
-	// A corrupt object keeps them too.
+	// A corrupt object is not used at all (an operator may have lowered or
+	// blocked the user in that edit): limits are unknown, readiness fails.
 	w := c.Storage.Bucket(stacktest.TestBucket).Object(layout.BudgetsObject).NewWriter(ctx)
 	_, err := w.Write([]byte("{not json"))
 	is.NoErr(err)
 	is.NoErr(w.Close())
 	clock.Advance(time.Minute)
-	is.Equal(limit(ctx, "u"), FromUSD(5)) // corrupt object: last good override kept
+	_, err = l.For(ctx, "u")
+	is.True(errors.Is(err, ErrLimitsUnknown))                    // corrupt object: no limit, so no spend
+	is.True(errors.Is(l.Config().Valid(ctx), cached.ErrInvalid)) // and the instance is not ready
+	w = c.Storage.Bucket(stacktest.TestBucket).Object(layout.BudgetsObject).NewWriter(ctx)
+	_, err = w.Write([]byte(`{"users": {"u": 5}}`))
+	is.NoErr(err)
+	is.NoErr(w.Close())
+	clock.Advance(time.Minute)            // past the back-off, which never exceeds the TTL
+	is.Equal(limit(ctx, "u"), FromUSD(5)) // fixed: read again
+	is.NoErr(l.Config().Valid(ctx))
 
 	// A deleted object means no overrides at all.
 	is.NoErr(c.Storage.Bucket(stacktest.TestBucket).Object(layout.BudgetsObject).Delete(ctx))

@@ -49,12 +49,16 @@ func readLimits(b *bucket.Bucket) func(context.Context) (map[string]Micros, erro
 	}
 }
 
+// Config is the overrides object, for readiness.
+func (l *Limits) Config() cached.Validity { return l.perUser }
+
 // ErrLimitsUnknown means the overrides were never read: an operator may have
 // lowered or blocked this user, so no money is spent until they are known.
 var ErrLimitsUnknown = errors.New("budget: the per-user limits cannot be read")
 
 // For returns a user's daily limit. An override table that cannot be reread
-// keeps the last good one; with none read yet, it fails closed.
+// keeps the last good one; with none read yet, or one that is read but
+// invalid, it fails closed.
 func (l *Limits) For(ctx context.Context, user string) (Micros, error) {
 	table, err := l.perUser.Get(ctx)
 	if err != nil {

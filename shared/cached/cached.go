@@ -6,16 +6,25 @@
 //   - No lock is held across the read. One read runs at a time; while it runs,
 //     callers with a copy get that copy at once, and only callers with none yet
 //     wait for it.
-//   - A failed read keeps the last good copy, and the next read waits for a
-//     back-off (doubling from Options.Backoff up to the TTL), so an outage does
-//     not turn every request into a read. Each failure is counted in
-//     assetgen_config_reload_failures_total{object} and logged: WARN while a
-//     good copy is served, ERROR when there is none.
+//   - A read that fails is one of two things. The object could not be read
+//     (an outage): the last good copy stays in force, logged at WARN (ERROR
+//     when there is none). The object was read but is invalid — it does not
+//     parse, or load marked its error with Invalid: the copy is dropped, since
+//     it no longer says what the operator wants (a revoked key must not keep
+//     working), so callers get an error wrapping ErrInvalid, Valid fails
+//     (readiness names the object), and it is logged at ERROR once per streak
+//     of such reads.
+//   - After either, the next read waits for a back-off (doubling from
+//     Options.Backoff up to the TTL), so neither turns every request into a
+//     read. Each failure is counted in
+//     assetgen_config_reload_failures_total{object}.
 //   - The clock is injectable.
 package cached
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -23,6 +32,20 @@ import (
 
 	"github.com/assetgen/assetgen/shared/metrics"
 )
+
+// ErrInvalid marks an object that was read but does not parse or validate.
+var ErrInvalid = errors.New("cached: config object is invalid")
+
+// Invalid marks err, returned by a load, as an invalid object rather than a
+// failed read. JSON decoding errors are recognised without it.
+func Invalid(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
+
+// invalid reports whether a load's error says the object is invalid.
+func invalid(err error) bool {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	return errors.Is(err, ErrInvalid) || errors.As(err, &syntax) || errors.As(err, &typ)
+}
 
 // Options tune a Value; zero fields take the defaults.
 type Options struct {
@@ -52,6 +75,7 @@ type Value[T any] struct {
 	val      T
 	have     bool          // val is a good copy
 	err      error         // the last failure, answered while there is no copy
+	bad      error         // why the object is invalid, from the last read that got it; nil once a read succeeds
 	due      time.Time     // no read before this instant
 	failures int           // consecutive failed reads
 	flight   chan struct{} // closed when the read in progress ends; nil when none
@@ -75,6 +99,30 @@ func New[T any](object string, load func(context.Context) (T, error), opt Option
 	// The series exists from the start, at zero, so an alert can watch it.
 	metrics.ConfigReloadFailures.WithLabelValues(object)
 	return &Value[T]{object: object, load: load, opt: opt}
+}
+
+// Validity is what readiness asks of a Value, whatever it holds.
+type Validity interface {
+	Object() string
+	Valid(ctx context.Context) error
+}
+
+var _ Validity = (*Value[int])(nil)
+
+// Object is the name of the object the Value reads.
+func (v *Value[T]) Object() string { return v.object }
+
+// Valid fails while the object, as last read, is invalid (reading it first
+// when the TTL or back-off allows, as Get does). An object that cannot be read
+// is an outage, not an invalid object: Valid does not fail for it.
+func (v *Value[T]) Valid(ctx context.Context) error {
+	_, _ = v.Get(ctx) // what matters is what the read found, kept below
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.bad != nil {
+		return fmt.Errorf("cached: %s: %w", v.object, v.bad)
+	}
+	return nil
 }
 
 // Get returns the copy in force, reading the object first when the copy is
@@ -130,13 +178,22 @@ func (v *Value[T]) refresh(ctx context.Context, done chan struct{}) {
 	v.flight = nil
 	if err == nil {
 		recovered := v.failures
-		v.val, v.have, v.err, v.failures = val, true, nil, 0
+		v.val, v.have, v.err, v.failures, v.bad = val, true, nil, 0, nil
 		v.due = now.Add(v.opt.TTL)
 		v.mu.Unlock()
 		if recovered > 0 {
 			v.opt.Log.Info("cached: config object read again", "object", v.object, "failedReads", recovered)
 		}
 		return
+	}
+	bad := invalid(err)
+	firstBad := bad && v.bad == nil
+	if bad {
+		if !errors.Is(err, ErrInvalid) {
+			err = Invalid(err)
+		}
+		var zero T
+		v.val, v.have, v.bad = zero, false, err
 	}
 	v.err = err
 	v.failures++
@@ -147,7 +204,12 @@ func (v *Value[T]) refresh(ctx context.Context, done chan struct{}) {
 
 	metrics.ConfigReloadFailures.WithLabelValues(v.object).Inc()
 	level, msg := slog.LevelWarn, "cached: config object unreadable; serving the last good copy"
-	if !have {
+	switch {
+	case bad && !firstBad:
+		return // said once per streak; the counter goes on
+	case bad:
+		level, msg = slog.LevelError, "cached: config object is invalid; it is not used until it is fixed"
+	case !have:
 		level, msg = slog.LevelError, "cached: config object unreadable and no good copy yet"
 	}
 	v.opt.Log.Log(ctx, level, msg, "object", v.object, "error", err, "failedReads", failures, "retryIn", pause)

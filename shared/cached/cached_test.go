@@ -3,6 +3,7 @@ package cached_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -439,4 +440,58 @@ func TestValueReadTimeout(t *testing.T) {
 	_, err := v.Get(ctx)
 	is.True(errors.Is(err, context.DeadlineExceeded)) // the read's own deadline
 	is.Equal(reloadFailures(t, object)-before, 1.0)   // counted
+}
+
+// An object that was read but is invalid drops the copy in force: callers get
+// ErrInvalid (never the stale copy), Valid fails naming the object, ERROR is
+// logged once for the streak, and a good read restores everything. An outage
+// meanwhile neither clears nor repeats the verdict.
+func TestValueInvalidObjectDropsTheCopy(t *testing.T) {
+	is := is.New(t)
+	ctx := testCtx(t)
+	f := newFixture(t, newSource(1))
+	syntax := json.Unmarshal([]byte(`{"keys":`), new(any))
+	is.True(syntax != nil) // truncated JSON does not parse
+
+	got, err := f.v.Get(ctx)
+	is.NoErr(err)
+	is.Equal(got, 1)
+	is.NoErr(f.v.Valid(ctx)) // a good object is valid
+
+	f.src.fail(fmt.Errorf("parsing: %w", syntax)) // a JSON error is recognised unmarked
+	f.clock.Advance(ttl)
+	_, err = f.v.Get(ctx)
+	is.True(errors.Is(err, cached.ErrInvalid)) // the copy is gone: an error, not the old value
+	err = f.v.Valid(ctx)
+	is.True(errors.Is(err, cached.ErrInvalid))                // not valid
+	is.True(strings.Contains(err.Error(), f.object))          // naming the object
+	is.Equal(f.failures(t), 1.0)                              // counted
+	is.Equal(strings.Count(f.log.String(), "level=ERROR"), 1) // logged at ERROR
+
+	f.src.fail(cached.Invalid(errors.New("unknown flag value"))) // or marked by load
+	f.clock.Advance(backoff)
+	_, err = f.v.Get(ctx)
+	is.True(errors.Is(err, cached.ErrInvalid))
+	f.src.fail(errStorage) // an outage: nothing new is known of the object
+	f.clock.Advance(2 * backoff)
+	_, err = f.v.Get(ctx)
+	is.True(errors.Is(err, errStorage))                                      // the outage is the answer
+	is.True(errors.Is(f.v.Valid(ctx), cached.ErrInvalid))                    // the object is still held invalid
+	is.Equal(f.failures(t), 3.0)                                             // every failure counted
+	is.Equal(strings.Count(f.log.String(), "level=ERROR"), 2)                // once for the invalid streak, once for the outage without a copy
+	is.Equal(strings.Count(f.log.String(), "not used until it is fixed"), 1) // the invalid object is said once
+
+	f.src.set(2, nil) // fixed
+	f.clock.Advance(4 * backoff)
+	got, err = f.v.Get(ctx)
+	is.NoErr(err)
+	is.Equal(got, 2)         // the fixed object is used
+	is.NoErr(f.v.Valid(ctx)) // and valid again
+	is.True(strings.Contains(f.log.String(), "read again"))
+
+	f.src.fail(cached.Invalid(errors.New("broken again"))) // a new streak is said again
+	f.clock.Advance(ttl)
+	_, err = f.v.Get(ctx)
+	is.True(errors.Is(err, cached.ErrInvalid))
+	is.Equal(strings.Count(f.log.String(), "not used until it is fixed"), 2)
 }

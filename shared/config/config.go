@@ -64,6 +64,7 @@ var Vars = []Var{
 	{"MODELS_JSON", "", "JSON overlay of the model table: prices, reference limits, aspect ratios, default."},
 	{"LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"AUTH_MODE", "(local: none)", "How callers authenticate: google (ID tokens), apikey (keys in config/apikeys.json), or none (local stack only)."},
+	{"AUTH_ALLOW", "", "Who may call with AUTH_MODE=google (required there: empty refuses to start): comma-separated e-mail addresses and *@domain entries, case-insensitive; the token must carry email_verified. Service accounts (*.gserviceaccount.com) only by exact address."},
 	{"AUTH_AUDIENCES", "", "Accepted ID-token audiences (comma-separated): OAuth client ids, the Identity Platform project id."},
 	{"AUTH_ISSUERS", "https://accounts.google.com,accounts.google.com", "Accepted ID-token issuers; add https://securetoken.google.com/<project> for Identity Platform."},
 	{"AUTH_JWKS_URLS", "(Google's and Identity Platform's)", "Key sets that sign accepted ID tokens."},
@@ -71,7 +72,7 @@ var Vars = []Var{
 	{"PROGRESS_TOKEN_TTL", "1h", "Lifetime of the progress token in progressUrl."},
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
-	{"TASKS_OIDC_AUDIENCE", "", "Audience of the tasks' OIDC tokens (empty: Cloud Tasks uses GENERATE_URL). When set, generate checks each task's token as Cloud Run hands it on (signature removed after Cloud Run's IAM check): this audience, Google's issuer, TASKS_SERVICE_ACCOUNT's verified e-mail, not expired."},
+	{"TASKS_OIDC_AUDIENCE", "", "Audience of the tasks' OIDC tokens (empty: Cloud Tasks uses GENERATE_URL). When set, generate checks each task's token as Cloud Run hands it on (signature removed after Cloud Run's IAM check): this audience, Google's issuer, TASKS_SERVICE_ACCOUNT's verified e-mail, not expired. Required, with TASKS_SERVICE_ACCOUNT, everywhere but on the emulators: without it generate refuses to start."},
 	{"WEBHOOK_SIGNING_KEYS", "(local: derived from the signing key)", "Ed25519 keys that sign completion webhooks (X-Assetgen-Signature), id:base64-seed,… (32-byte seeds) — the first signs, all are published at GET /webhooks/keys (rotation). From Secret Manager; a malformed value stops the instance."},
 	{"NOTIFY_MAX_ELAPSED", "30s", "How long one webhook or Sheets delivery keeps retrying before it is recorded as failed (the housekeeping job retries it later)."},
 	{"METRICS_TOKEN", "", "Bearer token a scraper presents to read /metrics on a deployment (open locally; off when empty)."},
@@ -79,13 +80,13 @@ var Vars = []Var{
 	{"HISTORY_RETENTION", "720h", "How long batches, their images and history are kept: stable image links last as long; the housekeeping job deletes what is older."},
 	{"STORAGE_EMULATOR_HOST", "(local: set by make run)", "host:port of a Cloud Storage emulator; the storage client uses it instead of Google Cloud."},
 	{"TASKS_EMULATOR_HOST", "(local: set by make run)", "host:port of the Cloud Tasks stand-in; the tasks client uses it instead of Google Cloud."},
-	{"K_SERVICE", "(set by Cloud Run)", "Name of the Cloud Run service; where it is set, generate refuses every task (503 NOT_READY) unless TASKS_OIDC_AUDIENCE is set."},
+	{"K_SERVICE", "(set by Cloud Run)", "Name of the Cloud Run service; where it is set (or Cloud Storage is real), generate refuses to start unless TASKS_OIDC_AUDIENCE is set."},
 }
 
 // LocalVars are the settings only the local stack (make run) reads.
 var LocalVars = []Var{
 	{"PORT", "8080", "Port of the local stack (all three functions)."},
-	{"HOST", "127.0.0.1", "Interface the local stack listens on."},
+	{"HOST", "127.0.0.1", "Interface the local stack listens on; with AUTH_MODE=none (its default) only a loopback address or localhost, since that mode trusts X-Assetgen-User."},
 	{"DATA_DIR", ".data", "Where the local stack keeps the emulated bucket, its signing key and its unfinished tasks (a restart on the same PORT delivers them)."},
 	{"LOCAL_GCS_ADDR", "127.0.0.1:4443", "Address of the embedded Cloud Storage emulator (signed URLs point here)."},
 	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
@@ -150,6 +151,7 @@ type Config struct {
 	RefMaxInflightMiB   int
 	RefResolveTimeout   time.Duration
 	AuthMode            string
+	AuthAllow           []string
 	AuthAudiences       []string
 	AuthIssuers         []string
 	AuthJWKSURLs        []string
@@ -214,6 +216,7 @@ func Load(getenv func(string) string) (Config, error) {
 		RefMaxInflightMiB:   p.int("REF_MAX_INFLIGHT_MIB", 128),
 		RefResolveTimeout:   p.dur("REF_RESOLVE_TIMEOUT", 25*time.Second),
 		AuthMode:            p.str("AUTH_MODE", ""),
+		AuthAllow:           p.list("AUTH_ALLOW"),
 		AuthAudiences:       p.list("AUTH_AUDIENCES"),
 		AuthIssuers:         p.list("AUTH_ISSUERS"),
 		AuthJWKSURLs:        p.list("AUTH_JWKS_URLS"),
@@ -375,6 +378,11 @@ func (p *parser) check(c Config) {
 	// The submit function has 60s; the batch is written after its references.
 	if c.RefResolveTimeout <= 0 || c.RefResolveTimeout > 50*time.Second {
 		p.fail("REF_RESOLVE_TIMEOUT", fmt.Errorf("must be within (0, 50s], below the submit function's 60s timeout, got %s", c.RefResolveTimeout))
+	}
+	if c.AuthMode == "google" && len(c.AuthAllow) == 0 {
+		// A Google signature alone admits every Google identity, any project's
+		// service accounts included.
+		p.fail("AUTH_ALLOW", errors.New("AUTH_MODE=google needs the e-mail addresses or *@domain entries that may call"))
 	}
 	if c.RefsAllowLoopback && !c.Local() {
 		p.fail("REFS_ALLOW_LOOPBACK", errors.New("only the local stack may fetch references from loopback"))

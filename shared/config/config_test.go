@@ -67,3 +67,18 @@ func TestLiveBackendNeedsItsSettings(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(c.LiveBackend, "gemini")
 }
+
+// Google mode without an allow-list would admit every Google identity: the
+// configuration is refused, so the function never serves.
+func TestGoogleModeNeedsAnAllowList(t *testing.T) {
+	is := is.New(t)
+	_, err := config.Load(env(map[string]string{"AUTH_MODE": "google", "AUTH_AUDIENCES": "client-id"}))
+	is.True(err != nil && strings.Contains(err.Error(), "AUTH_ALLOW")) // refused, naming the setting
+	_, err = config.Load(env(map[string]string{"AUTH_MODE": "google", "AUTH_ALLOW": " , "}))
+	is.True(err != nil) // blank entries are no list
+	c, err := config.Load(env(map[string]string{"AUTH_MODE": "google", "AUTH_ALLOW": "alice@example.com, *@corp.example"}))
+	is.NoErr(err)
+	is.Equal(c.AuthAllow, []string{"alice@example.com", "*@corp.example"}) // every entry, trimmed
+	_, err = config.Load(env(map[string]string{"AUTH_MODE": "apikey"}))
+	is.NoErr(err) // other modes need no list
+}

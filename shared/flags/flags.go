@@ -145,21 +145,34 @@ func (s *Set) Enabled(ctx context.Context, f Flag, user string) bool {
 // Value is the setting of f in force: the flags object's if it names f, else
 // the environment's. While the object cannot be read, the last good copy
 // stays in force, so a storage hiccup never flips a flag; until a first good
-// read, the environment alone counts.
+// read, the environment alone counts. While the object is invalid, every flag
+// is off: it may be the edit that switched something off, so neither its old
+// copy nor the environment may speak for it.
 func (s *Set) Value(ctx context.Context, f Flag) Value {
 	if s.over != nil {
-		if over, err := s.over.Get(ctx); err == nil {
-			if v, ok := over[f.Name]; ok {
-				return v
-			}
+		over, err := s.over.Get(ctx)
+		if errors.Is(err, cached.ErrInvalid) {
+			return Value{}
+		}
+		if v, ok := over[f.Name]; ok && err == nil {
+			return v
 		}
 	}
 	return s.env[f.Name]
 }
 
+// Config is the flags object, for readiness (nil without one).
+func (s *Set) Config() cached.Validity {
+	if s.over == nil {
+		return nil
+	}
+	return s.over
+}
+
 // overrides reads and parses the flags object. A value that does not parse
-// fails the whole read, so a typo keeps the last good copy in force (and is
-// counted and logged) instead of silently falling back to the environment.
+// makes the whole object invalid, so a typo turns the flags off (counted,
+// logged, and failing readiness) instead of silently falling back to the
+// environment or to a copy the operator meant to replace.
 // Names no flag of this release uses are ignored: a newer release may know
 // them.
 func overrides(ctx context.Context, source Source) (map[string]Value, error) {
@@ -178,7 +191,7 @@ func overrides(ctx context.Context, source Source) (map[string]Value, error) {
 		}
 		v, err := Parse(val)
 		if err != nil {
-			return nil, fmt.Errorf("flags: %s: %s: %w", layout.FlagsObject, f.Name, err)
+			return nil, cached.Invalid(fmt.Errorf("flags: %s: %s: %w", layout.FlagsObject, f.Name, err))
 		}
 		over[f.Name] = v
 	}

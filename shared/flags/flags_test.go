@@ -273,7 +273,7 @@ func TestObjectOverridesEnvironment(t *testing.T) {
 		{"object names the flag", "off", answer{m: map[string]string{"HYBRID_V1_ENABLED": "25%"}}, "25%"},
 		{"object turns it off", "on", answer{m: map[string]string{"HYBRID_V1_ENABLED": "off"}}, "off"},
 		{"object names another flag", "off", answer{m: map[string]string{"LIVE_RUNS": "on"}}, "off"},
-		{"object value does not parse", "12.5%", answer{m: map[string]string{"HYBRID_V1_ENABLED": "bogus"}}, "12.5%"},
+		{"object value does not parse: every flag off", "12.5%", answer{m: map[string]string{"HYBRID_V1_ENABLED": "bogus"}}, "off"},
 		{"object names an unknown flag", "off", answer{m: map[string]string{"NEWER_FLAG": "bogus", "HYBRID_V1_ENABLED": "25%"}}, "25%"},
 		{"empty object", "12.5%", answer{m: map[string]string{}}, "12.5%"},
 		{"no object", "12.5%", answer{err: flags.ErrNoObject}, "12.5%"},

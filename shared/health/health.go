@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/bucket"
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/problem"
 )
@@ -21,6 +23,16 @@ import (
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
+	// EveryProbe runs the check on every probe instead of once per TTL: for
+	// checks that read memory, whose state must show at once.
+	EveryProbe bool
+}
+
+// ConfigValid fails while o was read but is invalid; the check is named for
+// the object, so /readyz says which one an operator must fix. What it governs
+// is refused meanwhile.
+func ConfigValid(o cached.Validity) Check {
+	return Check{Name: o.Object(), EveryProbe: true, Fn: o.Valid}
 }
 
 // BucketWrites proves the bucket accepts writes by overwriting the instance's
@@ -69,27 +81,49 @@ func NewReadiness(ttl time.Duration, checks ...Check) *Readiness {
 	return &Readiness{checks: checks, ttl: ttl, now: time.Now}
 }
 
-// Check runs the checks (or returns the cached outcome).
+// Add appends checks, for handlers that own a dependency of their own.
+func (rd *Readiness) Add(checks ...Check) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	rd.checks = append(rd.checks, checks...)
+	rd.checked = time.Time{}
+}
+
+// Check runs the checks (or returns the cached outcome of those that are
+// cached; EveryProbe checks always run).
 func (rd *Readiness) Check(ctx context.Context) (map[string]string, error) {
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
-	if !rd.checked.IsZero() && rd.now().Sub(rd.checked) < rd.ttl {
-		return rd.result, rd.err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	result := map[string]string{}
-	var errs []error
+	if rd.checked.IsZero() || rd.now().Sub(rd.checked) >= rd.ttl {
+		result := map[string]string{}
+		var errs []error
+		for _, c := range rd.checks {
+			if !c.EveryProbe {
+				errs = append(errs, run(ctx, c, result))
+			}
+		}
+		rd.checked, rd.result, rd.err = rd.now(), result, errors.Join(errs...)
+	}
+	result := maps.Clone(rd.result)
+	errs := []error{rd.err}
 	for _, c := range rd.checks {
-		if err := c.Fn(ctx); err != nil {
-			result[c.Name] = "failing"
-			errs = append(errs, err)
-		} else {
-			result[c.Name] = "ok"
+		if c.EveryProbe {
+			errs = append(errs, run(ctx, c, result))
 		}
 	}
-	rd.checked, rd.result, rd.err = rd.now(), result, errors.Join(errs...)
-	return rd.result, rd.err
+	return result, errors.Join(errs...)
+}
+
+// run runs one check and records its state in result.
+func run(ctx context.Context, c Check, result map[string]string) error {
+	if err := c.Fn(ctx); err != nil {
+		result[c.Name] = "failing"
+		return err
+	}
+	result[c.Name] = "ok"
+	return nil
 }
 
 // ServeHTTP answers 200 with each check's state, or 503 NOT_READY.

@@ -83,8 +83,10 @@ const (
 	// {"keys": {"<sha256 hex of the key>": {"user": "render-farm", "name": "CI"}}}.
 	// Only hashes are stored, so the bucket never holds a usable key.
 	APIKeysObject = Config + "apikeys.json"
-	// BudgetsObject holds per-user daily limits in USD, keyed by user id (a
-	// Google token's subject, an API key's user): {"users": {"1084…": 100}}.
+	// BudgetsObject holds per-user daily limits in USD, keyed by user id (for
+	// an ID token its issuer and subject, auth.UserID: "g.1084…" for Google,
+	// "ip-<project>.<uid>" for Identity Platform; an API key's user):
+	// {"users": {"g.1084…": 100}}.
 	BudgetsObject = Config + "budgets.json"
 	// SheetsObject lists, per user id, the spreadsheets that user's batches
 	// may write to: {"users": {"<user id>": ["<spreadsheetId>", …]}}.

@@ -23,6 +23,7 @@ import (
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
+	"github.com/assetgen/assetgen/shared/cached"
 	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/config"
@@ -66,6 +67,7 @@ type Platform struct {
 	// refreshes): Open's, without its cancellation.
 	base     context.Context
 	instance string
+	limits   *budget.Limits
 
 	queue      lazy[*queue.Enqueuer]
 	finisher   lazy[*completion.Finisher]
@@ -116,8 +118,9 @@ func (p *Platform) build(getenv func(string) string) error {
 		}
 	}
 	p.Flags = fl
+	p.limits = budget.NewLimits(p.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL)
 	total := budget.Total{LimitUSD: cfg.DailyBudgetTotalUSD, Shards: cfg.BudgetTotalShards}
-	p.Budgets = budget.NewStore(p.Bucket, budget.NewLimits(p.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL), total, cfg.BudgetPatience)
+	p.Budgets = budget.NewStore(p.Bucket, p.limits, total, cfg.BudgetPatience)
 	p.Keys = idempotency.New(p.Bucket)
 	return nil
 }
@@ -175,8 +178,15 @@ func (p *Platform) Callers() (auth.Authenticator, error) {
 			}
 			return auth.None{}, nil
 		case "google":
+			allow, err := auth.ParseAllow(cfg.AuthAllow)
+			if err != nil {
+				return nil, err
+			}
+			if allow.Empty() {
+				return nil, errors.New("platform: AUTH_MODE=google needs AUTH_ALLOW: without it any Google identity could call")
+			}
 			return auth.NewGoogle(auth.GoogleOptions{
-				Audiences: cfg.AuthAudiences, Issuers: cfg.AuthIssuers, JWKSURLs: cfg.AuthJWKSURLs, Leeway: time.Minute,
+				Audiences: cfg.AuthAudiences, Issuers: cfg.AuthIssuers, JWKSURLs: cfg.AuthJWKSURLs, Leeway: time.Minute, Allow: allow,
 			})
 		case "apikey":
 			return auth.NewAPIKeys(func(ctx context.Context) ([]byte, error) {
@@ -245,6 +255,33 @@ const ReadinessTTL = 5 * time.Second
 // Readiness is a /readyz over checks, cached for ReadinessTTL.
 func (p *Platform) Readiness(checks ...health.Check) *health.Readiness {
 	return health.NewReadiness(ReadinessTTL, checks...)
+}
+
+// ConfigChecks are readiness checks of the named operator settings this
+// platform keeps (layout.FlagsObject, BudgetsObject, APIKeysObject): each
+// fails, naming its object, while the object is invalid. Objects it does not
+// keep (the key table outside AUTH_MODE=apikey) are left out.
+func (p *Platform) ConfigChecks(objects ...string) []health.Check {
+	var out []health.Check
+	for _, name := range objects {
+		var v cached.Validity
+		switch name {
+		case layout.FlagsObject:
+			v = p.Flags.Config()
+		case layout.BudgetsObject:
+			v = p.limits.Config()
+		case layout.APIKeysObject:
+			if callers, err := p.Callers(); err == nil {
+				if keys, ok := callers.(*auth.APIKeys); ok {
+					v = keys.Config()
+				}
+			}
+		}
+		if v != nil {
+			out = append(out, health.ConfigValid(v))
+		}
+	}
+	return out
 }
 
 // BucketWritable checks that the bucket takes this instance's probe write.

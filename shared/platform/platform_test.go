@@ -82,6 +82,17 @@ func TestSettingsOfOneFunctionAreCheckedWhenItIsBuilt(t *testing.T) {
 		_, isNone := callers.(auth.None)
 		is.True(!isNone) // API keys, not trust
 	})
+	t.Run("google callers need a usable allow-list", func(t *testing.T) {
+		is := is.New(t)
+		p := platformtest.Open(t, map[string]string{"AUTH_MODE": "google", "AUTH_AUDIENCES": "client-id", "AUTH_ALLOW": "*@corp.iam.gserviceaccount.com"})
+		_, err := p.Callers()
+		is.True(err != nil && strings.Contains(err.Error(), "AUTH_ALLOW")) // a domain entry that admits nobody is refused
+		p = platformtest.Open(t, map[string]string{"AUTH_MODE": "google", "AUTH_AUDIENCES": "client-id", "AUTH_ALLOW": "alice@example.com"})
+		callers, err := p.Callers()
+		is.NoErr(err)
+		_, isGoogle := callers.(*auth.Google)
+		is.True(isGoogle) // ID tokens with the allow-list
+	})
 	t.Run("live runs get the model", func(t *testing.T) {
 		is := is.New(t)
 		p := platformtest.Open(t, map[string]string{"LIVE_BACKEND": "gemini", "GEMINI_API_KEY": "k", "GEMINI_BASE_URL": "http://127.0.0.1:1"})

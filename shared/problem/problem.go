@@ -43,6 +43,7 @@ const (
 	Forbidden            Code = "FORBIDDEN"
 	RowLeased            Code = "ROW_LEASED"
 	NotReady             Code = "NOT_READY"
+	ConfigInvalid        Code = "CONFIG_INVALID"
 	Overloaded           Code = "OVERLOADED"
 	Internal             Code = "INTERNAL"
 )
@@ -86,6 +87,7 @@ var table = map[Code]Spec{
 	Forbidden:            {403, "Not allowed", 0},
 	RowLeased:            {409, "Another attempt is working on this row", 0},
 	NotReady:             {503, "Not ready", 0},
+	ConfigInvalid:        {503, "A configuration object is invalid", 0},
 	Overloaded:           {503, "The service is overloaded; retry shortly", 0},
 	Internal:             {500, "Internal error", 0},
 }

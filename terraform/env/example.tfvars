@@ -15,6 +15,9 @@ name_prefix = "ag-staging"
 # Identity Platform project id).
 auth_mode      = "google"
 auth_audiences = ["1234567890-abc.apps.googleusercontent.com"]
+# Who may call: verified e-mails, by address or *@domain (service accounts
+# only by address).
+auth_allow = ["*@example.com"]
 # auth_issuers = ["https://securetoken.google.com/my-project"] # Identity Platform
 
 # Origins of the frontend that fetch() signed image URLs (bucket CORS).

@@ -47,8 +47,9 @@ func TestGenerateChecksTheQueuesClaims(t *testing.T) {
 // TestCallersServicesArePublic: submit and progress are invokable by allUsers
 // (they authenticate callers themselves: CORS preflights carry no credentials,
 // EventSource sends no headers, and Cloud Run would strip the signature of a
-// user's token it verified), take every ingress, require real authentication,
-// and no variable can take the public binding away.
+// user's token it verified), take every ingress, require real authentication
+// (in google mode with an allow-list), and no variable can take the public
+// binding away.
 func TestCallersServicesArePublic(t *testing.T) {
 	each(t, func(t *testing.T, p *plan) {
 		is := is.New(t)
@@ -57,6 +58,9 @@ func TestCallersServicesArePublic(t *testing.T) {
 			is.Equal(str(fn.Change.After, "service_config", "ingress_settings"), "ALLOW_ALL") // browsers reach it
 			mode := env(fn.Change.After)["AUTH_MODE"]
 			is.True(mode == "google" || mode == "apikey") // the function verifies its callers
+			if mode == "google" {
+				is.True(env(fn.Change.After)["AUTH_ALLOW"] != "") // and admits only listed identities
+			}
 
 			var public []grant
 			for _, g := range p.grantsOn(t, fn) {

@@ -102,3 +102,26 @@ func waitHealthy(t *testing.T, base string) {
 	}
 	t.Fatalf("%s never became healthy", base)
 }
+
+// Generate on Cloud Run without the task token check refuses to start: the
+// process exits, saying why, instead of serving and refusing every task.
+func TestGenerateWithoutTheTaskCheckDoesNotStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts a process")
+	}
+	is := is.New(t)
+	bin := filepath.Join(t.TempDir(), "function")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	is.NoErr(build.Run()) // the function binary builds
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(os.Environ(), "FUNCTION_TARGET=Generate", "K_SERVICE=generate", "HOST=127.0.0.1", "PORT="+freePort(t),
+		"STORAGE_EMULATOR_HOST=", "TASKS_OIDC_AUDIENCE=", "BUCKET=fn-test")
+	out, err := cmd.CombinedOutput()
+	is.True(err != nil)                                           // the process ends with an error
+	is.True(ctx.Err() == nil)                                     // by itself, not because it was killed
+	is.True(strings.Contains(string(out), "TASKS_OIDC_AUDIENCE")) // naming the missing setting
+}

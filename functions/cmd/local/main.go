@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -163,6 +164,9 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkExposure(local("HOST"), probe.AuthMode); err != nil {
+		return nil, err
+	}
 	built := &app{dataDir: local("DATA_DIR"), log: obs.NewLogger(stderr, probe.LogLevel)}
 	defer func() {
 		if err != nil {
@@ -273,6 +277,26 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	a.srv.RegisterOnShutdown(a.progress.Close)
 	return a, nil
+}
+
+// checkExposure refuses to serve AUTH_MODE=none beyond this machine: that
+// mode believes whatever user X-Assetgen-User names, so anyone who can reach
+// the port could act as any user (and spend their budgets).
+func checkExposure(host, authMode string) error {
+	if authMode != "none" || loopbackHost(host) {
+		return nil
+	}
+	return fmt.Errorf("HOST=%q with AUTH_MODE=none would let anyone on the network act as any user; set HOST=127.0.0.1, or AUTH_MODE=apikey to serve beyond this machine", host)
+}
+
+// loopbackHost reports whether host names only this machine: localhost or a
+// loopback address. An empty host listens on every interface.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // localInvoker is the service account whose tasks the local Cloud Run IAM

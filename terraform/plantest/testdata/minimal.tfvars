@@ -5,5 +5,7 @@
 # checked.
 project       = "assetgen-ci"
 source_object = "source/functions-0123456789abcdef0123456789abcdef01234567.zip"
-# The one setting without a default: who the frontend's ID tokens are for.
+# The settings without a default: who the frontend's ID tokens are for, and
+# whose verified e-mails they must carry.
 auth_audiences = ["1234567890-abc.apps.googleusercontent.com"]
+auth_allow     = ["alice@example.com"]
