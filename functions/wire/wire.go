@@ -111,6 +111,9 @@ func Progress(p *platform.Platform) (*progress.Service, error) {
 		CORS:          cors.Parse(cfg.CORSOrigins),
 		Console:       consoleConfig(cfg),
 		MinHeadroom:   cfg.SSEMinHeadroom,
+		// Per instance: a user's streams spread over instances may add up to
+		// more, but no single instance is held by one user.
+		MaxStreamsPerUser: cfg.SSEStreamsPerUser,
 	}, progress.Deps{
 		Store: p.Ledger, Sign: p.Signer.Sign, Auth: auth.Stream{Tokens: p.Tokens, Bearer: callers},
 		Ready: p.Readiness(p.BucketReadable()),
