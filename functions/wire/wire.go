@@ -47,6 +47,7 @@ func Submit(p *platform.Platform) (http.Handler, error) {
 		SubmitsPerMinute: cfg.SubmitRatePerMinute,
 		AssetLinkTTL:     cfg.HistoryRetention,
 		ConfigTTL:        cfg.ConfigTTL,
+		MaxQueuedRows:    cfg.QueuedRowsPerUser,
 	}, submit.Deps{
 		Store: p.Ledger, Bucket: p.Bucket, Queue: q, Signer: p.Signer, Keys: p.Keys,
 		Budgets: p.Budgets, Flags: p.Flags, Refs: p.Refs(), Auth: callers, Tokens: p.Tokens, Finisher: finisher,

@@ -52,6 +52,10 @@ const (
 	Config = "config/"
 	// Housekeeping holds the housekeeping job's memory between runs.
 	Housekeeping = "housekeeping/"
+	// Queued holds one create-once marker per unfinished batch under a
+	// prefix per user, whose name carries the batch's row count: one listing
+	// counts a user's queued rows, and no object is rewritten per submit.
+	Queued = "queued/"
 )
 
 // Prefixes lists every prefix with its retention.
@@ -64,6 +68,7 @@ func Prefixes() []Prefix {
 		{Probes, ByAge, "readiness probe objects"},
 		{Config, Kept, "operator settings"},
 		{Housekeeping, Kept, "the housekeeping job's cursor"},
+		{Queued, ByAge, "one marker per unfinished batch, per user"},
 	}
 }
 
