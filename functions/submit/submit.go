@@ -429,7 +429,7 @@ func (s *server) enqueue(ctx context.Context, m *ledger.Manifest, rows []ledger.
 			continue
 		}
 		g.Go(func() error {
-			return s.Queue.Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: row.Index})
+			return s.Queue.For(m.RunMode).Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: row.Index})
 		})
 	}
 	return g.Wait()

@@ -88,10 +88,21 @@ func Generate(p *platform.Platform) (http.Handler, error) {
 // stripped token says and that the delivery names the platform's queue.
 func TaskAuth(cfg config.Config) auth.TaskAuth {
 	return auth.TaskAuth{
-		Queue:      cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:],
+		Queues:     queueIDs(cfg),
 		Token:      auth.TaskToken{Audience: cfg.TasksOIDCAudience, ServiceAccount: cfg.TasksServiceAccount, Leeway: time.Minute},
 		OnCloudRun: cfg.CloudRunService != "",
 	}
+}
+
+// queueIDs are the short ids of the queues whose tasks generate runs: the
+// row queue and, when it is another, the dry-run queue.
+func queueIDs(cfg config.Config) []string {
+	short := func(q string) string { return q[strings.LastIndex(q, "/")+1:] }
+	ids := []string{short(cfg.Queue)}
+	if cfg.DryRunQueue != cfg.Queue {
+		ids = append(ids, short(cfg.DryRunQueue))
+	}
+	return ids
 }
 
 // Progress builds the progress service, which serves the console too.

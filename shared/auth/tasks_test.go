@@ -161,7 +161,7 @@ func TestTaskAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
-			a := auth.TaskAuth{Queue: taskQueue, Token: tt.token, OnCloudRun: tt.onCloudRun, Now: newClock().Now}
+			a := auth.TaskAuth{Queues: []string{taskQueue}, Token: tt.token, OnCloudRun: tt.onCloudRun, Now: newClock().Now}
 			r := httptest.NewRequest(http.MethodPost, "/", nil)
 			if tt.queue != "-" {
 				r.Header.Set("X-CloudTasks-QueueName", tt.queue)
@@ -190,7 +190,7 @@ func TestTaskAuthMisconfiguredLogsOnce(t *testing.T) {
 	is := is.New(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	h := auth.TaskAuth{Queue: taskQueue, OnCloudRun: true}.Require(&recorder{})
+	h := auth.TaskAuth{Queues: []string{taskQueue}, OnCloudRun: true}.Require(&recorder{})
 	for range 3 {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.Header.Set("X-CloudTasks-QueueName", taskQueue)

@@ -26,7 +26,7 @@ type Var struct {
 var Vars = []Var{
 	{"BUCKET", "assetgen-local", "Cloud Storage bucket holding the ledger, images and references."},
 	{"TASKS_QUEUE", "projects/assetgen-local/locations/local/queues/generate", "Full name of the Cloud Tasks queue for row tasks."},
-	{"TASKS_DRY_RUN_QUEUE", "TASKS_QUEUE", "Full name of the Cloud Tasks queue for dry-run row tasks, so free dry runs never wait in front of live (paid) rows; generate accepts tasks from both queues."},
+	{"TASKS_DRY_RUN_QUEUE", "TASKS_QUEUE (local: TASKS_QUEUE-dry-run)", "Full name of the Cloud Tasks queue for dry-run row tasks, so free dry runs never wait in front of live (paid) rows; generate accepts tasks from both queues."},
 	{"GENERATE_URL", "(local: http://127.0.0.1:$PORT/tasks/generate)", "URL Cloud Tasks posts row tasks to (the generate function)."},
 	{"TASKS_SERVICE_ACCOUNT", "", "Service account whose OIDC token Cloud Tasks attaches to each task; empty sends none."},
 	{"TASKS_DISPATCH_DEADLINE", "10m", "How long one task delivery may run (Cloud Tasks allows 15s–30m)."},
@@ -89,6 +89,7 @@ var LocalVars = []Var{
 	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
 	{"TASKS_DUPLICATE_DELIVERY", "false", "Deliver every task twice, to watch at-least-once delivery do no harm."},
 	{"LOCAL_TASKS_MAX_CONCURRENT", "100", "Deliveries the Cloud Tasks stand-in makes at once (the queue's max concurrent dispatches)."},
+	{"LOCAL_TASKS_DRY_RUN_MAX_CONCURRENT", "100", "Deliveries the Cloud Tasks stand-in makes at once from the dry-run queue (TASKS_DRY_RUN_QUEUE, locally TASKS_QUEUE-dry-run unless set), on top of LOCAL_TASKS_MAX_CONCURRENT."},
 	{"LOCAL_CLOUD_RUN_IAM", "false", "Put a Cloud Run-like IAM check before the generate route: tasks carry signed OIDC tokens of TASKS_SERVICE_ACCOUNT, the check answers 401/403 as Cloud Run does and hands generate the token with its signature removed."},
 	{"LOCAL_FAKE_MODEL", "false", "Serve live runs from an embedded fake of the Gemini API (free; prompt markers such as [blocked] script failures)."},
 	{"LOCAL_FAKE_MODEL_DELAY", "1s", "How long the fake model takes per image."},
