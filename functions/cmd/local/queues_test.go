@@ -25,7 +25,13 @@ func (h *holdQueue) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Header.Get("X-CloudTasks-QueueName") != h.queue {
 		return h.next.RoundTrip(r)
 	}
-	h.held <- struct{}{}
+	select {
+	case h.held <- struct{}{}:
+	case <-h.release:
+		return nil, errors.New("held delivery let go")
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
 	select {
 	case <-h.release:
 	case <-r.Context().Done():
