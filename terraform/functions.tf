@@ -24,6 +24,7 @@ locals {
   common_env = { for k, v in {
     BUCKET                  = google_storage_bucket.ledger.name
     TASKS_QUEUE             = local.queue_id
+    TASKS_DRY_RUN_QUEUE     = local.dry_run_queue_id
     TASKS_MAX_ATTEMPTS      = tostring(var.tasks_max_attempts)
     TASKS_DISPATCH_DEADLINE = local.dispatch_deadline
     SIGNED_URL_TTL          = var.signed_url_ttl
@@ -147,6 +148,8 @@ resource "google_cloudfunctions2_function" "submit" {
     google_storage_bucket_iam_member.ledger_object_admin,
     google_cloud_tasks_queue_iam_member.enqueuer,
     google_cloud_tasks_queue_iam_member.viewer,
+    google_cloud_tasks_queue_iam_member.dry_run_enqueuer,
+    google_cloud_tasks_queue_iam_member.dry_run_viewer,
     google_service_account_iam_member.act_as_tasks_invoker,
     google_service_account_iam_member.self_url_signer,
     google_secret_manager_secret_iam_member.progress_token_keys,
@@ -231,8 +234,8 @@ resource "google_cloudfunctions2_function" "generate" {
 
   lifecycle {
     precondition {
-      condition     = var.generate.concurrency * var.generate.max_instances >= var.tasks_max_concurrent_dispatches
-      error_message = "generate.concurrency x generate.max_instances must be at least tasks_max_concurrent_dispatches, or dispatched tasks are turned away with 429s."
+      condition     = var.generate.concurrency * var.generate.max_instances >= var.tasks_max_concurrent_dispatches + var.tasks_dry_run_max_concurrent_dispatches
+      error_message = "generate.concurrency x generate.max_instances must be at least tasks_max_concurrent_dispatches + tasks_dry_run_max_concurrent_dispatches (both queues dispatch to it), or dispatched tasks are turned away with 429s."
     }
   }
 

@@ -111,6 +111,30 @@ resource "google_cloud_tasks_queue_iam_member" "viewer" {
   depends_on = [google_service_account.sa]
 }
 
+# The same roles on the dry-run queue: submit and housekeeping enqueue dry-run
+# rows there, and submit's readiness check reads both queues.
+resource "google_cloud_tasks_queue_iam_member" "dry_run_enqueuer" {
+  for_each = toset(concat(["submit"], local.housekeeping_enabled ? ["housekeeping"] : []))
+
+  name     = google_cloud_tasks_queue.generate_dry_run.name
+  location = google_cloud_tasks_queue.generate_dry_run.location
+  role     = "roles/cloudtasks.enqueuer"
+  member   = local.sa_member[each.key]
+
+  depends_on = [google_service_account.sa]
+}
+
+resource "google_cloud_tasks_queue_iam_member" "dry_run_viewer" {
+  for_each = toset(["submit"])
+
+  name     = google_cloud_tasks_queue.generate_dry_run.name
+  location = google_cloud_tasks_queue.generate_dry_run.location
+  role     = "roles/cloudtasks.viewer"
+  member   = local.sa_member[each.key]
+
+  depends_on = [google_service_account.sa]
+}
+
 # Creating a task that carries an OIDC token of tasks-invoker requires actAs
 # (iam.serviceAccounts.actAs) on tasks-invoker.
 resource "google_service_account_iam_member" "act_as_tasks_invoker" {

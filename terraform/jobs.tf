@@ -73,6 +73,7 @@ resource "google_cloud_run_v2_job" "housekeeping" {
     google_service_account.sa,
     google_storage_bucket_iam_member.ledger_object_admin,
     google_cloud_tasks_queue_iam_member.enqueuer,
+    google_cloud_tasks_queue_iam_member.dry_run_enqueuer,
     google_service_account_iam_member.act_as_tasks_invoker,
     google_secret_manager_secret_iam_member.progress_token_keys,
     google_secret_manager_secret_iam_member.webhook_signing_keys,

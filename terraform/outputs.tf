@@ -58,6 +58,11 @@ output "queue" {
   value       = google_cloud_tasks_queue.generate.id
 }
 
+output "dry_run_queue" {
+  description = "Full name of the dry-run row task queue (TASKS_DRY_RUN_QUEUE)."
+  value       = google_cloud_tasks_queue.generate_dry_run.id
+}
+
 output "queue_name" {
   description = "Short name of the row task queue (gcloud tasks queues pause/resume)."
   value       = local.queue_name

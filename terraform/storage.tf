@@ -83,6 +83,19 @@ resource "google_storage_bucket" "ledger" {
     }
   }
 
+  # queued/<user>/<batch>.<rows> marks an unfinished batch for the per-user
+  # queued-row cap; completion deletes it, and after a day it no longer
+  # counts. This rule removes any a crash left behind.
+  lifecycle_rule {
+    condition {
+      age            = 2
+      matches_prefix = ["queued/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   # Browsers fetch images through signed URLs; fetch()/XHR from the frontend's
   # origin needs CORS (a plain <img src> does not).
   dynamic "cors" {

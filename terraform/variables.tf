@@ -365,7 +365,7 @@ variable "generate" {
     min_instances = optional(number, 0)
     max_instances = optional(number, 10)
   })
-  description = "Sizing of the generate function. Its timeout follows tasks_dispatch_deadline_seconds. Keep concurrency x max_instances >= tasks_max_concurrent_dispatches."
+  description = "Sizing of the generate function. Its timeout follows tasks_dispatch_deadline_seconds. Keep concurrency x max_instances >= tasks_max_concurrent_dispatches + tasks_dry_run_max_concurrent_dispatches."
   default     = {}
 
   validation {
@@ -803,5 +803,38 @@ variable "auth_allow" {
   validation {
     condition     = alltrue([for e in var.auth_allow : !can(regex("^\\*@(.+\\.)?gserviceaccount\\.com$", lower(e)))])
     error_message = "auth_allow: a *@ entry never admits service accounts; list each by its address."
+
+# ---------------------------------------------------------- dry-run queue ---
+
+variable "dry_run_queue_name" {
+  type        = string
+  description = "Name of the Cloud Tasks queue for dry-run row tasks (TASKS_DRY_RUN_QUEUE). Empty: <queue name>-dry-run."
+  default     = ""
+
+  validation {
+    condition     = var.dry_run_queue_name == "" || can(regex("^[A-Za-z0-9-]{1,100}$", var.dry_run_queue_name))
+    error_message = "dry_run_queue_name may contain letters, digits and hyphens (1-100), or be empty."
+  }
+}
+
+variable "tasks_dry_run_max_dispatches_per_second" {
+  type        = number
+  description = "Dry-run queue rate limit: dry-run row tasks dispatched per second. Dry runs are free but use generate's instances; their own limits keep them from crowding out live rows."
+  default     = 5
+
+  validation {
+    condition     = var.tasks_dry_run_max_dispatches_per_second > 0 && var.tasks_dry_run_max_dispatches_per_second <= 500
+    error_message = "tasks_dry_run_max_dispatches_per_second must be within (0, 500]."
+  }
+}
+
+variable "tasks_dry_run_max_concurrent_dispatches" {
+  type        = number
+  description = "Dry-run queue limit: dry-run row tasks running at once. Generate's capacity must cover this plus tasks_max_concurrent_dispatches."
+  default     = 20
+
+  validation {
+    condition     = var.tasks_dry_run_max_concurrent_dispatches >= 1 && var.tasks_dry_run_max_concurrent_dispatches <= 5000
+    error_message = "tasks_dry_run_max_concurrent_dispatches must be between 1 and 5000."
   }
 }

@@ -58,7 +58,7 @@ func newHarness(t *testing.T) *harness {
 		// Writes to one row object may come faster than in production: the
 		// emulator has no per-object write limit.
 		MinWriteGap: 10 * time.Millisecond,
-		Tasks:       auth.TaskAuth{Queue: "generate"},
+		Tasks:       auth.TaskAuth{Queues: []string{"generate"}},
 	}, generate.Deps{
 		Store: s.Ledger, Generators: gens, Finisher: finisher, Ready: s.Readiness(s.BucketWritable()), Log: s.Log,
 	})

@@ -47,6 +47,9 @@ type Config struct {
 	// MinHeadroom refuses new streams with 503 OVERLOADED while less than this
 	// share of the memory limit is free (0 disables the check).
 	MinHeadroom float64
+	// MaxStreamsPerUser bounds one user's open streams on this instance;
+	// beyond it a new stream is refused with 429 RATE_LIMITED (0: no cap).
+	MaxStreamsPerUser int
 }
 
 // Deps are the progress service's collaborators, all built once per instance
@@ -79,7 +82,7 @@ func New(cfg Config, d Deps) *Service {
 	hub := newHub(cfg, d.Store, d.Sign, d.Log)
 	page := console.New(cfg.Console)
 	mux := http.NewServeMux()
-	mux.Handle("GET /progress/{batchId}", auth.Require(d.Auth, hub.handleStream()))
+	mux.Handle("GET /progress/{batchId}", auth.Require(d.Auth, newUserStreams(cfg.MaxStreamsPerUser).limit(hub.handleStream())))
 	// /health and /ready are the probe paths: Cloud Run's front end answers
 	// some paths ending in z itself. The z forms stay for existing probes.
 	mux.Handle("GET /health", health.Live())

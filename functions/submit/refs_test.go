@@ -148,7 +148,7 @@ func TestSubmitFetchesOnlyTheRefsTheModelKeeps(t *testing.T) {
 				host.refsJSON(paths("g", batch.MaxRefsPerList)...), host.refsJSON(paths("r", batch.MaxRefsPerList)...))
 
 			resp := hs.submit(t, "", body)
-			is.Equal(resp.Rows[0].Refs, c.kept)                                     // the model's limit, at most 6
+			is.Equal(resp.Rows[0].Refs, c.kept)                                    // the model's limit, at most 6
 			is.Equal(len(resp.Rows[0].DroppedRefs), 2*batch.MaxRefsPerList-c.kept) // the rest, reported
 			for _, d := range resp.Rows[0].DroppedRefs {
 				is.Equal(d.Reason, c.reason) // as over the limit

@@ -50,6 +50,9 @@ type Config struct {
 	// AssetLinkTTL is how long stable image links work: as long as images
 	// are retained.
 	AssetLinkTTL time.Duration
+	// MaxQueuedRows bounds the rows of one user's unfinished batches (0: no
+	// bound).
+	MaxQueuedRows int
 }
 
 // Deps are the submit function's collaborators, all built once per instance

@@ -129,6 +129,9 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		if err := s.checkFlags(ctx, sub); err != nil {
 			return resp, err
 		}
+		if err := s.checkQueued(ctx, sub); err != nil {
+			return resp, err
+		}
 		if sh := sub.spec.Sheet; sh != nil {
 			if err := s.sheets.allow(ctx, sub.user, sh.SpreadsheetID); err != nil {
 				return resp, err
@@ -173,6 +176,9 @@ func (s *server) write(ctx context.Context, r *http.Request, sub *submission) (r
 		return resp, err
 	}
 	sub.m = m
+	if err := s.markQueued(ctx, sub, m); err != nil {
+		return resp, err
+	}
 	// A batch an earlier attempt recorded is answered as it stands, and only
 	// its rows still to run are queued (again: task names are per row, so a
 	// row already queued is not queued twice).
@@ -434,7 +440,7 @@ func (s *server) enqueue(ctx context.Context, m *ledger.Manifest, rows []ledger.
 			continue
 		}
 		g.Go(func() error {
-			return s.Queue.Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: row.Index})
+			return s.Queue.For(m.RunMode).Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: row.Index})
 		})
 	}
 	return g.Wait()

@@ -49,6 +49,7 @@ func Submit(p *platform.Platform) (http.Handler, error) {
 		SubmitsPerMinute: cfg.SubmitRatePerMinute,
 		AssetLinkTTL:     cfg.HistoryRetention,
 		ConfigTTL:        cfg.ConfigTTL,
+		MaxQueuedRows:    cfg.QueuedRowsPerUser,
 	}, submit.Deps{
 		Store: p.Ledger, Bucket: p.Bucket, Queue: q, Signer: p.Signer, Keys: p.Keys,
 		Budgets: p.Budgets, Flags: p.Flags, Refs: p.Refs(), Auth: callers, Tokens: p.Tokens, Finisher: finisher,
@@ -95,10 +96,21 @@ func Generate(p *platform.Platform) (http.Handler, error) {
 // on the emulators, off Cloud Run, may the queue header alone admit a task.
 func TaskAuth(cfg config.Config) auth.TaskAuth {
 	return auth.TaskAuth{
-		Queue:        cfg.Queue[strings.LastIndex(cfg.Queue, "/")+1:],
+		Queues:       queueIDs(cfg),
 		Token:        auth.TaskToken{Audience: cfg.TasksOIDCAudience, ServiceAccount: cfg.TasksServiceAccount, Leeway: time.Minute},
 		RequireToken: cfg.CloudRunService != "" || !cfg.Local(),
 	}
+}
+
+// queueIDs are the short ids of the queues whose tasks generate runs: the
+// row queue and, when it is another, the dry-run queue.
+func queueIDs(cfg config.Config) []string {
+	short := func(q string) string { return q[strings.LastIndex(q, "/")+1:] }
+	ids := []string{short(cfg.Queue)}
+	if cfg.DryRunQueue != cfg.Queue {
+		ids = append(ids, short(cfg.DryRunQueue))
+	}
+	return ids
 }
 
 // Progress builds the progress service, which serves the console too.
@@ -119,6 +131,9 @@ func Progress(p *platform.Platform) (*progress.Service, error) {
 		CORS:          cors.Parse(cfg.CORSOrigins),
 		Console:       consoleConfig(cfg),
 		MinHeadroom:   cfg.SSEMinHeadroom,
+		// Per instance: a user's streams spread over instances may add up to
+		// more, but no single instance is held by one user.
+		MaxStreamsPerUser: cfg.SSEStreamsPerUser,
 	}, progress.Deps{
 		Store: p.Ledger, Sign: p.Signer.Sign, Auth: auth.Stream{Tokens: p.Tokens, Bearer: callers},
 		Ready: p.Readiness(append([]health.Check{p.BucketReadable()}, p.ConfigChecks(layout.APIKeysObject)...)...),

@@ -132,6 +132,7 @@ func (j *job) run(ctx context.Context) error {
 		{"prune batches", j.pruneBatches},
 		{"prune idempotency records", j.pruneKeys},
 		{"prune budget days", j.pruneBudgets},
+		{"clear queued markers", j.clearQueued},
 	}
 	for _, s := range steps {
 		if ctx.Err() != nil {

@@ -147,7 +147,8 @@ func (j *job) repair(ctx context.Context, log *slog.Logger, m *ledger.Manifest, 
 			// task ran or was dropped, with nothing left to run. If the old task
 			// is still waiting for a retry, both may arrive; the lease lets one
 			// of them work.
-			id, err := j.queue.Requeue(ctx, queue.Task{BatchID: m.BatchID, Row: r.Index})
+			// The batch's run mode picks the queue, as at submit.
+			id, err := j.queue.For(m.RunMode).Requeue(ctx, queue.Task{BatchID: m.BatchID, Row: r.Index})
 			if err != nil {
 				return r, err
 			}

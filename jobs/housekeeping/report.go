@@ -12,6 +12,7 @@ type report struct {
 	requeued, failed, cancelled           atomic.Int64 // rows
 	completed, renotified                 atomic.Int64 // batches
 	prunedBatches, prunedKeys, prunedDays atomic.Int64
+	clearedMarkers                        atomic.Int64 // queued-row markers
 	errors                                atomic.Int64
 }
 
@@ -22,9 +23,9 @@ func (r *report) summary(dryRun bool) string {
 		dry = "yes"
 	}
 	return fmt.Sprintf("housekeeping: examined %d batches, %d rows; re-enqueued %d, failed %d, cancelled %d, completed %d, renotified %d; "+
-		"pruned %d batches, %d keys, %d budget days; %d errors (dry run: %s)",
+		"pruned %d batches, %d keys, %d budget days; cleared %d queued markers; %d errors (dry run: %s)",
 		r.batches.Load(), r.rows.Load(), r.requeued.Load(), r.failed.Load(), r.cancelled.Load(), r.completed.Load(), r.renotified.Load(),
-		r.prunedBatches.Load(), r.prunedKeys.Load(), r.prunedDays.Load(), r.errors.Load(), dry)
+		r.prunedBatches.Load(), r.prunedKeys.Load(), r.prunedDays.Load(), r.clearedMarkers.Load(), r.errors.Load(), dry)
 }
 
 // attrs are the counters as log attributes.
@@ -32,6 +33,7 @@ func (r *report) attrs() []any {
 	return []any{
 		"batches", r.batches.Load(), "rows", r.rows.Load(), "requeued", r.requeued.Load(), "failed", r.failed.Load(),
 		"cancelled", r.cancelled.Load(), "completed", r.completed.Load(), "renotified", r.renotified.Load(), "prunedBatches", r.prunedBatches.Load(),
-		"prunedKeys", r.prunedKeys.Load(), "prunedBudgetDays", r.prunedDays.Load(), "errors", r.errors.Load(),
+		"prunedKeys", r.prunedKeys.Load(), "prunedBudgetDays", r.prunedDays.Load(), "clearedQueuedMarkers", r.clearedMarkers.Load(),
+		"errors", r.errors.Load(),
 	}
 }

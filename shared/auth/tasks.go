@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -98,11 +99,12 @@ func decodeSegment(seg string, v any) error {
 // TaskAuth admits only Cloud Tasks to the generate function. In the cloud the
 // function is private: Cloud Run's IAM check lets through only the queue's
 // service account (the invoker) and verifies the token's signature. The
-// handler then checks the queue name (X-CloudTasks-QueueName) and, with
+// handler then checks the queue name (X-CloudTasks-QueueName: one of Queues) and, with
 // Token.Audience set, the claims of the stripped token (CheckTaskToken).
 type TaskAuth struct {
-	// Queue is the queue's short id (the last element of its name).
-	Queue string
+	// Queues are the short ids (the last element of the name) of the queues
+	// whose deliveries are admitted: the row queue and the dry-run queue.
+	Queues []string
 	// Token is what each task's ID token must say; an empty Audience skips
 	// the token, which only RequireToken's absence allows.
 	Token TaskToken
@@ -143,8 +145,8 @@ func (a TaskAuth) Require(next http.Handler) http.Handler {
 			problem.Write(w, r, problem.New(problem.NotReady, "the generate function is misconfigured; see its logs"))
 			return
 		}
-		if q := r.Header.Get("X-CloudTasks-QueueName"); q != a.Queue {
-			problem.Write(w, r, problem.New(problem.Forbidden, "only the %s task queue may call this endpoint", a.Queue))
+		if q := r.Header.Get("X-CloudTasks-QueueName"); !slices.Contains(a.Queues, q) {
+			problem.Write(w, r, problem.New(problem.Forbidden, "only the %s task queues may call this endpoint", strings.Join(a.Queues, " and ")))
 			return
 		}
 		if a.Token.Audience != "" {

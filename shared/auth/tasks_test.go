@@ -161,7 +161,7 @@ func TestTaskAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
-			a := auth.TaskAuth{Queue: taskQueue, Token: tt.token, RequireToken: tt.requireToken, Now: newClock().Now}
+			a := auth.TaskAuth{Queues: []string{taskQueue}, Token: tt.token, RequireToken: tt.requireToken, Now: newClock().Now}
 			r := httptest.NewRequest(http.MethodPost, "/", nil)
 			if tt.queue != "-" {
 				r.Header.Set("X-CloudTasks-QueueName", tt.queue)
@@ -190,7 +190,7 @@ func TestTaskAuthMisconfiguredLogsOnce(t *testing.T) {
 	is := is.New(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	h := auth.TaskAuth{Queue: taskQueue, RequireToken: true}.Require(&recorder{})
+	h := auth.TaskAuth{Queues: []string{taskQueue}, RequireToken: true}.Require(&recorder{})
 	for range 3 {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.Header.Set("X-CloudTasks-QueueName", taskQueue)
@@ -220,7 +220,7 @@ func TestTaskAuthCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
-			err := auth.TaskAuth{Queue: taskQueue, Token: tt.token, RequireToken: tt.requireToken}.Check()
+			err := auth.TaskAuth{Queues: []string{taskQueue}, Token: tt.token, RequireToken: tt.requireToken}.Check()
 			is.Equal(err == nil, tt.ok) // starts only with a check that can run
 			if err != nil {
 				is.True(strings.Contains(err.Error(), "TASKS_OIDC_AUDIENCE")) // names the setting

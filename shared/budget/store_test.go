@@ -363,7 +363,7 @@ func TestReserveRaceUnderWriteLimit(t *testing.T) {
 		t.Logf("%d reservation(s) held although their caller got ErrContended", leaked)
 	}
 	is.True(len(a.Reserved) >= ok)
-	is.True(faults.Counts().Status429 > 0)    // the write limit did bite
+	is.True(faults.Counts().Status429 > 0) // the write limit did bite
 	// An attempt started within the patience may take up to 5 s more to
 	// finish, so its outcome is known; nobody waits much past that.
 	is.True(slowest < patience+7*time.Second)

@@ -95,6 +95,7 @@ func (c *Clients) OpenTasks(ctx context.Context, cfg config.Config) error {
 func (c *Clients) Enqueuer(cfg config.Config) *queue.Enqueuer {
 	return queue.New(c.Tasks, queue.Config{
 		Queue:            cfg.Queue,
+		DryRunQueue:      cfg.DryRunQueue,
 		TargetURL:        cfg.GenerateURL,
 		ServiceAccount:   cfg.TasksServiceAccount,
 		Audience:         cfg.TasksOIDCAudience,

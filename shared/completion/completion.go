@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/assetgen/assetgen/shared/backlog"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -27,6 +28,7 @@ type Finisher struct {
 	bucket  *bucket.Bucket
 	budgets *budget.Store
 	n       Notifier
+	backlog *backlog.Markers
 	now     func() time.Time
 }
 
@@ -45,7 +47,7 @@ type Notifier struct {
 // New returns a finisher over the ledger and the bucket holding it (the
 // effects markers and claims live beside the batch).
 func New(l *ledgerstore.Store, b *bucket.Bucket, budgets *budget.Store, n Notifier) *Finisher {
-	return &Finisher{store: l, bucket: b, budgets: budgets, n: n, now: time.Now}
+	return &Finisher{store: l, bucket: b, budgets: budgets, n: n, backlog: backlog.New(b), now: time.Now}
 }
 
 // WebhookKeys are the published halves of the keys that sign this
@@ -181,6 +183,12 @@ func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, final ledger
 	}
 	if mine, err := f.claimEffects(ctx, m, "effects"); err != nil || !mine {
 		return err
+	}
+	// The batch no longer counts among its owner's queued rows. Cleared
+	// before the effects marker is written, so a failure here is retried by
+	// the next finisher instead of leaving the marker behind.
+	if err := f.backlog.Clear(ctx, backlog.Entry{User: m.Owner, BatchID: m.BatchID, Rows: len(m.Rows)}); err != nil {
+		return fmt.Errorf("completion: %w", err)
 	}
 	charged := budget.FromUSD(final.Summary.CostUSD)
 	if m.RunMode == ledger.Live && m.BudgetDay != "" {

@@ -26,6 +26,7 @@ type Var struct {
 var Vars = []Var{
 	{"BUCKET", "assetgen-local", "Cloud Storage bucket holding the ledger, images and references."},
 	{"TASKS_QUEUE", "projects/assetgen-local/locations/local/queues/generate", "Full name of the Cloud Tasks queue for row tasks."},
+	{"TASKS_DRY_RUN_QUEUE", "TASKS_QUEUE (local: TASKS_QUEUE-dry-run)", "Full name of the Cloud Tasks queue for dry-run row tasks, so free dry runs never wait in front of live (paid) rows; generate accepts tasks from both queues."},
 	{"GENERATE_URL", "(local: http://127.0.0.1:$PORT/tasks/generate)", "URL Cloud Tasks posts row tasks to (the generate function)."},
 	{"TASKS_SERVICE_ACCOUNT", "", "Service account whose OIDC token Cloud Tasks attaches to each task; empty sends none."},
 	{"TASKS_DISPATCH_DEADLINE", "10m", "How long one task delivery may run (Cloud Tasks allows 15s–30m)."},
@@ -41,6 +42,7 @@ var Vars = []Var{
 	{"SSE_POLL_MAX", "2s", "Slowest ledger poll of a progress tail, reached while rows only wait in the queue."},
 	{"SSE_MAX_DURATION", "59m", "A progress stream ends itself after this long, before Cloud Run's request timeout."},
 	{"SSE_MIN_HEADROOM", "0.1", "The progress service refuses new streams (503 OVERLOADED) while less than this share of its memory limit is free."},
+	{"SSE_MAX_STREAMS_PER_USER", "50", "Progress streams one user may hold open on one instance; more answer 429 RATE_LIMITED."},
 	{"SSE_RETRY", "2s", "Reconnect delay suggested to EventSource clients (retry:)."},
 	{"DRY_RUN_DELAY", "0", "Time the placeholder generator takes per image, to watch progress arrive."},
 	{"LIVE_BACKEND", "", "Image model backend of live runs: vertex (Application Default Credentials), gemini (API key), or empty for none."},
@@ -72,6 +74,7 @@ var Vars = []Var{
 	{"PROGRESS_TOKEN_TTL", "1h", "Lifetime of the progress token in progressUrl."},
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
+	{"MAX_QUEUED_ROWS_PER_USER", "100", "Rows of one user's unfinished batches; a submit that would go over answers 429 RATE_LIMITED."},
 	{"TASKS_OIDC_AUDIENCE", "", "Audience of the tasks' OIDC tokens (empty: Cloud Tasks uses GENERATE_URL). When set, generate checks each task's token as Cloud Run hands it on (signature removed after Cloud Run's IAM check): this audience, Google's issuer, TASKS_SERVICE_ACCOUNT's verified e-mail, not expired. Required, with TASKS_SERVICE_ACCOUNT, everywhere but on the emulators: without it generate refuses to start."},
 	{"WEBHOOK_SIGNING_KEYS", "(local: derived from the signing key)", "Ed25519 keys that sign completion webhooks (X-Assetgen-Signature), id:base64-seed,… (32-byte seeds) — the first signs, all are published at GET /webhooks/keys (rotation). From Secret Manager; a malformed value stops the instance."},
 	{"NOTIFY_MAX_ELAPSED", "30s", "How long one webhook or Sheets delivery keeps retrying before it is recorded as failed (the housekeeping job retries it later)."},
@@ -92,6 +95,7 @@ var LocalVars = []Var{
 	{"LOCAL_TASKS_ADDR", "127.0.0.1:8123", "Address of the embedded Cloud Tasks stand-in (gRPC)."},
 	{"TASKS_DUPLICATE_DELIVERY", "false", "Deliver every task twice, to watch at-least-once delivery do no harm."},
 	{"LOCAL_TASKS_MAX_CONCURRENT", "100", "Deliveries the Cloud Tasks stand-in makes at once (the queue's max concurrent dispatches)."},
+	{"LOCAL_TASKS_DRY_RUN_MAX_CONCURRENT", "100", "Deliveries the Cloud Tasks stand-in makes at once from the dry-run queue (TASKS_DRY_RUN_QUEUE, locally TASKS_QUEUE-dry-run unless set), on top of LOCAL_TASKS_MAX_CONCURRENT."},
 	{"LOCAL_CLOUD_RUN_IAM", "false", "Put a Cloud Run-like IAM check before the generate route: tasks carry signed OIDC tokens of TASKS_SERVICE_ACCOUNT, the check answers 401/403 as Cloud Run does and hands generate the token with its signature removed."},
 	{"LOCAL_FAKE_MODEL", "false", "Serve live runs from an embedded fake of the Gemini API (free; prompt markers such as [blocked] script failures)."},
 	{"LOCAL_FAKE_MODEL_DELAY", "1s", "How long the fake model takes per image."},
@@ -117,6 +121,7 @@ func Markdown(vars []Var) string {
 type Config struct {
 	Bucket              string
 	Queue               string
+	DryRunQueue         string
 	GenerateURL         string
 	TasksServiceAccount string
 	DispatchDeadline    time.Duration
@@ -133,6 +138,7 @@ type Config struct {
 	SSEMaxDuration      time.Duration
 	SSERetry            time.Duration
 	SSEMinHeadroom      float64
+	SSEStreamsPerUser   int
 	DryRunDelay         time.Duration
 	LiveBackend         string
 	Project             string
@@ -159,6 +165,7 @@ type Config struct {
 	ProgressTokenTTL    time.Duration
 	CORSOrigins         string
 	SubmitRatePerMinute int
+	QueuedRowsPerUser   int
 	TasksOIDCAudience   string
 	HistoryRetention    time.Duration
 	WebhookSigningKeys  string
@@ -183,6 +190,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c := Config{
 		Bucket:              p.str("BUCKET", "assetgen-local"),
 		Queue:               p.str("TASKS_QUEUE", "projects/assetgen-local/locations/local/queues/generate"),
+		DryRunQueue:         p.str("TASKS_DRY_RUN_QUEUE", ""),
 		GenerateURL:         p.str("GENERATE_URL", ""),
 		TasksServiceAccount: p.str("TASKS_SERVICE_ACCOUNT", ""),
 		DispatchDeadline:    p.dur("TASKS_DISPATCH_DEADLINE", 10*time.Minute),
@@ -198,6 +206,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SSEMaxDuration:      p.dur("SSE_MAX_DURATION", 59*time.Minute),
 		SSERetry:            p.dur("SSE_RETRY", 2*time.Second),
 		SSEMinHeadroom:      p.float("SSE_MIN_HEADROOM", 0.1),
+		SSEStreamsPerUser:   p.int("SSE_MAX_STREAMS_PER_USER", 50),
 		DryRunDelay:         p.dur("DRY_RUN_DELAY", 0),
 		LiveBackend:         p.str("LIVE_BACKEND", ""),
 		Project:             p.str("GOOGLE_CLOUD_PROJECT", ""),
@@ -224,6 +233,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ProgressTokenTTL:    p.dur("PROGRESS_TOKEN_TTL", time.Hour),
 		CORSOrigins:         p.str("CORS_ORIGINS", ""),
 		SubmitRatePerMinute: p.int("SUBMIT_RATE_PER_MINUTE", 30),
+		QueuedRowsPerUser:   p.int("MAX_QUEUED_ROWS_PER_USER", 100),
 		TasksOIDCAudience:   p.str("TASKS_OIDC_AUDIENCE", ""),
 		HistoryRetention:    p.dur("HISTORY_RETENTION", 720*time.Hour),
 		WebhookSigningKeys:  getenv("WEBHOOK_SIGNING_KEYS"),
@@ -235,6 +245,9 @@ func Load(getenv func(string) string) (Config, error) {
 		CloudRunService:     p.str("K_SERVICE", ""),
 	}
 	c.RowLease = p.dur("ROW_LEASE", c.DispatchDeadline+30*time.Second)
+	if c.DryRunQueue == "" {
+		c.DryRunQueue = c.Queue
+	}
 	if c.ProgressBaseURL == "" {
 		c.ProgressBaseURL = c.PublicBaseURL
 	}
@@ -387,7 +400,13 @@ func (p *parser) check(c Config) {
 	if c.RefsAllowLoopback && !c.Local() {
 		p.fail("REFS_ALLOW_LOOPBACK", errors.New("only the local stack may fetch references from loopback"))
 	}
-	if !strings.HasPrefix(c.Queue, "projects/") || strings.Count(c.Queue, "/") != 5 || strings.HasSuffix(c.Queue, "/") {
-		p.fail("TASKS_QUEUE", fmt.Errorf("want projects/P/locations/L/queues/Q, got %q", c.Queue))
+	queues := [][2]string{{"TASKS_QUEUE", c.Queue}}
+	if c.DryRunQueue != c.Queue {
+		queues = append(queues, [2]string{"TASKS_DRY_RUN_QUEUE", c.DryRunQueue})
+	}
+	for _, q := range queues {
+		if !strings.HasPrefix(q[1], "projects/") || strings.Count(q[1], "/") != 5 || strings.HasSuffix(q[1], "/") {
+			p.fail(q[0], fmt.Errorf("want projects/P/locations/L/queues/Q, got %q", q[1]))
+		}
 	}
 }

@@ -172,7 +172,7 @@ func TestTaskTokenThroughCloudRun(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	svc := &seen{}
-	newCheck := auth.TaskAuth{Queue: "rows", Token: auth.TaskToken{Audience: newURL, ServiceAccount: invoker, Leeway: time.Minute}, RequireToken: true}.Require(svc)
+	newCheck := auth.TaskAuth{Queues: []string{"rows"}, Token: auth.TaskToken{Audience: newURL, ServiceAccount: invoker, Leeway: time.Minute}, RequireToken: true}.Require(svc)
 	oldFE := devstack.NewCloudRunIAM(devstack.CloudRunIAMOptions{Tokens: tokens, Audiences: []string{oldURL}, Invokers: []string{invoker}}, oldCheck)
 	newFE := devstack.NewCloudRunIAM(devstack.CloudRunIAMOptions{Tokens: tokens, Audiences: []string{newURL}, Invokers: []string{invoker}}, newCheck)
 	mu.Lock()

@@ -36,13 +36,17 @@ import (
 type TasksOptions struct {
 	// Addr to listen on (gRPC); "127.0.0.1:0" picks a free port.
 	Addr string
-	// Queue is the one queue served: projects/P/locations/L/queues/Q.
+	// Queue is the queue served: projects/P/locations/L/queues/Q.
 	Queue string
+	// More are further queues served beside Queue (the dry-run queue), each
+	// dispatching on its own limit, as Cloud Tasks applies rate limits per
+	// queue.
+	More []QueueOptions
 	// MaxAttempts per task, first delivery included (default 8).
 	MaxAttempts int
 	// MinBackoff and MaxBackoff bound the delay between attempts (defaults 100ms, 10s).
 	MinBackoff, MaxBackoff time.Duration
-	// MaxConcurrent dispatches at once (default 100).
+	// MaxConcurrent dispatches of Queue at once (default 100).
 	MaxConcurrent int64
 	// DuplicateDelivery delivers every task twice, concurrently: Cloud Tasks'
 	// at-least-once delivery, made certain.
@@ -73,6 +77,14 @@ type TasksOptions struct {
 	Intercept grpc.UnaryServerInterceptor
 }
 
+// QueueOptions are one more queue's name and limit.
+type QueueOptions struct {
+	// Name is the full queue name.
+	Name string
+	// MaxConcurrent dispatches of this queue at once (default 100).
+	MaxConcurrent int64
+}
+
 // TaskStats count what the stand-in did.
 type TaskStats struct {
 	Created    int64 // tasks accepted
@@ -96,9 +108,10 @@ type Tasks struct {
 	// Addr is host:port, the value of TASKS_EMULATOR_HOST.
 	Addr string
 
-	opts   TasksOptions
-	grpc   *grpc.Server
-	sem    *semaphore.Weighted
+	opts TasksOptions
+	grpc *grpc.Server
+	// queues maps each served queue's name to its dispatch limit.
+	queues map[string]*semaphore.Weighted
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -149,6 +162,17 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 	if o.MaxConcurrent <= 0 {
 		o.MaxConcurrent = 100
 	}
+	queues := map[string]*semaphore.Weighted{o.Queue: semaphore.NewWeighted(o.MaxConcurrent)}
+	for _, q := range o.More {
+		if _, dup := queues[q.Name]; dup || q.Name == "" {
+			return nil, fmt.Errorf("devstack: tasks: queue %q is served twice or has no name", q.Name)
+		}
+		n := q.MaxConcurrent
+		if n <= 0 {
+			n = 100
+		}
+		queues[q.Name] = semaphore.NewWeighted(n)
+	}
 	if o.Client == nil {
 		o.Client = &http.Client{}
 	}
@@ -167,7 +191,7 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 	)
 	if o.Dir != "" {
 		var err error
-		if stored, gone, err = loadTasks(o.Dir, o.Queue, o.Now(), o.Log); err != nil {
+		if stored, gone, err = loadTasks(o.Dir, queues, o.Now(), o.Log); err != nil {
 			return nil, err
 		}
 	}
@@ -182,7 +206,7 @@ func StartTasks(o TasksOptions) (*Tasks, error) {
 	}
 	t := &Tasks{
 		Addr: ln.Addr().String(), opts: o, grpc: grpc.NewServer(serverOpts...),
-		sem: semaphore.NewWeighted(o.MaxConcurrent), ctx: ctx, cancel: cancel,
+		queues: queues, ctx: ctx, cancel: cancel,
 		names: map[string]time.Time{}, live: map[string]*queued{}, idle: make(chan struct{}), tokens: o.IDTokens,
 	}
 	close(t.idle)
@@ -258,15 +282,15 @@ func (t *Tasks) track(delta int) {
 	}
 }
 
-// GetQueue answers for the one queue served (readiness probes use it).
+// GetQueue answers for the queues served (readiness probes use it).
 func (t *Tasks) GetQueue(ctx context.Context, req *cloudtaskspb.GetQueueRequest) (*cloudtaskspb.Queue, error) {
 	if err := t.delay(ctx); err != nil {
 		return nil, err
 	}
-	if req.GetName() != t.opts.Queue {
+	if t.queues[req.GetName()] == nil {
 		return nil, status.Errorf(codes.NotFound, "queue %q does not exist", req.GetName())
 	}
-	return &cloudtaskspb.Queue{Name: t.opts.Queue, State: cloudtaskspb.Queue_RUNNING}, nil
+	return &cloudtaskspb.Queue{Name: req.GetName(), State: cloudtaskspb.Queue_RUNNING}, nil
 }
 
 // CreateTask accepts an HTTP task and schedules its delivery.
@@ -274,8 +298,9 @@ func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequ
 	if err := t.delay(ctx); err != nil {
 		return nil, err
 	}
-	if req.GetParent() != t.opts.Queue {
-		return nil, status.Errorf(codes.NotFound, "queue %q does not exist", req.GetParent())
+	parent := req.GetParent()
+	if t.queues[parent] == nil {
+		return nil, status.Errorf(codes.NotFound, "queue %q does not exist", parent)
 	}
 	task := req.GetTask()
 	hr := task.GetHttpRequest()
@@ -284,9 +309,9 @@ func (t *Tasks) CreateTask(ctx context.Context, req *cloudtaskspb.CreateTaskRequ
 	}
 	name := task.GetName()
 	if name == "" {
-		name = fmt.Sprintf("%s/tasks/%d", t.opts.Queue, time.Now().UnixNano())
-	} else if id, ok := strings.CutPrefix(name, t.opts.Queue+"/tasks/"); !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "task name %q is not in queue %q", name, t.opts.Queue)
+		name = fmt.Sprintf("%s/tasks/%d", parent, time.Now().UnixNano())
+	} else if id, ok := strings.CutPrefix(name, parent+"/tasks/"); !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "task name %q is not in queue %q", name, parent)
 	} else if !taskID.MatchString(id) {
 		return nil, status.Errorf(codes.InvalidArgument, "task id %q: only letters, digits, - and _, at most 500", id)
 	}
@@ -412,7 +437,8 @@ func (t *Tasks) deliver(q *queued, first, executions int) {
 	if !wait(q.ctx, time.Until(task.GetScheduleTime().AsTime())) {
 		return
 	}
-	queueID := t.opts.Queue[strings.LastIndex(t.opts.Queue, "/")+1:]
+	queue := queueOf(name)
+	queueID := queue[strings.LastIndex(queue, "/")+1:]
 	taskID := name[strings.LastIndex(name, "/")+1:]
 	backoff := t.opts.MinBackoff
 	for attempt := first; attempt < t.opts.MaxAttempts; attempt++ {
@@ -422,7 +448,7 @@ func (t *Tasks) deliver(q *queued, first, executions int) {
 			}
 			backoff = min(backoff*2, t.opts.MaxBackoff)
 		}
-		code, err := t.attempt(q, queueID, taskID, attempt, executions)
+		code, err := t.attempt(q, t.queues[queue], queueID, taskID, attempt, executions)
 		if q.ctx.Err() != nil {
 			// Closed mid-attempt (the task stays stored, as after a crash), or
 			// deleted (its name is already remembered).
@@ -446,11 +472,12 @@ func (t *Tasks) deliver(q *queued, first, executions int) {
 	t.opts.Log.Warn("devstack: task dropped after max attempts", "task", taskID, "attempts", t.opts.MaxAttempts)
 }
 
-func (t *Tasks) attempt(q *queued, queueID, taskID string, retries, executions int) (int, error) {
-	if err := t.sem.Acquire(q.ctx, 1); err != nil {
+// attempt makes one delivery of q within its queue's dispatch limit, sem.
+func (t *Tasks) attempt(q *queued, sem *semaphore.Weighted, queueID, taskID string, retries, executions int) (int, error) {
+	if err := sem.Acquire(q.ctx, 1); err != nil {
 		return 0, err
 	}
-	defer t.sem.Release(1)
+	defer sem.Release(1)
 	task := q.task
 	// Cloud Tasks counts an attempt as dispatched before it is answered.
 	t.record(q, func(s *cloudtaskspb.Task) { s.DispatchCount = max(s.DispatchCount, int32(retries+1)) })
@@ -499,6 +526,12 @@ func (t *Tasks) attempt(q *queued, queueID, taskID string, retries, executions i
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// queueOf is the queue a task name belongs to.
+func queueOf(name string) string {
+	queue, _, _ := strings.Cut(name, "/tasks/")
+	return queue
 }
 
 // delay models the network between a caller and the queue.
@@ -668,11 +701,11 @@ func goneFile(dir, name string) string {
 	return filepath.Join(dir, name[strings.LastIndex(name, "/")+1:]+".gone")
 }
 
-// loadTasks reads back the unfinished tasks of queue from dir (creating dir)
-// and the names still taken at now, and removes temporary files a crash left
-// behind and names whose window has passed. Another queue's tasks and names
-// stay where they are.
-func loadTasks(dir, queue string, now time.Time, log *slog.Logger) ([]*cloudtaskspb.Task, map[string]time.Time, error) {
+// loadTasks reads back the unfinished tasks of the queues served from dir
+// (creating dir) and the names still taken at now, and removes temporary
+// files a crash left behind and names whose window has passed. The tasks and
+// names of a queue not served stay where they are.
+func loadTasks(dir string, queues map[string]*semaphore.Weighted, now time.Time, log *slog.Logger) ([]*cloudtaskspb.Task, map[string]time.Time, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("devstack: tasks dir: %w", err)
 	}
@@ -700,7 +733,7 @@ func loadTasks(dir, queue string, now time.Time, log *slog.Logger) ([]*cloudtask
 				return nil, nil, fmt.Errorf("devstack: read task name %s: %w", path, err)
 			}
 			switch {
-			case !strings.HasPrefix(g.Name, queue+"/tasks/"):
+			case queues[queueOf(g.Name)] == nil:
 			case now.Before(g.Until):
 				taken[g.Name] = g.Until
 			default:
@@ -718,7 +751,7 @@ func loadTasks(dir, queue string, now time.Time, log *slog.Logger) ([]*cloudtask
 		if err := protojson.Unmarshal(b, task); err != nil {
 			return nil, nil, fmt.Errorf("devstack: read task %s: %w", path, err)
 		}
-		if !strings.HasPrefix(task.GetName(), queue+"/tasks/") || task.GetHttpRequest() == nil {
+		if queues[queueOf(task.GetName())] == nil || task.GetHttpRequest() == nil {
 			log.Warn("devstack: task of another queue left undelivered", "file", path, "task", task.GetName())
 			continue
 		}

@@ -58,6 +58,10 @@ const (
 	// Staging holds reference images while a submit streams them in, before
 	// their SHA-256 is known; each is copied to refs/ and deleted.
 	Staging = "staging/"
+	// Queued holds one create-once marker per unfinished batch under a
+	// prefix per user, whose name carries the batch's row count: one listing
+	// counts a user's queued rows, and no object is rewritten per submit.
+	Queued = "queued/"
 )
 
 // Prefixes lists every prefix with its retention.
@@ -71,6 +75,7 @@ func Prefixes() []Prefix {
 		{Config, Kept, "operator settings"},
 		{Housekeeping, Kept, "the housekeeping job's cursor"},
 		{Staging, ByAge, "reference images being fetched, before they are named by content"},
+		{Queued, ByAge, "one marker per unfinished batch, per user"},
 	}
 }
 

@@ -5,6 +5,10 @@
 // its task ran or was deleted, so a row that must run again is requeued under
 // a fresh name; the row's lease in the ledger, not the name, keeps two tasks
 // of one row from both doing its work.
+//
+// Dry-run rows may go to a queue of their own (Config.DryRunQueue), with its
+// own rate limits: free dry runs then never wait in front of paid live rows.
+// For picks the queue by a batch's run mode.
 package queue
 
 import (
@@ -23,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/obs"
 )
 
@@ -36,6 +41,8 @@ type Task struct {
 type Config struct {
 	// Queue is the full queue name: projects/P/locations/L/queues/Q.
 	Queue string
+	// DryRunQueue is the queue of dry-run rows; empty means Queue.
+	DryRunQueue string
 	// TargetURL is the generate endpoint the tasks are POSTed to.
 	TargetURL string
 	// ServiceAccount, when set, makes Cloud Tasks attach an OIDC token for it.
@@ -46,15 +53,32 @@ type Config struct {
 	DispatchDeadline time.Duration
 }
 
-// Enqueuer creates row tasks.
+// Enqueuer creates row tasks in one queue.
 type Enqueuer struct {
 	client *cloudtasks.Client
 	cfg    Config
+	// queue is where this enqueuer's tasks go: cfg.Queue, or the dry-run
+	// queue for an enqueuer For returned.
+	queue string
 }
 
-// New returns an enqueuer over a client built once per instance.
+// New returns an enqueuer over a client built once per instance; its tasks
+// go to cfg.Queue until For picks another.
 func New(client *cloudtasks.Client, cfg Config) *Enqueuer {
-	return &Enqueuer{client: client, cfg: cfg}
+	if cfg.DryRunQueue == "" {
+		cfg.DryRunQueue = cfg.Queue
+	}
+	return &Enqueuer{client: client, cfg: cfg, queue: cfg.Queue}
+}
+
+// For returns the enqueuer of a batch's rows: the dry-run queue for dry
+// runs, the main queue for live ones.
+func (e *Enqueuer) For(mode ledger.RunMode) *Enqueuer {
+	q := e.cfg.Queue
+	if mode == ledger.DryRun {
+		q = e.cfg.DryRunQueue
+	}
+	return &Enqueuer{client: e.client, cfg: e.cfg, queue: q}
 }
 
 // TaskID is the deterministic task id of a row. It starts with a hash so that
@@ -78,7 +102,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, t Task) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.client.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{Parent: e.cfg.Queue, Task: task}, retry...)
+	_, err = e.client.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{Parent: e.queue, Task: task}, retry...)
 	if status.Code(err) == codes.AlreadyExists {
 		return nil
 	}
@@ -102,7 +126,7 @@ func (e *Enqueuer) Requeue(ctx context.Context, t Task) (string, error) {
 		if err != nil {
 			return err
 		}
-		_, err = e.client.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{Parent: e.cfg.Queue, Task: task})
+		_, err = e.client.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{Parent: e.queue, Task: task})
 		return err
 	}, retry...)
 	if err != nil {
@@ -140,7 +164,7 @@ func (e *Enqueuer) task(ctx context.Context, t Task, id string) (*cloudtaskspb.T
 		}}
 	}
 	task := &cloudtaskspb.Task{
-		Name:        e.cfg.Queue + "/tasks/" + id,
+		Name:        e.queue + "/tasks/" + id,
 		MessageType: &cloudtaskspb.Task_HttpRequest{HttpRequest: hr},
 	}
 	if e.cfg.DispatchDeadline > 0 {
@@ -149,10 +173,16 @@ func (e *Enqueuer) task(ctx context.Context, t Task, id string) (*cloudtaskspb.T
 	return task, nil
 }
 
-// Ping checks that the queue exists and is reachable (readiness).
+// Ping checks that the queues exist and are reachable (readiness).
 func (e *Enqueuer) Ping(ctx context.Context) error {
-	if _, err := e.client.GetQueue(ctx, &cloudtaskspb.GetQueueRequest{Name: e.cfg.Queue}); err != nil {
-		return fmt.Errorf("queue: get %s: %w", e.cfg.Queue, err)
+	queues := []string{e.cfg.Queue}
+	if e.cfg.DryRunQueue != e.cfg.Queue {
+		queues = append(queues, e.cfg.DryRunQueue)
+	}
+	for _, q := range queues {
+		if _, err := e.client.GetQueue(ctx, &cloudtaskspb.GetQueueRequest{Name: q}); err != nil {
+			return fmt.Errorf("queue: get %s: %w", q, err)
+		}
 	}
 	return nil
 }

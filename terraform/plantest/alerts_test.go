@@ -62,9 +62,7 @@ func TestAlertsCoverTheFailureModes(t *testing.T) {
 		}
 		cs := p.alertConditions()
 		generate := str(p.function(t, "Generate").Change.After, "name")
-		queues := p.live("google_cloud_tasks_queue")
-		is.Equal(len(queues), 1) // one row task queue
-		queue := str(queues[0].Change.After, "name")
+		queue := str(p.queue(t, "generate").Change.After, "name")
 
 		rejects := find(cs, "condition_threshold", "run.googleapis.com/request_count", `"`+generate+`"`, `"401"`, `"403"`, `"404"`)
 		is.Equal(len(rejects), 1)                                                                               // an alert on generate answering 401/403/404

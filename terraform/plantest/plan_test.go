@@ -641,21 +641,28 @@ func TestNoSecretValuesInTerraform(t *testing.T) {
 func TestQueueMatchesFunctions(t *testing.T) {
 	each(t, func(t *testing.T, p *plan) {
 		is := is.New(t)
-		queues := p.live("google_cloud_tasks_queue")
-		is.Equal(len(queues), 1) // one row task queue
-		q := queues[0].Change.After
-		project := str(q, "project")
-		if project == "" {
-			project = p.projectFromAnywhere()
+		is.Equal(len(p.live("google_cloud_tasks_queue")), 2) // the row task queue and the dry-run queue
+		fullName := func(q map[string]any) string {
+			project := str(q, "project")
+			if project == "" {
+				project = p.projectFromAnywhere()
+			}
+			return fmt.Sprintf("projects/%s/locations/%s/queues/%s", project, str(q, "location"), str(q, "name"))
 		}
-		wantQueue := fmt.Sprintf("projects/%s/locations/%s/queues/%s", project, str(q, "location"), str(q, "name"))
+		q, dry := p.queue(t, "generate").Change.After, p.queue(t, "generate_dry_run").Change.After
+		wantQueue, wantDry := fullName(q), fullName(dry)
 		attempts := fmt.Sprint(num(q, "retry_config", "max_attempts"))
+		is.Equal(fmt.Sprint(num(dry, "retry_config", "max_attempts")), attempts) // one attempt budget for both queues
+		is.True(wantDry != wantQueue)                                            // dry runs have a queue of their own
 
 		submit, gen := p.function(t, "Submit"), p.function(t, "Generate")
 		for _, fn := range []resourceChange{submit, gen} {
 			e := env(fn.Change.After)
 			if e["TASKS_QUEUE"] != wantQueue {
 				t.Errorf("%s: TASKS_QUEUE = %q, want %q", fn.Address, e["TASKS_QUEUE"], wantQueue)
+			}
+			if e["TASKS_DRY_RUN_QUEUE"] != wantDry {
+				t.Errorf("%s: TASKS_DRY_RUN_QUEUE = %q, want %q", fn.Address, e["TASKS_DRY_RUN_QUEUE"], wantDry)
 			}
 			if e["TASKS_MAX_ATTEMPTS"] != attempts {
 				t.Errorf("%s: TASKS_MAX_ATTEMPTS = %q, want the queue's max_attempts %s", fn.Address, e["TASKS_MAX_ATTEMPTS"], attempts)
@@ -668,6 +675,18 @@ func TestQueueMatchesFunctions(t *testing.T) {
 		is.Equal(env(gen.Change.After)["TASKS_DISPATCH_DEADLINE"], env(submit.Change.After)["TASKS_DISPATCH_DEADLINE"]) // generate knows the same deadline
 		is.True(time.Duration(num(gen.Change.After, "service_config", "timeout_seconds"))*time.Second >= deadline)      // generate outlives one delivery
 	})
+}
+
+// queue is the Cloud Tasks queue resource of that name in terraform.
+func (p *plan) queue(t *testing.T, name string) resourceChange {
+	t.Helper()
+	for _, q := range p.live("google_cloud_tasks_queue") {
+		if q.Name == name {
+			return q
+		}
+	}
+	t.Fatalf("no google_cloud_tasks_queue.%s in the plan", name)
+	return resourceChange{}
 }
 
 func sortedValues(m map[string]string) []string {

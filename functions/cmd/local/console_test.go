@@ -249,7 +249,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	// The fake model only makes live runs available, so the CONFIRM gate can be
 	// exercised; nothing in this test runs live. One task at a time makes the
 	// rows finish 400ms apart, so there is always news after the first image.
-	s := startStack(t, map[string]string{"DRY_RUN_DELAY": "400ms", "LOCAL_FAKE_MODEL": "true", "LOCAL_TASKS_MAX_CONCURRENT": "1"})
+	s := startStack(t, map[string]string{"DRY_RUN_DELAY": "400ms", "LOCAL_FAKE_MODEL": "true", "LOCAL_TASKS_MAX_CONCURRENT": "1", "LOCAL_TASKS_DRY_RUN_MAX_CONCURRENT": "1"})
 	ctx := uiBrowser(t, exe, 60*time.Second)
 	errs := uiWatch(t, ctx)
 	t.Logf("stack and browser up in %s", time.Since(began).Round(time.Millisecond))

@@ -49,7 +49,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	defer a.close()
 	fmt.Fprintf(stdout, "assetgen local stack listening on %s\n", a.base)
 	fmt.Fprintf(stdout, "  storage emulator  STORAGE_EMULATOR_HOST=%s  bucket %s\n", a.gcs.Addr, a.cfg.Bucket)
-	fmt.Fprintf(stdout, "  tasks stand-in    TASKS_EMULATOR_HOST=%s  queue %s\n", a.tasks.Addr, a.cfg.Queue)
+	fmt.Fprintf(stdout, "  tasks stand-in    TASKS_EMULATOR_HOST=%s  queue %s, dry runs %s\n", a.tasks.Addr, a.cfg.Queue, a.cfg.DryRunQueue)
 	fmt.Fprintf(stdout, "  data              %s\n", a.dataDir)
 	if a.model != nil {
 		fmt.Fprintf(stdout, "  fake model        GEMINI_BASE_URL=%s (live runs cost nothing)\n", a.model.URL)
@@ -133,6 +133,10 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	if err != nil || concurrent < 1 {
 		return nil, fmt.Errorf("LOCAL_TASKS_MAX_CONCURRENT: want a positive integer")
 	}
+	dryConcurrent, err := strconv.ParseInt(local("LOCAL_TASKS_DRY_RUN_MAX_CONCURRENT"), 10, 64)
+	if err != nil || dryConcurrent < 1 {
+		return nil, fmt.Errorf("LOCAL_TASKS_DRY_RUN_MAX_CONCURRENT: want a positive integer")
+	}
 	fakeModel, err := strconv.ParseBool(local("LOCAL_FAKE_MODEL"))
 	if err != nil {
 		return nil, fmt.Errorf("LOCAL_FAKE_MODEL: %w", err)
@@ -202,10 +206,20 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 			return nil, err
 		}
 	}
+	// Dry runs have a queue of their own, as in the cloud, unless
+	// TASKS_DRY_RUN_QUEUE names the main one.
+	dryQueue := probe.Queue + "-dry-run"
+	if getenv("TASKS_DRY_RUN_QUEUE") != "" {
+		dryQueue = probe.DryRunQueue
+	}
+	var more []devstack.QueueOptions
+	if dryQueue != probe.Queue {
+		more = []devstack.QueueOptions{{Name: dryQueue, MaxConcurrent: dryConcurrent}}
+	}
 	// Tasks live in the data dir, so a restarted stack finishes what a killed
 	// one left; their URLs name this stack's PORT.
 	a.tasks, err = devstack.StartTasks(devstack.TasksOptions{
-		Addr: local("LOCAL_TASKS_ADDR"), Queue: probe.Queue, MaxAttempts: probe.MaxAttempts,
+		Addr: local("LOCAL_TASKS_ADDR"), Queue: probe.Queue, More: more, MaxAttempts: probe.MaxAttempts,
 		DuplicateDelivery: dup, Log: a.log, Latency: o.tasksLatency, MaxConcurrent: concurrent,
 		Dir: filepath.Join(a.dataDir, "tasks"), IDTokens: tokens, Client: o.deliveries, NameWindow: nameWindow, Intercept: o.tasksIntercept,
 	})
@@ -216,6 +230,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	ours := map[string]string{
 		"STORAGE_EMULATOR_HOST": a.gcs.Addr,
 		"TASKS_EMULATOR_HOST":   a.tasks.Addr,
+		"TASKS_DRY_RUN_QUEUE":   dryQueue,
 		"GENERATE_URL":          a.base + "/tasks/generate",
 		"SIGNING_KEY_FILE":      filepath.Join(a.dataDir, "signing-key.pem"),
 		// Stable image links in webhooks and sheets point at the local stack.

@@ -43,7 +43,7 @@ func freePort(t *testing.T) string {
 func killMidBatch(t *testing.T, env map[string]string) submitted {
 	t.Helper()
 	is := is.New(t)
-	first := map[string]string{"DRY_RUN_DELAY": "1h", "LOCAL_TASKS_MAX_CONCURRENT": "1", "ROW_LEASE": "2s"}
+	first := map[string]string{"DRY_RUN_DELAY": "1h", "LOCAL_TASKS_MAX_CONCURRENT": "1", "LOCAL_TASKS_DRY_RUN_MAX_CONCURRENT": "1", "ROW_LEASE": "2s"}
 	for k, v := range env {
 		first[k] = v
 	}

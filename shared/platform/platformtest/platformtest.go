@@ -20,8 +20,12 @@ import (
 	"github.com/assetgen/assetgen/shared/queue"
 )
 
-// Queue is the queue the stand-in serves; its short id is "generate".
-const Queue = "projects/assetgen-test/locations/local/queues/generate"
+// Queue and DryRunQueue are the queues the stand-in serves; their short ids
+// are "generate" and "generate-dry-run".
+const (
+	Queue       = "projects/assetgen-test/locations/local/queues/generate"
+	DryRunQueue = Queue + "-dry-run"
+)
 
 // Stack is a platform over fresh emulators, and what the tasks it enqueues
 // were delivered as.
@@ -57,7 +61,7 @@ func Open(tb testing.TB, env map[string]string) *Stack {
 	target := httptest.NewServer(http.HandlerFunc(s.record))
 	tb.Cleanup(target.Close)
 	log := slog.New(slog.DiscardHandler)
-	if s.Tasks, err = devstack.StartTasks(devstack.TasksOptions{Addr: "127.0.0.1:0", Queue: Queue, MinBackoff: 10 * time.Millisecond, Log: log}); err != nil {
+	if s.Tasks, err = devstack.StartTasks(devstack.TasksOptions{Addr: "127.0.0.1:0", Queue: Queue, More: []devstack.QueueOptions{{Name: DryRunQueue}}, MinBackoff: 10 * time.Millisecond, Log: log}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(s.Tasks.Close)
@@ -65,6 +69,7 @@ func Open(tb testing.TB, env map[string]string) *Stack {
 	s.Env = map[string]string{
 		"BUCKET":                bucket,
 		"TASKS_QUEUE":           Queue,
+		"TASKS_DRY_RUN_QUEUE":   DryRunQueue,
 		"GENERATE_URL":          target.URL + "/tasks/generate",
 		"STORAGE_EMULATOR_HOST": g.Addr,
 		"TASKS_EMULATOR_HOST":   s.Tasks.Addr,
