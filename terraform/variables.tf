@@ -788,6 +788,8 @@ variable "daily_budget_total_usd" {
   validation {
     condition     = var.daily_budget_total_usd >= 0
     error_message = "daily_budget_total_usd must be >= 0."
+  }
+}
 
 # ------------------------------------------------------------ allow-list ---
 
@@ -803,6 +805,8 @@ variable "auth_allow" {
   validation {
     condition     = alltrue([for e in var.auth_allow : !can(regex("^\\*@(.+\\.)?gserviceaccount\\.com$", lower(e)))])
     error_message = "auth_allow: a *@ entry never admits service accounts; list each by its address."
+  }
+}
 
 # ---------------------------------------------------------- dry-run queue ---
 
