@@ -238,11 +238,12 @@ func TestPermanentModelFailureIsAcknowledged(t *testing.T) {
 	tests := []struct {
 		marker string
 		code   problem.Code
+		billed bool
 	}{
-		{"[blocked]", problem.ModelSafetyBlocked},
-		{"[blocked-output]", problem.ModelSafetyBlocked},
-		{"[no-image]", problem.ModelFailed},
-		{"[svg]", problem.ModelFailed}, // never stored: only PNG, JPEG or WebP
+		{"[blocked]", problem.ModelSafetyBlocked, false},
+		{"[blocked-output]", problem.ModelSafetyBlocked, false},
+		{"[no-image]", problem.ModelFailed, false},
+		{"[svg]", problem.ModelFailed, true}, // never stored (only PNG, JPEG or WebP), but the model made it
 	}
 	hs := newHarness(t)
 	for _, tt := range tests {
@@ -256,6 +257,7 @@ func TestPermanentModelFailureIsAcknowledged(t *testing.T) {
 			is.Equal(r.Status, ledger.Failed)
 			is.Equal(r.Variants[0].Error.Code, string(tt.code)) // the variant says why
 			is.Equal(hs.images(t, m), 0)
+			is.Equal(r.Variants[0].CostUSD > 0, tt.billed) // charged only when the model answered an image
 		})
 	}
 }

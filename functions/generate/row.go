@@ -105,7 +105,10 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 	mr := m.Rows[row]
 	started := time.Now()
 	img, err := gen.Generate(ctx, imagegen.Request{Model: m.Model, Prompt: mr.Prompt, Variant: v, AspectRatio: mr.AspectRatio, Refs: refs})
+	// An answer refused after the call (not a raster image) was still billed.
+	billed := 0.0
 	if err == nil {
+		billed = cost
 		img, err = imagegen.Checked(img)
 	}
 	took := time.Since(started)
@@ -126,7 +129,7 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 		if imagegen.ClassOf(err).Retryable() {
 			return ledger.VariantResult{}, &f
 		}
-		return ledger.VariantResult{Index: v, Failure: &f}, nil
+		return ledger.VariantResult{Index: v, Failure: &f, CostUSD: billed}, nil
 	}
 	name := ledger.ImageObject(m.BatchID, row, v, extension(img.MIMEType))
 	created, err := h.store.PutImage(ctx, name, img.MIMEType, img.Data)

@@ -80,13 +80,23 @@ type Store struct {
 	patience time.Duration
 }
 
+// TotalShards is how many objects a deployment's daily cap is split over:
+// every live submit writes one, and an object takes about one write per
+// second, so 16 carry about 16 reservations and settlements a second. It is
+// not a setting: every instance must split a day's cap the same way, or a
+// shard one instance does not know of would add its share to the cap (and
+// pieces on it would never be settled). Changing it takes a release that
+// starts the new count on a new UTC day.
+const TotalShards = 16
+
 // Total is the deployment-wide daily cap on live spend.
 type Total struct {
 	LimitUSD float64
 	// Shards is how many objects the cap is split over. Every live submit
 	// writes one of them, and an object takes about one write per second.
-	// Every function of a deployment must use the same count: settlement and
-	// release look for a batch's pieces on these shards only.
+	// Every function of a deployment must use the same count (TotalShards;
+	// benchmarks compare others): settlement and release look for a batch's
+	// pieces on these shards only.
 	Shards int
 }
 

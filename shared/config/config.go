@@ -53,7 +53,6 @@ var Vars = []Var{
 	{"MODEL_TIMEOUT", "120s", "Longest wait for one image from the model."},
 	{"DAILY_BUDGET_USD", "25", "Default daily budget of each user for live runs, in USD; per-user overrides in config/budgets.json."},
 	{"DAILY_BUDGET_TOTAL_USD", "250", "Daily cap on the live spend of the whole deployment, every user together, in USD (UTC days); 0 stops live runs."},
-	{"BUDGET_TOTAL_SHARDS", "16", "How many objects the daily cap is split over (each takes about one write per second; every live submit writes one). The same in every function."},
 	{"BUDGET_PATIENCE", "10s", "How long a submit keeps retrying a contended budget before answering 503 BUDGET_CONTENDED."},
 	{"CONFIG_TTL", "30s", "How long flags and budget overrides read from the bucket are cached."},
 	{"HYBRID_V1_ENABLED", "on", "Master switch of the batch API: on, off, or a percentage of users (canary), e.g. 10%."},
@@ -148,7 +147,6 @@ type Config struct {
 	ModelTimeout        time.Duration
 	DailyBudgetUSD      float64
 	DailyBudgetTotalUSD float64
-	BudgetTotalShards   int
 	BudgetPatience      time.Duration
 	ConfigTTL           time.Duration
 	RefsAllowLoopback   bool
@@ -216,7 +214,6 @@ func Load(getenv func(string) string) (Config, error) {
 		ModelTimeout:        p.dur("MODEL_TIMEOUT", 120*time.Second),
 		DailyBudgetUSD:      p.float("DAILY_BUDGET_USD", 25),
 		DailyBudgetTotalUSD: p.float("DAILY_BUDGET_TOTAL_USD", 250),
-		BudgetTotalShards:   p.int("BUDGET_TOTAL_SHARDS", 16),
 		BudgetPatience:      p.dur("BUDGET_PATIENCE", 10*time.Second),
 		ConfigTTL:           p.dur("CONFIG_TTL", 30*time.Second),
 		RefsAllowLoopback:   p.bool("REFS_ALLOW_LOOPBACK"),

@@ -101,8 +101,10 @@ func RecordVariants(r Row, op Op, holder string, results []VariantResult) (Row, 
 		}
 		v := &out.Variants[res.Index]
 		if res.Failure != nil {
+			// A failed variant may still have been billed: a model answer
+			// refused after the call (not an image the platform stores).
 			f := *res.Failure
-			v.Status, v.Error = Failed, &f
+			v.Status, v.Error, v.CostUSD = Failed, &f, res.CostUSD
 			notes = append(notes, fmt.Sprintf("v%d failed %s", res.Index, f.Code))
 		} else {
 			v.Status, v.Object, v.CostUSD, v.Error = Done, res.Object, res.CostUSD, nil

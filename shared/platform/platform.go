@@ -119,7 +119,7 @@ func (p *Platform) build(getenv func(string) string) error {
 	}
 	p.Flags = fl
 	p.limits = budget.NewLimits(p.Bucket, cfg.DailyBudgetUSD, cfg.ConfigTTL)
-	total := budget.Total{LimitUSD: cfg.DailyBudgetTotalUSD, Shards: cfg.BudgetTotalShards}
+	total := budget.Total{LimitUSD: cfg.DailyBudgetTotalUSD, Shards: budget.TotalShards}
 	p.Budgets = budget.NewStore(p.Bucket, p.limits, total, cfg.BudgetPatience)
 	p.Keys = idempotency.New(p.Bucket)
 	return nil
