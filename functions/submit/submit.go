@@ -390,8 +390,9 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		// it is released too (releasing nothing changes nothing). A batch id no
 		// earlier attempt used is this call's whatever Reserve could tell: its
 		// reservation may have been found only after the patience ran out. A
-		// refusal by the user's budget wrote nothing; one by the cap gave back
-		// what this call reserved (created says when it could not).
+		// refusal by the user's budget wrote nothing; one by the cap leaves
+		// what it took for this rollback, which runs only when no other
+		// attempt of the batch can be counting on it.
 		own := sub.key == "" || sub.created
 		byUser, byCap := errors.Is(err, budget.ErrExceeded), errors.Is(err, budget.ErrTotalExceeded)
 		if created || !byUser && (own || err != nil && !byCap) {

@@ -181,8 +181,11 @@ func measure(ctx context.Context, o options, shards int) (result, error) {
 					toSettle <- reserved{user: user, batch: id, at: time.Now()}
 				case errors.Is(err, budget.ErrContended):
 					contended.Add(1)
+					// A refused reservation leaves what it took to the caller.
+					_, _ = store.Release(ctx, user, day, id)
 				default:
 					fmt.Fprintln(os.Stderr, "budgetbench: reserve:", err)
+					_, _ = store.Release(ctx, user, day, id)
 				}
 			}
 		})

@@ -7,7 +7,6 @@ package budget
 
 import (
 	"errors"
-	"maps"
 	"math"
 	"time"
 )
@@ -34,10 +33,6 @@ type Account struct {
 	Reserved map[string]Micros `json:"reserved"`
 	// Spent holds what each settled batch actually cost.
 	Spent map[string]Micros `json:"spent"`
-	// Takers names, on a shard of the deployment's cap, the reservation
-	// attempt that took each batch's piece: an attempt whose write was cut
-	// off tells its own piece from a concurrent attempt's of the same batch.
-	Takers map[string]string `json:"takers,omitempty"`
 }
 
 // ErrExceeded means the estimate does not fit in what remains of the user's
@@ -79,9 +74,6 @@ func (a Account) clone() Account {
 	for k, v := range a.Spent {
 		c.Spent[k] = v
 	}
-	if a.Takers != nil {
-		c.Takers = maps.Clone(a.Takers)
-	}
 	return c
 }
 
@@ -120,7 +112,6 @@ func Settle(a Account, batchID string, actual Micros) (Account, error) {
 	}
 	out := a.clone()
 	delete(out.Reserved, batchID)
-	delete(out.Takers, batchID)
 	out.Spent[batchID] = min(max(actual, 0), reserved)
 	return out, nil
 }
@@ -133,7 +124,6 @@ func Release(a Account, batchID string) (Account, error) {
 	}
 	out := a.clone()
 	delete(out.Reserved, batchID)
-	delete(out.Takers, batchID)
 	return out, nil
 }
 
@@ -167,11 +157,10 @@ func Held(a Account, batchID string) (Micros, bool) {
 }
 
 // Take reserves for batchID as much of want as the shard has room for: a
-// piece of a reservation spread over shards, marked as taken by attempt. It
-// returns the piece the batch holds on the shard; a batch that holds one
+// piece of a reservation spread over shards. It returns the piece the batch holds on the shard; a batch that holds one
 // already (a retried submit) changes nothing, and a shard without room
 // answers ErrExceeded.
-func Take(a Account, batchID, attempt string, want Micros) (Account, Micros, error) {
+func Take(a Account, batchID string, want Micros) (Account, Micros, error) {
 	if want < 0 {
 		return a, 0, ErrNegative
 	}
@@ -187,10 +176,6 @@ func Take(a Account, batchID, attempt string, want Micros) (Account, Micros, err
 	if err != nil {
 		return a, 0, err
 	}
-	if out.Takers == nil {
-		out.Takers = map[string]string{}
-	}
-	out.Takers[batchID] = attempt
 	return out, piece, nil
 }
 

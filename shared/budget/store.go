@@ -215,11 +215,11 @@ const attemptGrace = 5 * time.Second
 var errPatience = errors.New("budget: patience ran out")
 
 // Reserve holds amount for a batch in the user's account of day, then in the
-// deployment's daily cap; a batch that does not fit the cap gives back what
-// it reserved from the user. created is false when the batch held its user
-// reservation already (a retried submit): only the call that created a
-// reservation may release it. It is true along with an error when this call
-// holds a reservation it could not give back: the caller releases it.
+// deployment's daily cap. created is true when this call made the user's
+// reservation (false for a retried submit that found it). On any error the
+// caller decides whether to Release the batch: a refused or failed
+// reservation leaves what it took in place, for a concurrent attempt of the
+// same batch may be counting on it.
 func (s *Store) Reserve(ctx context.Context, user, day, batchID string, amount Micros) (Account, bool, error) {
 	a, res, err := s.change(ctx, user, day, func(a Account) (Account, error) { return Reserve(a, batchID, amount) })
 	if err != nil {
@@ -228,18 +228,12 @@ func (s *Store) Reserve(ctx context.Context, user, day, batchID string, amount M
 	// Won: this call's write holds the reservation, even if its answer was
 	// lost and the client's retry met it. Unchanged: it was there already.
 	created := res.Outcome == bucket.Won
-	terr := s.reserveTotal(ctx, day, batchID, amount)
-	if terr == nil {
-		return a, created, nil
-	}
-	if !errors.Is(terr, ErrTotalExceeded) || !created {
-		return a, created, terr
-	}
-	after, rerr := s.Change(ctx, user, day, func(a Account) (Account, error) { return Release(a, batchID) })
-	if rerr != nil {
-		return a, true, errors.Join(terr, fmt.Errorf("budget: giving back the user's reservation: %w", rerr))
-	}
-	return after, false, terr
+	// A refusal by the cap gives nothing back here: another attempt of the
+	// same batch (a retried submit racing this one) may have counted this
+	// call's reservation and pieces as its own and gone on. The caller knows
+	// whether one can have (the Idempotency-Key protocol), and releases the
+	// batch with Release when none can.
+	return a, created, s.reserveTotal(ctx, day, batchID, amount)
 }
 
 // Settle charges a batch what it actually cost and releases the rest, in the

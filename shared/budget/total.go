@@ -2,8 +2,6 @@ package budget
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -88,8 +86,6 @@ func (s *Store) reserveTotal(ctx context.Context, day, batchID string, amount Mi
 		return ErrTotalExceeded
 	}
 	need := amount - held
-	attempt := newAttempt()
-	var mine []int
 	var broken, contended error
 	// A busy shard is passed over for the next, and tried again after the
 	// others, until the store's patience is spent: contention delays a
@@ -103,10 +99,7 @@ func (s *Store) reserveTotal(ctx context.Context, day, batchID string, amount Mi
 			if need <= 0 || left <= 0 {
 				break
 			}
-			piece, won, err := s.take(ctx, day, i, batchID, attempt, need, min(left, shardPatience))
-			if won {
-				mine = append(mine, i)
-			}
+			piece, err := s.take(ctx, day, i, batchID, need, min(left, shardPatience))
 			switch {
 			case errors.Is(err, ErrExceeded):
 				// The shard filled since the snapshot.
@@ -131,39 +124,25 @@ func (s *Store) reserveTotal(ctx context.Context, day, batchID string, amount Mi
 	if failed == nil {
 		failed = ErrTotalExceeded
 	}
-	// Only the pieces this attempt took are given back: a piece found held
-	// may be a concurrent attempt's of the same submit, which may have found
-	// its whole amount. A piece whose write failed without an answer and
-	// landed later stays held until the day ends (submit's rollback releases
-	// a batch it owns): the cap is then stricter, never looser.
-	if gerr := s.releaseShards(ctx, day, batchID, mine); gerr != nil {
-		return errors.Join(failed, fmt.Errorf("budget: giving back pieces of the total: %w", gerr))
-	}
+	// The pieces taken stay for the caller to Release (see Store.Reserve): a
+	// concurrent attempt of the same batch may have counted them as held and
+	// found the rest. Pieces left behind make the cap stricter, never looser.
 	return failed
 }
 
 // take reserves for batchID as much of want as shard i has room for. piece is
-// what the batch holds on the shard afterwards; won says this attempt took it
-// (a piece found held may be a concurrent attempt's of the same batch).
-func (s *Store) take(ctx context.Context, day string, i int, batchID, attempt string, want Micros, patience time.Duration) (piece Micros, won bool, err error) {
-	a, res, err := s.updateShard(ctx, day, i, patience, func(a Account) (Account, error) {
-		next, p, err := Take(a, batchID, attempt, want)
+// what the batch holds on the shard afterwards (a piece found held, whoever
+// took it, counts: the batch's pieces are released together).
+func (s *Store) take(ctx context.Context, day string, i int, batchID string, want Micros, patience time.Duration) (piece Micros, err error) {
+	_, _, err = s.updateShard(ctx, day, i, patience, func(a Account) (Account, error) {
+		next, p, err := Take(a, batchID, want)
 		piece = p
 		return next, err
 	})
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
-	// A write cut off by the patience that landed all the same is found by
-	// the store's re-read (outcome unknown), or by a later pass (unchanged):
-	// the taker's mark says whose it is.
-	return piece, res.Outcome == bucket.Won || a.Takers[batchID] == attempt, nil
-}
-
-func newAttempt() string {
-	var b [8]byte
-	_, _ = crand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return piece, nil
 }
 
 // releaseShards drops batchID's pieces from the shards listed.

@@ -85,10 +85,12 @@ func TestTotalSpillsOverShardsAndSettles(t *testing.T) {
 	before := totalWrites(faults)
 	a, created, err := s.Reserve(ctx, "u3", day, "b3", 1)
 	is.True(errors.Is(err, budget.ErrTotalExceeded)) // one micro past the cap
-	is.True(!created)
+	is.True(created)
 	is.Equal(totalWrites(faults), before) // refused without writing a shard
 	_, held := a.Reserved["b3"]
-	is.True(!held) // and u3's own reservation was given back
+	is.True(held) // u3's own reservation waits for the caller's Release
+	_, err = s.Release(ctx, "u3", day, "b3")
+	is.NoErr(err)
 	u3, err := s.Get(ctx, "u3", day)
 	is.NoErr(err)
 	is.Equal(len(u3.Reserved), 0) // as stored
@@ -136,9 +138,10 @@ func TestTotalReserveIsIdempotent(t *testing.T) {
 	is.Equal(heldBy(shardsOf(t, c, 4), "b"), budget.FromUSD(1.5)) // held once
 }
 
-// The user's reservation comes first; a cap that cannot cover the batch gives
-// it back, so the refusal leaves the user's day as it was.
-func TestTotalRefusalReleasesTheUsersReservation(t *testing.T) {
+// A reservation the cap refuses keeps what it took, and says it made the
+// user's reservation: another attempt of the same batch may be counting on
+// them, so giving back is the caller's call. Release then gives back both.
+func TestTotalRefusalLeavesTheReleaseToTheCaller(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	c := stacktest.Open(t, nil)
@@ -149,12 +152,22 @@ func TestTotalRefusalReleasesTheUsersReservation(t *testing.T) {
 	_, created, err := s.Reserve(ctx, "u", day, "big", budget.FromUSD(0.6))
 	is.True(errors.Is(err, budget.ErrTotalExceeded)) // $0.60 does not fit the $0.50 left of the cap
 	is.True(!errors.Is(err, budget.ErrExceeded))     // though it fits the user's $10
-	is.True(!created)                                // nothing is left for the caller to release
+	is.True(created)                                 // this call made the user's reservation
 	a, err := s.Get(ctx, "u", day)
 	is.NoErr(err)
 	_, held := a.Reserved["big"]
-	is.True(!held)                                  // the user's reservation was given back
+	is.True(held) // still held, for the caller to give back
+
+	_, err = s.Release(ctx, "u", day, "big")
+	is.NoErr(err)
+	a, err = s.Get(ctx, "u", day)
+	is.NoErr(err)
+	_, held = a.Reserved["big"]
+	is.True(!held)                                  // given back
 	is.Equal(a.Sum().Reserved, budget.FromUSD(0.5)) // the earlier batch stays
+	total, err := s.TotalOf(ctx, day)
+	is.NoErr(err)
+	is.Equal(total.Reserved, budget.FromUSD(0.5)) // and the cap holds only it
 }
 
 type totalRace struct {
@@ -296,8 +309,8 @@ func TestTotalPieceLeftByAnInterruptedReserveOnlyTightensTheCap(t *testing.T) {
 }
 
 // A reservation that finds part of its amount and then no room for the rest
-// (another submit took it meanwhile) gives back every piece it took, and the
-// user's reservation with them.
+// (another submit took it meanwhile) keeps the pieces it took until the
+// caller's Release gives back every one, and the user's reservation with them.
 func TestTotalGivesBackPiecesWhenTheRestIsGone(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
@@ -319,9 +332,12 @@ func TestTotalGivesBackPiecesWhenTheRestIsGone(t *testing.T) {
 	_, created, err := s.Reserve(context.Background(), "u", day, "b", budget.FromUSD(1.5))
 	is.NoErr(<-rival)                                // the rival took the other shard
 	is.True(errors.Is(err, budget.ErrTotalExceeded)) // so $1.50 cannot be found
-	is.True(!created)
+	is.True(created)
+	is.True(heldBy(shardsOf(t, c, 2), "b") > 0) // the piece taken waits for the caller
+	_, err = s.Release(context.Background(), "u", day, "b")
+	is.NoErr(err)
 	sh := shardsOf(t, c, 2)
-	is.Equal(heldBy(sh, "b"), budget.Micros(0))                // the piece taken was given back
+	is.Equal(heldBy(sh, "b"), budget.Micros(0))                // Release gave it back
 	is.Equal(heldBy(sh, "rival"), budget.FromUSD(1))           // the rival's stays
 	is.Equal(budget.SumShards(sh).Reserved, budget.FromUSD(1)) // nothing else is held
 	a, err := s.Get(context.Background(), "u", day)
