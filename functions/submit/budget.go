@@ -62,8 +62,9 @@ func (s *server) preflightTotal(ctx context.Context, sub *submission) error {
 	return nil
 }
 
-// totalExceeded is the refusal by the deployment's daily cap. It tells no
-// amounts: what remains of the cap is what every other user spent.
+// totalExceeded is the refusal by the deployment's daily cap. It names only
+// the batch's estimate: no other user's spend, not even in aggregate (GET
+// /budget shows what is left of the cap for frontends that want to warn).
 func totalExceeded(estimate budget.Micros, err error) error {
 	return &problem.Error{
 		Code:   problem.BudgetExceeded,
