@@ -2,10 +2,7 @@ package submit
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,63 +10,21 @@ import (
 	"testing"
 	"time"
 
-	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
 	"github.com/matryer/is"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/assetgen/assetgen/shared/api"
-	"github.com/assetgen/assetgen/shared/auth"
-	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
-	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/devstack"
-	"github.com/assetgen/assetgen/shared/devstack/stacktest"
-	"github.com/assetgen/assetgen/shared/flags"
-	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/layout"
-	"github.com/assetgen/assetgen/shared/models"
 	"github.com/assetgen/assetgen/shared/problem"
-	"github.com/assetgen/assetgen/shared/queue"
 )
 
-// budgetServer is the submit function (submit and GET /budget) over the
-// emulator, with wrap between the storage client and it, and the Cloud Tasks
-// stand-in; tasks are acknowledged unrun. Users may spend userUSD a day each
-// under the deployment's cap.
+// budgetServer is testServer with wrap between the storage client and the
+// emulator; users may spend userUSD a day each under the deployment's cap.
 func budgetServer(t *testing.T, wrap func(http.Handler) http.Handler, userUSD float64, total budget.Total, patience time.Duration) (http.Handler, *server, *cloud.Clients) {
 	t.Helper()
-	is := is.New(t)
-	clients := stacktest.OpenWith(t, wrap)
-	ack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
-	t.Cleanup(ack.Close)
-	tasks, err := devstack.StartTasks(devstack.TasksOptions{Addr: "127.0.0.1:0", Queue: testQueue, Log: slog.New(slog.DiscardHandler)})
-	is.NoErr(err) // the stand-in starts
-	t.Cleanup(tasks.Close)
-	tc, err := cloudtasks.NewClient(context.Background(), option.WithEndpoint(tasks.Addr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	is.NoErr(err)
-	t.Cleanup(func() { _ = tc.Close() })
-	fl, err := flags.New(func(string) string { return "" }, func(context.Context) (map[string]string, error) { return nil, flags.ErrNoObject }, time.Minute)
-	is.NoErr(err)
-	tokens, err := auth.NewTokens("k1:"+base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s", 32))), time.Hour)
-	is.NoErr(err)
-	budgets := budget.NewStore(clients.Bucket, budget.NewLimits(clients.Bucket, userUSD, 0), total, patience)
-	s := &server{
-		cfg: Config{Rules: batch.Rules{Models: models.Builtin()}, LiveAvailable: true},
-		Deps: Deps{
-			Store: clients.Ledger, Bucket: clients.Bucket, Queue: queue.New(tc, queue.Config{Queue: testQueue, TargetURL: ack.URL}),
-			Signer: clients.Signer, Keys: idempotency.New(clients.Bucket), Budgets: budgets, Flags: fl, Tokens: tokens,
-			Finisher: completion.New(clients.Ledger, clients.Bucket, budgets, completion.Notifier{}),
-		},
-		now: time.Now,
-	}
-	mux := http.NewServeMux()
-	mux.Handle("POST /batch/images", s.handleSubmit())
-	mux.Handle("GET /budget", s.handleBudget())
-	return auth.Require(auth.None{}, mux), s, clients
+	return testServer(t, testServerOptions{wrap: wrap, userUSD: userUSD, total: total, patience: patience})
 }
 
 // two images of the default model: $0.078.

@@ -30,7 +30,14 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	s := platformtest.Open(t, nil)
+	return newHarnessWith(t, nil, nil)
+}
+
+// newHarnessWith is newHarness over a platform opened with env (nil for the
+// defaults), its submit settings changed by tune (nil for none).
+func newHarnessWith(t *testing.T, env map[string]string, tune func(*submit.Config)) *harness {
+	t.Helper()
+	s := platformtest.Open(t, env)
 	q, err := s.Queue()
 	if err != nil {
 		t.Fatal(err)
@@ -43,9 +50,11 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := submit.New(submit.Config{
-		Rules: s.Rules(), SubmitsPerMinute: 100, ConfigTTL: time.Minute, AssetLinkTTL: time.Hour,
-	}, submit.Deps{
+	cfg := submit.Config{Rules: s.Rules(), SubmitsPerMinute: 100, ConfigTTL: time.Minute, AssetLinkTTL: time.Hour}
+	if tune != nil {
+		tune(&cfg)
+	}
+	h := submit.New(cfg, submit.Deps{
 		Store: s.Ledger, Bucket: s.Bucket, Queue: q, Signer: s.Signer, Keys: s.Keys, Budgets: s.Budgets,
 		Flags: s.Flags, Refs: s.Refs(), Auth: callers, Tokens: s.Tokens, Finisher: finisher,
 		Ready: s.Readiness(s.BucketWritable(), s.QueueReachable()), Log: s.Log,

@@ -2,10 +2,7 @@ package submit
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,24 +10,13 @@ import (
 	"testing"
 	"time"
 
-	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
 	"cloud.google.com/go/cloudtasks/apiv2/cloudtaskspb"
 	"github.com/matryer/is"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/auth"
-	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/budget"
-	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/devstack"
-	"github.com/assetgen/assetgen/shared/devstack/stacktest"
-	"github.com/assetgen/assetgen/shared/flags"
-	"github.com/assetgen/assetgen/shared/idempotency"
-	"github.com/assetgen/assetgen/shared/models"
-	"github.com/assetgen/assetgen/shared/queue"
 )
 
 // clock is a settable time source.
@@ -44,42 +30,11 @@ func (c *clock) set(t time.Time)         { c.mu.Lock(); defer c.mu.Unlock(); c.t
 func (c *clock) day() string             { return budget.Day(c.now()) }
 func (c *clock) advance(d time.Duration) { c.set(c.now().Add(d)) }
 
-const testQueue = "projects/test/locations/here/queues/rows"
-
-// clockedServer is the submit function over the emulator and the Cloud Tasks
-// stand-in, as production wires it, with its clock under the test's control.
-// Its tasks are acknowledged unrun: the rows stay queued.
+// clockedServer is testServer with its clock under the test's control.
 func clockedServer(t *testing.T, c *clock, tf *devstack.TaskFaults) (http.Handler, *server) {
 	t.Helper()
-	is := is.New(t)
-	clients := stacktest.Open(t, nil)
-	ack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
-	t.Cleanup(ack.Close)
-	tasks, err := devstack.StartTasks(devstack.TasksOptions{Addr: "127.0.0.1:0", Queue: testQueue, Intercept: tf.Intercept, Log: slog.New(slog.DiscardHandler)})
-	is.NoErr(err) // the stand-in starts
-	t.Cleanup(tasks.Close)
-	tc, err := cloudtasks.NewClient(context.Background(), option.WithEndpoint(tasks.Addr), option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
-	is.NoErr(err)
-	t.Cleanup(func() { _ = tc.Close() })
-	fl, err := flags.New(func(string) string { return "" }, func(context.Context) (map[string]string, error) { return nil, flags.ErrNoObject }, time.Minute)
-	is.NoErr(err)
-	tokens, err := auth.NewTokens("k1:"+base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s", 32))), time.Hour)
-	is.NoErr(err)
-	budgets := budget.NewStore(clients.Bucket, budget.NewLimits(clients.Bucket, 1, 0), budget.Total{LimitUSD: 100, Shards: 4}, 10*time.Second)
-	s := &server{
-		cfg: Config{Rules: batch.Rules{Models: models.Builtin()}, LiveAvailable: true},
-		Deps: Deps{
-			Store: clients.Ledger, Bucket: clients.Bucket, Queue: queue.New(tc, queue.Config{Queue: testQueue, TargetURL: ack.URL}),
-			Signer: clients.Signer, Keys: idempotency.New(clients.Bucket), Budgets: budgets, Flags: fl, Tokens: tokens,
-			Finisher: completion.New(clients.Ledger, clients.Bucket, budgets, completion.Notifier{}),
-		},
-		now: c.now,
-	}
-	mux := http.NewServeMux()
-	mux.Handle("POST /batch/images", s.handleSubmit())
-	mux.Handle("POST /batch/{batchId}/cancel", s.handleCancel())
-	return auth.Require(auth.None{}, mux), s
+	h, s, _ := testServer(t, testServerOptions{tasks: tf, now: c.now})
+	return h, s
 }
 
 func serve(h http.Handler, method, path, body, key string) *httptest.ResponseRecorder {

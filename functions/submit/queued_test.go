@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/matryer/is"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/assetgen/assetgen/shared/backlog"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/layout"
-	"github.com/assetgen/assetgen/shared/platform/platformtest"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -22,27 +20,7 @@ import (
 // stays unfinished until it is cancelled.
 func newCappedHarness(t *testing.T, maxRows int) *harness {
 	t.Helper()
-	s := platformtest.Open(t, nil)
-	q, err := s.Queue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	callers, err := s.Callers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	finisher, err := s.Finisher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := submit.New(submit.Config{
-		Rules: s.Rules(), SubmitsPerMinute: 100, ConfigTTL: time.Minute, AssetLinkTTL: time.Hour, MaxQueuedRows: maxRows,
-	}, submit.Deps{
-		Store: s.Ledger, Bucket: s.Bucket, Queue: q, Signer: s.Signer, Keys: s.Keys, Budgets: s.Budgets,
-		Flags: s.Flags, Refs: s.Refs(), Auth: callers, Tokens: s.Tokens, Finisher: finisher,
-		Ready: s.Readiness(s.BucketWritable(), s.QueueReachable()), Log: s.Log,
-	})
-	return &harness{Stack: s, h: h}
+	return newHarnessWith(t, nil, func(c *submit.Config) { c.MaxQueuedRows = maxRows })
 }
 
 func dryRows(n int) string {

@@ -18,12 +18,10 @@ import (
 
 	"github.com/matryer/is"
 
-	"github.com/assetgen/assetgen/functions/submit"
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/layout"
-	"github.com/assetgen/assetgen/shared/platform/platformtest"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -31,27 +29,7 @@ import (
 // reference tests need (loopback references, the instance's limits).
 func newRefsHarness(t *testing.T, env map[string]string) *harness {
 	t.Helper()
-	s := platformtest.Open(t, env)
-	q, err := s.Queue()
-	if err != nil {
-		t.Fatal(err)
-	}
-	callers, err := s.Callers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	finisher, err := s.Finisher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := submit.New(submit.Config{
-		Rules: s.Rules(), SubmitsPerMinute: 100, ConfigTTL: time.Minute, AssetLinkTTL: time.Hour,
-	}, submit.Deps{
-		Store: s.Ledger, Bucket: s.Bucket, Queue: q, Signer: s.Signer, Keys: s.Keys, Budgets: s.Budgets,
-		Flags: s.Flags, Refs: s.Refs(), Auth: callers, Tokens: s.Tokens, Finisher: finisher,
-		Ready: s.Readiness(s.BucketWritable(), s.QueueReachable()), Log: s.Log,
-	})
-	return &harness{Stack: s, h: h}
+	return newHarnessWith(t, env, nil)
 }
 
 // refHost serves a distinct small PNG at every path, counts requests, and
