@@ -20,6 +20,7 @@ import (
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 	"github.com/assetgen/assetgen/shared/queue"
+	"golang.org/x/sync/errgroup"
 )
 
 type handler struct {
@@ -115,8 +116,16 @@ func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (strin
 		return "finished: " + string(row.Status), h.finishBatch(ctx, m)
 	}
 
+	// A row's first attempt may be the batch's first: the batch-level state
+	// records that while the row generates (a retried row's batch started
+	// long ago).
+	var started errgroup.Group
+	if row.Attempts == 1 {
+		started.Go(func() error { h.markStarted(ctx, m, t.Row, op); return nil })
+	}
 	lastAttempt := d.retries+1 >= h.cfg.MaxAttempts
 	res, err := h.generateRow(ctx, req, m, row, holder, h.gens[m.RunMode], lastAttempt)
+	_ = started.Wait()
 	if err != nil {
 		// Hand the row back so the retry need not wait for the lease to expire.
 		h.release(ctx, m, t.Row, holder, err)
@@ -132,6 +141,18 @@ func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (strin
 		return "", &problem.Error{Code: problem.Code(res.retry.Code), Detail: res.retry.Message}
 	}
 	return "finished: " + string(res.row.Status), h.finishBatch(ctx, m)
+}
+
+// markStarted moves the batch's state to started unless a row started it
+// already. The row's result does not depend on it, so a failure is logged,
+// not retried: the batch's next state follows the accepted one directly.
+func (h *handler) markStarted(ctx context.Context, m *ledger.Manifest, row int, op ledger.Op) {
+	_, _, err := h.store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+		return ledger.StartBatch(cur, m.BatchID, row, op)
+	})
+	if err != nil {
+		obs.Logger(ctx).Warn("generate: recording that the batch started failed", "error", err)
+	}
 }
 
 // release hands the row back after the attempt failed with cause, if the row

@@ -199,8 +199,9 @@ func (d *driver) writeFinal() {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	f := ledger.Final{BatchID: d.id(), FinishedAt: time.Now().UTC(), Summary: ledger.Summarize(rows), Rows: rows}
-	if _, err := d.store.CreateState(context.Background(), f); err != nil {
+	if _, _, err := d.store.Advance(context.Background(), d.id(), func(cur *ledger.State) (ledger.State, error) {
+		return ledger.FinishBatch(cur, d.id(), rows, d.op())
+	}); err != nil {
 		d.t.Fatal(err)
 	}
 }

@@ -291,9 +291,12 @@ func (t *tail) broadcast() {
 	}
 }
 
-// poll reads what changed: one listing shows every row object's generation, and
-// only rows whose generation moved are read. A finished batch is one read of its
-// final marker.
+// poll reads what changed. Each row not yet final is read (one small read
+// per open row; a final row never changes again), and only rows whose
+// generation moved are published. A listing of the rows would be one request
+// instead of up to ten, but Cloud Storage bills a listing as a class A
+// operation, priced like ten or more reads, and a batch has at most ten rows.
+// A finished batch is one read of its state.json.
 func (t *tail) poll(ctx context.Context) (bool, error) {
 	if !t.polled {
 		f, err := t.hub.store.State(ctx, t.m.BatchID)
@@ -305,50 +308,35 @@ func (t *tail) poll(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
-	gens, err := t.hub.store.RowGenerations(ctx, t.m.BatchID)
-	if err != nil {
-		return false, err
-	}
-	var changed []int
-	for i := range t.m.Rows {
-		if g, seen := t.gens[i]; !t.polled || !seen || g != gens[i] {
-			changed = append(changed, i)
-		}
-	}
-	if len(changed) == 0 {
-		return false, nil
-	}
 	next := append([]ledger.Row(nil), t.rows...)
+	gens := make([]int64, len(next))
 	read := make([]bool, len(next))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(10)
-	for _, i := range changed {
+	for i := range t.m.Rows {
+		if t.polled && t.rows[i].Status.Terminal() {
+			continue
+		}
 		g.Go(func() error {
-			if gens[i] == 0 {
-				next[i], read[i] = ledger.NewRow(t.m.Rows[i]), true
-				return nil
-			}
-			r, err := t.hub.store.ReadRowAt(gctx, t.m.BatchID, i, gens[i])
-			if errors.Is(err, ledger.ErrNotFound) {
-				// Overwritten since the listing: the next poll reads the newer one.
-				return nil
-			}
-			next[i], read[i] = r, err == nil
+			r, gen, err := t.hub.store.ReadRow(gctx, t.m, i)
+			next[i], gens[i], read[i] = r, gen, err == nil
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return false, err
 	}
-	var fresh []int
-	for _, i := range changed {
-		if read[i] {
+	var changed []int
+	for i := range next {
+		if g, seen := t.gens[i]; read[i] && (!t.polled || !seen || g != gens[i]) {
 			t.gens[i] = gens[i]
-			fresh = append(fresh, i)
+			changed = append(changed, i)
 		}
 	}
-	changed = fresh
 	t.polled = true
+	if len(changed) == 0 {
+		return false, nil
+	}
 	return true, t.publish(next, changed)
 }
 

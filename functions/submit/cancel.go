@@ -42,9 +42,16 @@ func (s *server) handleCancel() http.Handler {
 	})
 }
 
-// cancelRows applies the pure Cancel transition to every row, concurrently:
-// each row is its own object, so they do not contend.
+// cancelRows records the cancel in the batch's state, then applies the pure
+// Cancel transition to every row, concurrently: each row is its own object,
+// so they do not contend. The state records the request first, so a cancel
+// that fails half-way and is asked again keeps one cancel snapshot.
 func (s *server) cancelRows(ctx context.Context, m *ledger.Manifest, op ledger.Op) error {
+	if _, _, err := s.Store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+		return ledger.CancelBatch(cur, m.BatchID, op)
+	}); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range m.Rows {
 		g.Go(func() error {

@@ -1,15 +1,18 @@
 package submit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/problem"
+	"golang.org/x/sync/errgroup"
 )
 
 // handleHistory answers the batch's audit trail: every ledger change, oldest
@@ -36,12 +39,18 @@ func (s *server) handleHistory() http.Handler {
 				At: rc.At, Row: &row, Version: rc.Version, Actor: rc.Actor, Action: rc.Action, RequestID: rc.RequestID, Detail: rc.Detail,
 			})
 		}
-		switch final, err := s.Store.State(ctx, m.BatchID); {
-		case err == nil:
-			entries = append(entries, api.HistoryEntry{At: final.FinishedAt, Actor: "generate", Action: "finished", Detail: string(final.Summary.Status)})
-		case !errors.Is(err, ledger.ErrNotFound):
-			problem.Write(w, r, fmt.Errorf("submit: reading the batch state: %w", err))
+		states, current, err := s.states(ctx, m)
+		if err != nil {
+			problem.Write(w, r, fmt.Errorf("submit: reading the batch's states: %w", err))
 			return
+		}
+		h := api.History{BatchID: m.BatchID, Snapshots: []api.Snapshot{}, State: current}
+		for _, st := range states {
+			h.Snapshots = append(h.Snapshots, api.Snapshot{Name: st.Snapshot, Event: string(st.Event), Status: string(st.Status), At: st.At, Actor: st.Actor})
+			// The manifest's entry stands for the accepted state.
+			if st.Event != ledger.Accepted {
+				entries = append(entries, api.HistoryEntry{At: st.At, Actor: st.Actor, Action: string(st.Event), RequestID: st.RequestID, Detail: string(st.Status)})
+			}
 		}
 		var fx completion.Effects
 		if _, err := s.Bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &fx); err == nil {
@@ -55,6 +64,55 @@ func (s *server) handleHistory() http.Handler {
 			}
 		}
 		sort.SliceStable(entries, func(i, j int) bool { return entries[i].At.Before(entries[j].At) })
-		api.WriteJSON(w, http.StatusOK, api.History{BatchID: m.BatchID, Entries: entries})
+		h.Entries = entries
+		api.WriteJSON(w, http.StatusOK, h)
 	})
+}
+
+// states reads the batch's kept states, oldest first, and names the newest:
+// one listing, one read per snapshot (a batch has two to four), and
+// state.json. A state whose snapshot is not written yet (its writer died in
+// between; the next change writes it) is taken from state.json.
+func (s *server) states(ctx context.Context, m *ledger.Manifest) ([]ledger.State, string, error) {
+	var names []string
+	var cur ledger.State
+	var curErr error
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		names, err = s.Store.Snapshots(gctx, m.BatchID)
+		return err
+	})
+	g.Go(func() error {
+		cur, curErr = s.Store.Current(gctx, m.BatchID)
+		if errors.Is(curErr, ledger.ErrNotFound) {
+			return nil
+		}
+		return curErr
+	})
+	if err := g.Wait(); err != nil {
+		return nil, "", err
+	}
+	states := make([]ledger.State, len(names))
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, name := range names {
+		g.Go(func() (err error) {
+			states[i], err = s.Store.Snapshot(gctx, m.BatchID, name)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, "", err
+	}
+	if curErr != nil {
+		return states, "", nil
+	}
+	if !slices.Contains(names, cur.Snapshot) {
+		// Not kept yet, or written by a release that kept no snapshots.
+		if cur.Snapshot == "" && cur.Done() {
+			cur.Event, cur.Status, cur.At, cur.Actor = ledger.Finished, cur.Summary.Status, cur.FinishedAt, "completion"
+		}
+		states = append(states, cur)
+	}
+	return states, cur.Snapshot, nil
 }

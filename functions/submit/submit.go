@@ -418,7 +418,14 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		}
 	}
 	sub.undo = append(sub.undo, undo)
+	// The accepted state is written beside the manifest, in the same round
+	// trip, and before any task exists: no row can start before it.
+	var g errgroup.Group
+	g.Go(func() error { return s.accept(ctx, m) })
 	err := s.Store.CreateManifest(ctx, m)
+	if aerr := g.Wait(); err == nil && aerr != nil {
+		return nil, fmt.Errorf("submit: recording the accepted state: %w", aerr)
+	}
 	if errors.Is(err, ledger.ErrExists) {
 		// A retry of a submit that got this far: same key, same body.
 		sub.undo = sub.undo[:len(sub.undo)-1]
@@ -429,6 +436,16 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		return nil, fmt.Errorf("submit: recording the batch: %w", err)
 	}
 	return m, nil
+}
+
+// accept records the batch's first state and its snapshot. A retried submit
+// finds the state there and writes nothing.
+func (s *server) accept(ctx context.Context, m *ledger.Manifest) error {
+	op := ledger.Op{Actor: "submit/" + m.Owner, RequestID: m.RequestID}
+	_, _, err := s.Store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+		return ledger.AcceptBatch(cur, m, op)
+	})
+	return err
 }
 
 // enqueue creates the tasks of the batch's rows still to run (every row of a

@@ -125,7 +125,9 @@ func checkRepaired(t *testing.T, s *stack, sc scenario, requeues int) {
 	// Cancel pending and its attempt gone: cancelled.
 	r3, _ := s.row(t, sc.stuck, 3)
 	is.Equal(r3.Status, ledger.Cancelled)
-	is.True(!s.exists(t, ledger.StateObject(sc.stuck.BatchID))) // rows 0 and 1 still run: not complete
+	stuck, err := s.store.Current(context.Background(), sc.stuck.BatchID)
+	is.NoErr(err)
+	is.True(!stuck.Done()) // rows 0 and 1 still run: not complete
 
 	// Finisher crashed: completed once, settled once.
 	is.True(s.exists(t, ledger.StateObject(sc.finished.BatchID)))
@@ -145,7 +147,11 @@ func checkRepaired(t *testing.T, s *stack, sc scenario, requeues int) {
 	is.Equal([2]int64{g0, g1}, sc.healthyGens)
 	is.Equal(len(s.faults.WritesOf(ledger.BatchPrefix(sc.healthy.BatchID))), 0)
 
-	// Pruned: the old batch whole, the old orphan, the old key, the old day.
+	finished, err := s.store.Snapshots(context.Background(), sc.finished.BatchID)
+	is.NoErr(err)
+	is.Equal(len(finished), 2) // accepted, and finished by the run
+	// Pruned: the old batch whole, its snapshots too, the old orphan, the old
+	// key, the old day.
 	is.Equal(len(s.objects(t, ledger.BatchPrefix(sc.old.BatchID))), 0)
 	is.Equal(len(s.objects(t, ledger.BatchPrefix(sc.orphan))), 0)
 	is.Equal(len(s.objects(t, ledger.BatchPrefix(sc.young))), 1) // a retried submit may still claim it

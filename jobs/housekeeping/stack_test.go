@@ -205,6 +205,12 @@ func (s *stack) manifest(t *testing.T, created time.Time, mode ledger.RunMode, r
 	if err := s.store.CreateManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
+	// The accepted state and its snapshot, as the submit writes them.
+	if _, _, err := s.store.Advance(context.Background(), id, func(cur *ledger.State) (ledger.State, error) {
+		return ledger.AcceptBatch(cur, m, ledger.Op{Actor: "test"})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	return m
 }
 

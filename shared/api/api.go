@@ -216,6 +216,20 @@ func NewBatch(m *ledger.Manifest, rows []ledger.Row, sign SignFunc) (Batch, erro
 type History struct {
 	BatchID string         `json:"batchId"`
 	Entries []HistoryEntry `json:"entries"`
+	// Snapshots are the batch-level states kept as immutable objects, oldest
+	// first; State names the newest (what the batch's state.json holds).
+	Snapshots []Snapshot `json:"snapshots"`
+	State     string     `json:"state,omitempty"`
+}
+
+// Snapshot is one kept batch-level state: accepted, started, cancelled,
+// finished.
+type Snapshot struct {
+	Name   string    `json:"name"`
+	Event  string    `json:"event"`
+	Status string    `json:"status"`
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`
 }
 
 // HistoryEntry is one ledger change. Row is absent for batch-level changes.

@@ -69,9 +69,11 @@ type Effects struct {
 // Finish completes m's batch if every row is final. It returns whether the
 // batch is complete (effects included).
 func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error) {
-	final, err := f.store.State(ctx, m.BatchID)
-	switch {
-	case errors.Is(err, ledger.ErrNotFound):
+	st, err := f.store.Current(ctx, m.BatchID)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return false, err
+	}
+	if err != nil || !st.Done() {
 		rows, err := f.store.Rows(ctx, m)
 		if err != nil {
 			return false, err
@@ -81,25 +83,24 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 				return false, nil
 			}
 		}
-		final = ledger.Final{BatchID: m.BatchID, FinishedAt: f.now().UTC(), Summary: ledger.Summarize(rows), Rows: rows}
-		created, err := f.store.CreateState(ctx, final)
+		op := ledger.Op{Actor: "completion", RequestID: obs.RequestID(ctx), Now: f.now().UTC()}
+		var finished bool
+		st, finished, err = f.store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+			return ledger.FinishBatch(cur, m.BatchID, rows, op)
+		})
 		if err != nil {
-			return false, fmt.Errorf("completion: final marker: %w", err)
+			return false, fmt.Errorf("completion: final state: %w", err)
 		}
-		if !created {
-			// Another caller finished first; its marker is the truth.
-			if final, err = f.store.State(ctx, m.BatchID); err != nil {
-				return false, err
-			}
-		} else {
+		// Only the caller whose write finished the batch counts and logs it;
+		// another caller's final state is the truth.
+		if finished {
+			final, _ := st.Final()
 			count(m, final)
 			obs.Logger(ctx).Info("completion: batch finished", "batchId", m.BatchID, "status", final.Summary.Status,
 				"images", final.Summary.Variants.Done, "failed", final.Summary.Variants.Failed, "costUsd", final.Summary.CostUSD)
 		}
-	case err != nil:
-		return false, err
 	}
-	return true, f.effects(ctx, m, final)
+	return true, f.effects(ctx, m, st)
 }
 
 // count records a finished batch's outcomes, once (by the marker's creator).
@@ -176,13 +177,22 @@ func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what st
 }
 
 // effects runs the once-per-batch effects unless their marker exists.
-func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, final ledger.Final) error {
+func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, st ledger.State) error {
 	done, err := f.bucket.Exists(ctx, ledger.EffectsObject(m.BatchID))
 	if err != nil || done {
 		return err
 	}
 	if mine, err := f.claimEffects(ctx, m, "effects"); err != nil || !mine {
 		return err
+	}
+	final, _ := st.Final()
+	// The final snapshot is normally written with the final state; a finisher
+	// that died in between left it to whoever performs the effects. (A final
+	// state an older release wrote names no snapshot.)
+	if st.Snapshot != "" {
+		if err := f.store.KeepSnapshot(ctx, st); err != nil {
+			return fmt.Errorf("completion: %w", err)
+		}
 	}
 	// The batch no longer counts among its owner's queued rows. Cleared
 	// before the effects marker is written, so a failure here is retried by

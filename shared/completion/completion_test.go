@@ -310,11 +310,13 @@ func TestFinishRepairsMissingEffects(t *testing.T) {
 	s.finishRow(t, m, 0, price, 0, 2)
 	rows, err := s.c.Ledger.Rows(ctx, m)
 	is.NoErr(err)
-	// The first finisher wrote the final marker and crashed.
-	created, err := s.c.Ledger.CreateState(ctx,
-		ledger.Final{BatchID: m.BatchID, FinishedAt: time.Now().UTC(), Summary: ledger.Summarize(rows), Rows: rows})
+	// The first finisher wrote the final state and crashed before its
+	// snapshot and the effects.
+	op := ledger.Op{Actor: "test", Now: time.Now().UTC()}
+	st, err := ledger.FinishBatch(nil, m.BatchID, rows, op)
 	is.NoErr(err)
-	is.True(created)
+	_, err = s.c.Bucket.CreateJSON(ctx, ledger.StateObject(m.BatchID), st)
+	is.NoErr(err)
 	is.Equal(s.account(t, m).Reserved[m.BatchID], budget.Micros(117_000)) // still held
 
 	complete, err := s.finisher.Finish(ctx, m)
@@ -324,7 +326,8 @@ func TestFinishRepairsMissingEffects(t *testing.T) {
 	is.Equal(a.Spent[m.BatchID], budget.Micros(78_000)) // settled from the marker
 	is.Equal(len(a.Reserved), 0)
 	is.True(s.exists(t, ledger.EffectsObject(m.BatchID)))
-	is.Equal(s.writesOf(ledger.StateObject(m.BatchID)), 1) // the marker was not rewritten
+	is.Equal(s.writesOf(ledger.StateObject(m.BatchID)), 1)                 // the marker was not rewritten
+	is.Equal(s.writesOf(ledger.SnapshotObject(m.BatchID, st.Snapshot)), 1) // its snapshot was written after all
 }
 
 // The effects claim whose write landed but whose answer was lost is this

@@ -2,8 +2,6 @@ package ledger
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/assetgen/assetgen/shared/layout"
 )
@@ -23,20 +21,6 @@ func RowObject(batchID string, row int) string {
 	return fmt.Sprintf("%s%02d.json", RowsPrefix(batchID), row)
 }
 
-// RowIndexOf parses the row index out of a row object name.
-func RowIndexOf(batchID, name string) (int, bool) {
-	s, ok := strings.CutPrefix(name, RowsPrefix(batchID))
-	if !ok {
-		return 0, false
-	}
-	s, ok = strings.CutSuffix(s, ".json")
-	if !ok {
-		return 0, false
-	}
-	i, err := strconv.Atoi(s)
-	return i, err == nil && i >= 0
-}
-
 // ImagePrefix lists the images of one row.
 func ImagePrefix(batchID string, row int) string {
 	return fmt.Sprintf("%simages/r%02d-v", BatchPrefix(batchID), row)
@@ -47,12 +31,19 @@ func ImageObject(batchID string, row, variant int, ext string) string {
 	return fmt.Sprintf("%s%d%s", ImagePrefix(batchID, row), variant, ext)
 }
 
-// StateObject is the batch's materialised state.json, written once, by whoever
-// sees the last row finish: the final state of every row and the totals. While
-// a batch runs, its row objects are its state (GET /batch reads them); a
-// finished batch is this one object. Its creation is also the completion
-// marker that once-per-batch effects hang on.
+// StateObject is the batch's state.json: its newest batch-level state
+// (accepted, started, cancelled, finished), replaced by compare-and-swap at
+// each. Every state is also kept, create-once, as a snapshot beside it. While
+// a batch runs its row objects are its detailed state (GET /batch reads
+// them); a finished batch's state.json holds its final rows and totals, and
+// the write that finishes it is the mark once-per-batch effects hang on.
 func StateObject(batchID string) string { return BatchPrefix(batchID) + "state.json" }
+
+// SnapshotObject is the immutable copy of one state, named by SnapshotName.
+func SnapshotObject(batchID, name string) string { return BatchPrefix(batchID) + name }
+
+// SnapshotPrefix lists a batch's snapshots, oldest first.
+func SnapshotPrefix(batchID string) string { return BatchPrefix(batchID) + "state-" }
 
 // RefObject is where a reference image is stored, addressed by its SHA-256.
 func RefObject(sha256hex string) string { return layout.Refs + sha256hex }

@@ -103,13 +103,6 @@ func (s *Store) ReadRow(ctx context.Context, m *ledger.Manifest, row int) (ledge
 	return r, gen, err
 }
 
-// ReadRowAt reads one generation of a row object, as listed by RowGenerations.
-func (s *Store) ReadRowAt(ctx context.Context, batchID string, row int, gen int64) (ledger.Row, error) {
-	var r ledger.Row
-	err := s.b.ReadJSONAt(ctx, ledger.RowObject(batchID, row), gen, &r)
-	return r, notFound(err)
-}
-
 // UpdateRow applies fn to the row's current state and writes the result if the
 // object has not changed since it was read; on a lost race it re-reads and
 // re-applies. fn must be pure: it may run several times. ledger.ErrNoChange
@@ -147,21 +140,6 @@ func (s *Store) Rows(ctx context.Context, m *ledger.Manifest) ([]ledger.Row, err
 	return rows, g.Wait()
 }
 
-// RowGenerations lists the generation of every row object that exists: one
-// listing call shows which rows changed since the last look.
-func (s *Store) RowGenerations(ctx context.Context, batchID string) (map[int]int64, error) {
-	out := map[int]int64{}
-	for a, err := range s.b.List(ctx, bucket.Query{Prefix: ledger.RowsPrefix(batchID)}) {
-		if err != nil {
-			return nil, fmt.Errorf("ledgerstore: list rows of %s: %w", batchID, err)
-		}
-		if i, ok := ledger.RowIndexOf(batchID, a.Name); ok {
-			out[i] = a.Generation
-		}
-	}
-	return out, nil
-}
-
 // PutImage writes a variant's image once under its deterministic name. If
 // another attempt (a duplicate delivery) stored it first, created is false and
 // there is no error: the existing object is the same result.
@@ -194,17 +172,96 @@ func (s *Store) ReadObject(ctx context.Context, name string) ([]byte, error) {
 	return b, notFound(err)
 }
 
-// State reads a finished batch's state.json (ledger.ErrNotFound while it runs).
+// State reads a finished batch's final rows and totals from its state.json
+// (ledger.ErrNotFound while it runs).
 func (s *Store) State(ctx context.Context, batchID string) (ledger.Final, error) {
-	var f ledger.Final
-	_, err := s.b.ReadJSON(ctx, ledger.StateObject(batchID), &f)
-	return f, notFound(err)
+	st, err := s.Current(ctx, batchID)
+	if err != nil {
+		return ledger.Final{}, err
+	}
+	f, ok := st.Final()
+	if !ok {
+		return ledger.Final{}, ledger.ErrNotFound
+	}
+	return f, nil
 }
 
-// CreateState writes a batch's state.json once. created says whether this
-// call wrote it — and so won the right to announce the batch finished; when
-// it did not, the state stored is another caller's, to be read.
-func (s *Store) CreateState(ctx context.Context, f ledger.Final) (created bool, err error) {
-	res, err := s.b.CreateJSON(ctx, ledger.StateObject(f.BatchID), f)
-	return res.Outcome == bucket.Won, err
+// Current reads a batch's newest batch-level state (ledger.ErrNotFound before
+// its first).
+func (s *Store) Current(ctx context.Context, batchID string) (ledger.State, error) {
+	var st ledger.State
+	_, err := s.b.ReadJSON(ctx, ledger.StateObject(batchID), &st)
+	return st, notFound(err)
+}
+
+// Advance applies a batch-level transition to state.json by compare-and-swap
+// (fn gets the current state, nil before the first, and may run several
+// times) and keeps the new state as its create-once snapshot. changed says
+// whether this call made the change; when it did not (ledger.ErrNoChange from
+// fn), the state returned is the current one. state.json is written first,
+// then the snapshot: a caller that dies between the two leaves state.json
+// naming a snapshot not yet written, and the next change writes it from the
+// state it replaces (state.json and its snapshot hold the same state).
+func (s *Store) Advance(ctx context.Context, batchID string, fn func(cur *ledger.State) (ledger.State, error)) (st ledger.State, changed bool, err error) {
+	var prev *ledger.State
+	st, res, err := bucket.Update(ctx, s.b, ledger.StateObject(batchID), func(cur ledger.State, exists bool) (ledger.State, error) {
+		prev = nil
+		if exists {
+			prev = &cur
+		}
+		n, err := fn(prev)
+		if errors.Is(err, ledger.ErrNoChange) {
+			return n, bucket.ErrNoChange
+		}
+		return n, err
+	})
+	if err != nil {
+		return st, false, fmt.Errorf("ledgerstore: state of %s: %w", batchID, err)
+	}
+	if res.Outcome != bucket.Won {
+		return st, false, nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.KeepSnapshot(gctx, st) })
+	if prev != nil && prev.Snapshot != "" {
+		g.Go(func() error { return s.KeepSnapshot(gctx, *prev) })
+	}
+	return st, true, g.Wait()
+}
+
+// KeepSnapshot writes st's immutable copy unless it exists.
+func (s *Store) KeepSnapshot(ctx context.Context, st ledger.State) error {
+	if !ledger.IsSnapshotName(st.Snapshot) {
+		return fmt.Errorf("ledgerstore: batch %s: %q is not a snapshot name", st.BatchID, st.Snapshot)
+	}
+	if _, err := s.b.CreateJSON(ctx, ledger.SnapshotObject(st.BatchID, st.Snapshot), st); err != nil {
+		return fmt.Errorf("ledgerstore: snapshot %s of %s: %w", st.Snapshot, st.BatchID, err)
+	}
+	return nil
+}
+
+// Snapshots lists a batch's snapshots oldest first (one listing; the states
+// themselves are read with Snapshot).
+func (s *Store) Snapshots(ctx context.Context, batchID string) ([]string, error) {
+	var out []string
+	prefix := ledger.BatchPrefix(batchID)
+	for a, err := range s.b.List(ctx, bucket.Query{Prefix: ledger.SnapshotPrefix(batchID)}) {
+		if err != nil {
+			return nil, fmt.Errorf("ledgerstore: list snapshots of %s: %w", batchID, err)
+		}
+		if name := strings.TrimPrefix(a.Name, prefix); ledger.IsSnapshotName(name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// Snapshot reads one snapshot of a batch by name.
+func (s *Store) Snapshot(ctx context.Context, batchID, name string) (ledger.State, error) {
+	var st ledger.State
+	if !ledger.IsSnapshotName(name) {
+		return st, ledger.ErrNotFound
+	}
+	_, err := s.b.ReadJSON(ctx, ledger.SnapshotObject(batchID, name), &st)
+	return st, notFound(err)
 }

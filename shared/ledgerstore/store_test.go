@@ -12,6 +12,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/devstack/stacktest"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -87,9 +88,9 @@ func TestUpdateRowSkipsNoChange(t *testing.T) {
 	is.NoErr(err)
 	is.Equal(r.Status, ledger.Queued)        // the unwritten row reads as submitted
 	is.Equal(faults.Counts().Writes, before) // nothing written
-	gens, err := store.RowGenerations(ctx, m.BatchID)
+	_, gen, err := store.ReadRow(ctx, m, 0)
 	is.NoErr(err)
-	is.Equal(len(gens), 0) // no row object exists yet
+	is.Equal(gen, int64(0)) // no row object exists yet
 }
 
 func TestPutImageIsCreateOnce(t *testing.T) {
@@ -134,33 +135,108 @@ func TestStoredImagesAndDelete(t *testing.T) {
 	is.Equal(len(got), 0) // and the images
 }
 
-func TestStateIsCreatedOnce(t *testing.T) {
+func TestBatchFinishesOnce(t *testing.T) {
 	is := is.New(t)
 	store := stacktest.Open(t, nil).Ledger
 	ctx := context.Background()
-	id := batch.NewID()
+	m := manifest(2, 1)
+	op := ledger.Op{Actor: "test", Now: time.Now().UTC()}
+	_, changed, err := store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) { return ledger.AcceptBatch(cur, m, op) })
+	is.NoErr(err)
+	is.True(changed)
 	var wins sync.WaitGroup
 	results := make(chan bool, 10)
-	for i := range 10 {
+	for range 10 {
 		wins.Go(func() {
-			created, err := store.CreateState(ctx, ledger.Final{BatchID: id, Summary: ledger.Summary{CostUSD: float64(i)}})
+			rows := []ledger.Row{{Index: 0, Status: ledger.Done}, {Index: 1, Status: ledger.Failed}}
+			_, finished, err := store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+				return ledger.FinishBatch(cur, m.BatchID, rows, op)
+			})
 			if err != nil {
 				t.Error(err)
 			}
-			results <- created
+			results <- finished
 		})
 	}
 	wins.Wait()
 	close(results)
 	n := 0
-	for created := range results {
-		if created {
+	for finished := range results {
+		if finished {
 			n++
 		}
 	}
-	is.Equal(n, 1) // exactly one creator announces the batch finished
-	_, err := store.State(ctx, batch.NewID())
-	is.True(errors.Is(err, ledger.ErrNotFound)) // a running batch has no state.json
+	is.Equal(n, 1) // exactly one caller announces the batch finished
+	names, err := store.Snapshots(ctx, m.BatchID)
+	is.NoErr(err)
+	is.Equal(len(names), 2) // accepted and finished, nothing for the losers
+	final, err := store.State(ctx, m.BatchID)
+	is.NoErr(err)
+	is.Equal(len(final.Rows), 2)
+	_, err = store.State(ctx, batch.NewID())
+	is.True(errors.Is(err, ledger.ErrNotFound)) // no state.json at all
+}
+
+// state.json names the newest snapshot, and every snapshot is the state it
+// names; a snapshot lost with its writer is written by the next change.
+func TestSnapshotsFollowStateJSON(t *testing.T) {
+	is := is.New(t)
+	faults := devstack.NewFaults(1)
+	c := stacktest.Open(t, faults)
+	store := c.Ledger
+	ctx := context.Background()
+	m := manifest(2, 1)
+	t0 := m.CreatedAt
+	advance := func(fn func(cur *ledger.State) (ledger.State, error)) ledger.State {
+		st, changed, err := store.Advance(ctx, m.BatchID, fn)
+		is.NoErr(err)
+		is.True(changed)
+		return st
+	}
+	accepted := advance(func(cur *ledger.State) (ledger.State, error) { return ledger.AcceptBatch(cur, m, ledger.Op{}) })
+	// The writer of "started" dies after state.json, before its snapshot.
+	startedOp := ledger.Op{Actor: "generate/x", Now: t0.Add(time.Second)}
+	started, err := ledger.StartBatch(&accepted, m.BatchID, 1, startedOp)
+	is.NoErr(err)
+	_, _, err = bucket.Update(ctx, c.Bucket, ledger.StateObject(m.BatchID), func(ledger.State, bool) (ledger.State, error) { return started, nil })
+	is.NoErr(err)
+	// A clock behind the last writer's still names a later snapshot.
+	finished := advance(func(cur *ledger.State) (ledger.State, error) {
+		return ledger.FinishBatch(cur, m.BatchID, []ledger.Row{{Index: 0, Status: ledger.Done}, {Index: 1, Status: ledger.Done}}, ledger.Op{Now: t0})
+	})
+	is.True(finished.At.After(started.At))
+	is.Equal(finished.Previous, started.Snapshot)
+
+	names, err := store.Snapshots(ctx, m.BatchID)
+	is.NoErr(err)
+	is.Equal(names, []string{accepted.Snapshot, started.Snapshot, finished.Snapshot}) // oldest first, the lost one repaired
+	for i, want := range []ledger.Event{ledger.Accepted, ledger.Started, ledger.Finished} {
+		st, err := store.Snapshot(ctx, m.BatchID, names[i])
+		is.NoErr(err)
+		is.Equal(st.Event, want)
+		is.Equal(st.Snapshot, names[i]) // each copy names itself
+	}
+	cur, err := store.Current(ctx, m.BatchID)
+	is.NoErr(err)
+	is.Equal(cur.Snapshot, finished.Snapshot) // state.json points at the newest
+
+	// Lost answers make no second state and no second snapshot.
+	m2 := manifest(1, 1)
+	faults.LoseAnswers(ledger.StateObject(m2.BatchID), 1)
+	_, changed, err := store.Advance(ctx, m2.BatchID, func(cur *ledger.State) (ledger.State, error) { return ledger.AcceptBatch(cur, m2, ledger.Op{}) })
+	is.NoErr(err)
+	is.True(changed) // the landed write is this call's
+	t1 := m2.CreatedAt.Add(time.Second)
+	faults.LoseAnswers(ledger.SnapshotObject(m2.BatchID, ledger.SnapshotName(t1)), 1)
+	_, changed, err = store.Advance(ctx, m2.BatchID, func(cur *ledger.State) (ledger.State, error) {
+		return ledger.StartBatch(cur, m2.BatchID, 0, ledger.Op{Now: t1})
+	})
+	is.NoErr(err)
+	is.True(changed)
+	names, err = store.Snapshots(ctx, m2.BatchID)
+	is.NoErr(err)
+	is.Equal(len(names), 2) // accepted, started: once each
+	is.Equal(faults.Counts().LostAnswers, int64(2))
 }
 
 // A manifest or state.json whose write landed but whose answer was lost is
@@ -175,9 +251,11 @@ func TestCreatesWhoseAnswerIsLostAreWon(t *testing.T) {
 	faults.LoseAnswers(ledger.ManifestObject(m.BatchID), 1)
 	is.NoErr(store.CreateManifest(ctx, m)) // not ErrExists
 	faults.LoseAnswers(ledger.StateObject(m.BatchID), 1)
-	created, err := store.CreateState(ctx, ledger.Final{BatchID: m.BatchID})
+	_, finished, err := store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+		return ledger.FinishBatch(cur, m.BatchID, nil, ledger.Op{Now: time.Now()})
+	})
 	is.NoErr(err)
-	is.True(created)                                                   // this call finished the batch
+	is.True(finished)                                                  // this call finished the batch
 	is.Equal(faults.Counts().LostAnswers, int64(2))                    // both answers were lost
 	is.True(errors.Is(store.CreateManifest(ctx, m), ledger.ErrExists)) // a second submit still finds it
 }
