@@ -147,7 +147,7 @@ func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (strin
 // already. The row's result does not depend on it, so a failure is logged,
 // not retried: the batch's next state follows the accepted one directly.
 func (h *handler) markStarted(ctx context.Context, m *ledger.Manifest, row int, op ledger.Op) {
-	_, _, err := h.store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+	_, _, err := h.store.Advance(ctx, m.BatchID, op, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
 		return ledger.StartBatch(cur, m.BatchID, row, op)
 	})
 	if err != nil {

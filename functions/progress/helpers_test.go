@@ -199,8 +199,8 @@ func (d *driver) writeFinal() {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	if _, _, err := d.store.Advance(context.Background(), d.id(), func(cur *ledger.State) (ledger.State, error) {
-		return ledger.FinishBatch(cur, d.id(), rows, d.op())
+	if _, _, err := d.store.Advance(context.Background(), d.id(), d.op(), func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
+		return ledger.FinishBatch(cur, d.id(), rows, op)
 	}); err != nil {
 		d.t.Fatal(err)
 	}

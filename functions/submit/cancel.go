@@ -30,28 +30,47 @@ func (s *server) handleCancel() http.Handler {
 		}
 		p, _ := auth.From(ctx)
 		op := ledger.Op{Actor: "cancel/" + p.UserID, RequestID: obs.RequestID(ctx), Now: s.now().UTC()}
-		if err := s.cancelRows(ctx, m, op); err != nil {
-			problem.Write(w, r, fmt.Errorf("submit: cancelling the rows: %w", err))
-			return
-		}
-		if _, err := s.Finisher.Finish(ctx, m); err != nil {
-			problem.Write(w, r, fmt.Errorf("submit: completing the cancelled batch: %w", err))
+		if err := s.cancelBatch(ctx, m, op); err != nil {
+			problem.Write(w, r, err)
 			return
 		}
 		s.writeBatch(w, r, m)
 	})
 }
 
-// cancelRows records the cancel in the batch's state, then applies the pure
-// Cancel transition to every row, concurrently: each row is its own object,
-// so they do not contend. The state records the request first, so a cancel
-// that fails half-way and is asked again keeps one cancel snapshot.
-func (s *server) cancelRows(ctx context.Context, m *ledger.Manifest, op ledger.Op) error {
-	if _, _, err := s.Store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+// cancelBatch cancels the rows at once, then completes the batch if that left
+// every row final (its finished state records the cancel), or records the
+// cancel in the batch's state while running rows finish the variants they are
+// making. A cancel that fails half-way and is asked again changes only what
+// the first one did not.
+func (s *server) cancelBatch(ctx context.Context, m *ledger.Manifest, op ledger.Op) error {
+	if err := s.cancelRows(ctx, m, op); err != nil {
+		return fmt.Errorf("submit: cancelling the rows: %w", err)
+	}
+	return s.afterCancel(ctx, m, op)
+}
+
+// afterCancel completes a batch whose rows were cancelled, or records the
+// cancel in its state while rows still run.
+func (s *server) afterCancel(ctx context.Context, m *ledger.Manifest, op ledger.Op) error {
+	complete, err := s.Finisher.Finish(ctx, m)
+	if err != nil {
+		return fmt.Errorf("submit: completing the cancelled batch: %w", err)
+	}
+	if complete {
+		return nil
+	}
+	if _, _, err := s.Store.Advance(ctx, m.BatchID, op, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
 		return ledger.CancelBatch(cur, m.BatchID, op)
 	}); err != nil {
-		return err
+		return fmt.Errorf("submit: recording the cancel: %w", err)
 	}
+	return nil
+}
+
+// cancelRows applies the pure Cancel transition to every row, concurrently:
+// each row is its own object, so they do not contend.
+func (s *server) cancelRows(ctx context.Context, m *ledger.Manifest, op ledger.Op) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range m.Rows {
 		g.Go(func() error {

@@ -438,13 +438,14 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	return m, nil
 }
 
-// accept records the batch's first state and its snapshot. A retried submit
-// finds the state there and writes nothing.
+// accept records the batch's first state and its snapshot, in one round
+// trip. A retried submit finds the state there and leaves it.
 func (s *server) accept(ctx context.Context, m *ledger.Manifest) error {
-	op := ledger.Op{Actor: "submit/" + m.Owner, RequestID: m.RequestID}
-	_, _, err := s.Store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
-		return ledger.AcceptBatch(cur, m, op)
-	})
+	st, err := ledger.AcceptBatch(nil, m, ledger.Op{Actor: "submit/" + m.Owner, RequestID: m.RequestID, Now: s.now().UTC()})
+	if err != nil {
+		return err
+	}
+	_, err = s.Store.Begin(ctx, st)
 	return err
 }
 
@@ -504,7 +505,7 @@ func (s *server) interrupt(ctx context.Context, sub *submission, cause error) bo
 		log.Error("submit: cancelling an interrupted batch failed; it runs on within its reservation", "error", err)
 		return false
 	}
-	if _, err := s.Finisher.Finish(ctx, m); err != nil {
+	if err := s.afterCancel(ctx, m, op); err != nil {
 		log.Warn("submit: completing an interrupted batch failed; its last task or the housekeeping job completes it", "error", err)
 	}
 	log.Warn("submit: batch interrupted after queueing began; cancelled")

@@ -205,10 +205,15 @@ func (s *stack) manifest(t *testing.T, created time.Time, mode ledger.RunMode, r
 	if err := s.store.CreateManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	// The accepted state and its snapshot, as the submit writes them.
-	if _, _, err := s.store.Advance(context.Background(), id, func(cur *ledger.State) (ledger.State, error) {
-		return ledger.AcceptBatch(cur, m, ledger.Op{Actor: "test"})
-	}); err != nil {
+	// The accepted state and its snapshot, as the submit wrote them then.
+	st, err := ledger.AcceptBatch(nil, m, ledger.Op{Actor: "test", Now: created})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := bucket.Update(context.Background(), s.bucket, ledger.StateObject(id), func(ledger.State, bool) (ledger.State, error) { return st, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.store.KeepSnapshot(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
 	return m

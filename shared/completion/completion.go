@@ -85,7 +85,7 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 		}
 		op := ledger.Op{Actor: "completion", RequestID: obs.RequestID(ctx), Now: f.now().UTC()}
 		var finished bool
-		st, finished, err = f.store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+		st, finished, err = f.store.Advance(ctx, m.BatchID, op, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
 			return ledger.FinishBatch(cur, m.BatchID, rows, op)
 		})
 		if err != nil {

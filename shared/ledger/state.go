@@ -28,8 +28,10 @@ const (
 // state-{timestamp}.json keeps for good. Snapshot names this state's own
 // immutable copy, Previous the one before it, so the copies form a chain.
 type State struct {
-	BatchID  string    `json:"batchId"`
-	Event    Event     `json:"event"`
+	BatchID string `json:"batchId"`
+	Event   Event  `json:"event"`
+	// At is when the state was recorded: an event's own moment is in the rows'
+	// histories (a start is recorded up to a second or so after the row's).
 	At       time.Time `json:"at"`
 	Snapshot string    `json:"snapshot"`
 	Previous string    `json:"previous,omitempty"`
@@ -101,14 +103,12 @@ func next(cur *State, batchID string, ev Event, op Op, status Status) State {
 	return s
 }
 
-// AcceptBatch is the batch's first state, at its manifest's creation time (so a
-// retried submit names the same snapshot). A batch that has a state already
-// is left alone (ErrNoChange).
+// AcceptBatch is the batch's first state. A batch that has a state already is
+// left alone (ErrNoChange).
 func AcceptBatch(cur *State, m *Manifest, op Op) (State, error) {
 	if cur != nil {
 		return *cur, ErrNoChange
 	}
-	op.Now = m.CreatedAt
 	s := next(nil, m.BatchID, Accepted, op, Queued)
 	rows := make([]Row, len(m.Rows))
 	for i, mr := range m.Rows {
@@ -119,11 +119,12 @@ func AcceptBatch(cur *State, m *Manifest, op Op) (State, error) {
 	return s, nil
 }
 
-// StartBatch records that row began generating, if it is the first row to: any
-// later state (started, cancelled, finished) is left alone (ErrNoChange). A
-// batch whose accepted state is missing starts all the same.
+// StartBatch records that row began generating, if it is the first row to: a
+// started or finished batch is left alone (ErrNoChange). A cancel recorded
+// before any start does not hide a row that had begun meanwhile, and a batch
+// whose accepted state is missing starts all the same.
 func StartBatch(cur *State, batchID string, row int, op Op) (State, error) {
-	if cur != nil && cur.Event != Accepted {
+	if cur != nil && cur.Event != Accepted && (cur.Event != CancelRequested || cur.Status != Queued) {
 		return *cur, ErrNoChange
 	}
 	s := next(cur, batchID, Started, op, Running)
@@ -147,7 +148,9 @@ func CancelBatch(cur *State, batchID string, op Op) (State, error) {
 }
 
 // FinishBatch records the batch's final rows, once: a finished batch is left alone
-// (ErrNoChange). The caller has checked that every row is final.
+// (ErrNoChange). The caller has checked that every row is final. A cancel the
+// rows show is kept even when no cancelled state came first: a cancel that
+// leaves no row running finishes the batch at once, in one state.
 func FinishBatch(cur *State, batchID string, rows []Row, op Op) (State, error) {
 	if cur != nil && cur.Done() {
 		return *cur, ErrNoChange
@@ -155,5 +158,8 @@ func FinishBatch(cur *State, batchID string, rows []Row, op Op) (State, error) {
 	sum := Summarize(rows)
 	s := next(cur, batchID, Finished, op, sum.Status)
 	s.FinishedAt, s.Summary, s.Rows = s.At, &sum, rows
+	for _, r := range rows {
+		s.CancelRequested = s.CancelRequested || r.CancelRequested || r.Status == Cancelled
+	}
 	return s, nil
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -194,39 +195,125 @@ func (s *Store) Current(ctx context.Context, batchID string) (ledger.State, erro
 	return st, notFound(err)
 }
 
+// StateGap spaces the writes of a batch's state.json: Cloud Storage sustains
+// about one write per second per object, and a batch can change twice within
+// a second (its first row starts as soon as it is accepted).
+const StateGap = 1100 * time.Millisecond
+
+// stateLag bounds how long after its own time a state's write is taken to
+// have landed: a state older than that is not waited for. A younger one is
+// waited for from when this caller first saw it, which is after it landed
+// whatever the writer's clock or load.
+const stateLag = 2 * time.Second
+
 // Advance applies a batch-level transition to state.json by compare-and-swap
-// (fn gets the current state, nil before the first, and may run several
-// times) and keeps the new state as its create-once snapshot. changed says
-// whether this call made the change; when it did not (ledger.ErrNoChange from
-// fn), the state returned is the current one. state.json is written first,
-// then the snapshot: a caller that dies between the two leaves state.json
-// naming a snapshot not yet written, and the next change writes it from the
-// state it replaces (state.json and its snapshot hold the same state).
-func (s *Store) Advance(ctx context.Context, batchID string, fn func(cur *ledger.State) (ledger.State, error)) (st ledger.State, changed bool, err error) {
-	var prev *ledger.State
-	st, res, err := bucket.Update(ctx, s.b, ledger.StateObject(batchID), func(cur ledger.State, exists bool) (ledger.State, error) {
-		prev = nil
-		if exists {
-			prev = &cur
+// and keeps the new state as its create-once snapshot. fn gets the current
+// state (nil before the first) and op with the time of the attempt; it may run
+// several times. A change less than StateGap after the current state landed
+// waits for its turn (a change that is not due at all, ledger.ErrNoChange
+// from fn, does not wait). changed says whether this call made the change; when it
+// did not, the state returned is the current one.
+//
+// state.json is written first, then the snapshot: a caller that dies between
+// the two leaves state.json naming a snapshot not yet written, and the next
+// change writes it from the state it replaces (state.json and its snapshot
+// hold the same state).
+func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn func(cur *ledger.State, op ledger.Op) (ledger.State, error)) (st ledger.State, changed bool, err error) {
+	seen := map[string]time.Time{} // when this call first read each state
+	for {
+		var prev *ledger.State
+		var due time.Time
+		st, res, err := bucket.Update(ctx, s.b, ledger.StateObject(batchID), func(cur ledger.State, exists bool) (ledger.State, error) {
+			prev = nil
+			if exists {
+				prev = &cur
+			}
+			op.Now = time.Now().UTC()
+			n, err := fn(prev, op)
+			if errors.Is(err, ledger.ErrNoChange) {
+				return n, bucket.ErrNoChange
+			}
+			if err != nil || prev == nil {
+				return n, err
+			}
+			if _, ok := seen[prev.Snapshot]; !ok {
+				seen[prev.Snapshot] = op.Now
+			}
+			landed := seen[prev.Snapshot]
+			if lag := prev.At.Add(stateLag); lag.Before(landed) {
+				landed = lag
+			}
+			if op.Now.Before(landed.Add(StateGap)) {
+				due = landed.Add(StateGap)
+				return cur, errNotDue
+			}
+			return n, nil
+		})
+		if errors.Is(err, errNotDue) {
+			if err := sleepUntil(ctx, due); err != nil {
+				return st, false, fmt.Errorf("ledgerstore: state of %s: %w", batchID, err)
+			}
+			continue
 		}
-		n, err := fn(prev)
-		if errors.Is(err, ledger.ErrNoChange) {
-			return n, bucket.ErrNoChange
+		if err != nil {
+			return st, false, fmt.Errorf("ledgerstore: state of %s: %w", batchID, err)
 		}
-		return n, err
-	})
-	if err != nil {
-		return st, false, fmt.Errorf("ledgerstore: state of %s: %w", batchID, err)
+		if res.Outcome != bucket.Won {
+			return st, false, nil
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return s.KeepSnapshot(gctx, st) })
+		if prev != nil && prev.Snapshot != "" {
+			g.Go(func() error { return s.KeepSnapshot(gctx, *prev) })
+		}
+		return st, true, g.Wait()
 	}
-	if res.Outcome != bucket.Won {
-		return st, false, nil
+}
+
+var errNotDue = errors.New("ledgerstore: the state changed less than StateGap ago")
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
 	}
+}
+
+// Begin writes a batch's first state: state.json and its snapshot together,
+// both create-once, in one round trip (a submit waits for it). If state.json
+// exists already (a retried submit), the state there stands and a snapshot
+// this call wrote is removed again; created says whether this call's state is
+// the batch's.
+func (s *Store) Begin(ctx context.Context, st ledger.State) (created bool, err error) {
+	if !ledger.IsSnapshotName(st.Snapshot) {
+		return false, fmt.Errorf("ledgerstore: batch %s: %q is not a snapshot name", st.BatchID, st.Snapshot)
+	}
+	var state, snap bucket.Result
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.KeepSnapshot(gctx, st) })
-	if prev != nil && prev.Snapshot != "" {
-		g.Go(func() error { return s.KeepSnapshot(gctx, *prev) })
+	g.Go(func() (err error) {
+		state, err = s.b.CreateJSON(gctx, ledger.StateObject(st.BatchID), st)
+		return err
+	})
+	g.Go(func() (err error) {
+		snap, err = s.b.CreateJSON(gctx, ledger.SnapshotObject(st.BatchID, st.Snapshot), st)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return false, fmt.Errorf("ledgerstore: first state of %s: %w", st.BatchID, err)
 	}
-	return st, true, g.Wait()
+	if state.Outcome == bucket.Won {
+		return true, nil
+	}
+	if snap.Outcome == bucket.Won {
+		if err := s.b.DeleteAt(ctx, ledger.SnapshotObject(st.BatchID, st.Snapshot), snap.Generation); err != nil {
+			return false, fmt.Errorf("ledgerstore: first state of %s: %w", st.BatchID, err)
+		}
+	}
+	return false, nil
 }
 
 // KeepSnapshot writes st's immutable copy unless it exists.

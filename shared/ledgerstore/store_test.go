@@ -13,9 +13,11 @@ import (
 
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/bucket"
+	"github.com/assetgen/assetgen/shared/cloud"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/devstack/stacktest"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 )
 
 func manifest(rows, variants int) *ledger.Manifest {
@@ -135,21 +137,36 @@ func TestStoredImagesAndDelete(t *testing.T) {
 	is.Equal(len(got), 0) // and the images
 }
 
+// accepted writes a batch's accepted state as a submit did at m.CreatedAt.
+func accepted(t *testing.T, c *cloud.Clients, m *ledger.Manifest) ledger.State {
+	t.Helper()
+	st, err := ledger.AcceptBatch(nil, m, ledger.Op{Actor: "test", Now: m.CreatedAt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := bucket.Update(context.Background(), c.Bucket, ledger.StateObject(m.BatchID), func(ledger.State, bool) (ledger.State, error) { return st, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ledger.KeepSnapshot(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func TestBatchFinishesOnce(t *testing.T) {
 	is := is.New(t)
-	store := stacktest.Open(t, nil).Ledger
+	c := stacktest.Open(t, nil)
+	store := c.Ledger
 	ctx := context.Background()
 	m := manifest(2, 1)
-	op := ledger.Op{Actor: "test", Now: time.Now().UTC()}
-	_, changed, err := store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) { return ledger.AcceptBatch(cur, m, op) })
-	is.NoErr(err)
-	is.True(changed)
+	m.CreatedAt = m.CreatedAt.Add(-time.Minute)
+	accepted(t, c, m)
 	var wins sync.WaitGroup
 	results := make(chan bool, 10)
 	for range 10 {
 		wins.Go(func() {
 			rows := []ledger.Row{{Index: 0, Status: ledger.Done}, {Index: 1, Status: ledger.Failed}}
-			_, finished, err := store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
+			_, finished, err := store.Advance(ctx, m.BatchID, ledger.Op{}, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
 				return ledger.FinishBatch(cur, m.BatchID, rows, op)
 			})
 			if err != nil {
@@ -178,7 +195,8 @@ func TestBatchFinishesOnce(t *testing.T) {
 }
 
 // state.json names the newest snapshot, and every snapshot is the state it
-// names; a snapshot lost with its writer is written by the next change.
+// names; a snapshot lost with its writer is written by the next change; two
+// changes are written at least StateGap apart.
 func TestSnapshotsFollowStateJSON(t *testing.T) {
 	is := is.New(t)
 	faults := devstack.NewFaults(1)
@@ -186,30 +204,24 @@ func TestSnapshotsFollowStateJSON(t *testing.T) {
 	store := c.Ledger
 	ctx := context.Background()
 	m := manifest(2, 1)
-	t0 := m.CreatedAt
-	advance := func(fn func(cur *ledger.State) (ledger.State, error)) ledger.State {
-		st, changed, err := store.Advance(ctx, m.BatchID, fn)
-		is.NoErr(err)
-		is.True(changed)
-		return st
-	}
-	accepted := advance(func(cur *ledger.State) (ledger.State, error) { return ledger.AcceptBatch(cur, m, ledger.Op{}) })
+	m.CreatedAt = m.CreatedAt.Add(-time.Minute)
+	acc := accepted(t, c, m)
 	// The writer of "started" dies after state.json, before its snapshot.
-	startedOp := ledger.Op{Actor: "generate/x", Now: t0.Add(time.Second)}
-	started, err := ledger.StartBatch(&accepted, m.BatchID, 1, startedOp)
+	started, err := ledger.StartBatch(&acc, m.BatchID, 1, ledger.Op{Actor: "generate/x", Now: time.Now().UTC()})
 	is.NoErr(err)
 	_, _, err = bucket.Update(ctx, c.Bucket, ledger.StateObject(m.BatchID), func(ledger.State, bool) (ledger.State, error) { return started, nil })
 	is.NoErr(err)
-	// A clock behind the last writer's still names a later snapshot.
-	finished := advance(func(cur *ledger.State) (ledger.State, error) {
-		return ledger.FinishBatch(cur, m.BatchID, []ledger.Row{{Index: 0, Status: ledger.Done}, {Index: 1, Status: ledger.Done}}, ledger.Op{Now: t0})
+	finished, changed, err := store.Advance(ctx, m.BatchID, ledger.Op{}, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
+		return ledger.FinishBatch(cur, m.BatchID, []ledger.Row{{Index: 0, Status: ledger.Done}, {Index: 1, Status: ledger.Done}}, op)
 	})
-	is.True(finished.At.After(started.At))
+	is.NoErr(err)
+	is.True(changed)
 	is.Equal(finished.Previous, started.Snapshot)
+	is.True(!finished.At.Before(started.At.Add(ledgerstore.StateGap))) // it waited for its turn
 
 	names, err := store.Snapshots(ctx, m.BatchID)
 	is.NoErr(err)
-	is.Equal(names, []string{accepted.Snapshot, started.Snapshot, finished.Snapshot}) // oldest first, the lost one repaired
+	is.Equal(names, []string{acc.Snapshot, started.Snapshot, finished.Snapshot}) // oldest first, the lost one repaired
 	for i, want := range []ledger.Event{ledger.Accepted, ledger.Started, ledger.Finished} {
 		st, err := store.Snapshot(ctx, m.BatchID, names[i])
 		is.NoErr(err)
@@ -221,22 +233,19 @@ func TestSnapshotsFollowStateJSON(t *testing.T) {
 	is.Equal(cur.Snapshot, finished.Snapshot) // state.json points at the newest
 
 	// Lost answers make no second state and no second snapshot.
-	m2 := manifest(1, 1)
-	faults.LoseAnswers(ledger.StateObject(m2.BatchID), 1)
-	_, changed, err := store.Advance(ctx, m2.BatchID, func(cur *ledger.State) (ledger.State, error) { return ledger.AcceptBatch(cur, m2, ledger.Op{}) })
-	is.NoErr(err)
-	is.True(changed) // the landed write is this call's
-	t1 := m2.CreatedAt.Add(time.Second)
-	faults.LoseAnswers(ledger.SnapshotObject(m2.BatchID, ledger.SnapshotName(t1)), 1)
-	_, changed, err = store.Advance(ctx, m2.BatchID, func(cur *ledger.State) (ledger.State, error) {
-		return ledger.StartBatch(cur, m2.BatchID, 0, ledger.Op{Now: t1})
-	})
-	is.NoErr(err)
-	is.True(changed)
-	names, err = store.Snapshots(ctx, m2.BatchID)
-	is.NoErr(err)
-	is.Equal(len(names), 2) // accepted, started: once each
-	is.Equal(faults.Counts().LostAnswers, int64(2))
+	for _, lose := range []func(id string) string{ledger.StateObject, ledger.SnapshotPrefix} {
+		m := manifest(1, 1)
+		faults.LoseAnswers(lose(m.BatchID), 1)
+		_, changed, err := store.Advance(ctx, m.BatchID, ledger.Op{}, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
+			return ledger.AcceptBatch(cur, m, op)
+		})
+		is.NoErr(err)
+		is.True(changed) // the landed write is this call's
+		names, err = store.Snapshots(ctx, m.BatchID)
+		is.NoErr(err)
+		is.Equal(len(names), 1)
+	}
+	is.Equal(faults.Counts().LostAnswers, int64(2)) // both answers were lost
 }
 
 // A manifest or state.json whose write landed but whose answer was lost is
@@ -251,8 +260,8 @@ func TestCreatesWhoseAnswerIsLostAreWon(t *testing.T) {
 	faults.LoseAnswers(ledger.ManifestObject(m.BatchID), 1)
 	is.NoErr(store.CreateManifest(ctx, m)) // not ErrExists
 	faults.LoseAnswers(ledger.StateObject(m.BatchID), 1)
-	_, finished, err := store.Advance(ctx, m.BatchID, func(cur *ledger.State) (ledger.State, error) {
-		return ledger.FinishBatch(cur, m.BatchID, nil, ledger.Op{Now: time.Now()})
+	_, finished, err := store.Advance(ctx, m.BatchID, ledger.Op{}, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
+		return ledger.FinishBatch(cur, m.BatchID, nil, op)
 	})
 	is.NoErr(err)
 	is.True(finished)                                                  // this call finished the batch
