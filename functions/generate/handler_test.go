@@ -1,13 +1,17 @@
 package generate_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/devstack"
+	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/platform/platformtest"
 	"github.com/assetgen/assetgen/shared/problem"
@@ -306,3 +311,69 @@ func TestMissingDependencyPanicsAtConstruction(t *testing.T) {
 	generate.New(generate.Config{}, generate.Deps{})
 	t.Fatal("New returned without its dependencies")
 }
+
+// blockingGen makes placeholder-like images, holding its first call until
+// released: a model call in flight while the test cancels the row.
+type blockingGen struct {
+	started chan struct{}
+	release chan struct{}
+	calls   atomic.Int64
+}
+
+func (g *blockingGen) Generate(ctx context.Context, req imagegen.Request) (imagegen.Image, error) {
+	if g.calls.Add(1) == 1 {
+		close(g.started)
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return imagegen.Image{}, ctx.Err()
+		}
+	}
+	return imagegen.Image{MIMEType: "image/png", Data: tinyPNG}, nil
+}
+
+// A cancel recorded while a row's first variant is being made stops the
+// variants not yet asked for: each later model call reads the row first.
+func TestCancelStopsVariantsNotYetAskedFor(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := platformtest.Open(t, nil)
+	finisher, err := s.Finisher()
+	is.NoErr(err)
+	gen := &blockingGen{started: make(chan struct{}), release: make(chan struct{})}
+	h := generate.New(generate.Config{
+		Lease: time.Minute, MaxAttempts: maxAttempts, AttemptTimeout: 30 * time.Second,
+		MinWriteGap: 10 * time.Millisecond, VariantConcurrency: 1,
+		Tasks: auth.TaskAuth{Queues: []string{"generate"}},
+	}, generate.Deps{
+		Store: s.Ledger, Generators: map[ledger.RunMode]imagegen.Generator{ledger.DryRun: gen},
+		Finisher: finisher, Ready: s.Readiness(s.BucketWritable()), Log: s.Log,
+	})
+	hs := &harness{Stack: s, h: h}
+	m := hs.batch(t, ledger.DryRun, "three, one at a time", 3)
+
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- hs.deliver(m, 0, "generate") }()
+	<-gen.started
+	_, err = s.Ledger.UpdateRow(ctx(t), m, 0, func(r ledger.Row) (ledger.Row, error) {
+		return ledger.Cancel(r, ledger.Op{Actor: "test", Now: time.Now().UTC()})
+	})
+	is.NoErr(err)
+	close(gen.release)
+	w := <-done
+	is.Equal(w.Code, http.StatusOK)
+	is.Equal(gen.calls.Load(), int64(1)) // the two variants not yet asked for never reached the model
+	r := hs.row(t, m)
+	is.Equal(r.Status, ledger.Cancelled)
+	is.Equal(r.Variants[0].Status, ledger.Done) // the image being made is kept
+	is.Equal(r.Variants[1].Status, ledger.Cancelled)
+	is.Equal(r.Variants[2].Status, ledger.Cancelled)
+}
+
+var tinyPNG = func() []byte {
+	var b bytes.Buffer
+	if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
+}()

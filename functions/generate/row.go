@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -33,6 +34,7 @@ type rowOutcome struct {
 // variant starts any more, and those already started are still made and
 // recorded within ctx.
 func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row ledger.Row, holder string, gen imagegen.Generator, lastAttempt bool) (rowOutcome, error) {
+	claimed := h.now() // the claim has just read the row
 	mr := m.Rows[row.Index]
 	var open []int
 	for i, v := range row.Variants {
@@ -60,6 +62,7 @@ func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row 
 	defer stopWithRequest()
 	results := make(chan ledger.VariantResult, len(open))
 	retries := make(chan ledger.Failure, len(open))
+	check := &cancelCheck{h: h, m: m, row: row.Index, at: claimed, wave: h.cfg.VariantConcurrency}
 	go func() {
 		var g errgroup.Group
 		g.SetLimit(h.cfg.VariantConcurrency)
@@ -70,6 +73,10 @@ func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row 
 			g.Go(func() error {
 				if workCtx.Err() != nil {
 					return nil // stopped while waiting for a slot
+				}
+				if check.cancelled(ctx) {
+					stopStarting()
+					return nil
 				}
 				res, retry := h.variant(ctx, m, row.Index, v, stored, refs, gen)
 				if retry != nil {
@@ -86,6 +93,48 @@ func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row 
 
 	rec := recorder{h: h, m: m, row: row.Index, holder: holder, req: req, lastWrite: h.now()}
 	return rec.run(ctx, results, retries, stopStarting, lastAttempt)
+}
+
+// cancelFresh is how old the claim may be for the first variants to start on
+// it without reading the row again.
+const cancelFresh = 100 * time.Millisecond
+
+// cancelCheck tells a variant about to call the model whether its row's batch
+// was cancelled, so no model call starts after a cancel was recorded. The
+// claim read the row: the first wave of variants, starting together right
+// after it, relies on that reading; a variant that starts later (after slow
+// references, or once a slot frees) reads the row first.
+type cancelCheck struct {
+	h   *handler
+	m   *ledger.Manifest
+	row int
+
+	mu        sync.Mutex
+	at        time.Time // when the claim read the row
+	wave      int       // starts left that the claim's reading covers
+	requested bool
+}
+
+func (c *cancelCheck) cancelled(ctx context.Context) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.requested {
+		return true
+	}
+	if c.wave > 0 && c.h.now().Sub(c.at) < cancelFresh {
+		c.wave--
+		return false
+	}
+	c.wave = 0
+	r, _, err := c.h.store.ReadRow(ctx, c.m, c.row)
+	if err != nil {
+		// Unknown: the model call goes ahead, as it would have before the read;
+		// the row's next write still sees the cancel.
+		obs.Logger(ctx).Warn("generate: reading the row before a model call failed", "error", err)
+		return false
+	}
+	c.requested = r.CancelRequested || r.Status.Terminal()
+	return c.requested
 }
 
 // variant makes one image. A retryable failure is returned as retry; anything

@@ -34,7 +34,10 @@ func (s *server) handleCancel() http.Handler {
 			problem.Write(w, r, err)
 			return
 		}
-		s.writeBatch(w, r, m)
+		s.writeBatch(w, r, m, func(b *api.Batch, rows []ledger.Row) {
+			c := api.NewCancellation(m, rows)
+			b.Cancel = &c
+		})
 	})
 }
 
@@ -81,8 +84,9 @@ func (s *server) cancelRows(ctx context.Context, m *ledger.Manifest, op ledger.O
 	return g.Wait()
 }
 
-// writeBatch answers the batch's current state with fresh URLs and links.
-func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Manifest) {
+// writeBatch answers the batch's current state with fresh URLs and links;
+// extra, if any, adds to the answer what the caller's route tells.
+func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Manifest, extra ...func(*api.Batch, []ledger.Row)) {
 	rows, err := s.Store.Rows(r.Context(), m)
 	if err != nil {
 		problem.Write(w, r, fmt.Errorf("submit: reading the rows: %w", err))
@@ -94,6 +98,9 @@ func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Ma
 		return
 	}
 	s.addLinks(r, m, &b)
+	for _, add := range extra {
+		add(&b, rows)
+	}
 	var fx completion.Effects
 	if _, err := s.Bucket.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
 		for _, o := range fx.Notifications {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"time"
@@ -112,6 +113,55 @@ type Batch struct {
 	Rows []Row `json:"rows"`
 	// Notifications are the finished batch's webhook and Sheets deliveries.
 	Notifications []Notification `json:"notifications,omitempty"`
+	// Cancel is the cancel answer's account of what the cancel leaves.
+	Cancel *Cancellation `json:"cancel,omitempty"`
+}
+
+// Cancellation says what a cancel leaves: images already made are kept,
+// listed and charged; rows being generated stop after the variants they are
+// making, which may still be made and charged; the rest of a live batch's
+// reservation is released when its last row stops.
+type Cancellation struct {
+	// Kept counts the images made before the cancel; ChargedUSD is their cost.
+	Kept       int     `json:"kept"`
+	ChargedUSD float64 `json:"chargedUsd"`
+	// MayStillMake counts the variants of rows still generating whose model
+	// calls may have started: at most this many more images, at most
+	// MayStillChargeUSD more.
+	MayStillMake      int     `json:"mayStillMake"`
+	MayStillChargeUSD float64 `json:"mayStillChargeUsd"`
+	// ReleasedUSD is the part of the reservation that is not charged,
+	// released when the batch finishes (at once when Finished).
+	ReleasedUSD float64 `json:"releasedUsd"`
+	Finished    bool    `json:"finished"`
+}
+
+// usd rounds to the micro-dollar, as the ledger and budgets count.
+func usd(x float64) float64 { return math.Round(x*1e6) / 1e6 }
+
+// NewCancellation accounts for a cancel from the rows as it left them.
+func NewCancellation(m *ledger.Manifest, rows []ledger.Row) Cancellation {
+	var c Cancellation
+	finished := true
+	for _, r := range rows {
+		c.ChargedUSD += r.CostUSD()
+		for _, v := range r.Variants {
+			switch {
+			case v.Status == ledger.Done:
+				c.Kept++
+			case !v.Status.Terminal() && r.Status == ledger.Running:
+				c.MayStillMake++
+			}
+		}
+		finished = finished && r.Status.Terminal()
+	}
+	c.Finished = finished
+	if m.RunMode == ledger.Live {
+		c.MayStillChargeUSD = usd(float64(c.MayStillMake) * m.PriceUSD)
+		c.ReleasedUSD = usd(max(0, m.EstimateUSD-c.ChargedUSD-c.MayStillChargeUSD))
+	}
+	c.ChargedUSD = usd(c.ChargedUSD)
+	return c
 }
 
 // Notification is one announcement of a finished batch.

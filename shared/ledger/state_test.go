@@ -15,6 +15,7 @@ func TestBatchStateTransitions(t *testing.T) {
 	m := &ledger.Manifest{BatchID: "b", CreatedAt: t0, Rows: []ledger.ManifestRow{{Index: 0, Variants: 2}, {Index: 1, Variants: 1}}}
 	op := func(d time.Duration) ledger.Op { return ledger.Op{Actor: "a", Now: t0.Add(d)} }
 	final := []ledger.Row{{Index: 0, Status: ledger.Done, Variants: []ledger.Variant{{Status: ledger.Done}}}, {Index: 1, Status: ledger.Cancelled}}
+	// A batch with a cancelled row reads cancelled, its made image kept.
 	accepted, err := ledger.AcceptBatch(nil, m, op(0))
 	if err != nil {
 		t.Fatal(err)
@@ -42,10 +43,10 @@ func TestBatchStateTransitions(t *testing.T) {
 		{"cancelled", func() (ledger.State, error) { return cancelled, nil }, false, ledger.CancelRequested, ledger.Running, t0.Add(2 * time.Second), started.Snapshot, true},
 		{"cancelled twice", func() (ledger.State, error) { return ledger.CancelBatch(&cancelled, "b", op(9*time.Second)) }, true, ledger.CancelRequested, ledger.Running, t0.Add(2 * time.Second), started.Snapshot, true},
 		{"cancelled before any row starts", func() (ledger.State, error) { return ledger.CancelBatch(&accepted, "b", op(time.Second)) }, false, ledger.CancelRequested, ledger.Queued, t0.Add(time.Second), accepted.Snapshot, true},
-		{"finished keeps the cancel", func() (ledger.State, error) { return finished, nil }, false, ledger.Finished, ledger.Done, t0.Add(3 * time.Second), cancelled.Snapshot, true},
-		{"finished twice", func() (ledger.State, error) { return ledger.FinishBatch(&finished, "b", nil, op(9*time.Second)) }, true, ledger.Finished, ledger.Done, t0.Add(3 * time.Second), cancelled.Snapshot, true},
-		{"cancel after finishing", func() (ledger.State, error) { return ledger.CancelBatch(&finished, "b", op(9*time.Second)) }, true, ledger.Finished, ledger.Done, t0.Add(3 * time.Second), cancelled.Snapshot, true},
-		{"a clock behind the last writer", func() (ledger.State, error) { return ledger.FinishBatch(&started, "b", final, op(-time.Hour)) }, false, ledger.Finished, ledger.Done, t0.Add(time.Second + time.Microsecond), started.Snapshot, true}, // the rows show a cancel
+		{"finished keeps the cancel", func() (ledger.State, error) { return finished, nil }, false, ledger.Finished, ledger.Cancelled, t0.Add(3 * time.Second), cancelled.Snapshot, true},
+		{"finished twice", func() (ledger.State, error) { return ledger.FinishBatch(&finished, "b", nil, op(9*time.Second)) }, true, ledger.Finished, ledger.Cancelled, t0.Add(3 * time.Second), cancelled.Snapshot, true},
+		{"cancel after finishing", func() (ledger.State, error) { return ledger.CancelBatch(&finished, "b", op(9*time.Second)) }, true, ledger.Finished, ledger.Cancelled, t0.Add(3 * time.Second), cancelled.Snapshot, true},
+		{"a clock behind the last writer", func() (ledger.State, error) { return ledger.FinishBatch(&started, "b", final, op(-time.Hour)) }, false, ledger.Finished, ledger.Cancelled, t0.Add(time.Second + time.Microsecond), started.Snapshot, true}, // the rows show a cancel
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

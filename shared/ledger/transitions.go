@@ -261,8 +261,9 @@ type Summary struct {
 }
 
 // Summarize derives the batch status from its rows: queued until a row starts,
-// running until every row is final, then done when any image was made,
-// cancelled when no image was made and rows were cancelled, failed otherwise.
+// running until every row is final, then cancelled when rows were cancelled
+// (the images made before the cancel are kept and listed all the same), done
+// when any image was made, failed otherwise.
 func Summarize(rows []Row) Summary {
 	var s Summary
 	for _, r := range rows {
@@ -277,10 +278,10 @@ func Summarize(rows []Row) Summary {
 		s.Status = Queued
 	case s.Rows.Queued+s.Rows.Running > 0:
 		s.Status = Running
-	case s.Variants.Done > 0:
-		s.Status = Done
 	case s.Rows.Cancelled > 0:
 		s.Status = Cancelled
+	case s.Variants.Done > 0:
+		s.Status = Done
 	default:
 		s.Status = Failed
 	}

@@ -692,10 +692,10 @@ func TestSummarize(t *testing.T) {
 			ledger.Counts{Failed: 2}, ledger.Counts{Failed: 3}, 0},
 		{"all cancelled", []ledger.Row{row(ledger.Cancelled, ledger.Cancelled), row(ledger.Cancelled, ledger.Cancelled)}, ledger.Cancelled,
 			ledger.Counts{Cancelled: 2}, ledger.Counts{Cancelled: 2}, 0},
-		{"cancelled row with an image is done", []ledger.Row{row(ledger.Cancelled, ledger.Done, ledger.Cancelled)}, ledger.Done,
+		{"cancelled row with an image is cancelled, its image counted", []ledger.Row{row(ledger.Cancelled, ledger.Done, ledger.Cancelled)}, ledger.Cancelled,
 			ledger.Counts{Cancelled: 1}, ledger.Counts{Done: 1, Cancelled: 1}, 0.039},
-		// Current behaviour: any cancelled row makes an imageless batch cancelled
-		// (the doc comment could be read as requiring every such row be cancelled).
+		{"a cancelled row beside done rows makes the batch cancelled", []ledger.Row{row(ledger.Done, ledger.Done), row(ledger.Cancelled, ledger.Cancelled)}, ledger.Cancelled,
+			ledger.Counts{Done: 1, Cancelled: 1}, ledger.Counts{Done: 1, Cancelled: 1}, 0.039},
 		{"failed and cancelled rows without images", []ledger.Row{row(ledger.Failed, ledger.Failed), row(ledger.Cancelled, ledger.Cancelled)}, ledger.Cancelled,
 			ledger.Counts{Failed: 1, Cancelled: 1}, ledger.Counts{Failed: 1, Cancelled: 1}, 0},
 	}

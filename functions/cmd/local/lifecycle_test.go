@@ -24,9 +24,11 @@ var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request
 func TestCancelStopsTheBatchAndReleasesTheBudget(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	// One delivery at a time and a model that takes a second: one row runs
-	// while the other two wait in the queue.
-	a, _ := liveStack(t, map[string]string{"LOCAL_TASKS_MAX_CONCURRENT": "1", "LOCAL_FAKE_MODEL_DELAY": "1s"})
+	// One delivery at a time and a model that takes three seconds: one row
+	// runs while the other two wait in the queue, and still runs when the
+	// cancel answers (which may wait up to a second to record the cancel in
+	// the batch's state).
+	a, _ := liveStack(t, map[string]string{"LOCAL_TASKS_MAX_CONCURRENT": "1", "LOCAL_FAKE_MODEL_DELAY": "3s"})
 	sub := post(t, a.base+"/batch/images", `{"runMode":"live","confirm":"CONFIRM","rows":[{"prompt":"first"},{"prompt":"second"},{"prompt":"third"}]}`, nil)
 	is.Equal(sub.status, http.StatusAccepted)
 	s := openStream(t, sub.str("progressUrl"), "")
@@ -47,9 +49,13 @@ func TestCancelStopsTheBatchAndReleasesTheBudget(t *testing.T) {
 			is.Equal(row.(map[string]any)["status"], "cancelled") // queued rows are cancelled at once
 		}
 	}
+	// The answer says what the cancel leaves: the running row's image may
+	// still be made and charged; the rest of the reservation is released.
+	is.Equal(c.doc["cancel"], map[string]any{"kept": 0.0, "chargedUsd": 0.0, "mayStillMake": 1.0, "mayStillChargeUsd": 0.039,
+		"releasedUsd": 0.078, "finished": false})
 
 	rest, _, done := readToDone(t, s)
-	is.Equal(done.Status, "done") // the running row finished its image, so the batch made one
+	is.Equal(done.Status, "cancelled") // a cancelled batch reads cancelled, even with an image made
 	var last rowEvent
 	for _, r := range rest {
 		if r.Index == running {
@@ -67,7 +73,18 @@ func TestCancelStopsTheBatchAndReleasesTheBudget(t *testing.T) {
 
 	again := post(t, sub.str("statusUrl")+"/cancel", ``, nil)
 	is.Equal(again.status, http.StatusOK) // cancelling a finished batch is a no-op
-	is.Equal(again.str("status"), "done")
+	is.Equal(again.str("status"), "cancelled")
+	is.Equal(again.doc["cancel"], map[string]any{"kept": 1.0, "chargedUsd": 0.039, "mayStillMake": 0.0, "mayStillChargeUsd": 0.0,
+		"releasedUsd": 0.078, "finished": true}) // the image made is kept, listed and charged
+	var kept int
+	for _, row := range again.doc["rows"].([]any) {
+		for _, v := range row.(map[string]any)["variants"].([]any) {
+			if v.(map[string]any)["status"] == "done" && v.(map[string]any)["link"] != nil {
+				kept++
+			}
+		}
+	}
+	is.Equal(kept, 1) // and listed with its link
 }
 
 func TestStableAssetLinks(t *testing.T) {

@@ -128,7 +128,7 @@ func TestCancelIsASnapshot(t *testing.T) {
 	is.Equal(events[0], "accepted")
 	is.Equal(events[3], "finished")
 	is.True(events[1] != events[2] && (events[1] == "started" || events[1] == "cancelled") && (events[2] == "started" || events[2] == "cancelled"))
-	is.Equal(last["status"], "done") // the running row kept its image
+	is.Equal(last["status"], "cancelled") // the running row kept its image; the batch reads cancelled
 	cur, err := a.platform.Ledger.Current(context.Background(), sub.str("batchId"))
 	is.NoErr(err)
 	is.True(cur.CancelRequested) // the final state says it was cancelled

@@ -116,8 +116,8 @@ func TestInterruptedSubmitChargesWhatItsTasksMade(t *testing.T) {
 	p.queue.Before(nil) // the queue is back
 	again := post(t, p.base+"/batch/images", body, key)
 	is.Equal(again.status, http.StatusAccepted)
-	is.Equal(again.str("batchId"), id) // the same batch
-	is.Equal(again.str("status"), "done")
+	is.Equal(again.str("batchId"), id)         // the same batch
+	is.Equal(again.str("status"), "cancelled") // cancelled, its made images kept
 	statuses := map[string]int{}
 	for _, r := range again.doc["rows"].([]any) {
 		statuses[r.(map[string]any)["status"].(string)]++
