@@ -268,3 +268,28 @@ func TestCreatesWhoseAnswerIsLostAreWon(t *testing.T) {
 	is.Equal(faults.Counts().LostAnswers, int64(2))                    // both answers were lost
 	is.True(errors.Is(store.CreateManifest(ctx, m), ledger.ErrExists)) // a second submit still finds it
 }
+
+// A retried submit's first state loses to the one there, and leaves no
+// snapshot of its own behind.
+func TestBeginTwiceKeepsTheFirstState(t *testing.T) {
+	is := is.New(t)
+	store := stacktest.Open(t, nil).Ledger
+	ctx := context.Background()
+	m := manifest(1, 1)
+	first, err := ledger.AcceptBatch(nil, m, ledger.Op{Actor: "first", Now: m.CreatedAt})
+	is.NoErr(err)
+	created, err := store.Begin(ctx, first)
+	is.NoErr(err)
+	is.True(created)
+	retry, err := ledger.AcceptBatch(nil, m, ledger.Op{Actor: "retry", Now: m.CreatedAt.Add(time.Second)})
+	is.NoErr(err)
+	created, err = store.Begin(ctx, retry)
+	is.NoErr(err)
+	is.True(!created) // the first state stands
+	cur, err := store.Current(ctx, m.BatchID)
+	is.NoErr(err)
+	is.Equal(cur.Actor, "first")
+	names, err := store.Snapshots(ctx, m.BatchID)
+	is.NoErr(err)
+	is.Equal(names, []string{first.Snapshot}) // the retry's snapshot was removed
+}
