@@ -282,12 +282,16 @@ func TestTransientModelFailureAsksForARetry(t *testing.T) {
 	is.Equal(r.Status, ledger.Running)                  // not final
 	is.Equal(r.Lease, nil)                              // handed back: the retry need not wait for the lease
 	is.Equal(r.Error.Code, string(problem.ModelFailed)) // showing why while it retries
+	is.True(strings.HasSuffix(r.Error.Message, "; retrying"))
 
 	w = hs.deliver(m, maxAttempts-1, "generate")
 	is.Equal(w.Code, http.StatusOK) // the last attempt is acknowledged
 	r = hs.row(t, m)
 	is.Equal(r.Status, ledger.Failed)
 	is.Equal(r.Attempts, 2)
+	msg := r.Variants[0].Error.Message
+	is.True(!strings.Contains(msg, "retrying"))                  // a row that gave up does not say it retries
+	is.True(strings.HasSuffix(msg, "; gave up after 2 attempts")) // it says it gave up
 }
 
 func TestRateLimitedModelAsksForARetry(t *testing.T) {

@@ -184,7 +184,7 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 	created, err := h.store.PutImage(ctx, name, img.MIMEType, img.Data)
 	if err != nil {
 		log.Warn("generate: storing image failed", "error", err)
-		return ledger.VariantResult{}, &ledger.Failure{Code: string(problem.CodeOf(err)), Message: "storing the image failed; retrying"}
+		return ledger.VariantResult{}, &ledger.Failure{Code: string(problem.CodeOf(err)), Message: "storing the image failed"}
 	}
 	log.Debug("generate: variant stored", "object", name, "created", created, "bytes", len(img.Data))
 	return ledger.VariantResult{Index: v, Object: name, CostUSD: cost}, nil
@@ -284,7 +284,7 @@ func (rec *recorder) finish(ctx context.Context, retries <-chan ledger.Failure, 
 	}
 	if retry == nil && rec.req.Err() != nil {
 		// The delivery ended: variants it did not start are another attempt's.
-		retry = &ledger.Failure{Code: string(problem.Internal), Message: "the delivery ended before every variant was made; retrying"}
+		retry = &ledger.Failure{Code: string(problem.Internal), Message: "the delivery ended before every variant was made"}
 	}
 	if err := sleepUntil(ctx, rec.lastWrite.Add(rec.h.cfg.MinWriteGap)); err != nil {
 		return rowOutcome{}, problem.Wrap(problem.Internal, err, "the attempt ran out of time")
@@ -303,6 +303,10 @@ func (rec *recorder) finish(ctx context.Context, retries <-chan ledger.Failure, 
 		}
 		if retry != nil && unfinished(next) && !lastAttempt && !next.CancelRequested {
 			return ledger.Release(next, op, rec.holder, *retry)
+		}
+		if retry != nil && lastAttempt {
+			final := ledger.GaveUp(*retry, next.Attempts)
+			return ledger.Finish(next, op, rec.holder, &final)
 		}
 		return ledger.Finish(next, op, rec.holder, retry)
 	})

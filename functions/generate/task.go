@@ -161,7 +161,7 @@ func (h *handler) markStarted(ctx context.Context, m *ledger.Manifest, row int, 
 func (h *handler) release(ctx context.Context, m *ledger.Manifest, row int, holder string, cause error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	why := ledger.Failure{Code: string(problem.CodeOf(cause)), Message: "the attempt failed; retrying"}
+	why := ledger.Failure{Code: string(problem.CodeOf(cause)), Message: "the attempt failed"}
 	_, err := h.store.UpdateRow(rctx, m, row, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Release(r, h.op(ctx, holder), holder, why)
 	})
@@ -198,9 +198,9 @@ func failure(err error) ledger.Failure {
 	}
 	switch imagegen.ClassOf(err) {
 	case imagegen.RateLimited:
-		return ledger.Failure{Code: string(problem.ModelRateLimit), Message: "the model is rate limited; retrying: " + reason}
+		return ledger.Failure{Code: string(problem.ModelRateLimit), Message: "the model is rate limited: " + reason}
 	case imagegen.Transient:
-		return ledger.Failure{Code: string(problem.ModelFailed), Message: "the model is unavailable; retrying: " + reason}
+		return ledger.Failure{Code: string(problem.ModelFailed), Message: "the model is unavailable: " + reason}
 	case imagegen.Blocked:
 		return ledger.Failure{Code: string(problem.ModelSafetyBlocked), Message: "blocked: " + reason}
 	default:

@@ -131,9 +131,17 @@ func Release(r Row, op Op, holder string, why Failure) (Row, error) {
 	}
 	out := r.Clone()
 	out.Lease = nil
+	why.Message += "; retrying"
 	out.Error = &why
 	record(&out, op, "retrying", why.Code+": "+why.Message)
 	return out, nil
+}
+
+// GaveUp is the final form of a failure that would have been retried, had
+// attempts been left: it says so instead of "retrying".
+func GaveUp(why Failure, attempts int) Failure {
+	why.Message = fmt.Sprintf("%s; gave up after %d attempts", why.Message, attempts)
+	return why
 }
 
 // Finish makes the row final at the end of the attempt holder. Variants still

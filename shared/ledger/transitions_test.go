@@ -376,7 +376,7 @@ func TestRecordVariantsCopiesFailure(t *testing.T) {
 }
 
 func TestRelease(t *testing.T) {
-	why := ledger.Failure{Code: "MODEL_RATE_LIMIT", Message: "the attempt failed; retrying"}
+	why := ledger.Failure{Code: "MODEL_RATE_LIMIT", Message: "the attempt failed"}
 	tests := []struct {
 		name    string
 		row     ledger.Row
@@ -406,11 +406,11 @@ func TestRelease(t *testing.T) {
 				is.True(reflect.DeepEqual(out, before)) // unchanged
 				return
 			}
-			is.NoErr(err)                           // released
-			is.True(out.Lease == nil)               // the holder's lease goes
-			is.Equal(out.Error, &why)               // the failure shows while it retries
-			is.Equal(out.Status, tt.row.Status)     // status unchanged
-			is.Equal(out.Variants, tt.row.Variants) // variants unchanged
+			is.NoErr(err)                                                                                 // released
+			is.True(out.Lease == nil)                                                                     // the holder's lease goes
+			is.Equal(*out.Error, ledger.Failure{Code: why.Code, Message: "the attempt failed; retrying"}) // the failure shows while it retries
+			is.Equal(out.Status, tt.row.Status)                                                           // status unchanged
+			is.Equal(out.Variants, tt.row.Variants)                                                       // variants unchanged
 			assertRecorded(is, tt.row, out, t0, "retrying")
 			is.Equal(last(out).Detail, "MODEL_RATE_LIMIT: the attempt failed; retrying") // detail is code: message
 		})
@@ -884,4 +884,10 @@ func TestCancelledRowIsNotRestarted(t *testing.T) {
 
 	_, err = ledger.Cancel(r, op)
 	is.True(errors.Is(err, ledger.ErrNoChange)) // while the attempt is alive, cancelling again changes nothing
+}
+
+func TestGaveUpSaysSo(t *testing.T) {
+	is := is.New(t)
+	why := ledger.Failure{Code: "MODEL_RATE_LIMIT", Message: "the model is rate limited: quota"}
+	is.Equal(ledger.GaveUp(why, 3), ledger.Failure{Code: "MODEL_RATE_LIMIT", Message: "the model is rate limited: quota; gave up after 3 attempts"})
 }
