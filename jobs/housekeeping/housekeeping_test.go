@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/queue"
+	"github.com/assetgen/assetgen/shared/urls"
 )
 
 // scenario is a bucket with one of every kind of trouble, and a healthy batch.
@@ -480,4 +482,22 @@ func TestRequeueAfterTheTaskWasDropped(t *testing.T) {
 	is.Equal(s.tasks.Stats().Duplicates, int64(0))        // under a name nobody had used
 	r, _ := s.row(t, m, 0)
 	is.Equal(r.Status, ledger.Done) // and the row finished
+}
+
+// Against `make run` the job finds the local stack's signing key in DATA_DIR,
+// as the stack does, without SIGNING_KEY_FILE.
+func TestLocalRunFindsTheStacksSigningKey(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := newStack(t)
+	dataDir := t.TempDir()
+	_, err := urls.LoadOrCreateKey(filepath.Join(dataDir, "signing-key.pem"))
+	is.NoErr(err)
+	delete(s.env, "SIGNING_KEY_FILE")
+	_, _, err = s.run(t, "--dry-run")
+	is.True(err != nil) // no key anywhere: the job cannot sign
+	s.env["DATA_DIR"] = dataDir
+	summary, _, err := s.run(t, "--dry-run")
+	is.NoErr(err) // the stack's key is found
+	is.True(strings.HasPrefix(summary, "housekeeping: examined"))
 }

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -59,6 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	localSigningKey(&cfg, getenv)
 	if cfg.GenerateURL == "" {
 		return errors.New("GENERATE_URL must name the generate function (re-enqueued tasks go there)")
 	}
@@ -158,3 +160,25 @@ func (j *job) fail(ctx context.Context, what string, err error, attrs ...any) {
 
 // workers bounds the storage and queue requests one step keeps in flight.
 const workers = 8
+
+// localSigningKey points the job at the local stack's signing key when it
+// runs against the emulators without SIGNING_KEY_FILE: the progress-token,
+// link and webhook keys of `make run` are derived from it, so the job signs
+// what the stack verifies. In the cloud the keys come from Secret Manager.
+func localSigningKey(cfg *config.Config, getenv func(string) string) {
+	if !cfg.Local() || cfg.SigningKeyFile != "" {
+		return
+	}
+	dir := getenv("DATA_DIR")
+	if dir == "" {
+		dir = ".data"
+	}
+	if key := filepath.Join(dir, "signing-key.pem"); fileExists(key) {
+		cfg.SigningKeyFile = key
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
