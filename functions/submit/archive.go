@@ -38,6 +38,12 @@ func (s *server) handleArchive() http.Handler {
 			return
 		}
 		obs.Annotate(ctx, "batchId", m.BatchID)
+		out := &zipResponse{w: w, filename: m.BatchID + ".zip"}
+		if r.Method == http.MethodHead {
+			// The headers only: building an archive nobody reads costs every image's read.
+			out.start()
+			return
+		}
 		p, _ := auth.From(ctx)
 		if !slots.acquire(p.UserID) {
 			problem.Write(w, r, &problem.Error{Code: problem.RateLimited, RetryAfter: archiveRetryAfter,
@@ -53,7 +59,6 @@ func (s *server) handleArchive() http.Handler {
 			return
 		}
 		b := batchzip.Batch{Manifest: m, Rows: rows, At: at, Link: func(row, variant int) string { return s.assetLink(r, m, row, variant) }}
-		out := &zipResponse{w: w, filename: m.BatchID + ".zip"}
 		err = batchzip.Write(ctx, out, b, s.openImage)
 		switch {
 		case err == nil:
@@ -87,14 +92,18 @@ type zipResponse struct {
 	n        int64
 }
 
+func (z *zipResponse) start() {
+	z.started = true
+	h := z.w.Header()
+	h.Set("Content-Type", "application/zip")
+	h.Set("Content-Disposition", `attachment; filename="`+z.filename+`"`)
+	h.Set("Cache-Control", "private, no-store")
+	z.w.WriteHeader(http.StatusOK)
+}
+
 func (z *zipResponse) Write(p []byte) (int, error) {
 	if !z.started {
-		z.started = true
-		h := z.w.Header()
-		h.Set("Content-Type", "application/zip")
-		h.Set("Content-Disposition", `attachment; filename="`+z.filename+`"`)
-		h.Set("Cache-Control", "private, no-store")
-		z.w.WriteHeader(http.StatusOK)
+		z.start()
 	}
 	n, err := z.w.Write(p)
 	z.n += int64(n)

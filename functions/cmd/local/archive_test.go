@@ -383,9 +383,16 @@ func TestArchiveFailures(t *testing.T) {
 	c := client.New(a.base)
 
 	reads.Store(0)
+	head, err := http.Head(a.base + "/batch/" + sub.BatchID + "/archive")
+	is.NoErr(err)
+	head.Body.Close()
+	is.Equal(head.StatusCode, http.StatusOK)                     // HEAD answers the download's headers
+	is.Equal(head.Header.Get("Content-Type"), "application/zip") // as GET would
+	is.Equal(reads.Load(), int64(0))                             // without reading a single image
+
 	failAt.Store(1)
 	var buf bytes.Buffer
-	err := c.Archive(ctx, sub.BatchID, &buf)
+	err = c.Archive(ctx, sub.BatchID, &buf)
 	var pe *client.ProblemError
 	is.True(errors.As(err, &pe))                         // nothing was sent yet: a problem document
 	is.Equal(pe.Status, http.StatusServiceUnavailable)   // storage could not be read
