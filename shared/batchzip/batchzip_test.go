@@ -126,6 +126,9 @@ func TestWriteRecordsEveryVariant(t *testing.T) {
 	is.Equal(zr.File[1].Method, zip.Deflate)                                        // the records are compressed
 	is.True(zr.File[0].Modified.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))) // dated when stored
 
+	var raw map[string]any
+	is.NoErr(json.Unmarshal(read(t, zr, "manifest.json"), &raw))
+	is.Equal(raw["rowCounts"], map[string]any{"queued": 0.0, "running": 0.0, "done": 1.0, "failed": 1.0, "cancelled": 0.0}) // the batch's counts
 	var man api.ArchiveManifest
 	is.NoErr(json.Unmarshal(read(t, zr, "manifest.json"), &man))
 	is.True(man.Complete)             // every row is final
