@@ -50,8 +50,8 @@ func TestArchiveChecksTheEndRecord(t *testing.T) {
 			cl.Token = "tok"
 			var got bytes.Buffer
 			err := cl.Archive(context.Background(), "b1", &got)
-			is.True(errors.Is(err, c.want)) // whole, or reported incomplete
-			is.True(bytes.Equal(got.Bytes(), c.body))        // every byte is passed on as it comes
+			is.True(errors.Is(err, c.want))           // whole, or reported incomplete
+			is.True(bytes.Equal(got.Bytes(), c.body)) // every byte is passed on as it comes
 		})
 	}
 }
