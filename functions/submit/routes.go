@@ -87,6 +87,7 @@ func New(cfg Config, d Deps) http.Handler {
 	mux.Handle("GET /batch/{batchId}/history", user(s.handleHistory()))
 	mux.Handle("GET /batch/{batchId}/progress-token", user(s.handleProgressToken()))
 	mux.Handle("POST /batch/{batchId}/cancel", user(s.handleCancel()))
+	mux.Handle("GET /batch/{batchId}/archive", user(s.handleArchive()))
 	// Stable image links authenticate themselves (their token, or the owner's).
 	mux.Handle("GET /assets/{batchId}/{row}/{variant}", s.handleAsset())
 	mux.Handle("GET /budget", user(s.handleBudget()))

@@ -314,3 +314,46 @@ type Model struct {
 	MaxRefs      int      `json:"maxRefs"`
 	AspectRatios []string `json:"aspectRatios"`
 }
+
+// GET /batch/{batchId}/archive
+
+// ArchiveManifest is manifest.json inside a batch's archive: the batch and
+// what the archive holds of each variant. Status and the counts are the
+// batch's when the archive was built.
+type ArchiveManifest struct {
+	BatchID   string    `json:"batchId"`
+	CreatedAt time.Time `json:"createdAt"`
+	RunMode   string    `json:"runMode"`
+	Model     string    `json:"model"`
+	Totals
+	// Complete is false while the batch still runs: the archive then holds
+	// the images made when it was built, and Note says so.
+	Complete bool   `json:"complete"`
+	Note     string `json:"note,omitempty"`
+	// ArchivedAt is when the batch's rows were read for the archive.
+	ArchivedAt time.Time    `json:"archivedAt"`
+	Rows       []ArchiveRow `json:"rows"`
+}
+
+// ArchiveRow is one row in manifest.json.
+type ArchiveRow struct {
+	Index    int              `json:"index"`
+	ID       string           `json:"id,omitempty"`
+	Prompt   string           `json:"prompt"`
+	Status   ledger.Status    `json:"status"`
+	Variants []ArchiveVariant `json:"variants"`
+}
+
+// ArchiveVariant is one variant in manifest.json.
+type ArchiveVariant struct {
+	Index     int           `json:"index"`
+	Status    ledger.Status `json:"status"`
+	ErrorCode string        `json:"errorCode,omitempty"`
+	// File is the image's name in the archive, for a made image.
+	File string `json:"file,omitempty"`
+	// Link is the image's stable link (see GET /assets/...).
+	Link string `json:"link,omitempty"`
+	// Missing says the image was made but is no longer stored (retention
+	// deleted it): the archive has no file for it.
+	Missing bool `json:"missing,omitempty"`
+}

@@ -14,14 +14,26 @@ import (
 // large to hold in memory at once: nothing is buffered beyond what the caller
 // reads.
 func (b *Bucket) Open(ctx context.Context, name string) (io.ReadCloser, int64, error) {
+	r, a, err := b.OpenObject(ctx, name)
+	return r, a.Size, err
+}
+
+// OpenObject is Open with the attributes the read answers: size, content
+// type, generation and last modification (Updated). Reading costs no call
+// beyond the read itself.
+func (b *Bucket) OpenObject(ctx context.Context, name string) (io.ReadCloser, Attrs, error) {
 	r, err := b.object(name, nil).NewReader(ctx)
 	if errors.Is(err, storage.ErrObjectNotExist) {
-		return nil, 0, ErrNotFound
+		return nil, Attrs{}, ErrNotFound
 	}
 	if err != nil {
-		return nil, 0, &Error{Op: Read, Object: name, Err: err}
+		return nil, Attrs{}, &Error{Op: Read, Object: name, Err: err}
 	}
-	return &reader{r: r, name: name}, r.Attrs.Size, nil
+	a := Attrs{
+		Name: name, Size: r.Attrs.Size, ContentType: r.Attrs.ContentType,
+		Generation: r.Attrs.Generation, Metageneration: r.Attrs.Metageneration, Updated: r.Attrs.LastModified,
+	}
+	return &reader{r: r, name: name}, a, nil
 }
 
 // reader classifies the read errors of an open object.

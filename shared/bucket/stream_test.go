@@ -99,3 +99,25 @@ func TestOpenStreams(t *testing.T) {
 	_, _, err = b.Open(ctx, "s/none")
 	is.True(errors.Is(err, bucket.ErrNotFound)) // missing
 }
+
+func TestOpenObjectAnswersItsAttributes(t *testing.T) {
+	is := is.New(t)
+	b := open(t, nil, fast)
+	ctx := context.Background()
+	res, err := b.Create(ctx, "s/img.webp", []byte("RIFF....WEBP"), bucket.Meta{ContentType: "image/webp"})
+	is.NoErr(err)
+	r, a, err := b.OpenObject(ctx, "s/img.webp")
+	is.NoErr(err) // opened
+	defer r.Close()
+	is.Equal(a.Name, "s/img.webp")
+	is.Equal(a.Size, int64(12))            // its size
+	is.Equal(a.ContentType, "image/webp")  // its content type, from the read itself
+	is.Equal(a.Generation, res.Generation) // the generation read
+	is.True(!a.Updated.IsZero())           // when it was written
+	got, err := io.ReadAll(r)
+	is.NoErr(err)
+	is.Equal(string(got), "RIFF....WEBP") // its content
+
+	_, _, err = b.OpenObject(ctx, "s/none")
+	is.True(errors.Is(err, bucket.ErrNotFound)) // missing
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -171,6 +172,13 @@ func (s *Store) StoredImages(ctx context.Context, batchID string, row int) (map[
 func (s *Store) ReadObject(ctx context.Context, name string) ([]byte, error) {
 	b, err := s.b.ReadBytes(ctx, name)
 	return b, notFound(err)
+}
+
+// OpenObject opens an object the ledger names (an image) as a stream, with
+// its attributes; ledger.ErrNotFound when it is gone. The caller closes it.
+func (s *Store) OpenObject(ctx context.Context, name string) (io.ReadCloser, bucket.Attrs, error) {
+	r, a, err := s.b.OpenObject(ctx, name)
+	return r, a, notFound(err)
 }
 
 // State reads a finished batch's final rows and totals from its state.json

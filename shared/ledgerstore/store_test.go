@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +110,24 @@ func TestPutImageIsCreateOnce(t *testing.T) {
 	b, err := store.ReadObject(ctx, name)
 	is.NoErr(err)
 	is.True(bytes.Equal(b, []byte("first"))) // the first write wins
+}
+
+func TestOpenObjectStreamsAnImage(t *testing.T) {
+	is := is.New(t)
+	store := stacktest.Open(t, nil).Ledger
+	ctx := context.Background()
+	name := ledger.ImageObject(batch.NewID(), 0, 0, ".jpg")
+	_, err := store.PutImage(ctx, name, "image/jpeg", []byte("jpeg bytes"))
+	is.NoErr(err)
+	r, a, err := store.OpenObject(ctx, name)
+	is.NoErr(err) // opened
+	got, err := io.ReadAll(r)
+	is.NoErr(err)
+	is.NoErr(r.Close())
+	is.Equal(string(got), "jpeg bytes")   // the stored bytes
+	is.Equal(a.ContentType, "image/jpeg") // with the stored content type
+	_, _, err = store.OpenObject(ctx, ledger.ImageObject(batch.NewID(), 0, 0, ".png"))
+	is.True(errors.Is(err, ledger.ErrNotFound)) // a missing image is the ledger's not found
 }
 
 func TestStoredImagesAndDelete(t *testing.T) {

@@ -148,6 +148,7 @@ func TestOwnershipMatrix(t *testing.T) {
 		{"GET", "/batch/" + id + "/history"},
 		{"GET", "/batch/" + id + "/progress-token"},
 		{"POST", "/batch/" + id + "/cancel"},
+		{"GET", "/batch/" + id + "/archive"},
 		{"GET", "/assets/" + id + "/0/0"},
 		{"GET", "/progress/" + id},
 	} {
