@@ -20,6 +20,10 @@ type grantKey struct{}
 type Grant struct {
 	Bucket string
 	Prefix string
+	// SHA256 maps objects to the digest their content must have: a content
+	// that hashes otherwise fails the reference (REF_FETCH_FAILED), before
+	// anything of it is kept.
+	SHA256 map[string]string
 }
 
 // WithGrant returns ctx granting g to the fetches made under it: a submit
@@ -32,6 +36,15 @@ func WithGrant(ctx context.Context, g Grant) context.Context {
 func granted(ctx context.Context, bucketName, object string) bool {
 	g, ok := ctx.Value(grantKey{}).(Grant)
 	return ok && g.Prefix != "" && g.Bucket == bucketName && strings.HasPrefix(object, g.Prefix)
+}
+
+// expected is the digest ctx's grant wants object's content to have, if any.
+func expected(ctx context.Context, bucketName, object string) string {
+	g, ok := ctx.Value(grantKey{}).(Grant)
+	if !ok || g.Bucket != bucketName {
+		return ""
+	}
+	return g.SHA256[object]
 }
 
 // readObject reads a gs://bucket/object reference through the storage adapter,
@@ -77,6 +90,10 @@ func (f *Fetcher) readObject(ctx context.Context, u *url.URL, open opener) (Imag
 	img, err := f.consume(octx, r, open)
 	if err != nil {
 		return Image{}, f.unreadable(ctx, err)
+	}
+	if want := expected(ctx, bucketName, object); want != "" && want != img.SHA256 {
+		// What was staged is deleted with the failed resolve.
+		return Image{}, fail(problem.RefFetchFailed, nil, "does not hash to the SHA-256 declared when it was uploaded")
 	}
 	return img, nil
 }

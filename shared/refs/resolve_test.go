@@ -541,7 +541,16 @@ func TestResolveGCSPrivateNeedsAGrant(t *testing.T) {
 	_, err = f.Fetch(other, alice)
 	is.Equal(problemOf(t, err).Code, problem.RefNotAllowed) // a grant names its bucket
 
+	held := WithGrant(ctx, Grant{Bucket: stacktest.TestBucket, Prefix: "uploads/alice/", SHA256: map[string]string{"uploads/alice/1": sha([]byte("other"))}})
+	_, err = f.Fetch(held, alice)
+	is.Equal(problemOf(t, err).Code, problem.RefFetchFailed) // content that is not what was declared
 	req := request{own: [][]string{{alice}}}
+	_, _, err = f.Resolve(held, c.Bucket, req.rows(), 3, req.locate)
+	is.Equal(problemOf(t, err).Fields[0].Field, "/rows/0/refs/0")                         // fails the reference where it was written
+	is.Equal(len(objects(t, c.Bucket, "refs/"))+len(objects(t, c.Bucket, "staging/")), 0) // and keeps nothing of it
+	held = WithGrant(ctx, Grant{Bucket: stacktest.TestBucket, Prefix: "uploads/alice/", SHA256: map[string]string{"uploads/alice/1": sha(img)}})
+	_, err = f.Fetch(held, alice)
+	is.NoErr(err) // the declared digest passes
 	rows, _, err := f.Resolve(granted, c.Bucket, req.rows(), 3, req.locate)
 	is.NoErr(err)                                                // Resolve passes the grant to its fetches
 	is.Equal(rows[0].Refs[0].Object, ledger.RefObject(sha(img))) // stored by content

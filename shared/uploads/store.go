@@ -132,7 +132,8 @@ func (u *Uploads) checkQuota(ctx context.Context, user string, now time.Time) er
 
 // Usable is an upload a batch may name.
 type Usable struct {
-	Ref string
+	Ref    string
+	Object string
 	// SHA256 is what the content must hash to, if one was declared.
 	SHA256 string
 }
@@ -164,5 +165,5 @@ func (u *Uploads) Check(ctx context.Context, user, ref string) (Usable, error) {
 	case a.ContentType == pendingType:
 		return Usable{}, problem.New(problem.RefFetchFailed, "%s has not been uploaded yet: PUT the image to its uploadUrl first", ref)
 	}
-	return Usable{Ref: ref, SHA256: a.Metadata[metaSHA256]}, nil
+	return Usable{Ref: ref, Object: name.Object, SHA256: a.Metadata[metaSHA256]}, nil
 }
