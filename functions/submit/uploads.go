@@ -82,52 +82,39 @@ func (s *server) checkUploads(ctx context.Context, req batch.Request, spec batch
 	if err := g.Wait(); err != nil {
 		return ctx, err
 	}
-	locate := batch.RefLocator(req)
 	var refused []refusal
 	digests := map[string]string{}
 	for i, u := range named {
-		if verdicts[i] != nil {
-			refused = append(refused, refusal{url: u, err: verdicts[i]})
-		} else if usable[i].SHA256 != "" {
+		var pe *problem.Error
+		switch {
+		case errors.As(verdicts[i], &pe):
+			refused = append(refused, refusal{url: u, pe: pe})
+		case usable[i].SHA256 != "":
 			digests[usable[i].Object] = usable[i].SHA256
 		}
 	}
-	if err := refusedRefs(refused, locate); err != nil {
-		return ctx, err
+	if len(refused) > 0 {
+		return ctx, refusedRefs(refused, batch.RefLocator(req))
 	}
 	return refs.WithGrant(ctx, refs.Grant{Bucket: s.Bucket.Name(), Prefix: uploads.UserPrefix(user), SHA256: digests}), nil
 }
 
-// refusal is one reference a submit refuses.
+// refusal is one reference a submit refuses, and why.
 type refusal struct {
 	url string
-	err error
+	pe  *problem.Error
 }
 
 // refusedRefs is one problem for every refused reference, each a field
-// error at every place it was written, with the code of the first; nil when
-// there are none.
+// error at every place it was written, with the code of the first.
 func refusedRefs(refused []refusal, locate func(string) []string) error {
-	if len(refused) == 0 {
-		return nil
-	}
-	first := problem.CodeOf(refused[0].err)
-	detail := refused[0].err.Error()
-	var pe *problem.Error
-	if errors.As(refused[0].err, &pe) {
-		detail = pe.Detail
-	}
+	out := &problem.Error{Code: refused[0].pe.Code, Detail: refused[0].pe.Detail}
 	if len(refused) > 1 {
-		detail = fmt.Sprintf("%d references could not be used", len(refused))
+		out.Detail = fmt.Sprintf("%d references could not be used", len(refused))
 	}
-	out := &problem.Error{Code: first, Detail: detail}
 	for _, r := range refused {
-		d := r.err.Error()
-		if errors.As(r.err, &pe) {
-			d = pe.Detail
-		}
 		for _, at := range locate(r.url) {
-			out.Fields = append(out.Fields, problem.FieldError{Field: at, Code: string(problem.CodeOf(r.err)), Detail: d})
+			out.Fields = append(out.Fields, problem.FieldError{Field: at, Code: string(r.pe.Code), Detail: r.pe.Detail})
 		}
 	}
 	return out

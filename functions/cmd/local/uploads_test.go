@@ -27,11 +27,12 @@ import (
 // uploadStack is a local stack whose users alice, bob and carol sign in with
 // API keys, whose references may come from loopback, and whose users may
 // start quota uploads a day.
-func uploadStack(t *testing.T, quota int) (*app, map[string]*client.Client) {
+func uploadStack(t *testing.T, quota int) (*app, map[string]*client.Client, *devstack.Faults) {
 	t.Helper()
+	faults := devstack.NewFaults(1)
 	a := startApp(t, map[string]string{
 		"AUTH_MODE": "apikey", "CONFIG_TTL": "0", "REFS_ALLOW_LOOPBACK": "true", "UPLOADS_PER_USER_PER_DAY": strconv.Itoa(quota),
-	}, devstack.NewFaults(1))
+	}, faults)
 	keys := map[string]any{}
 	users := map[string]*client.Client{}
 	for _, u := range []string{"alice", "bob", "carol"} {
@@ -41,7 +42,7 @@ func uploadStack(t *testing.T, quota int) (*app, map[string]*client.Client) {
 		users[u] = c
 	}
 	putJSON(t, a, layout.APIKeysObject, map[string]any{"keys": keys})
-	return a, users
+	return a, users, faults
 }
 
 // problemOf is the problem document of a refused API call.
@@ -70,7 +71,7 @@ func fieldsOf(doc problem.Document) []string {
 func TestUploadedReferenceEndToEnd(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	a, users := uploadStack(t, 10)
+	a, users, _ := uploadStack(t, 10)
 	alice, bob := users["alice"], users["bob"]
 	ctx := deadline(t, 60*time.Second)
 	img := pngOf(t, 77)
@@ -142,7 +143,7 @@ func TestUploadedReferenceEndToEnd(t *testing.T) {
 func TestUploadURLBindsTypeSizeAndOnePut(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	a, users := uploadStack(t, 10)
+	a, users, _ := uploadStack(t, 10)
 	alice := users["alice"]
 	ctx := deadline(t, 60*time.Second)
 	img := pngOf(t, 5)
@@ -204,7 +205,7 @@ func TestUploadURLBindsTypeSizeAndOnePut(t *testing.T) {
 func TestUploadRequestsAreBounded(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	a, users := uploadStack(t, 3)
+	a, users, faults := uploadStack(t, 3)
 	carol := users["carol"]
 	ctx := deadline(t, 60*time.Second)
 
@@ -229,9 +230,15 @@ func TestUploadRequestsAreBounded(t *testing.T) {
 	is.Equal(anonymous.status, http.StatusUnauthorized) // uploads need a signed-in user
 	is.Equal(len(objects(t, a, layout.Uploads)), 0)     // nothing refused was issued
 
-	for range 3 {
+	for i := range 3 {
+		faults.Reset()
 		_, err := carol.NewUpload(ctx, api.UploadRequest{ContentType: "image/webp", Size: 100})
 		is.NoErr(err) // within the day's quota, PUT or not
+		if i == 2 {
+			c := faults.Counts()
+			is.Equal(c.Lists, int64(1))  // an upload costs one listing of the user's prefix
+			is.Equal(c.Writes, int64(1)) // and one write, its placeholder
+		}
 	}
 	over := post(t, a.base+"/uploads", `{"contentType":"image/webp","size":100}`, map[string]string{"Authorization": "Bearer ak_carol"})
 	is.Equal(over.status, http.StatusTooManyRequests) // the fourth of the day
