@@ -96,14 +96,27 @@ resource "google_storage_bucket" "ledger" {
     }
   }
 
+  # POST /uploads issues uploads/<user>/<id> and a signed URL to PUT the image
+  # to; it is usable for a day, and this rule removes it after that.
+  lifecycle_rule {
+    condition {
+      age            = 1
+      matches_prefix = ["uploads/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   # Browsers fetch images through signed URLs; fetch()/XHR from the frontend's
-  # origin needs CORS (a plain <img src> does not).
+  # origin needs CORS (a plain <img src> does not). The console PUTs uploads
+  # with the headers their signed URLs bind, which a preflight must allow.
   dynamic "cors" {
     for_each = length(var.allowed_origins) > 0 ? [1] : []
     content {
       origin          = var.allowed_origins
-      method          = ["GET", "HEAD"]
-      response_header = ["Content-Type", "Content-Length", "ETag"]
+      method          = ["GET", "HEAD", "PUT"]
+      response_header = ["Content-Type", "Content-Length", "ETag", "x-goog-content-length-range", "x-goog-if-generation-match", "x-goog-meta-sha256"]
       max_age_seconds = 3600
     }
   }

@@ -25,6 +25,7 @@ import (
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/queue"
 	"github.com/assetgen/assetgen/shared/refs"
+	"github.com/assetgen/assetgen/shared/uploads"
 	"github.com/assetgen/assetgen/shared/urls"
 )
 
@@ -53,6 +54,9 @@ type Config struct {
 	// MaxQueuedRows bounds the rows of one user's unfinished batches (0: no
 	// bound).
 	MaxQueuedRows int
+	// UploadsPerDay bounds the uploads one user may start in any 24 hours
+	// (0: uploads.DefaultPerDay).
+	UploadsPerDay int
 }
 
 // Deps are the submit function's collaborators, all built once per instance
@@ -78,7 +82,8 @@ type Deps struct {
 // New returns the submit function's handler. All its routes are here.
 func New(cfg Config, d Deps) http.Handler {
 	deps.Check("submit.New", d)
-	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Bucket), cached.Options{TTL: cfg.ConfigTTL, Log: d.Log})}
+	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Bucket), cached.Options{TTL: cfg.ConfigTTL, Log: d.Log}),
+		uploads: uploads.New(d.Bucket, d.Signer, uploads.Options{PerDay: cfg.UploadsPerDay, MaxBytes: d.Refs.MaxBytes()})}
 	d.Ready.Add(health.ConfigValid(s.sheets.users))
 	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
@@ -88,6 +93,7 @@ func New(cfg Config, d Deps) http.Handler {
 	mux.Handle("GET /batch/{batchId}/progress-token", user(s.handleProgressToken()))
 	mux.Handle("POST /batch/{batchId}/cancel", user(s.handleCancel()))
 	mux.Handle("GET /batch/{batchId}/archive", user(s.handleArchive()))
+	mux.Handle("POST /uploads", user(s.handleUpload()))
 	// Stable image links authenticate themselves (their token, or the owner's).
 	mux.Handle("GET /assets/{batchId}/{row}/{variant}", s.handleAsset())
 	mux.Handle("GET /budget", user(s.handleBudget()))
@@ -106,6 +112,7 @@ func New(cfg Config, d Deps) http.Handler {
 type server struct {
 	cfg Config
 	Deps
-	now    func() time.Time
-	sheets *sheetGrants
+	now     func() time.Time
+	sheets  *sheetGrants
+	uploads *uploads.Uploads
 }

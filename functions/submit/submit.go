@@ -143,7 +143,11 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 			}
 		}
 	}
-	if sub.refs, err = s.resolveRefs(ctx, req, sub.spec, min(batch.MaxMergedRefs, model.MaxRefs)); err != nil {
+	rctx, err := s.checkUploads(ctx, req, sub.spec, sub.user)
+	if err != nil {
+		return resp, err
+	}
+	if sub.refs, err = s.resolveRefs(rctx, req, sub.spec, min(batch.MaxMergedRefs, model.MaxRefs)); err != nil {
 		return resp, err
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)

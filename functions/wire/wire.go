@@ -50,6 +50,7 @@ func Submit(p *platform.Platform) (http.Handler, error) {
 		AssetLinkTTL:     cfg.HistoryRetention,
 		ConfigTTL:        cfg.ConfigTTL,
 		MaxQueuedRows:    cfg.QueuedRowsPerUser,
+		UploadsPerDay:    cfg.UploadsPerDay,
 	}, submit.Deps{
 		Store: p.Ledger, Bucket: p.Bucket, Queue: q, Signer: p.Signer, Keys: p.Keys,
 		Budgets: p.Budgets, Flags: p.Flags, Refs: p.Refs(), Auth: callers, Tokens: p.Tokens, Finisher: finisher,

@@ -357,3 +357,34 @@ type ArchiveVariant struct {
 	// deleted it): the archive has no file for it.
 	Missing bool `json:"missing,omitempty"`
 }
+
+// POST /uploads
+
+// UploadRequest is the body of POST /uploads: the image about to be uploaded.
+type UploadRequest struct {
+	// ContentType is image/png, image/jpeg or image/webp; the PUT must send it.
+	ContentType string `json:"contentType"`
+	// Size is the image's length in bytes, at most the reference size cap
+	// (10 MiB); the PUT may store no more.
+	Size int64 `json:"size"`
+	// SHA256 (hex), when given, is recorded with the upload: a batch that
+	// names it is refused unless the content hashes to it.
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Upload is the 201 answer to POST /uploads: where to PUT the image, and the
+// reference that names it in a batch.
+type Upload struct {
+	// UploadURL is a signed URL that accepts one PUT of the image with
+	// Headers, until ExpiresAt.
+	UploadURL string            `json:"uploadUrl"`
+	Method    string            `json:"method"`
+	Headers   map[string]string `json:"headers"`
+	// Ref is the gs:// reference to put in a batch's refs once the PUT is
+	// done; only its owner may name it.
+	Ref       string    `json:"ref"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	// DeleteAfter is when the upload stops being usable; the bucket removes
+	// it after that.
+	DeleteAfter time.Time `json:"deleteAfter"`
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/assetgen/assetgen/shared/layout"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/models"
 	"github.com/assetgen/assetgen/shared/problem"
@@ -17,6 +18,10 @@ type Rules struct {
 	Models models.Table
 	// RefBuckets are the buckets gs:// references may name.
 	RefBuckets []string
+	// UploadsBucket is the platform's bucket: gs:// references into it may
+	// name uploads (uploads/…) only, whatever RefBuckets says; whose upload
+	// it is, the submit checks against the caller.
+	UploadsBucket string
 	// AllowHTTPRefs admits plain http:// references (local demos and tests only).
 	AllowHTTPRefs bool
 	// CheckWebhook and CheckSheet judge the notification targets (the rules of
@@ -214,6 +219,12 @@ func RefAllowed(ref string, rules Rules) string {
 	case "gs":
 		if strings.Trim(u.Path, "/") == "" {
 			return "gs:// references must name an object"
+		}
+		if rules.UploadsBucket != "" && u.Host == rules.UploadsBucket {
+			if !strings.HasPrefix(strings.TrimPrefix(u.Path, "/"), layout.Uploads) {
+				return fmt.Sprintf("in bucket %q only uploads may be named: gs://%s/%s… as POST /uploads answers them", u.Host, u.Host, layout.Uploads)
+			}
+			return ""
 		}
 		if !slices.Contains(rules.RefBuckets, u.Host) {
 			return fmt.Sprintf("bucket %q is not allowed for references", u.Host)

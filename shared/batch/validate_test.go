@@ -385,6 +385,13 @@ func TestCheckConfirm(t *testing.T) {
 	}
 }
 
+// uploadRules are the rules of a deployment whose bucket is "platform".
+func uploadRules() batch.Rules {
+	r := rules()
+	r.UploadsBucket = "platform"
+	return r
+}
+
 func TestRefAllowed(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -402,6 +409,10 @@ func TestRefAllowed(t *testing.T) {
 		{"gs in an allowed bucket", "gs://" + refBucket + "/refs/a.png", rules(), ""},
 		{"gs in another bucket", "gs://someone-else/a.png", rules(), `bucket "someone-else"`},
 		{"gs with no buckets configured", "gs://" + refBucket + "/a.png", batch.Rules{}, "not allowed"},
+		{"gs upload in the platform's bucket", "gs://platform/uploads/4f1c/20250102T030405.006Z-ab", uploadRules(), ""},
+		{"gs elsewhere in the platform's bucket", "gs://platform/batches/x/images/r00-v0.png", uploadRules(), "only uploads"},
+		{"gs refs of the platform's bucket", "gs://platform/refs/abc", uploadRules(), "only uploads"},
+		{"gs in the platform's bucket listed in RefBuckets too", "gs://" + refBucket + "/config/apikeys.json", batch.Rules{RefBuckets: []string{refBucket}, UploadsBucket: refBucket}, "only uploads"},
 		{"gs without object", "gs://" + refBucket, rules(), "name an object"},
 		{"gs with only a slash", "gs://" + refBucket + "/", rules(), "name an object"},
 		{"gs with only slashes", "gs://" + refBucket + "///", rules(), "name an object"},

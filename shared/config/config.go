@@ -74,6 +74,7 @@ var Vars = []Var{
 	{"CORS_ORIGINS", "", "Browser origins allowed to call the API (comma-separated, or *)."},
 	{"SUBMIT_RATE_PER_MINUTE", "30", "Submits per user per minute on one instance before 429 RATE_LIMITED."},
 	{"MAX_QUEUED_ROWS_PER_USER", "100", "Rows of one user's unfinished batches; a submit that would go over answers 429 RATE_LIMITED."},
+	{"UPLOADS_PER_USER_PER_DAY", "200", "Reference uploads (POST /uploads) one user may start in any 24 hours; more answer 429 RATE_LIMITED."},
 	{"TASKS_OIDC_AUDIENCE", "", "Audience of the tasks' OIDC tokens (empty: Cloud Tasks uses GENERATE_URL). When set, generate checks each task's token as Cloud Run hands it on (signature removed after Cloud Run's IAM check): this audience, Google's issuer, TASKS_SERVICE_ACCOUNT's verified e-mail, not expired. Required, with TASKS_SERVICE_ACCOUNT, everywhere but on the emulators: without it generate refuses to start."},
 	{"WEBHOOK_SIGNING_KEYS", "(local: derived from the signing key)", "Ed25519 keys that sign completion webhooks (X-Assetgen-Signature), id:base64-seed,… (32-byte seeds) — the first signs, all are published at GET /webhooks/keys (rotation). From Secret Manager; a malformed value stops the instance."},
 	{"NOTIFY_MAX_ELAPSED", "30s", "How long one webhook or Sheets delivery keeps retrying before it is recorded as failed (the housekeeping job retries it later)."},
@@ -164,6 +165,7 @@ type Config struct {
 	CORSOrigins         string
 	SubmitRatePerMinute int
 	QueuedRowsPerUser   int
+	UploadsPerDay       int
 	TasksOIDCAudience   string
 	HistoryRetention    time.Duration
 	WebhookSigningKeys  string
@@ -231,6 +233,7 @@ func Load(getenv func(string) string) (Config, error) {
 		CORSOrigins:         p.str("CORS_ORIGINS", ""),
 		SubmitRatePerMinute: p.int("SUBMIT_RATE_PER_MINUTE", 30),
 		QueuedRowsPerUser:   p.int("MAX_QUEUED_ROWS_PER_USER", 100),
+		UploadsPerDay:       p.int("UPLOADS_PER_USER_PER_DAY", 200),
 		TasksOIDCAudience:   p.str("TASKS_OIDC_AUDIENCE", ""),
 		HistoryRetention:    p.dur("HISTORY_RETENTION", 720*time.Hour),
 		WebhookSigningKeys:  getenv("WEBHOOK_SIGNING_KEYS"),

@@ -50,8 +50,8 @@ func (l *objectLocks) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kind, object := classify(r)
 		if kind == "other" || kind == "list" {
-			if name, ok := xmlObject(r); ok {
-				kind, object = "read", name
+			if k, name, ok := xmlObject(r); ok {
+				kind, object = k, name
 			}
 		}
 		if object == "" {
@@ -73,6 +73,10 @@ func (l *objectLocks) wrap(next http.Handler) http.Handler {
 			_, _ = io.WriteString(w, `{"error":{"code":412,"message":"conditionNotMet"}}`)
 			return
 		}
+		if kind == "write" && !xmlGenerationMatches(next, r) {
+			writeXMLError(w, http.StatusPreconditionFailed, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.")
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -85,29 +89,62 @@ func generationMatches(next http.Handler, r *http.Request) bool {
 	if want == "" {
 		return true
 	}
+	gen, exists := generationOf(next, r, r.URL.Path)
+	return !exists || gen == want
+}
+
+// xmlGenerationMatches checks the x-goog-if-generation-match header of a
+// path-style PUT (a signed upload URL), which fake-gcs-server ignores: the
+// object must be at that generation, or absent for 0.
+func xmlGenerationMatches(next http.Handler, r *http.Request) bool {
+	want := r.Header.Get("X-Goog-If-Generation-Match")
+	if want == "" {
+		return true
+	}
+	bucket, name, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	gen, exists := generationOf(next, r, "/storage/v1/b/"+bucket+"/o/"+name)
+	if want == "0" {
+		return !exists
+	}
+	return exists && gen == want
+}
+
+// generationOf reads an object's generation through the emulator's JSON API
+// at path (/storage/v1/b/{bucket}/o/{object}), under the object's lock.
+func generationOf(next http.Handler, r *http.Request, path string) (gen string, exists bool) {
 	get := r.Clone(r.Context())
 	get.Method, get.Body, get.ContentLength = http.MethodGet, http.NoBody, 0
-	get.URL.RawQuery = ""
+	get.URL.Path, get.URL.RawPath, get.URL.RawQuery = path, "", ""
+	get.Header = http.Header{}
 	h := &held{header: http.Header{}}
 	rec := &recorder{ResponseWriter: h, status: http.StatusOK}
 	next.ServeHTTP(rec, get)
 	if rec.status != http.StatusOK {
-		return true
+		return "", false
 	}
 	var meta struct {
 		Generation string `json:"generation"`
 	}
 	if err := json.Unmarshal(h.body.Bytes(), &meta); err != nil {
-		return true
-	}
-	return meta.Generation == want
-}
-
-// xmlObject names the object of a path-style GET (signed URLs): /bucket/object.
-func xmlObject(r *http.Request) (string, bool) {
-	if r.Method != http.MethodGet || strings.HasPrefix(r.URL.Path, "/storage/") || strings.HasPrefix(r.URL.Path, "/upload/") || strings.HasPrefix(r.URL.Path, "/download/") {
 		return "", false
 	}
-	_, name, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	return name, ok && name != ""
+	return meta.Generation, true
+}
+
+// xmlObject names the object of a path-style GET or PUT (signed URLs),
+// /bucket/object, and says whether it reads or writes it.
+func xmlObject(r *http.Request) (kind, name string, ok bool) {
+	switch r.Method {
+	case http.MethodGet:
+		kind = "read"
+	case http.MethodPut:
+		kind = "write"
+	default:
+		return "", "", false
+	}
+	if strings.HasPrefix(r.URL.Path, "/storage/") || strings.HasPrefix(r.URL.Path, "/upload/") || strings.HasPrefix(r.URL.Path, "/download/") {
+		return "", "", false
+	}
+	_, name, ok = strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	return kind, name, ok && name != ""
 }

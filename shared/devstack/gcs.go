@@ -89,6 +89,14 @@ type GCSOptions struct {
 	// Wrap, when set, wraps the emulator's handler: fault injection and request
 	// counting sit here, between the real client and the emulator.
 	Wrap func(http.Handler) http.Handler
+	// SigningKey, when set, is the PEM key URLs are signed with: requests
+	// made with signed URLs are then checked as Cloud Storage checks them
+	// (VerifySignedURL), which the emulator itself does not.
+	SigningKey []byte
+	// CORSHeaders are request headers browsers may send from other origins
+	// besides the emulator's defaults (Content-Type, Range, …): the headers
+	// signed upload URLs bind.
+	CORSHeaders []string
 }
 
 // StartGCS serves fake-gcs-server on its own listener.
@@ -105,6 +113,8 @@ func StartGCS(o GCSOptions) (*GCS, error) {
 		ExternalURL: "http://" + hostport,
 		StorageRoot: o.Root,
 		Writer:      io.Discard,
+		// Browsers PUT uploads from the console's origin.
+		AllowedCORSHeaders: o.CORSHeaders,
 	})
 	if err != nil {
 		ln.Close()
@@ -115,6 +125,15 @@ func StartGCS(o GCSOptions) (*GCS, error) {
 	}
 	locks := &objectLocks{}
 	h := locks.wrap(srv.HTTPHandler())
+	if o.SigningKey != nil {
+		key, err := PublicKeyOf(o.SigningKey)
+		if err != nil {
+			ln.Close()
+			srv.Stop()
+			return nil, err
+		}
+		h = checkSignedURLs(key, h)
+	}
 	if o.Wrap != nil {
 		h = o.Wrap(h)
 	}

@@ -62,6 +62,10 @@ const (
 	// prefix per user, whose name carries the batch's row count: one listing
 	// counts a user's queued rows, and no object is rewritten per submit.
 	Queued = "queued/"
+	// Uploads holds the reference images users PUT through signed URLs,
+	// under a prefix per user whose names sort by time: one bounded listing
+	// counts a user's uploads of the last day.
+	Uploads = "uploads/"
 )
 
 // Prefixes lists every prefix with its retention.
@@ -76,6 +80,7 @@ func Prefixes() []Prefix {
 		{Housekeeping, Kept, "the housekeeping job's cursor"},
 		{Staging, ByAge, "reference images being fetched, before they are named by content"},
 		{Queued, ByAge, "one marker per unfinished batch, per user"},
+		{Uploads, ByAge, "reference images users upload through signed URLs, per user, for a day"},
 	}
 }
 

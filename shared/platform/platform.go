@@ -229,6 +229,9 @@ func (p *Platform) Refs() *refs.Fetcher {
 		return refs.NewFetcher(p.Buckets, refs.Options{
 			AllowLoopback: cfg.RefsAllowLoopback, Buckets: cfg.RefBuckets, MaxFetches: cfg.RefMaxFetches,
 			MaxInflight: int64(cfg.RefMaxInflightMiB) << 20, ResolveTimeout: cfg.RefResolveTimeout,
+			// The platform's bucket holds every user's uploads: a submit reads
+			// only its caller's (refs.WithGrant).
+			Private: []string{cfg.Bucket},
 		}), nil
 	})
 	return f
@@ -240,7 +243,7 @@ func (p *Platform) Refs() *refs.Fetcher {
 func (p *Platform) Rules() batch.Rules {
 	cfg := p.Config
 	r := batch.Rules{
-		Models: cfg.Models, RefBuckets: cfg.RefBuckets, AllowHTTPRefs: cfg.RefsAllowLoopback,
+		Models: cfg.Models, RefBuckets: cfg.RefBuckets, UploadsBucket: cfg.Bucket, AllowHTTPRefs: cfg.RefsAllowLoopback,
 		CheckWebhook: func(u string) error { return notify.CheckWebhookURL(u, cfg.RefsAllowLoopback) },
 	}
 	if completion.SheetsAvailable(cfg) {

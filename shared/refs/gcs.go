@@ -12,13 +12,54 @@ import (
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
+// grantKey is the context key of a Grant.
+type grantKey struct{}
+
+// Grant lets the references resolved under a context read the objects
+// under Prefix in Bucket, a private bucket (Options.Private).
+type Grant struct {
+	Bucket string
+	Prefix string
+	// SHA256 maps objects to the digest their content must have: a content
+	// that hashes otherwise fails the reference (REF_FETCH_FAILED), before
+	// anything of it is kept.
+	SHA256 map[string]string
+}
+
+// WithGrant returns ctx granting g to the fetches made under it: a submit
+// grants its caller's own uploads, and no one else's.
+func WithGrant(ctx context.Context, g Grant) context.Context {
+	return context.WithValue(ctx, grantKey{}, g)
+}
+
+// granted reports whether ctx grants reading object in bucket.
+func granted(ctx context.Context, bucketName, object string) bool {
+	g, ok := ctx.Value(grantKey{}).(Grant)
+	return ok && g.Prefix != "" && g.Bucket == bucketName && strings.HasPrefix(object, g.Prefix)
+}
+
+// expected is the digest ctx's grant wants object's content to have, if any.
+func expected(ctx context.Context, bucketName, object string) string {
+	g, ok := ctx.Value(grantKey{}).(Grant)
+	if !ok || g.Bucket != bucketName {
+		return ""
+	}
+	return g.SHA256[object]
+}
+
 // readObject reads a gs://bucket/object reference through the storage adapter,
-// only from the allowed buckets and under the same size cap and limits. The
-// adapter retries reads by its own policy, so one deadline covers all the
-// attempts the options would give an HTTP fetch.
+// only from the allowed buckets (from a private one only what the context
+// grants) and under the same size cap and limits. The adapter retries reads
+// by its own policy, so one deadline covers all the attempts the options
+// would give an HTTP fetch.
 func (f *Fetcher) readObject(ctx context.Context, u *url.URL, open opener) (Image, error) {
 	bucketName, object := u.Host, strings.TrimPrefix(u.Path, "/")
-	if !slices.Contains(f.o.Buckets, bucketName) {
+	switch {
+	case slices.Contains(f.o.Private, bucketName):
+		if !granted(ctx, bucketName, object) {
+			return Image{}, fail(problem.RefNotAllowed, nil, "names an object of bucket %q that this request may not read", bucketName)
+		}
+	case !slices.Contains(f.o.Buckets, bucketName):
 		return Image{}, fail(problem.RefNotAllowed, nil, "names bucket %q, which is not allowed for references", bucketName)
 	}
 	if object == "" {
@@ -49,6 +90,10 @@ func (f *Fetcher) readObject(ctx context.Context, u *url.URL, open opener) (Imag
 	img, err := f.consume(octx, r, open)
 	if err != nil {
 		return Image{}, f.unreadable(ctx, err)
+	}
+	if want := expected(ctx, bucketName, object); want != "" && want != img.SHA256 {
+		// What was staged is deleted with the failed resolve.
+		return Image{}, fail(problem.RefFetchFailed, nil, "does not hash to the SHA-256 declared when it was uploaded")
 	}
 	return img, nil
 }

@@ -24,6 +24,9 @@ func newLimits(fetches int, bytes int64) *limits {
 	return &limits{fetches: semaphore.NewWeighted(int64(fetches)), bytes: semaphore.NewWeighted(bytes), capacity: bytes}
 }
 
+// MaxBytes is the size cap of one reference (Options.MaxBytes).
+func (f *Fetcher) MaxBytes() int64 { return f.o.MaxBytes }
+
 // Queued is how many fetches wait for the instance's limits now: a
 // saturated instance shows here before submits start to time out.
 func (f *Fetcher) Queued() int { return int(f.lim.waiting.Load()) }

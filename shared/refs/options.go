@@ -76,6 +76,11 @@ type Options struct {
 	AllowLoopback bool
 	// Buckets are the buckets gs:// references may name.
 	Buckets []string
+	// Private are buckets whose objects a gs:// reference may name only
+	// where the resolve's context grants it (WithGrant): the platform's own
+	// bucket, whose uploads each belong to one user. Private wins over
+	// Buckets.
+	Private []string
 	// Resolver resolves host names for the dialer (tests inject one); nil means
 	// the default resolver. Its answers are still checked at dial time.
 	Resolver *net.Resolver
@@ -115,5 +120,6 @@ func (o Options) withDefaults() Options {
 		o.MaxRedirects = 0
 	}
 	o.Buckets = slices.Clone(o.Buckets)
+	o.Private = slices.Clone(o.Private)
 	return o
 }

@@ -512,6 +512,51 @@ func TestResolveGCS(t *testing.T) {
 	}
 }
 
+// A private bucket's objects are read only under a grant of the context, and
+// only under its prefix, whatever Buckets says.
+func TestResolveGCSPrivateNeedsAGrant(t *testing.T) {
+	is := is.New(t)
+	ctx := context.Background()
+	c := stacktest.Open(t, nil)
+	img := pngBytes(t, 5, 5, 90)
+	for _, name := range []string{"uploads/alice/1", "uploads/bob/1"} {
+		w := c.Storage.Bucket(stacktest.TestBucket).Object(name).NewWriter(ctx)
+		_, err := w.Write(img)
+		is.NoErr(err)
+		is.NoErr(w.Close()) // uploaded
+	}
+	f := NewFetcher(c.Buckets, Options{Buckets: []string{stacktest.TestBucket}, Private: []string{stacktest.TestBucket}})
+	alice := "gs://" + stacktest.TestBucket + "/uploads/alice/1"
+	bob := "gs://" + stacktest.TestBucket + "/uploads/bob/1"
+
+	_, err := f.Fetch(ctx, alice)
+	is.Equal(problemOf(t, err).Code, problem.RefNotAllowed) // no grant: not even a listed bucket is read
+	granted := WithGrant(ctx, Grant{Bucket: stacktest.TestBucket, Prefix: "uploads/alice/"})
+	got, err := f.Fetch(granted, alice)
+	is.NoErr(err)                  // the granted prefix is read
+	is.Equal(got.SHA256, sha(img)) // and hashed like any reference
+	_, err = f.Fetch(granted, bob)
+	is.Equal(problemOf(t, err).Code, problem.RefNotAllowed) // another prefix is not
+	other := WithGrant(ctx, Grant{Bucket: "elsewhere", Prefix: "uploads/alice/"})
+	_, err = f.Fetch(other, alice)
+	is.Equal(problemOf(t, err).Code, problem.RefNotAllowed) // a grant names its bucket
+
+	held := WithGrant(ctx, Grant{Bucket: stacktest.TestBucket, Prefix: "uploads/alice/", SHA256: map[string]string{"uploads/alice/1": sha([]byte("other"))}})
+	_, err = f.Fetch(held, alice)
+	is.Equal(problemOf(t, err).Code, problem.RefFetchFailed) // content that is not what was declared
+	req := request{own: [][]string{{alice}}}
+	_, _, err = f.Resolve(held, c.Bucket, req.rows(), 3, req.locate)
+	is.Equal(problemOf(t, err).Fields[0].Field, "/rows/0/refs/0")                         // fails the reference where it was written
+	is.Equal(len(objects(t, c.Bucket, "refs/"))+len(objects(t, c.Bucket, "staging/")), 0) // and keeps nothing of it
+	held = WithGrant(ctx, Grant{Bucket: stacktest.TestBucket, Prefix: "uploads/alice/", SHA256: map[string]string{"uploads/alice/1": sha(img)}})
+	_, err = f.Fetch(held, alice)
+	is.NoErr(err) // the declared digest passes
+	rows, _, err := f.Resolve(granted, c.Bucket, req.rows(), 3, req.locate)
+	is.NoErr(err)                                                // Resolve passes the grant to its fetches
+	is.Equal(rows[0].Refs[0].Object, ledger.RefObject(sha(img))) // stored by content
+	is.Equal(f.MaxBytes(), int64(DefaultMaxBytes))               // the size cap uploads are held to
+}
+
 func TestResolveNothing(t *testing.T) {
 	is := is.New(t)
 	f := newTestFetcher(Options{})

@@ -1,5 +1,6 @@
-// Package urls signs short-lived GET URLs for ledger objects. The ledger stores
-// object names only; URLs are signed when served.
+// Package urls signs short-lived GET URLs for ledger objects, and PUT URLs
+// for reference uploads. The ledger stores object names only; URLs are
+// signed when served.
 package urls
 
 import (
@@ -13,6 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -84,6 +87,41 @@ func (s *Signer) Sign(object string) (Signed, error) {
 		return Signed{}, fmt.Errorf("urls: sign %s: %w", object, err)
 	}
 	return Signed{URL: u, Expires: opts.Expires}, nil
+}
+
+// Upload is what a signed PUT URL binds besides its object: the request must
+// carry exactly this content type and these headers, or Cloud Storage
+// refuses it.
+type Upload struct {
+	ContentType string
+	// Headers are extension headers (x-goog-…) signed into the URL, e.g.
+	// x-goog-content-length-range: 0,<size> bounds what the PUT may store,
+	// x-goog-if-generation-match: <generation> lets it replace only that
+	// generation of the object.
+	Headers map[string]string
+	// TTL is how long the URL works, whatever the signer's TTL for GETs.
+	TTL time.Duration
+}
+
+// SignUpload returns a V4 URL that PUTs object with the content type and
+// headers of u until u.TTL from now.
+func (s *Signer) SignUpload(object string, u Upload) (Signed, error) {
+	if u.TTL <= 0 || u.TTL > MaxTTL {
+		return Signed{}, fmt.Errorf("urls: upload TTL %s must be within (0, %s]", u.TTL, MaxTTL)
+	}
+	o := s.base
+	o.Method = "PUT"
+	o.ContentType = u.ContentType
+	o.Expires = s.now().Add(u.TTL).Truncate(time.Second)
+	for k, v := range u.Headers {
+		o.Headers = append(o.Headers, strings.ToLower(k)+":"+v)
+	}
+	slices.Sort(o.Headers) // one order, so equal uploads sign equally
+	url, err := s.bucket.SignedURL(object, &o)
+	if err != nil {
+		return Signed{}, fmt.Errorf("urls: sign upload %s: %w", object, err)
+	}
+	return Signed{URL: url, Expires: o.Expires}, nil
 }
 
 // options copies the base options for one URL, so concurrent signs never share

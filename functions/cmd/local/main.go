@@ -30,6 +30,8 @@ import (
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/platform"
+	"github.com/assetgen/assetgen/shared/uploads"
+	"github.com/assetgen/assetgen/shared/urls"
 )
 
 func main() {
@@ -194,8 +196,19 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 			wrap = func(h http.Handler) http.Handler { return o.wrapGCS(a.faults.Wrap(h)) }
 		}
 	}
+	// The emulator checks signed URLs with the key that signs them, as Cloud
+	// Storage would: an upload PUT that breaks its URL's bounds fails here too.
+	keyFile := getenv("SIGNING_KEY_FILE")
+	if keyFile == "" {
+		keyFile = filepath.Join(a.dataDir, "signing-key.pem")
+	}
+	signingKey, err := urls.LoadOrCreateKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
 	a.gcs, err = devstack.StartGCS(devstack.GCSOptions{
 		Addr: local("LOCAL_GCS_ADDR"), Root: filepath.Join(a.dataDir, "gcs"), Buckets: []string{probe.Bucket}, Wrap: wrap,
+		SigningKey: signingKey, CORSHeaders: uploads.Headers(),
 	})
 	if err != nil {
 		return nil, err
@@ -232,7 +245,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		"TASKS_EMULATOR_HOST":   a.tasks.Addr,
 		"TASKS_DRY_RUN_QUEUE":   dryQueue,
 		"GENERATE_URL":          a.base + "/tasks/generate",
-		"SIGNING_KEY_FILE":      filepath.Join(a.dataDir, "signing-key.pem"),
+		"SIGNING_KEY_FILE":      keyFile,
 		// Stable image links in webhooks and sheets point at the local stack.
 		"PUBLIC_BASE_URL": a.base,
 	}
