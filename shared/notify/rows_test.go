@@ -91,7 +91,7 @@ func TestNewEvent(t *testing.T) {
 	is.Equal(got["batchId"], "b-42")
 	is.Equal(got["userId"], "google:1234567890") // the owner, so a receiver can tell the event is its user's
 	is.Equal(got["finishedAt"], "2023-11-14T22:14:20Z")
-	is.Equal(got["summary"].(map[string]any)["status"], "done")
+	is.Equal(got["summary"].(map[string]any)["status"], "cancelled") // a batch with a cancelled row reads cancelled
 	rows := got["rows"].([]any)
 	is.Equal(len(rows), 5) // every row
 	r0 := rows[0].(map[string]any)
