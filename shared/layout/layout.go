@@ -62,6 +62,10 @@ const (
 	// prefix per user, whose name carries the batch's row count: one listing
 	// counts a user's queued rows, and no object is rewritten per submit.
 	Queued = "queued/"
+	// Users holds per-user indexes: users/{user key}/batches/ has one
+	// create-once entry per batch, named to sort newest first, so one listing
+	// is a page of the user's batches.
+	Users = "users/"
 )
 
 // Prefixes lists every prefix with its retention.
@@ -76,6 +80,7 @@ func Prefixes() []Prefix {
 		{Housekeeping, Kept, "the housekeeping job's cursor"},
 		{Staging, ByAge, "reference images being fetched, before they are named by content"},
 		{Queued, ByAge, "one marker per unfinished batch, per user"},
+		{Users, ByAge, "one index entry per batch, per user, newest first"},
 	}
 }
 
