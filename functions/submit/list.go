@@ -183,8 +183,7 @@ func (s *server) summaries(ctx context.Context, base string, entries []batchinde
 			}
 			self := base + "/batch/" + e.BatchID
 			out[i] = &api.BatchSummary{
-				BatchID: e.BatchID, CreatedAt: e.CreatedAt, RunMode: string(e.RunMode), Model: e.Model,
-				Rows: len(e.Variants), Images: e.Images(), Totals: t,
+				BatchID: e.BatchID, CreatedAt: e.CreatedAt, RunMode: string(e.RunMode), Model: e.Model, Totals: t,
 				Links: api.BatchLinks{Self: self, History: self + "/history", Archive: self + "/archive"},
 			}
 			return nil

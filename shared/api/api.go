@@ -379,9 +379,7 @@ type BatchSummary struct {
 	CreatedAt time.Time `json:"createdAt"`
 	RunMode   string    `json:"runMode"`
 	Model     string    `json:"model"`
-	// Rows and Images are what the batch asked for.
-	Rows   int `json:"rows"`
-	Images int `json:"images"`
+	// Totals count every row and variant the batch asked for.
 	Totals
 	Links BatchLinks `json:"links"`
 }

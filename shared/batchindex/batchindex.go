@@ -50,15 +50,6 @@ func FromManifest(m *ledger.Manifest) Entry {
 	return e
 }
 
-// Images is the number of images the batch asks for.
-func (e Entry) Images() int {
-	n := 0
-	for _, v := range e.Variants {
-		n += v
-	}
-	return n
-}
-
 // UserKey is how user ids appear in object names: the first 16 bytes of their
 // SHA-256, in hex, as under queued/ and budgets/. Ids may be e-mail addresses,
 // which do not belong in object names, and one user's prefix must not end
