@@ -124,13 +124,9 @@ func (s *server) listBatches(ctx context.Context, r *http.Request, user string, 
 	if q.status != "" {
 		n = maxListScan
 	}
-	entries, err := batchindex.New(s.Bucket).List(ctx, user, q.from, n+1)
+	entries, next, err := batchindex.New(s.Bucket).List(ctx, user, q.from, n)
 	if err != nil {
 		return out, fmt.Errorf("submit: listing the batches: %w", err)
-	}
-	next := ""
-	if len(entries) > n {
-		next, entries = entries[n].Key, entries[:n]
 	}
 	base := s.publicBase(r)
 	for len(entries) > 0 {

@@ -134,51 +134,52 @@ func (x *Index) Remove(ctx context.Context, user, batchID string) error {
 	return nil
 }
 
-// ErrBadEntry means an object under a user's prefix is not an entry this
+// errBadEntry means an object under a user's prefix is not an entry this
 // package wrote.
-var ErrBadEntry = errors.New("batchindex: not an index entry")
+var errBadEntry = errors.New("batchindex: not an index entry")
 
-// List returns up to n of user's entries, newest first, starting at key from
-// (inclusive; "" is the newest), with one listing call. An object under the
-// prefix that is not an entry is skipped, and counts against n.
-func (x *Index) List(ctx context.Context, user, from string, n int) ([]Entry, error) {
+// List returns the entries among the first n names of user's list, newest
+// first, starting at key from (inclusive; "" is the newest), with one listing
+// call of n+1 names; next is the name after them, where the following page
+// starts ("" at the end). A name under the prefix that is not an entry is
+// skipped, but still counts as one of the n.
+func (x *Index) List(ctx context.Context, user, from string, n int) (entries []Entry, next string, err error) {
 	if n <= 0 {
-		return nil, nil
+		return nil, "", nil
 	}
 	prefix := UserPrefix(user)
-	q := bucket.Query{Prefix: prefix, Metadata: true, PageSize: n}
+	q := bucket.Query{Prefix: prefix, Metadata: true, PageSize: n + 1}
 	if from != "" {
 		q.StartOffset = prefix + from
 	}
-	var out []Entry
 	seen := 0
 	for a, err := range x.b.List(ctx, q) {
 		if err != nil {
-			return nil, fmt.Errorf("batchindex: listing the batches of a user: %w", err)
+			return nil, "", fmt.Errorf("batchindex: listing the batches of a user: %w", err)
 		}
-		seen++
-		if e, err := parse(user, strings.TrimPrefix(a.Name, prefix), a.Metadata); err == nil {
-			out = append(out, e)
+		key := strings.TrimPrefix(a.Name, prefix)
+		if seen++; seen > n {
+			return entries, key, nil
 		}
-		if seen == n {
-			break
+		if e, err := parse(user, key, a.Metadata); err == nil {
+			entries = append(entries, e)
 		}
 	}
-	return out, nil
+	return entries, "", nil
 }
 
 // parse reads an entry back from its key and metadata.
 func parse(user, key string, meta map[string]string) (Entry, error) {
 	id, ok := ParseKey(key)
 	if !ok {
-		return Entry{}, fmt.Errorf("%w: name %q", ErrBadEntry, key)
+		return Entry{}, fmt.Errorf("%w: name %q", errBadEntry, key)
 	}
 	var e Entry
 	if err := json.Unmarshal([]byte(meta[metaKey]), &e); err != nil {
-		return Entry{}, fmt.Errorf("%w: %s: %v", ErrBadEntry, key, err)
+		return Entry{}, fmt.Errorf("%w: %s: %v", errBadEntry, key, err)
 	}
 	if len(e.Variants) == 0 || len(e.Variants) > batch.MaxRows {
-		return Entry{}, fmt.Errorf("%w: %s has %d rows", ErrBadEntry, key, len(e.Variants))
+		return Entry{}, fmt.Errorf("%w: %s has %d rows", errBadEntry, key, len(e.Variants))
 	}
 	e.User, e.BatchID, e.Key = user, id, key
 	return e, nil

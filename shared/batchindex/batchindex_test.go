@@ -81,7 +81,8 @@ func TestCursorsBelongToTheirUserAndFilter(t *testing.T) {
 		"another filter": {"alice", "", c},
 		"not base64":     {"alice", "done", "%%%"},
 		"empty":          {"alice", "done", ""},
-		"bad key":        {"alice", "done", batchindex.EncodeCursor("alice", "done", "users/x")},
+		"no key":         {"alice", "done", batchindex.EncodeCursor("alice", "done", "")},
+		"control key":    {"alice", "done", batchindex.EncodeCursor("alice", "done", "a\nb")},
 		"too many parts": {"alice", "done", base64.RawURLEncoding.EncodeToString([]byte("c1:" + batchindex.UserKey("alice")[:8] + ":done:" + key + ":x"))},
 		"old version":    {"alice", "done", base64.RawURLEncoding.EncodeToString([]byte("c0:" + batchindex.UserKey("alice")[:8] + ":done:" + key))},
 	} {
@@ -123,27 +124,46 @@ func TestListPagesNewestFirstWithOneListingEach(t *testing.T) {
 	var got []string
 	from := ""
 	for {
-		page, err := x.List(ctx, "alice", from, 4)
+		page, next, err := x.List(ctx, "alice", from, 3)
 		is.NoErr(err)
-		for _, e := range page[:min(3, len(page))] {
+		for _, e := range page {
 			got = append(got, e.BatchID)
 			is.Equal(e.User, "alice")
 			is.Equal(e.RunMode, ledger.DryRun) // the fields come with the listing
 			is.Equal(len(e.Variants), 2)
 		}
-		if len(page) < 4 {
+		if next == "" {
 			break
 		}
-		from = page[3].Key // the fourth name starts the next page
+		from = next // the name after the page starts the next one
 	}
 	is.Equal(got, ids)                        // every batch of alice's once, newest first, none of bob's
 	is.Equal(faults.Counts().Lists, int64(3)) // one listing per page
 	is.Equal(faults.Counts().Reads, int64(0)) // and no object read
 
+	// An object under the prefix that is not an entry is passed over, and
+	// the pages around it still join up.
+	_, err = b.Create(ctx, batchindex.UserPrefix("alice")+batchindex.Key(ids[2])+"~stray", nil, bucket.Meta{ContentType: "text/plain"})
+	is.NoErr(err)
+	got, from = nil, ""
+	for {
+		page, next, err := x.List(ctx, "alice", from, 3)
+		is.NoErr(err)
+		for _, e := range page {
+			got = append(got, e.BatchID)
+		}
+		if next == "" {
+			break
+		}
+		from = next
+	}
+	is.Equal(got, ids) // the stray name is no batch and hides none
+
 	is.NoErr(x.Remove(ctx, "alice", ids[0]))
 	is.NoErr(x.Remove(ctx, "alice", ids[0])) // removing twice is no error
-	page, err := x.List(ctx, "alice", "", 10)
+	page, next, err := x.List(ctx, "alice", "", 10)
 	is.NoErr(err)
+	is.Equal(next, "")                // one page holds the rest
 	is.Equal(len(page), 6)            // the removed entry is gone
 	is.Equal(page[0].BatchID, ids[1]) // and the next newest leads
 }

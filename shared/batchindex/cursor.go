@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrBadCursor means a cursor is not one this package made for this user and
@@ -28,7 +30,8 @@ func EncodeCursor(user, filter, key string) string {
 
 // DecodeCursor returns the key a cursor resumes at. A cursor of another user,
 // made under another filter, or not made by EncodeCursor at all is
-// ErrBadCursor.
+// ErrBadCursor. The key is a position, usually an entry's: a page ends
+// where the next name starts, whatever that name is.
 func DecodeCursor(user, filter, cursor string) (string, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil {
@@ -38,8 +41,23 @@ func DecodeCursor(user, filter, cursor string) (string, error) {
 	if len(parts) != 4 || parts[0] != cursorVersion || parts[1] != cursorTag(user) || parts[2] != filter {
 		return "", ErrBadCursor
 	}
-	if _, ok := ParseKey(parts[3]); !ok {
+	if !validPosition(parts[3]) {
 		return "", ErrBadCursor
 	}
 	return parts[3], nil
+}
+
+// validPosition reports whether key can be where a listing starts: any name
+// a listing of the prefix returned. It only ever bounds a listing of the
+// caller's own prefix, so it needs to be sane, not an entry.
+func validPosition(key string) bool {
+	if key == "" || len(key) > 512 || !utf8.ValidString(key) {
+		return false
+	}
+	for _, r := range key {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
