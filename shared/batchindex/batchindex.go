@@ -13,7 +13,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -134,10 +133,6 @@ func (x *Index) Remove(ctx context.Context, user, batchID string) error {
 	return nil
 }
 
-// errBadEntry means an object under a user's prefix is not an entry this
-// package wrote.
-var errBadEntry = errors.New("batchindex: not an index entry")
-
 // List returns the entries among the first n names of user's list, newest
 // first, starting at key from (inclusive; "" is the newest), with one listing
 // call of n+1 names; next is the name after them, where the following page
@@ -161,26 +156,20 @@ func (x *Index) List(ctx context.Context, user, from string, n int) (entries []E
 		if seen++; seen > n {
 			return entries, key, nil
 		}
-		if e, err := parse(user, key, a.Metadata); err == nil {
+		if e, ok := parse(user, key, a.Metadata); ok {
 			entries = append(entries, e)
 		}
 	}
 	return entries, "", nil
 }
 
-// parse reads an entry back from its key and metadata.
-func parse(user, key string, meta map[string]string) (Entry, error) {
+// parse reads an entry back from its key and metadata; ok is false for an
+// object this package did not write.
+func parse(user, key string, meta map[string]string) (e Entry, ok bool) {
 	id, ok := ParseKey(key)
-	if !ok {
-		return Entry{}, fmt.Errorf("%w: name %q", errBadEntry, key)
-	}
-	var e Entry
-	if err := json.Unmarshal([]byte(meta[metaKey]), &e); err != nil {
-		return Entry{}, fmt.Errorf("%w: %s: %v", errBadEntry, key, err)
-	}
-	if len(e.Variants) == 0 || len(e.Variants) > batch.MaxRows {
-		return Entry{}, fmt.Errorf("%w: %s has %d rows", errBadEntry, key, len(e.Variants))
+	if !ok || json.Unmarshal([]byte(meta[metaKey]), &e) != nil || len(e.Variants) == 0 || len(e.Variants) > batch.MaxRows {
+		return Entry{}, false
 	}
 	e.User, e.BatchID, e.Key = user, id, key
-	return e, nil
+	return e, true
 }
