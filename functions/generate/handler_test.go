@@ -290,7 +290,7 @@ func TestTransientModelFailureAsksForARetry(t *testing.T) {
 	is.Equal(r.Status, ledger.Failed)
 	is.Equal(r.Attempts, 2)
 	msg := r.Variants[0].Error.Message
-	is.True(!strings.Contains(msg, "retrying"))                  // a row that gave up does not say it retries
+	is.True(!strings.Contains(msg, "retrying"))                   // a row that gave up does not say it retries
 	is.True(strings.HasSuffix(msg, "; gave up after 2 attempts")) // it says it gave up
 }
 

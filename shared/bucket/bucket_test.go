@@ -319,7 +319,7 @@ func TestListReturnsMetadataInPagesOfTheAskedSize(t *testing.T) {
 	var got []string
 	for a, err := range b.List(ctx, bucket.Query{Prefix: "m/", StartOffset: "m/1", Metadata: true, PageSize: 3}) {
 		is.NoErr(err)
-		is.Equal(a.Metadata["k"], a.Name)               // the object's own metadata
+		is.Equal(a.Metadata["k"], a.Name)                // the object's own metadata
 		is.True(a.Metadata[bucket.WriteIDKey] != "mine") // the write id is the adapter's
 		got = append(got, a.Name)
 		if len(got) == 3 {
@@ -327,7 +327,7 @@ func TestListReturnsMetadataInPagesOfTheAskedSize(t *testing.T) {
 		}
 	}
 	is.Equal(got, []string{"m/1", "m/2", "m/3"}) // from the offset, in order
-	is.Equal(faults.Counts().Lists, int64(1))     // one listing call of three names
+	is.Equal(faults.Counts().Lists, int64(1))    // one listing call of three names
 }
 
 func TestDeletesAreGuarded(t *testing.T) {
