@@ -24,11 +24,13 @@ resource "google_storage_bucket" "ledger" {
   }
 
   # Retention by prefix. config/ (flags.json, budgets.json) has no rule:
-  # operators own it.
+  # operators own it. users/<user>/batches/ holds one index entry per batch,
+  # written by the same submit as the batch: the same age removes both on the
+  # same day, so a user's list never outlives its batches.
   lifecycle_rule {
     condition {
       age            = var.retention_days
-      matches_prefix = ["batches/"]
+      matches_prefix = ["batches/", "users/"]
     }
     action {
       type = "Delete"

@@ -88,6 +88,7 @@ func New(cfg Config, d Deps) http.Handler {
 	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
 	mux.Handle("POST /batch/images", user(newLimiter(cfg.SubmitsPerMinute).require(s.handleSubmit())))
+	mux.Handle("GET /batch", user(s.handleList()))
 	mux.Handle("GET /batch/{batchId}", user(s.handleGet()))
 	mux.Handle("GET /batch/{batchId}/history", user(s.handleHistory()))
 	mux.Handle("GET /batch/{batchId}/progress-token", user(s.handleProgressToken()))

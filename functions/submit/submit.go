@@ -14,6 +14,7 @@ import (
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/batchindex"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/flags"
 	"github.com/assetgen/assetgen/shared/idempotency"
@@ -415,29 +416,50 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		}
 	}
 	// Undone even if the write's outcome is unknown (it may have landed), but
-	// never a manifest an earlier attempt wrote.
+	// never a manifest an earlier attempt wrote. The batch leaves its owner's
+	// list before its objects go.
+	index := batchindex.New(s.Bucket)
 	undo := func(ctx context.Context) {
+		if err := index.Remove(ctx, m.Owner, batchID); err != nil {
+			obs.Logger(ctx).Error("submit: rollback could not unlist the batch; the lifecycle rule of users/ removes the entry", "batchId", batchID, "error", err)
+		}
 		if err := s.Store.DeleteBatch(ctx, batchID); err != nil {
 			obs.Logger(ctx).Error("submit: rollback failed; the housekeeping job removes what is left", "batchId", batchID, "error", err)
 		}
 	}
 	sub.undo = append(sub.undo, undo)
-	// The accepted state is written beside the manifest, in the same round
-	// trip, and before any task exists: no row can start before it.
+	// The accepted state and the batch's entry in its owner's list are
+	// written beside the manifest, in the same round trip, and before any
+	// task exists: no row can start before the state. The entry is
+	// create-once under a name the batch id fixes, so a retried submit lists
+	// the batch once.
 	var g errgroup.Group
+	var lerr error
 	g.Go(func() error { return s.accept(ctx, m) })
+	g.Go(func() error {
+		_, lerr = index.Add(ctx, batchindex.FromManifest(m))
+		return nil
+	})
 	err := s.Store.CreateManifest(ctx, m)
-	if aerr := g.Wait(); err == nil && aerr != nil {
+	aerr := g.Wait()
+	if err == nil && aerr != nil {
 		return nil, fmt.Errorf("submit: recording the accepted state: %w", aerr)
 	}
 	if errors.Is(err, ledger.ErrExists) {
 		// A retry of a submit that got this far: same key, same body.
 		sub.undo = sub.undo[:len(sub.undo)-1]
 		sub.existed = true
+		if lerr != nil {
+			// The batch stands unlisted; a retry with the key lists it.
+			return nil, fmt.Errorf("submit: %w", lerr)
+		}
 		return s.Store.Manifest(ctx, batchID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("submit: recording the batch: %w", err)
+	}
+	if lerr != nil {
+		return nil, fmt.Errorf("submit: %w", lerr)
 	}
 	return m, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/matryer/is"
 
+	"github.com/assetgen/assetgen/shared/batchindex"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/layout"
@@ -155,6 +156,8 @@ func checkRepaired(t *testing.T, s *stack, sc scenario, requeues int) {
 	// Pruned: the old batch whole, its snapshots too, the old orphan, the old
 	// key, the old day.
 	is.Equal(len(s.objects(t, ledger.BatchPrefix(sc.old.BatchID))), 0)
+	is.True(!s.exists(t, batchindex.Object(sc.old.Owner, sc.old.BatchID)))        // and its entry in its owner's list
+	is.True(s.exists(t, batchindex.Object(sc.healthy.Owner, sc.healthy.BatchID))) // a kept batch stays listed
 	is.Equal(len(s.objects(t, ledger.BatchPrefix(sc.orphan))), 0)
 	is.Equal(len(s.objects(t, ledger.BatchPrefix(sc.young))), 1) // a retried submit may still claim it
 	is.True(!s.exists(t, sc.oldKey))

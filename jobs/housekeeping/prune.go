@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/assetgen/assetgen/shared/batchindex"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/idempotency"
@@ -50,6 +51,15 @@ func (j *job) pruneBatches(ctx context.Context) error {
 				return nil // a retried submit recorded it after its id was issued
 			}
 			if !j.opts.dryRun {
+				// The batch leaves its owner's list first: a list never shows
+				// a batch half deleted. (The lifecycle rule of users/ removes
+				// the entries of batches it deletes itself.)
+				if m != nil {
+					if err := batchindex.New(j.bucket).Remove(gctx, m.Owner, id); err != nil {
+						j.fail(ctx, "unlisting an old batch", err, "batchId", id)
+						return nil
+					}
+				}
 				if err := j.store.DeleteBatch(gctx, id); err != nil {
 					j.fail(ctx, "deleting an old batch", err, "batchId", id)
 					return nil

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/shared/batch"
+	"github.com/assetgen/assetgen/shared/batchindex"
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
@@ -205,7 +206,11 @@ func (s *stack) manifest(t *testing.T, created time.Time, mode ledger.RunMode, r
 	if err := s.store.CreateManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	// The accepted state and its snapshot, as the submit wrote them then.
+	// The owner's index entry, the accepted state and its snapshot, as the
+	// submit wrote them then.
+	if _, err := batchindex.New(s.bucket).Add(context.Background(), batchindex.FromManifest(m)); err != nil {
+		t.Fatal(err)
+	}
 	st, err := ledger.AcceptBatch(nil, m, ledger.Op{Actor: "test", Now: created})
 	if err != nil {
 		t.Fatal(err)

@@ -388,3 +388,36 @@ type Upload struct {
 	// it after that.
 	DeleteAfter time.Time `json:"deleteAfter"`
 }
+
+// GET /batch
+
+// BatchList is a page of the caller's batches, newest first: GET /batch.
+type BatchList struct {
+	Items []BatchSummary `json:"items"`
+	// Limit is the page size asked for (or the default). A page may hold
+	// fewer items even when more follow: only a missing NextCursor ends the
+	// list.
+	Limit int `json:"limit"`
+	// NextCursor continues the list (the cursor query parameter); absent on
+	// the last page.
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+// BatchSummary is one batch in the caller's list: what GET /batch/{id}
+// answers about the whole batch, without its rows.
+type BatchSummary struct {
+	BatchID   string    `json:"batchId"`
+	CreatedAt time.Time `json:"createdAt"`
+	RunMode   string    `json:"runMode"`
+	Model     string    `json:"model"`
+	// Totals count every row and variant the batch asked for.
+	Totals
+	Links BatchLinks `json:"links"`
+}
+
+// BatchLinks are the batch's own routes.
+type BatchLinks struct {
+	Self    string `json:"self"`
+	History string `json:"history"`
+	Archive string `json:"archive"`
+}

@@ -342,6 +342,9 @@ type Meta struct {
 	// CustomTime, when set, is the object's custom time (lifecycle rules on
 	// days since custom time count from it).
 	CustomTime time.Time
+	// Metadata is custom metadata stored with the object; a listing that asks
+	// for it returns it without reading the object.
+	Metadata map[string]string
 }
 
 // jsonMeta is the metadata of JSON objects.
@@ -386,6 +389,11 @@ func (b *Bucket) write(ctx context.Context, name string, cond storage.Conditions
 	w.ContentType = m.ContentType
 	w.CustomTime = m.CustomTime
 	w.Metadata = map[string]string{WriteIDKey: id}
+	for k, v := range m.Metadata {
+		if k != WriteIDKey {
+			w.Metadata[k] = v
+		}
+	}
 	w.ChunkSize = max(smallChunk, len(data))
 	_, err := w.Write(data)
 	// The upload commits at Close; its error is the one that matters.

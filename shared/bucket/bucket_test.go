@@ -301,6 +301,35 @@ func TestListFiltersAndRollsUp(t *testing.T) {
 	}
 }
 
+// A listing that asks for metadata returns each object's custom metadata
+// (never the write id's key overwritten), and a page size makes one small
+// listing call when the loop stops within it.
+func TestListReturnsMetadataInPagesOfTheAskedSize(t *testing.T) {
+	is := is.New(t)
+	faults := devstack.NewFaults(1)
+	b := open(t, faults, fast)
+	ctx := context.Background()
+	for i := range 5 {
+		name := fmt.Sprintf("m/%d", i)
+		_, err := b.Create(ctx, name, nil, bucket.Meta{ContentType: "text/plain",
+			Metadata: map[string]string{"k": name, bucket.WriteIDKey: "mine"}})
+		is.NoErr(err)
+	}
+	faults.Reset()
+	var got []string
+	for a, err := range b.List(ctx, bucket.Query{Prefix: "m/", StartOffset: "m/1", Metadata: true, PageSize: 3}) {
+		is.NoErr(err)
+		is.Equal(a.Metadata["k"], a.Name)                // the object's own metadata
+		is.True(a.Metadata[bucket.WriteIDKey] != "mine") // the write id is the adapter's
+		got = append(got, a.Name)
+		if len(got) == 3 {
+			break
+		}
+	}
+	is.Equal(got, []string{"m/1", "m/2", "m/3"}) // from the offset, in order
+	is.Equal(faults.Counts().Lists, int64(1))    // one listing call of three names
+}
+
 func TestDeletesAreGuarded(t *testing.T) {
 	is := is.New(t)
 	b := open(t, nil, fast)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"slices"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
@@ -18,6 +19,11 @@ type Query struct {
 	// StartOffset (inclusive) and EndOffset (exclusive) bound the names.
 	StartOffset string
 	EndOffset   string
+	// Metadata asks for each object's custom metadata too.
+	Metadata bool
+	// PageSize, when set, is how many names one listing call asks for: a
+	// caller that needs only a few names gets them in one small call.
+	PageSize int
 }
 
 // listFields are the attributes a listing asks for.
@@ -29,11 +35,18 @@ var listFields = []string{"Name", "Generation", "Metageneration", "Size", "Conte
 func (b *Bucket) List(ctx context.Context, q Query) iter.Seq2[Attrs, error] {
 	return func(yield func(Attrs, error) bool) {
 		sq := &storage.Query{Prefix: q.Prefix, Delimiter: q.Delimiter, StartOffset: q.StartOffset, EndOffset: q.EndOffset}
-		if err := sq.SetAttrSelection(listFields); err != nil {
+		fields := listFields
+		if q.Metadata {
+			fields = append(slices.Clip(fields), "Metadata")
+		}
+		if err := sq.SetAttrSelection(fields); err != nil {
 			yield(Attrs{}, &Error{Op: Read, Object: q.Prefix, Err: err})
 			return
 		}
 		it := b.h.Retryer(b.retry(nil)...).Objects(ctx, sq)
+		if q.PageSize > 0 {
+			it.PageInfo().MaxSize = q.PageSize
+		}
 		for {
 			a, err := it.Next()
 			if errors.Is(err, iterator.Done) {

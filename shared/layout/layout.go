@@ -66,6 +66,10 @@ const (
 	// under a prefix per user whose names sort by time: one bounded listing
 	// counts a user's uploads of the last day.
 	Uploads = "uploads/"
+	// Users holds per-user indexes: users/{user key}/batches/ has one
+	// create-once entry per batch, named to sort newest first, so one listing
+	// is a page of the user's batches.
+	Users = "users/"
 )
 
 // Prefixes lists every prefix with its retention.
@@ -81,6 +85,7 @@ func Prefixes() []Prefix {
 		{Staging, ByAge, "reference images being fetched, before they are named by content"},
 		{Queued, ByAge, "one marker per unfinished batch, per user"},
 		{Uploads, ByAge, "reference images users upload through signed URLs, per user, for a day"},
+		{Users, ByAge, "one index entry per batch, per user, newest first"},
 	}
 }
 

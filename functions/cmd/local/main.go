@@ -286,6 +286,8 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	}
 
 	mux := http.NewServeMux()
+	// "/batch" too: the subtree pattern alone would redirect it to "/batch/".
+	mux.Handle("/batch", submitH)
 	mux.Handle("/batch/", submitH)
 	mux.Handle("/assets/", submitH)
 	if cloudRunIAM {
