@@ -181,8 +181,7 @@ func TestFanOutDoesNotMultiplyStorageRequests(t *testing.T) {
 	// never lists or writes.
 	is.Equal(one.idle.Lists+hundred.idle.Lists+one.changes.Lists+hundred.changes.Lists, int64(0))
 	is.Equal(one.idle.Writes+hundred.idle.Writes, int64(0))
-	is.True(one.idle.Reads > 0)
-	is.Equal(one.idle.Reads%4, int64(0)) // whole polls of the four open rows
+	is.True(one.idle.Reads > 0) // the open rows are read
 	// The tail polls on a timer, so the count moves with the machine's load
 	// (a loaded machine may poll half as often in one run as in the other); a
 	// cost per watcher would multiply it by a hundred.
