@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/matryer/is"
+
+	"github.com/assetgen/assetgen/shared/openapi/openapitest"
+)
+
+// Every answer a test of this package gets from a local stack is checked
+// against the OpenAPI document: TestMain puts a checking transport under
+// every HTTP client that does not bring its own (http.Get, the Go client, the
+// event streams), so the end-to-end tests keep the document true as a side
+// effect. An answer the document does not allow fails the request that got
+// it (a stream fails at the event), and the run at its end.
+func TestMain(m *testing.M) {
+	c, err := openapitest.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	contract.checker = c
+	http.DefaultTransport = &contractTransport{next: http.DefaultTransport, report: contract.report}
+	code := m.Run()
+	if fails := contract.failures(); len(fails) > 0 {
+		fmt.Fprintf(os.Stderr, "%d answers broke the OpenAPI document (shared/openapi/openapi.json):\n", len(fails))
+		for _, err := range fails {
+			fmt.Fprintln(os.Stderr, " -", err)
+		}
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// contract is what the checking transport shares across tests.
+var contract = &contractState{}
+
+type contractState struct {
+	checker *openapitest.Checker
+	// stacks are the host:port of the local stacks under test: only their
+	// answers are the API's (signed URLs, fake models and webhook receivers
+	// are not).
+	stacks sync.Map
+	mu     sync.Mutex
+	broken []error
+}
+
+// serving marks base as a local stack whose answers are checked.
+func serving(base string) {
+	if u, err := url.Parse(base); err == nil {
+		contract.stacks.Store(u.Host, true)
+	}
+}
+
+func (c *contractState) report(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.broken = append(c.broken, err)
+}
+
+func (c *contractState) failures() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]error(nil), c.broken...)
+}
+
+// contractTransport checks every answer of a local stack against the
+// document on its way to the caller.
+type contractTransport struct {
+	next   http.RoundTripper
+	report func(error)
+}
+
+func (t *contractTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	if _, ok := contract.stacks.Load(req.URL.Host); !ok {
+		return resp, nil
+	}
+	if err := contract.checker.Check(req, resp, t.report); err != nil {
+		t.report(err)
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// transport underneath.
+func (t *contractTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// The checking transport itself: an answer the document allows arrives
+// unchanged, one it does not allow fails the request and is reported.
+func TestAnswersAreCheckedAgainstTheDocument(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := startAppWith(t, nil, options{})
+	resp, err := http.Get(a.base + "/openapi.json")
+	is.NoErr(err) // the document itself is served as it describes
+	resp.Body.Close()
+	is.Equal(resp.Header.Get("Content-Type"), "application/json")
+
+	var reported []error
+	bad := &contractTransport{report: func(err error) { reported = append(reported, err) },
+		next: roundTrip(func(r *http.Request) (*http.Response, error) {
+			resp, err := http.DefaultTransport.RoundTrip(r)
+			if err == nil {
+				resp.Header.Set("X-Undocumented", "1")
+			}
+			return resp, err
+		})}
+	_, err = (&http.Client{Transport: bad}).Get(a.base + "/models")
+	is.True(err != nil)                                      // an answer with an undocumented header fails the request
+	is.True(strings.Contains(err.Error(), "X-Undocumented")) // naming what the document lacks
+	is.Equal(len(reported), 1)                               // and is reported to the run
+}
