@@ -50,8 +50,8 @@ var ignoredHeaders = []string{
 // with a schema): strict mode, which otherwise refuses every property a
 // schema does not name, leaves their keys alone.
 var maps = []string{
-	"$.body.checks.*",  // Checks: readiness checks by name
-	"$.body.headers.*", // Upload: the headers a PUT must carry
+	"$.body.checks**",  // Checks: readiness checks by name ("config/flags.json")
+	"$.body.headers**", // Upload: the headers a PUT must carry
 }
 
 // Checker validates responses against the document.
