@@ -127,3 +127,44 @@ func TestAnswersAreCheckedAgainstTheDocument(t *testing.T) {
 	is.True(strings.Contains(err.Error(), "X-Undocumented")) // naming what the document lacks
 	is.Equal(len(reported), 1)                               // and is reported to the run
 }
+
+// The console's answers are part of the document too.
+func TestConsoleAnswersAreTheDocuments(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := startAppWith(t, nil, options{})
+	for _, path := range []string{"/", "/console/", "/console/config.js"} {
+		resp, err := http.Get(a.base + path)
+		is.NoErr(err) // checked against the document on the way
+		resp.Body.Close()
+		is.Equal(resp.StatusCode, http.StatusOK)
+		req, _ := http.NewRequest(http.MethodGet, a.base+path, nil)
+		req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+		again, err := http.DefaultClient.Do(req)
+		is.NoErr(err) // so is the revalidation
+		again.Body.Close()
+		is.Equal(again.StatusCode, http.StatusNotModified)
+	}
+	resp, err := http.Get(a.base + "/console/missing.js")
+	is.NoErr(err) // and the plain 404 of a file that is not there
+	resp.Body.Close()
+	is.Equal(resp.StatusCode, http.StatusNotFound)
+}
+
+// What the document's operations leave out is refused as it says: a method
+// a path does not serve, and a path nothing serves.
+func TestRefusalsAreTheDocuments(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	a := startAppWith(t, nil, options{})
+	req, _ := http.NewRequest(http.MethodDelete, a.base+"/batch/01900000-0000-7000-8000-000000000000", nil)
+	resp, err := http.DefaultClient.Do(req)
+	is.NoErr(err) // checked against #/components/responses/MethodNotAllowed
+	resp.Body.Close()
+	is.Equal(resp.StatusCode, http.StatusMethodNotAllowed)
+	is.Equal(resp.Header.Get("Allow"), "GET")
+	resp, err = http.Get(a.base + "/nothing/here")
+	is.NoErr(err) // checked against #/components/responses/NotFound
+	resp.Body.Close()
+	is.Equal(resp.StatusCode, http.StatusNotFound)
+}

@@ -138,11 +138,13 @@ func (c *Checker) Operation(req *http.Request) bool {
 // Check validates resp, the answer to req, against the document. A body is
 // read whole and put back; a progress stream is wrapped instead, so that each
 // event is checked as the caller reads it (a bad one fails that read, and
-// report hears of it). Requests the document has no operation for are not
-// checked. A body that cannot be read is passed on with its read error.
+// report hears of it). A request the document has no operation for is
+// checked only when it is refused as the document says every such request
+// is (405 METHOD_NOT_ALLOWED with Allow, 404 NOT_FOUND). A body that cannot
+// be read is passed on with its read error.
 func (c *Checker) Check(req *http.Request, resp *http.Response, report func(error)) error {
 	if !c.Operation(req) {
-		return nil
+		return c.checkRefusal(req, resp)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == eventStream {
 		head := *resp
@@ -164,6 +166,76 @@ func (c *Checker) Check(req *http.Request, resp *http.Response, report func(erro
 		return err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
+}
+
+// refusals are the answers of the document's components that any request
+// outside its operations may get, by status. Other answers to such requests
+// (the generate function's, behind Cloud Tasks) are not the document's.
+var refusals = map[int]string{
+	http.StatusMethodNotAllowed: "MethodNotAllowed",
+	http.StatusNotFound:         "NotFound",
+}
+
+func (c *Checker) checkRefusal(req *http.Request, resp *http.Response) error {
+	name, ok := refusals[resp.StatusCode]
+	if !ok {
+		return nil
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	if err != nil {
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err}))
+		return nil
+	}
+	if err := c.CheckComponent(name, resp.Header, b); err != nil {
+		return fmt.Errorf("openapi: %s %s answered %d, which is not #/components/responses/%s: %w", req.Method, req.URL.Path, resp.StatusCode, name, err)
+	}
+	return nil
+}
+
+// CheckComponent validates an answer against one of the document's
+// response components: its required headers, its content type and its body.
+func (c *Checker) CheckComponent(name string, header http.Header, body []byte) error {
+	comp, ok := c.model.Components.Responses.Get(name)
+	if !ok {
+		return fmt.Errorf("the document has no response %s", name)
+	}
+	for h, spec := range comp.Headers.FromOldest() {
+		if spec.Required && header.Get(h) == "" {
+			return fmt.Errorf("header %s is missing", h)
+		}
+	}
+	mt, _, _ := mime.ParseMediaType(header.Get("Content-Type"))
+	media, ok := comp.Content.Get(mt)
+	if !ok {
+		return fmt.Errorf("content type %q is not one of the response's", mt)
+	}
+	if media.Schema == nil {
+		return nil
+	}
+	schema := media.Schema.Schema()
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("the body is not JSON: %w", err)
+	}
+	return c.checkValue(schema, v, "body")
+}
+
+// checkValue validates a decoded value against a schema, strictly: a
+// property the schema does not declare is refused too.
+func (c *Checker) checkValue(schema *base.Schema, v any, what string) error {
+	if ok, errs := c.schemas.ValidateSchemaObjectWithVersion(schema, v, version); !ok {
+		return fmt.Errorf("%s: %s", what, describe(errs))
+	}
+	if res := strict.ValidateBody(schema, v, strict.DirectionResponse, c.opts, version); res != nil && !res.Valid {
+		var names []string
+		for _, u := range res.UndeclaredValues {
+			names = append(names, u.Path)
+		}
+		return fmt.Errorf("%s has fields the document does not declare: %s", what, strings.Join(names, ", "))
+	}
 	return nil
 }
 
@@ -190,15 +262,8 @@ func (c *Checker) CheckEvent(event, id, data string) error {
 	if err := json.Unmarshal([]byte(data), &v); err != nil {
 		return fmt.Errorf("event %q: data is not JSON: %w", event, err)
 	}
-	if ok, errs := c.schemas.ValidateSchemaObjectWithVersion(schema, v, version); !ok {
-		return fmt.Errorf("event %q: data %s: %s", event, data, describe(errs))
-	}
-	if res := strict.ValidateBody(schema, v, strict.DirectionResponse, c.opts, version); res != nil && !res.Valid {
-		var names []string
-		for _, u := range res.UndeclaredValues {
-			names = append(names, u.Path)
-		}
-		return fmt.Errorf("event %q: data has fields the document does not declare: %s", event, strings.Join(names, ", "))
+	if err := c.checkValue(schema, v, "data "+data); err != nil {
+		return fmt.Errorf("event %q: %w", event, err)
 	}
 	return nil
 }

@@ -180,3 +180,39 @@ func TestMapsTakeAnyKey(t *testing.T) {
 	_, _ = io.WriteString(w, `{"status":"ready","checks":{"bucket":"fine"}}`)
 	is.True(c.Check(req, w.Result(), nil) != nil) // but their values are still checked
 }
+
+func TestRefusalsOutsideTheOperationsAreChecked(t *testing.T) {
+	c, err := openapitest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const notAllowed = `{"type":"https://assetgen.dev/errors#METHOD_NOT_ALLOWED","title":"t","status":405,"code":"METHOD_NOT_ALLOWED"}`
+	for name, tc := range map[string]struct {
+		status int
+		allow  string
+		body   string
+		ok     bool
+	}{
+		"a 405 with Allow":           {405, "GET", notAllowed, true},
+		"a 405 without Allow":        {405, "", notAllowed, false},
+		"a 405 with another code":    {405, "GET", strings.ReplaceAll(notAllowed, "METHOD_NOT_ALLOWED", "NOT_FOUND"), false},
+		"a 404 problem":              {404, "", `{"type":"https://assetgen.dev/errors#NOT_FOUND","title":"t","status":404,"code":"NOT_FOUND"}`, true},
+		"a 404 with an undocumented": {404, "", `{"type":"https://assetgen.dev/errors#NOT_FOUND","title":"t","status":404,"code":"NOT_FOUND","x":1}`, false},
+		"another answer":             {200, "", `anything`, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			is := is.New(t)
+			req := httptest.NewRequest(http.MethodDelete, "http://api.test/batch/01900000-0000-7000-8000-000000000000", nil)
+			w := httptest.NewRecorder()
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("X-Request-Id", "r1")
+			if tc.allow != "" {
+				w.Header().Set("Allow", tc.allow)
+			}
+			w.WriteHeader(tc.status)
+			_, _ = io.WriteString(w, tc.body)
+			err := c.Check(req, w.Result(), nil)
+			is.Equal(err == nil, tc.ok) // refusals are held to the document's components
+		})
+	}
+}
