@@ -160,3 +160,31 @@ func TestHandlerServesTheDocument(t *testing.T) {
 	is.Equal(w.Code, http.StatusNotModified) // a current copy is not sent again
 	is.Equal(w.Body.Len(), 0)
 }
+
+// Every operation names itself and its service, and every answer carries the
+// request id, so clients and the route tests can rely on them.
+func TestOperationsFollowTheConventions(t *testing.T) {
+	doc := tree(t)
+	ids := map[string]string{}
+	for path, item := range at(doc, "paths").(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			where := method + " " + path
+			id, _ := at(op, "operationId").(string)
+			if id == "" || ids[id] != "" {
+				t.Errorf("%s: operationId %q is missing or also %s's", where, id, ids[id])
+			}
+			ids[id] = where
+			if s, _ := at(op, "x-service").([]any); len(s) == 0 {
+				t.Errorf("%s: no x-service", where)
+			}
+			for status, resp := range at(op, "responses").(map[string]any) {
+				if ref, ok := at(resp, "$ref").(string); ok {
+					resp = at(doc, ref)
+				}
+				if at(resp, "headers", "X-Request-Id") == nil {
+					t.Errorf("%s %s: the answer does not declare X-Request-Id", where, status)
+				}
+			}
+		}
+	}
+}
