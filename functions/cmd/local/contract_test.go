@@ -52,11 +52,15 @@ type contractState struct {
 	broken []error
 }
 
-// serving marks base as a local stack whose answers are checked.
-func serving(base string) {
-	if u, err := url.Parse(base); err == nil {
-		contract.stacks.Store(u.Host, true)
+// serving marks base as a local stack whose answers are checked, until the
+// test ends (its port may serve something else afterwards).
+func serving(tb testing.TB, base string) {
+	u, err := url.Parse(base)
+	if err != nil {
+		tb.Fatal(err)
 	}
+	contract.stacks.Store(u.Host, true)
+	tb.Cleanup(func() { contract.stacks.Delete(u.Host) })
 }
 
 func (c *contractState) report(err error) {
