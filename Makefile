@@ -1,7 +1,7 @@
 # assetgen — the two commands: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test vet bench load build fuzz soak
+.PHONY: run test vet bench load build fuzz soak openapi
 
 ## run: the whole stack locally (embedded emulators, dry-run generator) on $PORT (8080)
 run:
@@ -41,3 +41,7 @@ build:
 ## fuzz: the request decoder for a minute
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeValidate -fuzztime=60s ./shared/batch/
+
+## openapi: copy the OpenAPI document (shared/openapi/openapi.json, the one served) to docs/openapi.json
+openapi:
+	$(GO) generate ./shared/openapi/

@@ -76,22 +76,38 @@ type Service struct {
 // ServeHTTP implements http.Handler.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// New returns the progress service. All its routes are here.
+// New returns the progress service, serving the routes of routes.
 func New(cfg Config, d Deps) *Service {
 	deps.Check("progress.New", d)
 	hub := newHub(cfg, d.Store, d.Sign, d.Log)
 	page := console.New(cfg.Console)
 	mux := http.NewServeMux()
-	mux.Handle("GET /progress/{batchId}", auth.Require(d.Auth, newUserStreams(cfg.MaxStreamsPerUser).limit(hub.handleStream())))
-	// /health and /ready are the probe paths: Cloud Run's front end answers
-	// some paths ending in z itself. The z forms stay for existing probes.
-	mux.Handle("GET /health", health.Live())
-	mux.Handle("GET /ready", d.Ready)
-	mux.Handle("GET /healthz", health.Live())
-	mux.Handle("GET /readyz", d.Ready)
-	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))
-	mux.Handle("GET /{$}", page)
-	mux.Handle(console.Prefix, page)
+	for _, rt := range routes(cfg, d, hub, page) {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	h := obs.Middleware(d.Log, obs.Options{Function: "progress", Project: cfg.Project, Observe: metrics.ObserveRequest}, cfg.CORS.Wrap(api.Serve(mux)))
 	return &Service{Hub: hub, handler: h}
+}
+
+// route is one ServeMux pattern and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routes are every route of the progress service: New registers exactly
+// these, and a test holds them to the OpenAPI document (shared/openapi).
+func routes(cfg Config, d Deps, hub *Hub, page http.Handler) []route {
+	return []route{
+		{"GET /progress/{batchId}", auth.Require(d.Auth, newUserStreams(cfg.MaxStreamsPerUser).limit(hub.handleStream()))},
+		// /health and /ready are the probe paths: Cloud Run's front end answers
+		// some paths ending in z itself. The z forms stay for existing probes.
+		{"GET /health", health.Live()},
+		{"GET /ready", d.Ready},
+		{"GET /healthz", health.Live()},
+		{"GET /readyz", d.Ready},
+		{"GET /metrics", metrics.Handler(cfg.Metrics)},
+		{"GET /{$}", page},
+		{console.Prefix, page},
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/obs"
+	"github.com/assetgen/assetgen/shared/openapi"
 	"github.com/assetgen/assetgen/shared/queue"
 	"github.com/assetgen/assetgen/shared/refs"
 	"github.com/assetgen/assetgen/shared/uploads"
@@ -79,35 +80,52 @@ type Deps struct {
 	Log      *slog.Logger
 }
 
-// New returns the submit function's handler. All its routes are here.
+// New returns the submit function's handler, serving the routes of routes.
 func New(cfg Config, d Deps) http.Handler {
 	deps.Check("submit.New", d)
 	s := &server{cfg: cfg, Deps: d, now: time.Now, sheets: newSheetGrants(readSheetGrants(d.Bucket), cached.Options{TTL: cfg.ConfigTTL, Log: d.Log}),
 		uploads: uploads.New(d.Bucket, d.Signer, uploads.Options{PerDay: cfg.UploadsPerDay, MaxBytes: d.Refs.MaxBytes()})}
 	d.Ready.Add(health.ConfigValid(s.sheets.users))
-	user := func(h http.Handler) http.Handler { return auth.Require(d.Auth, h) }
 	mux := http.NewServeMux()
-	mux.Handle("POST /batch/images", user(newLimiter(cfg.SubmitsPerMinute).require(s.handleSubmit())))
-	mux.Handle("GET /batch", user(s.handleList()))
-	mux.Handle("GET /batch/{batchId}", user(s.handleGet()))
-	mux.Handle("GET /batch/{batchId}/history", user(s.handleHistory()))
-	mux.Handle("GET /batch/{batchId}/progress-token", user(s.handleProgressToken()))
-	mux.Handle("POST /batch/{batchId}/cancel", user(s.handleCancel()))
-	mux.Handle("GET /batch/{batchId}/archive", user(s.handleArchive()))
-	mux.Handle("POST /uploads", user(s.handleUpload()))
-	// Stable image links authenticate themselves (their token, or the owner's).
-	mux.Handle("GET /assets/{batchId}/{row}/{variant}", s.handleAsset())
-	mux.Handle("GET /budget", user(s.handleBudget()))
-	mux.Handle("GET /models", s.handleModels())
-	mux.Handle("GET /webhooks/keys", s.handleWebhookKeys())
-	// /health and /ready are the probe paths: Cloud Run's front end answers
-	// some paths ending in z itself. The z forms stay for existing probes.
-	mux.Handle("GET /health", health.Live())
-	mux.Handle("GET /ready", d.Ready)
-	mux.Handle("GET /healthz", health.Live())
-	mux.Handle("GET /readyz", d.Ready)
-	mux.Handle("GET /metrics", metrics.Handler(cfg.Metrics))
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	return obs.Middleware(d.Log, obs.Options{Function: "submit", Project: cfg.Project, Observe: metrics.ObserveRequest}, cfg.CORS.Wrap(api.Serve(mux)))
+}
+
+// route is one ServeMux pattern and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routes are every route of the submit function: New registers exactly
+// these, and a test holds them to the OpenAPI document (shared/openapi).
+func (s *server) routes() []route {
+	user := func(h http.Handler) http.Handler { return auth.Require(s.Auth, h) }
+	return []route{
+		{"POST /batch/images", user(newLimiter(s.cfg.SubmitsPerMinute).require(s.handleSubmit()))},
+		{"GET /batch", user(s.handleList())},
+		{"GET /batch/{batchId}", user(s.handleGet())},
+		{"GET /batch/{batchId}/history", user(s.handleHistory())},
+		{"GET /batch/{batchId}/progress-token", user(s.handleProgressToken())},
+		{"POST /batch/{batchId}/cancel", user(s.handleCancel())},
+		{"GET /batch/{batchId}/archive", user(s.handleArchive())},
+		{"POST /uploads", user(s.handleUpload())},
+		// Stable image links authenticate themselves (their token, or the owner's).
+		{"GET /assets/{batchId}/{row}/{variant}", s.handleAsset()},
+		{"GET /budget", user(s.handleBudget())},
+		{"GET /models", s.handleModels()},
+		{"GET /webhooks/keys", s.handleWebhookKeys()},
+		{"GET /openapi.json", openapi.Handler()},
+		// /health and /ready are the probe paths: Cloud Run's front end answers
+		// some paths ending in z itself. The z forms stay for existing probes.
+		{"GET /health", health.Live()},
+		{"GET /ready", s.Ready},
+		{"GET /healthz", health.Live()},
+		{"GET /readyz", s.Ready},
+		{"GET /metrics", metrics.Handler(s.cfg.Metrics)},
+	}
 }
 
 type server struct {

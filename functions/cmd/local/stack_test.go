@@ -59,6 +59,7 @@ func startStack(t *testing.T, overrides map[string]string) *stack {
 	}
 	first := sc.Text()
 	base := first[strings.LastIndex(first, " ")+1:]
+	serving(t, base)
 	lines := []string{first}
 	for range 3 {
 		if sc.Scan() {
@@ -185,6 +186,7 @@ func startAppWith(tb testing.TB, overrides map[string]string, o options) *app {
 		tb.Fatal(err)
 	}
 	appLogs.Store(a, logs)
+	serving(tb, a.base)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
