@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	gax "github.com/googleapis/gax-go/v2"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/assetgen/assetgen/shared/bucket"
@@ -258,7 +260,7 @@ func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn fu
 			return n, nil
 		})
 		if errors.Is(err, errNotDue) {
-			if err := sleepUntil(ctx, due); err != nil {
+			if err := gax.Sleep(ctx, time.Until(due)); err != nil {
 				return st, false, fmt.Errorf("ledgerstore: state of %s: %w", batchID, err)
 			}
 			continue
@@ -279,17 +281,6 @@ func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn fu
 }
 
 var errNotDue = errors.New("ledgerstore: the state changed less than StateGap ago")
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
-}
 
 // Begin writes a batch's first state: state.json and its snapshot together,
 // both create-once, in one round trip (a submit waits for it). If state.json
