@@ -100,9 +100,8 @@ func (s *server) retry(w http.ResponseWriter, r *http.Request) (resp api.SubmitR
 	}
 	p, _ := auth.From(ctx)
 	sub := &submission{user: p.UserID, key: r.Header.Get(HeaderIdempotencyKey), day: budget.Day(s.now()), m: m}
-	if sub.key != "" && !idempotency.ValidKey(sub.key) {
-		return resp, &problem.Error{Code: problem.ValidationFailed, Detail: "the Idempotency-Key header must be 1 to 255 printable ASCII characters",
-			Fields: []problem.FieldError{{Field: "/headers/Idempotency-Key", Code: problem.FieldInvalidValue, Detail: "1 to 255 printable ASCII characters"}}}
+	if err := checkKey(sub.key); err != nil {
+		return resp, err
 	}
 	body, err := api.ReadBody(w, r, maxRetryBody)
 	if err != nil {

@@ -90,9 +90,8 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	ctx := r.Context()
 	p, _ := auth.From(ctx)
 	sub := &submission{user: p.UserID, key: r.Header.Get(HeaderIdempotencyKey), day: budget.Day(s.now())}
-	if sub.key != "" && !idempotency.ValidKey(sub.key) {
-		return resp, &problem.Error{Code: problem.ValidationFailed, Detail: "the Idempotency-Key header must be 1 to 255 printable ASCII characters",
-			Fields: []problem.FieldError{{Field: "/headers/Idempotency-Key", Code: problem.FieldInvalidValue, Detail: "1 to 255 printable ASCII characters"}}}
+	if err := checkKey(sub.key); err != nil {
+		return resp, err
 	}
 	body, err := api.ReadBody(w, r, api.MaxBody)
 	if err != nil {
@@ -315,6 +314,15 @@ func exceeded(estimate budget.Micros, t budget.Totals) error {
 			"spentUsd": t.Spent.USD(), "remainingUsd": t.Remaining.USD(),
 		},
 	}
+}
+
+// checkKey refuses an Idempotency-Key header that is set but malformed.
+func checkKey(key string) error {
+	if key == "" || idempotency.ValidKey(key) {
+		return nil
+	}
+	return &problem.Error{Code: problem.ValidationFailed, Detail: "the Idempotency-Key header must be 1 to 255 printable ASCII characters",
+		Fields: []problem.FieldError{{Field: "/headers/Idempotency-Key", Code: problem.FieldInvalidValue, Detail: "1 to 255 printable ASCII characters"}}}
 }
 
 func conflict() error {
