@@ -84,6 +84,14 @@ func TestRetryRerunsWhatTheBatchDidNotMake(t *testing.T) {
 	is.NoErr(err)
 	is.True(cur.Done()) // still the finished batch
 
+	// A stream of the finished batch has nothing to say (and the progress
+	// service has seen the batch finish).
+	tok := get(t, status+"/progress-token", nil)
+	finished, err := http.Get(tok.str("progressUrl"))
+	is.NoErr(err)
+	finished.Body.Close()
+	is.Equal(finished.StatusCode, http.StatusNoContent)
+
 	ans := post(t, status+"/retry", `{"confirm":"CONFIRM"}`, nil)
 	is.Equal(ans.status, http.StatusAccepted)
 	is.Equal(ans.str("batchId"), id)       // the same batch
