@@ -267,3 +267,47 @@ func TestWalkthroughRunsAsWritten(t *testing.T) {
 	is.True(strings.Contains(rest, `"submitted"`))                           // the history's entries
 	is.True(strings.Contains(rest, `"accepted"`))                            // and its snapshots
 }
+
+// The housekeeping command of docs/operations.md, run as written from the
+// repository root against a local stack started as `make run` starts it (its
+// ports and data dir told to the command as the document says): the job finds
+// the stack's keys and queues and examines the stack's batch.
+func TestOperationsHousekeepingRunsAsWritten(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the housekeeping job")
+	}
+	is := is.New(t)
+	blk := labelled(t, docBlocks(t, "docs/operations.md"), "housekeeping")
+	is.Equal(blk.lang, "sh")
+
+	s := startStack(t, map[string]string{"SSE_HEARTBEAT": "", "SSE_POLL_MIN": "", "SSE_POLL_MAX": "", "LOG_LEVEL": ""})
+	printed := strings.Join(s.lines, "\n")
+	addr := func(name string) string {
+		m := regexp.MustCompile(name + `=(\S+)`).FindStringSubmatch(printed)
+		if m == nil {
+			t.Fatalf("the stack did not print %s:\n%s", name, printed)
+		}
+		return m[1]
+	}
+	dryQueue := regexp.MustCompile(`dry runs (\S+)`).FindStringSubmatch(printed)
+	is.True(dryQueue != nil)                                                    // the stack names its dry-run queue
+	is.True(strings.Contains(blk.text, "TASKS_DRY_RUN_QUEUE="+dryQueue[1]+" ")) // the document names the same
+	for documented, actual := range map[string]string{
+		"http://127.0.0.1:8080": s.base,
+		"127.0.0.1:4443":        addr("STORAGE_EMULATOR_HOST"),
+		"127.0.0.1:8123":        addr("TASKS_EMULATOR_HOST"),
+	} {
+		is.True(strings.Contains(blk.text, documented)) // the document names make run's addresses
+		blk.text = strings.ReplaceAll(blk.text, documented, actual)
+	}
+	s.submit(t, `{"runMode":"dry_run","rows":[{"prompt":"for the housekeeping job"}]}`)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env := append(os.Environ(), "DATA_DIR="+s.env["DATA_DIR"])
+	out, _ := runBlocks(t, ctx, filepath.Join("..", "..", ".."), env, []docBlock{blk})
+	lines := strings.Split(strings.TrimSpace(out[0]), "\n")
+	summary := lines[len(lines)-1]
+	is.True(strings.HasPrefix(summary, "housekeeping: examined 1 batches")) // the stack's batch was examined
+	is.True(strings.HasSuffix(summary, "0 errors (dry run: yes)"))          // without an error, changing nothing
+}
