@@ -75,6 +75,22 @@ func labelled(t *testing.T, blocks []docBlock, label string) docBlock {
 	return docBlock{}
 }
 
+// walkthroughTools checks that the commands the documents use are installed:
+// without them the test skips on a developer machine and fails in CI, which
+// installs them (.ci/run).
+func walkthroughTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			msg := tool + " is not installed (apt-get install " + tool + "): the documented commands cannot be run"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+}
+
 // blockSeparator is printed between the commands of two blocks, so each
 // block's output can be told apart.
 const blockSeparator = "@@ next walkthrough block @@"
@@ -180,6 +196,7 @@ func shape(v any) any {
 // history commands print what the README says. The answer shown in the README
 // has the fields of the real one.
 func TestWalkthroughRunsAsWritten(t *testing.T) {
+	walkthroughTools(t, "bash", "curl", "jq")
 	is := is.New(t)
 	blocks := docBlocks(t, "README.md")
 	var commands []docBlock
@@ -276,6 +293,7 @@ func TestOperationsHousekeepingRunsAsWritten(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the housekeeping job")
 	}
+	walkthroughTools(t, "bash", "go")
 	is := is.New(t)
 	blk := labelled(t, docBlocks(t, "docs/operations.md"), "housekeeping")
 	is.Equal(blk.lang, "sh")
