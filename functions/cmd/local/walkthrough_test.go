@@ -6,12 +6,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,8 +194,48 @@ func shape(v any) any {
 	}
 }
 
-// The README's walk-through, run as written against a local stack started the
-// way `make run` starts it (only the ports differ): the submit sets SUB and
+// startWalkthroughStack starts the local stack with make run's settings (empty
+// values are the defaults) behind a proxy, and answers the proxy's origin,
+// which the stack's answers name. A reader pastes the submit and the stream
+// at once, and a default dry run takes a second or two; on a machine busy
+// enough to take longer to start curl, the batch could finish first and the
+// stream answer 204 instead of its events. So task deliveries wait until the
+// proxy has passed on a stream's first answer: the batch runs while the
+// walk-through's stream watches, however slowly the commands start.
+func startWalkthroughStack(t *testing.T) string {
+	t.Helper()
+	gate := make(chan struct{})
+	var open sync.Once
+	var upstream *url.URL
+	front := httptest.NewUnstartedServer(&httputil.ReverseProxy{
+		FlushInterval: -1, // events pass as they come
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(upstream) },
+		ModifyResponse: func(resp *http.Response) error {
+			if strings.HasPrefix(resp.Request.URL.Path, "/progress/") && resp.StatusCode == http.StatusOK {
+				open.Do(func() { close(gate) })
+			}
+			return nil
+		},
+	})
+	t.Cleanup(front.Close)
+	origin := "http://" + front.Listener.Addr().String()
+	a := startAppWith(t, map[string]string{
+		"SSE_HEARTBEAT": "", "SSE_POLL_MIN": "", "SSE_POLL_MAX": "", "LOG_LEVEL": "",
+		"PUBLIC_BASE_URL": origin,
+	}, options{deliveries: &http.Client{Transport: gated{gate: gate, next: http.DefaultTransport}}})
+	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before the stack stops
+	u, err := url.Parse(a.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream = u
+	front.Start()
+	return origin
+}
+
+// The README's walk-through, run as written against a local stack wired as
+// `make run` wires it (only the ports differ, and deliveries wait for the
+// stream: startWalkthroughStack): the submit sets SUB and
 // BATCH, the stream prints events ending with done, a stream opened after that
 // answers 204, an image is fetched through its signed URL, and the cancel and
 // history commands print what the README says. The answer shown in the README
@@ -208,14 +253,13 @@ func TestWalkthroughRunsAsWritten(t *testing.T) {
 	}
 	is.True(len(commands) >= 4) // submit and stream, 204, image, cancel and history
 
-	// The stack with make run's settings: empty values are the defaults.
-	s := startStack(t, map[string]string{"SSE_HEARTBEAT": "", "SSE_POLL_MIN": "", "SSE_POLL_MAX": "", "LOG_LEVEL": ""})
+	base := startWalkthroughStack(t)
 	const documented = "http://127.0.0.1:8080"
 	for i := range commands {
 		if strings.Contains(commands[i].text, "8080") {
 			is.True(strings.Contains(commands[i].text, documented)) // the README names make run's address
 		}
-		commands[i].text = strings.ReplaceAll(commands[i].text, documented, s.base)
+		commands[i].text = strings.ReplaceAll(commands[i].text, documented, base)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -280,9 +324,9 @@ func TestWalkthroughRunsAsWritten(t *testing.T) {
 	is.Equal(cancelled.Kept, 5)      // every image of the finished batch is kept
 	is.True(cancelled.Finished)
 	rest := out[3][dec.InputOffset():]
-	is.True(strings.Contains(rest, s.base+"/assets/"+batchID+"/0/0?token=")) // the lasting link of the first image
-	is.True(strings.Contains(rest, `"submitted"`))                           // the history's entries
-	is.True(strings.Contains(rest, `"accepted"`))                            // and its snapshots
+	is.True(strings.Contains(rest, base+"/assets/"+batchID+"/0/0?token=")) // the lasting link of the first image
+	is.True(strings.Contains(rest, `"submitted"`))                         // the history's entries
+	is.True(strings.Contains(rest, `"accepted"`))                          // and its snapshots
 }
 
 // The housekeeping command of docs/operations.md, run as written from the
