@@ -55,6 +55,6 @@ func (s *server) handleProgressToken() http.Handler {
 			return
 		}
 		url, exp := s.progressURL(r, m)
-		api.WriteJSON(w, http.StatusOK, api.ProgressToken{ProgressURL: url, ExpiresAt: exp})
+		api.WriteJSON(w, http.StatusOK, api.NewProgressToken(url, exp))
 	})
 }

@@ -43,7 +43,7 @@ func Submit(p *platform.Platform) (http.Handler, error) {
 		PublicBaseURL:    cfg.PublicBaseURL,
 		ProgressBaseURL:  cfg.ProgressBaseURL,
 		LiveAvailable:    cfg.LiveBackend != "",
-		CORS:             cors.Parse(cfg.CORSOrigins),
+		CORS:             corsPolicy(cfg),
 		Project:          cfg.Project,
 		Metrics:          metricsAccess(cfg),
 		SubmitsPerMinute: cfg.SubmitRatePerMinute,
@@ -129,7 +129,7 @@ func Progress(p *platform.Platform) (*progress.Service, error) {
 		WriteTimeout:  30 * time.Second,
 		Project:       cfg.Project,
 		Metrics:       metricsAccess(cfg),
-		CORS:          cors.Parse(cfg.CORSOrigins),
+		CORS:          corsPolicy(cfg),
 		Console:       consoleConfig(cfg),
 		MinHeadroom:   cfg.SSEMinHeadroom,
 		// Per instance: a user's streams spread over instances may add up to
@@ -151,6 +151,17 @@ func Console() http.Handler { return console.New(console.Config{}) }
 // PUBLIC_BASE_URL, or the page's own origin when that is empty.
 func consoleConfig(cfg config.Config) console.Config {
 	return console.Config{APIBase: cfg.PublicBaseURL}
+}
+
+// corsPolicy lets browsers on CORS_ORIGINS call the API; with AUTH_MODE=none
+// (the local stack) they may also name the simulated user in X-Assetgen-User,
+// as the console and curl do on the stack's own origin.
+func corsPolicy(cfg config.Config) cors.Policy {
+	p := cors.Parse(cfg.CORSOrigins)
+	if cfg.AuthMode == "none" {
+		p.Headers = []string{auth.HeaderUser}
+	}
+	return p
 }
 
 // metricsAccess opens /metrics on the local stack; a deployment serves it only

@@ -88,3 +88,33 @@ func TestGenerateRefusesToStartWithoutTheTaskCheck(t *testing.T) {
 	is.NoErr(err)
 	is.True(!wire.TaskAuth(emulated).RequireToken) // on the emulators off Cloud Run the queue header suffices
 }
+
+// A browser on a CORS_ORIGINS origin may name the local stack's simulated
+// user (X-Assetgen-User) on every function it calls, but only where that
+// header means something: with AUTH_MODE=none.
+func TestCORSAllowsTheSimulatedUserOnlyWithoutAuth(t *testing.T) {
+	const origin = "http://localhost:5173"
+	for _, mode := range []string{"none", "apikey"} {
+		t.Run(mode, func(t *testing.T) {
+			is := is.New(t)
+			p := platformtest.Open(t, map[string]string{"AUTH_MODE": mode, "CORS_ORIGINS": origin})
+			submitH, err := wire.Submit(p.Platform)
+			is.NoErr(err)
+			progressSvc, err := wire.Progress(p.Platform)
+			is.NoErr(err)
+			t.Cleanup(progressSvc.Close)
+			for path, h := range map[string]http.Handler{"/batch/images": submitH, "/progress/01a2148a-18c3-7c4d-87a1-b12f92f73113": progressSvc} {
+				r := httptest.NewRequest(http.MethodOptions, path, nil)
+				r.Header.Set("Origin", origin)
+				r.Header.Set("Access-Control-Request-Method", http.MethodPost)
+				r.Header.Set("Access-Control-Request-Headers", "content-type, x-assetgen-user")
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				is.Equal(w.Code, http.StatusNoContent)                          // the preflight is answered
+				is.Equal(w.Header().Get("Access-Control-Allow-Origin"), origin) // for the dev server's origin
+				allowed := strings.Contains(strings.ToLower(w.Header().Get("Access-Control-Allow-Headers")), "x-assetgen-user")
+				is.Equal(allowed, mode == "none") // X-Assetgen-User only where it names the user
+			}
+		})
+	}
+}

@@ -304,10 +304,22 @@ type HistoryEntry struct {
 	Detail    string    `json:"detail,omitempty"`
 }
 
-// ProgressToken is a fresh stream URL: GET /batch/{id}/progress-token.
+// ProgressToken is a fresh stream URL: GET /batch/{id}/progress-token. Its
+// fields carry the names the submit answer gives the same things.
 type ProgressToken struct {
-	ProgressURL string    `json:"progressUrl"`
-	ExpiresAt   time.Time `json:"expiresAt"`
+	ProgressURL string `json:"progressUrl"`
+	// ProgressTokenExpiresAt is when progressUrl's token stops opening the
+	// stream.
+	ProgressTokenExpiresAt time.Time `json:"progressTokenExpiresAt"`
+	// Deprecated: ExpiresAt is ProgressTokenExpiresAt under its former name,
+	// answered for one more release.
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// NewProgressToken answers a fresh stream URL and its token's expiry under
+// both names.
+func NewProgressToken(url string, expires time.Time) ProgressToken {
+	return ProgressToken{ProgressURL: url, ProgressTokenExpiresAt: expires, ExpiresAt: expires}
 }
 
 // Models is GET /models: what a batch may ask for.

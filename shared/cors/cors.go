@@ -13,6 +13,9 @@ import (
 // Policy is an origin allow-list.
 type Policy struct {
 	Origins []string // exact origins such as https://app.example.com, or "*"
+	// Headers are request headers allowed beyond the API's own, such as the
+	// simulated user of the local stack (X-Assetgen-User).
+	Headers []string
 }
 
 var (
@@ -33,6 +36,13 @@ func (p Policy) allowed(origin string) (string, bool) {
 	return "", false
 }
 
+func (p Policy) allowHeaders() string {
+	if len(p.Headers) == 0 {
+		return allowHeaders
+	}
+	return allowHeaders + ", " + strings.Join(p.Headers, ", ")
+}
+
 // Wrap answers preflights and decorates responses for allowed origins.
 func (p Policy) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +58,7 @@ func (p Policy) Wrap(next http.Handler) http.Handler {
 			}
 			h.Set("Access-Control-Allow-Origin", allow)
 			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", allowHeaders)
+			h.Set("Access-Control-Allow-Headers", p.allowHeaders())
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return

@@ -231,3 +231,15 @@ func TestParsedPolicyAdmitsOrigins(t *testing.T) {
 	rec, _ := serve(p, preflight(admin, "POST", "authorization"))
 	is.Equal(rec.Code, http.StatusForbidden)
 }
+
+// Headers a policy adds are allowed on preflights beside the API's own; a
+// policy without them allows only the API's.
+func TestExtraHeaders(t *testing.T) {
+	is := is.New(t)
+	rec, _ := serve(cors.Policy{Origins: []string{app}, Headers: []string{"X-Assetgen-User"}}, preflight(app, "POST", "content-type, x-assetgen-user"))
+	is.Equal(rec.Code, http.StatusNoContent)
+	is.True(has(rec.Header(), "Access-Control-Allow-Headers", "X-Assetgen-User", "Authorization", "Content-Type", "Last-Event-ID")) // the extra header and the API's own
+
+	rec, _ = serve(cors.Policy{Origins: []string{app}}, preflight(app, "POST", "content-type, x-assetgen-user"))
+	is.True(!has(rec.Header(), "Access-Control-Allow-Headers", "X-Assetgen-User")) // not allowed unless added
+}
