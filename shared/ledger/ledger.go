@@ -7,6 +7,7 @@ package ledger
 
 import (
 	"errors"
+	"math"
 	"sort"
 	"time"
 )
@@ -194,13 +195,13 @@ func (r Row) Clone() Row {
 	return c
 }
 
-// CostUSD is what the row's generated images cost.
+// CostUSD is what the row's generated images cost, to the micro-dollar.
 func (r Row) CostUSD() float64 {
 	var c float64
 	for _, v := range r.Variants {
 		c += v.CostUSD
 	}
-	return c
+	return math.Round(c*1e6) / 1e6
 }
 
 // EffectsObject marks that a finished batch's once-per-batch effects (budget

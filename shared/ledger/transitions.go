@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -283,6 +284,9 @@ func Summarize(rows []Row) Summary {
 		}
 		s.CostUSD += r.CostUSD()
 	}
+	// Budgets count micro-dollars: a sum of float prices is rounded to them,
+	// so totals read 0.117, not 0.11699999999999999.
+	s.CostUSD = math.Round(s.CostUSD*1e6) / 1e6
 	switch {
 	case s.Rows.Queued == len(rows):
 		s.Status = Queued
