@@ -163,6 +163,6 @@ func TestRecordVariantsAddsToWhatAVariantCost(t *testing.T) {
 func TestCostsAreMicroDollars(t *testing.T) {
 	is := is.New(t)
 	rows := []ledger.Row{{Status: ledger.Done, Variants: []ledger.Variant{{Status: ledger.Done, CostUSD: 0.039}, {Status: ledger.Done, CostUSD: 0.039}, {Status: ledger.Done, CostUSD: 0.039}}}}
-	is.Equal(rows[0].CostUSD(), 0.117)             // not 0.11699999999999999
+	is.Equal(rows[0].CostUSD(), 0.117)              // not 0.11699999999999999
 	is.Equal(ledger.Summarize(rows).CostUSD, 0.117) // nor in the totals
 }
