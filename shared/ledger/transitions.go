@@ -84,6 +84,8 @@ type VariantResult struct {
 	Object  string
 	CostUSD float64
 	Failure *Failure
+	// Seed is the seed the model was asked with, if any.
+	Seed *int64
 }
 
 // RecordVariants stores the finished variants of the attempt holder. A variant
@@ -104,10 +106,10 @@ func RecordVariants(r Row, op Op, holder string, results []VariantResult) (Row, 
 			// A failed variant may still have been billed: a model answer
 			// refused after the call (not an image the platform stores).
 			f := *res.Failure
-			v.Status, v.Error, v.CostUSD = Failed, &f, res.CostUSD
+			v.Status, v.Error, v.CostUSD, v.Seed = Failed, &f, res.CostUSD, res.Seed
 			notes = append(notes, fmt.Sprintf("v%d failed %s", res.Index, f.Code))
 		} else {
-			v.Status, v.Object, v.CostUSD, v.Error = Done, res.Object, res.CostUSD, nil
+			v.Status, v.Object, v.CostUSD, v.Error, v.Seed = Done, res.Object, res.CostUSD, nil, res.Seed
 			notes = append(notes, fmt.Sprintf("v%d done", res.Index))
 		}
 	}
