@@ -243,7 +243,7 @@ func (p *Platform) Refs() *refs.Fetcher {
 func (p *Platform) Rules() batch.Rules {
 	cfg := p.Config
 	r := batch.Rules{
-		Models: cfg.Models, RefBuckets: cfg.RefBuckets, UploadsBucket: cfg.Bucket, AllowHTTPRefs: cfg.RefsAllowLoopback,
+		Models: cfg.Models, RefBuckets: cfg.RefBuckets, UploadsBucket: cfg.Bucket, AllowHTTPRefs: cfg.RefsAllowLoopback, LiveBackend: cfg.LiveBackend,
 		CheckWebhook: func(u string) error { return notify.CheckWebhookURL(u, cfg.RefsAllowLoopback) },
 	}
 	if completion.SheetsAvailable(cfg) {
