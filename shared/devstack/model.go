@@ -36,7 +36,8 @@ import (
 //	                   predict: every image filtered)
 //	[filtered:K]       predict only: image K of the call (0-based) is filtered, the others made
 //	[no-image]         the model answers with text only
-//	[rate-limit-once]  the first call of each variant answers 429, the next succeeds
+//	[rate-limit-once]  the first call of each variant (predict: of each prompt and seed)
+//	                   answers 429, the next succeeds
 //	[unavailable]      every call answers 503
 //	[svg]              the model answers an SVG image (with script) instead of a raster one
 //
@@ -331,7 +332,7 @@ func (f *FakeModel) predict(w http.ResponseWriter, r *http.Request) {
 	case strings.Contains(prompt, "[unavailable]"):
 		fail(http.StatusServiceUnavailable, "UNAVAILABLE", "the model is overloaded")
 		return
-	case strings.Contains(prompt, "[rate-limit-once]") && f.firstCall(fmt.Sprint(prompt, seed, n)):
+	case strings.Contains(prompt, "[rate-limit-once]") && f.firstCall(fmt.Sprint("predict ", prompt, seed)):
 		fail(http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model")
 		return
 	case strings.Contains(prompt, "[blocked]"):
