@@ -3,10 +3,10 @@ package main
 import (
 	"bytes"
 	"image/jpeg"
+	"image/png"
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -43,11 +43,11 @@ func TestLiveImagenBatchIsChargedExactly(t *testing.T) {
 	is.Equal(price, 0.04)
 
 	sub, err := c.Submit(ctx, batch.Request{
-		RunMode: "live", Confirm: batch.ConfirmWord, Model: "imagen-4.0-generate-001", ImageSize: "2K", OutputFormat: "jpeg",
+		RunMode: "live", Confirm: batch.ConfirmWord, Model: "imagen-4.0-generate-001", ImageSize: "2K",
 		Rows: []batch.RowRequest{
 			{Prompt: "three lighthouses [filtered:1]", Variants: intp(3)},
-			{Prompt: "two kites", Variants: intp(2), Seed: seedp(7)},
-			{Prompt: "a harbour", Variants: intp(2), OutputFormat: "png", ImageSize: "1K"},
+			{Prompt: "two kites", Variants: intp(2), Seed: seedp(7), OutputFormat: "jpeg", ImageSize: "1K"},
+			{Prompt: "a harbour", Variants: intp(2)},
 		},
 	}, "")
 	is.NoErr(err) // accepted
@@ -82,25 +82,33 @@ func TestLiveImagenBatchIsChargedExactly(t *testing.T) {
 	is.Equal(*kites[1].Seed, int64(8)) // the seed to make it again
 
 	// The images are what the rows asked for, served with their type.
-	resp, err := http.Get(kites[0].URL)
+	fetch := func(url string) ([]byte, string) {
+		resp, err := http.Get(url)
+		is.NoErr(err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		is.NoErr(err)
+		return body, resp.Header.Get("Content-Type")
+	}
+	body, ct := fetch(kites[0].URL)
+	is.Equal(ct, "image/jpeg") // the row's own format
+	jc, err := jpeg.DecodeConfig(bytes.NewReader(body))
 	is.NoErr(err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	is.Equal(resp.Header.Get("Content-Type"), "image/jpeg")
-	cfg, err := jpeg.DecodeConfig(bytes.NewReader(body))
+	is.Equal(jc.Width, 512) // the row's own size: 1K (the fake's 1K is 512 pixels)
+	body, ct = fetch(lighthouses[0].URL)
+	is.Equal(ct, "image/png") // the default format
+	pc, err := png.DecodeConfig(bytes.NewReader(body))
 	is.NoErr(err)
-	is.Equal(cfg.Width, 1024) // 2K from the fake (its 1K is 512)
-	u, _, _ := strings.Cut(b.Rows[2].Variants[0].URL, "?")
-	is.True(strings.HasSuffix(u, ".png")) // the row's own format
+	is.Equal(pc.Width, 1024) // the batch's size: 2K
 
 	// The archive names each image by its format.
 	var zb bytes.Buffer
 	is.NoErr(c.Archive(ctx, sub.BatchID, &zb))
 	got := names(unzip(t, zb.Bytes()))
-	is.True(slices.Contains(got, "r0-v0-three-lighthouses-filtered-1.jpg"))
+	is.True(slices.Contains(got, "r0-v0-three-lighthouses-filtered-1.png"))
 	is.True(slices.Contains(got, "r1-v1-two-kites.jpg"))
 	is.True(slices.Contains(got, "r2-v0-a-harbour.png"))
-	is.True(!slices.Contains(got, "r0-v1-three-lighthouses-filtered-1.jpg")) // no file for the filtered image
+	is.True(!slices.Contains(got, "r0-v1-three-lighthouses-filtered-1.png")) // no file for the filtered image
 }
 
 // Submit refuses what the model cannot do before anything is recorded.
