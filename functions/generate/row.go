@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
 	"github.com/assetgen/assetgen/shared/metrics"
+	"github.com/assetgen/assetgen/shared/models"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 )
@@ -67,7 +69,7 @@ func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row 
 	go func() {
 		var g errgroup.Group
 		g.SetLimit(h.cfg.VariantConcurrency)
-		for _, v := range open {
+		for _, c := range calls(m, row.Index, open, stored) {
 			if workCtx.Err() != nil {
 				break // cancel requested, row lost, or delivery gone: start nothing new
 			}
@@ -79,11 +81,19 @@ func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row 
 					stopStarting()
 					return nil
 				}
-				res, retry := h.variant(ctx, m, row.Index, v, stored, refs, gen)
-				if retry != nil {
-					retries <- *retry
+				var outs []outcome
+				if c.batch {
+					outs = h.batch(ctx, m, row.Index, c.variants, refs, gen)
 				} else {
-					results <- res
+					res, retry := h.variant(ctx, m, row.Index, c.variants[0], stored, refs, gen)
+					outs = []outcome{{res, retry}}
+				}
+				for _, o := range outs {
+					if o.retry != nil {
+						retries <- *o.retry
+					} else {
+						results <- o.res
+					}
 				}
 				return nil
 			})
@@ -138,48 +148,190 @@ func (c *cancelCheck) cancelled(ctx context.Context) bool {
 	return c.requested
 }
 
+// call is what one model call makes: one variant, or — for a model that
+// batches — several.
+type call struct {
+	variants []int
+	batch    bool
+}
+
+// calls groups a row's open variants into model calls. A model that makes
+// one image per call gets one call per variant. A model that batches
+// (Imagen) gets one call for all of them — or one per variant when the row
+// names a seed, so each variant's recorded seed makes that image alone.
+// Variants an earlier attempt stored are reused without a call.
+func calls(m *ledger.Manifest, row int, open []int, stored map[int]string) []call {
+	batches := m.ModelAPI == models.GenerateImages
+	var out []call
+	var shared []int
+	for _, v := range open {
+		_, reuse := stored[v]
+		switch {
+		case reuse || !batches:
+			out = append(out, call{variants: []int{v}})
+		case m.Rows[row].Seed != nil:
+			out = append(out, call{variants: []int{v}, batch: true})
+		default:
+			shared = append(shared, v)
+		}
+	}
+	for len(shared) > 0 {
+		n := min(len(shared), imagegen.MaxBatch)
+		out = append(out, call{variants: shared[:n], batch: true})
+		shared = shared[n:]
+	}
+	return out
+}
+
+// outcome is one variant's end in an attempt: a result, or a retry.
+type outcome struct {
+	res   ledger.VariantResult
+	retry *ledger.Failure
+}
+
+// request is what the model is asked for variant v of a row.
+func request(m *ledger.Manifest, row, v int, refs []imagegen.RefImage) imagegen.Request {
+	mr := m.Rows[row]
+	return imagegen.Request{
+		Model: m.Model, API: m.ModelAPI, Prompt: mr.Prompt, Variant: v, AspectRatio: mr.AspectRatio,
+		ImageSize: mr.ImageSize, Format: mr.OutputFormat, Seed: seedOf(m, row, v), Refs: refs,
+	}
+}
+
+// seedOf is the seed variant v is asked for: the row's seed plus v; else,
+// for a Gemini model, the seed derived from the prompt (what it was always
+// sent); else none (Imagen picks its own, and keeps its watermark).
+func seedOf(m *ledger.Manifest, row, v int) *int32 {
+	mr := m.Rows[row]
+	var s int32
+	switch {
+	case mr.Seed != nil:
+		s = imagegen.SeedFor(*mr.Seed, v)
+	case m.ModelAPI == models.GenerateImages:
+		return nil
+	default:
+		s = imagegen.VariantSeed(mr.Prompt, v)
+	}
+	return &s
+}
+
+// recorded is a seed as the ledger records it.
+func recorded(s *int32) *int64 {
+	if s == nil {
+		return nil
+	}
+	v := int64(*s)
+	return &v
+}
+
+// costOf is what one image of the row costs the batch: its price, for live
+// runs only.
+func costOf(m *ledger.Manifest, row int) float64 {
+	if m.RunMode != ledger.Live {
+		return 0
+	}
+	return m.RowPriceUSD(row)
+}
+
+// modelLabel names the model in metrics: the placeholder serves dry runs.
+func modelLabel(m *ledger.Manifest) string {
+	if m.RunMode != ledger.Live {
+		return "placeholder"
+	}
+	return m.Model
+}
+
 // variant makes one image. A retryable failure is returned as retry; anything
 // else becomes the variant's result.
 func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, stored map[int]string, refs []imagegen.RefImage, gen imagegen.Generator) (ledger.VariantResult, *ledger.Failure) {
-	cost := 0.0
-	if m.RunMode == "live" {
-		cost = m.PriceUSD
-	}
+	cost := costOf(m, row)
+	req := request(m, row, v, refs)
 	if obj, ok := stored[v]; ok {
-		return ledger.VariantResult{Index: v, Object: obj, CostUSD: cost}, nil
+		return ledger.VariantResult{Index: v, Object: obj, CostUSD: cost, Seed: recorded(req.Seed)}, nil
 	}
 	if gen == nil {
-		f := ledger.Failure{Code: string(problem.FeatureDisabled), Message: fmt.Sprintf("%s generation is not configured on this deployment", m.RunMode)}
-		return ledger.VariantResult{Index: v, Failure: &f}, nil
+		return unavailable(m, v), nil
 	}
-	mr := m.Rows[row]
 	started := time.Now()
-	img, err := gen.Generate(ctx, imagegen.Request{Model: m.Model, Prompt: mr.Prompt, Variant: v, AspectRatio: mr.AspectRatio, Refs: refs})
-	// An answer refused after the call (not a raster image) was still billed.
-	billed := 0.0
-	if err == nil {
-		billed = cost
-		img, err = imagegen.Checked(img)
-	}
+	img, err := gen.Generate(ctx, req)
 	took := time.Since(started)
+	observe(m, took, err)
 	log := obs.Logger(ctx).With("variant", v, "modelLatency", took)
-	model := m.Model
-	if m.RunMode != "live" {
-		model = "placeholder"
+	return h.keep(ctx, log, m, row, v, req.Seed, img, err)
+}
+
+// batch makes several variants of a row with one model call, for a model
+// that batches; each image is kept (or fails) on its own. A generator that
+// makes one image per call makes them one after another.
+func (h *handler) batch(ctx context.Context, m *ledger.Manifest, row int, vs []int, refs []imagegen.RefImage, gen imagegen.Generator) []outcome {
+	out := make([]outcome, 0, len(vs))
+	b, ok := gen.(imagegen.Batcher)
+	if !ok {
+		for _, v := range vs {
+			res, retry := h.variant(ctx, m, row, v, nil, refs, gen)
+			out = append(out, outcome{res, retry})
+		}
+		return out
 	}
+	req := request(m, row, vs[0], refs)
+	if len(vs) > 1 {
+		req.Seed = nil // several images in one call are seeded by the row alone (see calls)
+	}
+	started := time.Now()
+	images, err := b.GenerateBatch(ctx, req, vs)
+	took := time.Since(started)
+	observe(m, took, err)
+	log := obs.Logger(ctx).With("variants", vs, "modelLatency", took)
+	for i, v := range vs {
+		var img imagegen.Image
+		ierr := err
+		if err == nil {
+			img, ierr = images[i].Image, images[i].Err
+			if ierr != nil {
+				metrics.ModelFailures.WithLabelValues(modelLabel(m), imagegen.ClassOf(ierr).String()).Inc()
+			}
+		}
+		res, retry := h.keep(ctx, log.With("variant", v), m, row, v, req.Seed, img, ierr)
+		out = append(out, outcome{res, retry})
+	}
+	return out
+}
+
+// unavailable is a variant of a run mode this deployment does not serve.
+func unavailable(m *ledger.Manifest, v int) ledger.VariantResult {
+	f := ledger.Failure{Code: string(problem.FeatureDisabled), Message: fmt.Sprintf("%s generation is not configured on this deployment", m.RunMode)}
+	return ledger.VariantResult{Index: v, Failure: &f}
+}
+
+// observe counts one model call in the metrics.
+func observe(m *ledger.Manifest, took time.Duration, err error) {
 	result := "ok"
 	if err != nil {
 		result = imagegen.ClassOf(err).String()
-		metrics.ModelFailures.WithLabelValues(model, result).Inc()
+		metrics.ModelFailures.WithLabelValues(modelLabel(m), result).Inc()
 	}
-	metrics.ModelLatency.WithLabelValues(model, result).Observe(took.Seconds())
+	metrics.ModelLatency.WithLabelValues(modelLabel(m), result).Observe(took.Seconds())
+}
+
+// keep turns what the model answered for variant v into its result: the
+// image checked and stored, or the failure (a retryable one as retry). An
+// answer refused after the call (not a raster image) was still billed.
+func (h *handler) keep(ctx context.Context, log *slog.Logger, m *ledger.Manifest, row, v int, seed *int32, img imagegen.Image, err error) (ledger.VariantResult, *ledger.Failure) {
+	cost := costOf(m, row)
+	billed := 0.0
+	if err == nil {
+		billed = cost
+		if img, err = imagegen.Checked(img); err != nil {
+			metrics.ModelFailures.WithLabelValues(modelLabel(m), imagegen.ClassOf(err).String()).Inc()
+		}
+	}
 	if err != nil {
 		f := failure(err)
-		log.Warn("generate: variant failed", "code", f.Code, "class", result, "model", model, "error", err)
+		log.Warn("generate: variant failed", "code", f.Code, "class", imagegen.ClassOf(err).String(), "model", modelLabel(m), "error", err)
 		if imagegen.ClassOf(err).Retryable() {
 			return ledger.VariantResult{}, &f
 		}
-		return ledger.VariantResult{Index: v, Failure: &f, CostUSD: billed}, nil
+		return ledger.VariantResult{Index: v, Failure: &f, CostUSD: billed, Seed: recorded(seed)}, nil
 	}
 	name := ledger.ImageObject(m.BatchID, row, v, extension(img.MIMEType))
 	created, err := h.store.PutImage(ctx, name, img.MIMEType, img.Data)
@@ -188,7 +340,7 @@ func (h *handler) variant(ctx context.Context, m *ledger.Manifest, row, v int, s
 		return ledger.VariantResult{}, &ledger.Failure{Code: string(problem.CodeOf(err)), Message: "storing the image failed"}
 	}
 	log.Debug("generate: variant stored", "object", name, "created", created, "bytes", len(img.Data))
-	return ledger.VariantResult{Index: v, Object: name, CostUSD: cost}, nil
+	return ledger.VariantResult{Index: v, Object: name, CostUSD: cost, Seed: recorded(seed)}, nil
 }
 
 func (h *handler) loadRefs(ctx context.Context, mr ledger.ManifestRow) ([]imagegen.RefImage, error) {

@@ -152,7 +152,7 @@ func (s *server) retry(w http.ResponseWriter, r *http.Request) (resp api.SubmitR
 			return resp, problem.New(problem.NothingToRetry, "no variant of batch %s failed or was cancelled; submit a new batch to make more", m.BatchID)
 		}
 		sub.spec = batch.Spec{RunMode: m.RunMode, Model: m.Model, Rows: make([]batch.RowSpec, len(idx))}
-		sub.estimate = budget.FromUSD(m.PriceUSD) * budget.Micros(n)
+		sub.estimate = retryEstimate(m, st.Rows)
 		if resume == "" {
 			if err := s.checkFlags(ctx, sub); err != nil {
 				return resp, err
@@ -453,8 +453,22 @@ func (s *server) retryAnswer(r *http.Request, m *ledger.Manifest, st ledger.Stat
 	resp := s.answer(r, m, acct, rows)
 	resp.Round = st.Round
 	if rt := st.Retry; rt != nil {
-		resp.Estimate.Images = rt.Variants
-		resp.Estimate.CostUSD = (budget.FromUSD(m.PriceUSD) * budget.Micros(rt.Variants)).USD()
+		resp.Estimate.Images, resp.Estimate.CostUSD = rt.Variants, rt.EstimateUSD
 	}
 	return resp
+}
+
+// retryEstimate is what a retry of a batch with these final rows costs at
+// most: each failed or cancelled variant at its row's price (a row's image
+// size sets its price).
+func retryEstimate(m *ledger.Manifest, rows []ledger.Row) budget.Micros {
+	var e budget.Micros
+	for _, r := range rows {
+		for _, v := range r.Variants {
+			if v.Retryable() {
+				e += budget.FromUSD(m.RowPriceUSD(r.Index))
+			}
+		}
+	}
+	return e
 }

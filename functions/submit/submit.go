@@ -122,9 +122,12 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		}
 	}
 	model, _ := s.cfg.Rules.Models.Lookup(sub.spec.Model)
-	sub.model, sub.price = model.Name, model.PriceUSD
-	// Dry runs report what the batch would cost live; only live runs reserve it.
-	sub.estimate = budget.FromUSD(model.PriceUSD) * budget.Micros(sub.spec.Images())
+	sub.model, sub.price = model.Name, sub.spec.PriceUSD
+	// Dry runs report what the batch would cost live; only live runs reserve
+	// it. Each row costs its own size's price per image.
+	for _, r := range sub.spec.Rows {
+		sub.estimate += budget.FromUSD(r.PriceUSD) * budget.Micros(r.Variants)
+	}
 	if sub.retryOf == "" {
 		if err := s.checkFlags(ctx, sub); err != nil {
 			return resp, err
@@ -375,7 +378,7 @@ func (s *server) replay(ctx context.Context, r *http.Request, sub *submission, b
 // record reserves the budget (live runs) and writes the manifest.
 func (s *server) record(ctx context.Context, sub *submission, batchID string) (*ledger.Manifest, error) {
 	m := &ledger.Manifest{
-		Schema: 1, BatchID: batchID, Owner: sub.user, RunMode: sub.spec.RunMode, Model: sub.model,
+		Schema: 1, BatchID: batchID, Owner: sub.user, RunMode: sub.spec.RunMode, Model: sub.model, ModelAPI: sub.spec.ModelAPI,
 		CreatedAt: s.now().UTC(), RequestID: obs.RequestID(ctx), PriceUSD: sub.price, EstimateUSD: sub.estimate.USD(),
 		Notify: ledger.Notify{WebhookURL: sub.spec.WebhookURL},
 	}
@@ -383,7 +386,11 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		m.Notify.SpreadsheetID, m.Notify.SheetRange = sh.SpreadsheetID, sh.Range
 	}
 	for i, row := range sub.spec.Rows {
-		mr := ledger.ManifestRow{Index: row.Index, ID: row.ID, Prompt: row.Prompt, Variants: row.Variants, AspectRatio: row.AspectRatio}
+		price := row.PriceUSD
+		mr := ledger.ManifestRow{
+			Index: row.Index, ID: row.ID, Prompt: row.Prompt, Variants: row.Variants, AspectRatio: row.AspectRatio,
+			ImageSize: row.ImageSize, OutputFormat: row.OutputFormat, Seed: row.Seed, PriceUSD: &price,
+		}
 		if i < len(sub.refs) {
 			mr.Refs, mr.DroppedRefs = sub.refs[i].Refs, sub.refs[i].Dropped
 		}
@@ -585,6 +592,16 @@ func (s *server) rollback(ctx context.Context, sub *submission) {
 	}
 }
 
+// manifestCost is what the batch costs if every image is made: each row at
+// its own price.
+func manifestCost(m *ledger.Manifest) budget.Micros {
+	var c budget.Micros
+	for i, r := range m.Rows {
+		c += budget.FromUSD(m.RowPriceUSD(i)) * budget.Micros(r.Variants)
+	}
+	return c
+}
+
 // answer is the 202 body: the same for the first submit and every replay.
 // rows are the batch's rows as they stand when it existed before (a retry);
 // nil for a batch just queued.
@@ -601,7 +618,7 @@ func (s *server) answer(r *http.Request, m *ledger.Manifest, acct *budget.Accoun
 		CreatedAt:              m.CreatedAt,
 		Estimate: api.Estimate{
 			Images: m.Images(), Model: m.Model, PricePerImageUSD: m.PriceUSD,
-			CostUSD: (budget.FromUSD(m.PriceUSD) * budget.Micros(m.Images())).USD(), Charged: m.RunMode == ledger.Live,
+			CostUSD: manifestCost(m).USD(), Charged: m.RunMode == ledger.Live,
 		},
 	}
 	if rows != nil {

@@ -148,6 +148,7 @@ func usd(x float64) float64 { return math.Round(x*1e6) / 1e6 }
 func NewCancellation(m *ledger.Manifest, rows []ledger.Row, rt *ledger.Retry) Cancellation {
 	var c Cancellation
 	finished := true
+	mayCharge := 0.0
 	for _, r := range rows {
 		c.ChargedUSD += r.CostUSD()
 		for _, v := range r.Variants {
@@ -156,13 +157,14 @@ func NewCancellation(m *ledger.Manifest, rows []ledger.Row, rt *ledger.Retry) Ca
 				c.Kept++
 			case !v.Status.Terminal() && r.Status == ledger.Running:
 				c.MayStillMake++
+				mayCharge += m.RowPriceUSD(r.Index)
 			}
 		}
 		finished = finished && r.Status.Terminal()
 	}
 	c.Finished = finished
 	if m.RunMode == ledger.Live {
-		c.MayStillChargeUSD = usd(float64(c.MayStillMake) * m.PriceUSD)
+		c.MayStillChargeUSD = usd(mayCharge)
 		reserved, before := m.EstimateUSD, 0.0
 		if rt != nil {
 			reserved, before = rt.EstimateUSD, rt.PriorCostUSD
@@ -219,6 +221,9 @@ type Variant struct {
 	Link    string          `json:"link,omitempty"`
 	CostUSD float64         `json:"costUsd,omitempty"`
 	Error   *ledger.Failure `json:"error,omitempty"`
+	// Seed is the seed the image was asked for with: a row naming it (with
+	// the same prompt, model and settings) makes the image again.
+	Seed *int64 `json:"seed,omitempty"`
 }
 
 // SignFunc signs a URL for an object name.
@@ -236,7 +241,7 @@ func NewRow(batchID string, mr ledger.ManifestRow, r ledger.Row, sign SignFunc) 
 		out.UpdatedAt = &t
 	}
 	for i, v := range r.Variants {
-		vv := Variant{Index: i, Status: v.Status, CostUSD: v.CostUSD, Error: v.Error}
+		vv := Variant{Index: i, Status: v.Status, CostUSD: v.CostUSD, Error: v.Error, Seed: v.Seed}
 		if v.Object != "" {
 			s, err := sign(v.Object)
 			if err != nil {
@@ -332,10 +337,22 @@ type Models struct {
 
 // Model is one model a batch may name.
 type Model struct {
-	Name         string   `json:"name"`
-	PriceUSD     float64  `json:"priceUsd"`
-	MaxRefs      int      `json:"maxRefs"`
-	AspectRatios []string `json:"aspectRatios"`
+	Name string `json:"name"`
+	// PriceUSD is one image's price at the default size (the first of
+	// ImageSizes); PricesUSD is the price at each size.
+	PriceUSD     float64            `json:"priceUsd"`
+	PricesUSD    map[string]float64 `json:"pricesUsd"`
+	MaxRefs      int                `json:"maxRefs"`
+	AspectRatios []string           `json:"aspectRatios"`
+	// ImageSizes and OutputFormats list what a batch may ask for, the
+	// default first.
+	ImageSizes    []string `json:"imageSizes"`
+	OutputFormats []string `json:"outputFormats"`
+	// Seed says whether a row may name a seed.
+	Seed bool `json:"seed"`
+	// LiveAvailable says whether this deployment runs the model live (dry
+	// runs take every model).
+	LiveAvailable bool `json:"liveAvailable"`
 }
 
 // GET /batch/{batchId}/archive

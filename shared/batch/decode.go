@@ -56,6 +56,10 @@ func Decode(body []byte) (Request, []problem.FieldError, error) {
 			d.field(raw, at, &req.WebhookURL)
 		case "sheet":
 			req.Sheet = d.sheet(raw, at)
+		case "imageSize":
+			d.field(raw, at, &req.ImageSize)
+		case "outputFormat":
+			d.field(raw, at, &req.OutputFormat)
 		default:
 			d.unknown(at, k)
 		}
@@ -86,6 +90,17 @@ func (d *decoder) field(raw json.RawMessage, at string, dst *string) {
 // integer decodes an optional integer; on a type error it stays unset.
 func (d *decoder) integer(raw json.RawMessage, at string) *int {
 	var v *int
+	if err := json.Unmarshal(raw, &v); err != nil {
+		d.mistyped(at, "an integer", raw)
+		return nil
+	}
+	return v
+}
+
+// integer64 decodes an optional 64-bit integer; on a type error (or a number
+// out of its range) it stays unset.
+func (d *decoder) integer64(raw json.RawMessage, at string) *int64 {
+	var v *int64
 	if err := json.Unmarshal(raw, &v); err != nil {
 		d.mistyped(at, "an integer", raw)
 		return nil
@@ -143,6 +158,12 @@ func (d *decoder) rows(raw json.RawMessage, at string) []RowRequest {
 				d.field(v, fat, &row.AspectRatio)
 			case "refs":
 				row.Refs = d.strings(v, fat)
+			case "imageSize":
+				d.field(v, fat, &row.ImageSize)
+			case "outputFormat":
+				d.field(v, fat, &row.OutputFormat)
+			case "seed":
+				row.Seed = d.integer64(v, fat)
 			default:
 				d.unknown(fat, k)
 			}

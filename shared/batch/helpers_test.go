@@ -81,3 +81,21 @@ func sortFC(s []fc) {
 		return cmp.Or(cmp.Compare(a.Field, b.Field), cmp.Compare(a.Code, b.Code))
 	})
 }
+
+// withDefaults fills in what Validate adds to a spec that names no size,
+// format or seed: the model's API and default size, png, and the prices.
+func withDefaults(s batch.Spec) batch.Spec {
+	m, _ := models.Builtin().Lookup(s.Model)
+	s.ModelAPI, s.PriceUSD = m.API, m.Price(m.DefaultSize())
+	for i := range s.Rows {
+		r := &s.Rows[i]
+		if r.ImageSize == "" {
+			r.ImageSize = m.DefaultSize()
+		}
+		if r.OutputFormat == "" {
+			r.OutputFormat = models.PNG
+		}
+		r.PriceUSD = m.Price(r.ImageSize)
+	}
+	return s
+}

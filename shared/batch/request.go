@@ -36,6 +36,9 @@ type Request struct {
 	Model   string       `json:"model,omitempty"`
 	Refs    []string     `json:"refs,omitempty"`
 	Rows    []RowRequest `json:"rows"`
+	// ImageSize and OutputFormat apply to every row that names none.
+	ImageSize    string `json:"imageSize,omitempty"`
+	OutputFormat string `json:"outputFormat,omitempty"`
 	// WebhookURL, when set, receives a signed POST when the batch finishes.
 	WebhookURL string `json:"webhookUrl,omitempty"`
 	// Sheet, when set, gets one row per batch row when the batch finishes.
@@ -50,17 +53,27 @@ type SheetRequest struct {
 
 // RowRequest is one row of a Request.
 type RowRequest struct {
-	ID          string   `json:"id,omitempty"`
-	Prompt      string   `json:"prompt"`
-	Variants    *int     `json:"variants,omitempty"`
-	Refs        []string `json:"refs,omitempty"`
-	AspectRatio string   `json:"aspectRatio,omitempty"`
+	ID           string   `json:"id,omitempty"`
+	Prompt       string   `json:"prompt"`
+	Variants     *int     `json:"variants,omitempty"`
+	Refs         []string `json:"refs,omitempty"`
+	AspectRatio  string   `json:"aspectRatio,omitempty"`
+	ImageSize    string   `json:"imageSize,omitempty"`
+	OutputFormat string   `json:"outputFormat,omitempty"`
+	// Seed asks the model for reproducible images: variant v is made with
+	// Seed+v.
+	Seed *int64 `json:"seed,omitempty"`
 }
 
 // Spec is a validated request with every default filled in.
 type Spec struct {
-	RunMode    ledger.RunMode
-	Model      string
+	RunMode ledger.RunMode
+	Model   string
+	// ModelAPI is how the model is called (models.GenerateContent or
+	// models.GenerateImages).
+	ModelAPI string
+	// PriceUSD is one image's price at the batch's size.
+	PriceUSD   float64
 	Rows       []RowSpec
 	WebhookURL string
 	Sheet      *SheetRequest
@@ -76,6 +89,12 @@ type RowSpec struct {
 	Variants    int
 	AspectRatio string
 	RefURLs     []string
+	// ImageSize and OutputFormat are the row's, the batch's or the model's
+	// defaults; PriceUSD is one image's price at ImageSize.
+	ImageSize    string
+	OutputFormat string
+	Seed         *int64
+	PriceUSD     float64
 }
 
 // Images is how many images the spec asks for.

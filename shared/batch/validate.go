@@ -28,6 +28,10 @@ type Rules struct {
 	// the notify package); nil means the feature is not available here.
 	CheckWebhook func(url string) error
 	CheckSheet   func(spreadsheetID, rng string) error
+	// LiveBackend is the deployment's live backend (models.Vertex or
+	// models.GeminiAPI; "" when it runs no live batches): a live batch may
+	// name only a model it serves.
+	LiveBackend string
 }
 
 // Validate checks every field of req and returns the normalised spec, or a
@@ -51,10 +55,23 @@ func Validate(req Request, rules Rules) (Spec, error) {
 	if !modelOK {
 		add("/model", problem.FieldUnknownValue, "unknown model %q; supported: %s", req.Model, strings.Join(rules.Models.Names(), ", "))
 	} else {
-		spec.Model = model.Name
+		spec.Model, spec.ModelAPI = model.Name, model.API
+		if spec.RunMode == ledger.Live && rules.LiveBackend != "" && !model.ServedBy(rules.LiveBackend) {
+			add("/model", problem.FieldUnknownValue, "%s runs live on the %s backend only; this deployment uses %s", model.Name, strings.Join(model.Backends, ", "), rules.LiveBackend)
+		}
+	}
+	// The batch's size and format are every row's unless the row names its own.
+	batchSize, batchFormat := req.ImageSize, req.OutputFormat
+	if modelOK {
+		batchSize = setting(batchSize, "/imageSize", model.DefaultSize(), model.SupportsSize, "draws the sizes", model.Name, model.Sizes(), add)
+		batchFormat = setting(batchFormat, "/outputFormat", models.PNG, model.SupportsFormat, "can be asked for", model.Name, model.Formats(), add)
+		spec.PriceUSD = model.Price(batchSize)
 	}
 
 	global := checkRefs(req.Refs, "/refs", rules, add)
+	if modelOK && model.MaxRefs == 0 && len(req.Refs) > 0 {
+		add("/refs", problem.FieldTooMany, "%s takes no reference images", model.Name)
+	}
 
 	switch {
 	case len(req.Rows) == 0:
@@ -103,7 +120,32 @@ func Validate(req Request, rules Rules) (Spec, error) {
 				add(p+"/aspectRatio", problem.FieldUnknownValue, "%s draws %s; not %q", model.Name, strings.Join(model.AspectRatios, ", "), rs.AspectRatio)
 			}
 		}
+		if modelOK {
+			rs.ImageSize = batchSize
+			if row.ImageSize != "" {
+				rs.ImageSize = setting(row.ImageSize, p+"/imageSize", batchSize, model.SupportsSize, "draws the sizes", model.Name, model.Sizes(), add)
+			}
+			rs.OutputFormat = batchFormat
+			if row.OutputFormat != "" {
+				rs.OutputFormat = setting(row.OutputFormat, p+"/outputFormat", batchFormat, model.SupportsFormat, "can be asked for", model.Name, model.Formats(), add)
+			}
+			rs.PriceUSD = model.Price(rs.ImageSize)
+		}
+		if row.Seed != nil {
+			switch s := *row.Seed; {
+			case s < 0 || s > models.MaxSeed:
+				add(p+"/seed", problem.FieldOutOfRange, "seed must be 0 to %d, got %d", models.MaxSeed, s)
+			case modelOK && !model.Seed:
+				add(p+"/seed", problem.FieldInvalidValue, "%s takes no seed", model.Name)
+			default:
+				seed := s
+				rs.Seed = &seed
+			}
+		}
 		own := checkRefs(row.Refs, p+"/refs", rules, add)
+		if modelOK && model.MaxRefs == 0 && len(row.Refs) > 0 {
+			add(p+"/refs", problem.FieldTooMany, "%s takes no reference images", model.Name)
+		}
 		rs.RefURLs = MergeRefURLs(own, global)
 		spec.Rows = append(spec.Rows, rs)
 	}
@@ -140,6 +182,20 @@ func Validate(req Request, rules Rules) (Spec, error) {
 		return Spec{}, &problem.Error{Code: code, Detail: detail, Fields: errs}
 	}
 	return spec, nil
+}
+
+// setting checks a size or format the request names against what the model
+// offers: "" is def, and a value the model does not offer is a field error at
+// field (and def stands in, so the rows are still checked).
+func setting(v, field, def string, ok func(string) bool, offers, model string, offered []string, add func(field, code, format string, args ...any)) string {
+	switch {
+	case v == "":
+		return def
+	case ok(v):
+		return v
+	}
+	add(field, problem.FieldUnknownValue, "%s %s %s; not %q", model, offers, strings.Join(offered, ", "), v)
+	return def
 }
 
 // CheckConfirm enforces the typed confirmation of live runs. It comes after

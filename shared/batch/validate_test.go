@@ -311,8 +311,8 @@ func TestValidateAccepts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			is := is.New(t)
 			got, err := batch.Validate(tt.req, tt.rules)
-			is.NoErr(err)          // the request is valid
-			is.Equal(got, tt.want) // normalised spec
+			is.NoErr(err)                        // the request is valid
+			is.Equal(got, withDefaults(tt.want)) // normalised spec
 			n := 0
 			for _, r := range tt.want.Rows {
 				n += r.Variants

@@ -1,11 +1,14 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,22 +20,36 @@ import (
 	"github.com/assetgen/assetgen/shared/metrics"
 )
 
-// FakeModel stands in for a Gemini image model's generateContent endpoint (the
-// Gemini API's wire format), so live runs can be exercised locally and in tests
-// with the real SDK and no account. Images come from the placeholder generator.
-// Markers in a prompt script failures, so a frontend can see every error path:
+// FakeModel stands in for Google's image model APIs in both of the SDK's
+// wire shapes — the Gemini API (/v1beta/models/{model}:…) and Vertex AI
+// (/v1beta1/projects/{p}/locations/{l}/publishers/google/models/{model}:…) —
+// so live runs can be exercised locally and in tests with the real SDK and
+// no account. It serves generateContent (the Gemini image models) and
+// predict (what Models.GenerateImages sends for the Imagen models: several
+// images per call). Images come from the placeholder generator, in the size,
+// format and seed asked for. Markers in a prompt script failures, so a
+// frontend can see every error path:
 //
-//	[blocked]          the prompt is refused (promptFeedback.blockReason SAFETY)
-//	[blocked-output]   the output is refused (finishReason IMAGE_SAFETY)
+//	[blocked]          the prompt is refused (generateContent: promptFeedback.blockReason
+//	                   SAFETY; predict: 400 INVALID_ARGUMENT, as Imagen refuses a prompt)
+//	[blocked-output]   the output is refused (generateContent: finishReason IMAGE_SAFETY;
+//	                   predict: every image filtered)
+//	[filtered:K]       predict only: image K of the call (0-based) is filtered, the others made
 //	[no-image]         the model answers with text only
-//	[rate-limit-once]  the first call of each variant answers 429, the next succeeds
+//	[rate-limit-once]  the first call of each variant (predict: of each prompt and seed)
+//	                   answers 429, the next succeeds
 //	[unavailable]      every call answers 503
 //	[svg]              the model answers an SVG image (with script) instead of a raster one
 //
-// Every request counts in assetgen_local_model_images_total (the process's
-// /metrics) by outcome: "image" is an image answered, the work a real model
-// bills; "refused", "failed" and "abandoned" (the caller left first) are the
-// rest, so the sum is every image asked for.
+// Like Imagen, predict refuses a seed unless addWatermark is false, more
+// than four images per call, and a size other than 1K and 2K; a filtered
+// image comes back with its raiFilteredReason when includeRaiReason is set
+// and is left out otherwise.
+//
+// Every image asked for counts in assetgen_local_model_images_total (the
+// process's /metrics) by outcome: "image" is an image answered, the work a
+// real model bills; "refused", "failed" and "abandoned" (the caller left
+// first) are the rest, so the sum is every image asked for.
 type FakeModel struct {
 	// URL is the base URL to give the SDK (GEMINI_BASE_URL).
 	URL   string
@@ -81,13 +98,14 @@ func StartFakeModel(addr string, delay time.Duration) (*FakeModel, error) {
 	})
 	f := &FakeModel{URL: "http://" + ln.Addr().String(), Delay: delay, ln: ln, images: imagegen.NewPlaceholder(0), limited: map[string]bool{}}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1beta/models/{action}", f.generate)
+	mux.HandleFunc("POST /v1beta/models/{action}", f.route)
+	mux.HandleFunc("POST /v1beta1/projects/{project}/locations/{location}/publishers/google/models/{action}", f.route)
 	f.srv = &http.Server{Handler: mux}
 	go func() { _ = f.srv.Serve(ln) }()
 	return f, nil
 }
 
-// Calls counts generateContent requests.
+// Calls counts model requests (generateContent and predict).
 func (f *FakeModel) Calls() int64 { return f.calls.Load() }
 
 // Images counts the images this fake answered with.
@@ -103,6 +121,20 @@ func (f *FakeModel) count(outcome string) {
 // Close stops the fake.
 func (f *FakeModel) Close(ctx context.Context) error { return f.srv.Shutdown(ctx) }
 
+// route sends a request to its method by the path's suffix.
+func (f *FakeModel) route(w http.ResponseWriter, r *http.Request) {
+	f.calls.Add(1)
+	switch action := r.PathValue("action"); {
+	case strings.HasSuffix(action, ":generateContent"):
+		f.generate(w, r)
+	case strings.HasSuffix(action, ":predict"):
+		f.predict(w, r)
+	default:
+		f.count(outcomeFailed)
+		fakeError(w, http.StatusNotFound, "NOT_FOUND", "no such method: "+action)
+	}
+}
+
 type fakeRequest struct {
 	Contents []struct {
 		Parts []struct {
@@ -112,13 +144,44 @@ type fakeRequest struct {
 	GenerationConfig struct {
 		Seed        *int32 `json:"seed"`
 		ImageConfig *struct {
-			AspectRatio string `json:"aspectRatio"`
+			AspectRatio        string `json:"aspectRatio"`
+			ImageSize          string `json:"imageSize"`
+			ImageOutputOptions *struct {
+				MIMEType string `json:"mimeType"`
+			} `json:"imageOutputOptions"`
 		} `json:"imageConfig"`
 	} `json:"generationConfig"`
 }
 
+// formatOf is the output format of a MIME type the request named ("" is png).
+func formatOf(mime string) string {
+	switch mime {
+	case "image/jpeg":
+		return "jpeg"
+	case "image/webp":
+		return "webp"
+	}
+	return ""
+}
+
+// wait sleeps what is left of Delay after started, as a real model computes
+// inside its latency; false when the caller left first.
+func (f *FakeModel) wait(r *http.Request, started time.Time) bool {
+	wait := f.Delay - time.Since(started)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-r.Context().Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 func (f *FakeModel) generate(w http.ResponseWriter, r *http.Request) {
-	f.calls.Add(1)
 	var req fakeRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		f.count(outcomeFailed)
@@ -131,26 +194,27 @@ func (f *FakeModel) generate(w http.ResponseWriter, r *http.Request) {
 			prompt += p.Text
 		}
 	}
-	seed, ratio := int32(0), "1:1"
+	seed := int32(0)
 	if req.GenerationConfig.Seed != nil {
 		seed = *req.GenerationConfig.Seed
 	}
-	if ic := req.GenerationConfig.ImageConfig; ic != nil && ic.AspectRatio != "" {
-		ratio = ic.AspectRatio
+	ask := imagegen.Request{Prompt: prompt, Seed: &seed, AspectRatio: "1:1"}
+	if ic := req.GenerationConfig.ImageConfig; ic != nil {
+		if ic.AspectRatio != "" {
+			ask.AspectRatio = ic.AspectRatio
+		}
+		ask.ImageSize = ic.ImageSize
+		if o := ic.ImageOutputOptions; o != nil {
+			ask.Format = formatOf(o.MIMEType)
+		}
 	}
 	// The image is drawn inside the model's time, as a real model computes it
 	// inside its latency: Delay is the whole answer time.
 	started := time.Now()
-	img, imgErr := f.images.Generate(r.Context(), imagegen.Request{Prompt: prompt, Variant: int(seed), AspectRatio: ratio})
-	if wait := f.Delay - time.Since(started); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			f.count(outcomeAbandoned)
-			return
-		case <-t.C:
-		}
+	img, imgErr := f.images.Generate(r.Context(), ask)
+	if !f.wait(r, started) {
+		f.count(outcomeAbandoned)
+		return
 	}
 	switch {
 	case strings.Contains(prompt, "[unavailable]"):
@@ -186,6 +250,124 @@ func (f *FakeModel) generate(w http.ResponseWriter, r *http.Request) {
 	}
 	f.count(outcomeImage)
 	writeJSON(w, candidate(map[string]any{"inlineData": map[string]any{"mimeType": img.MIMEType, "data": img.Data}}))
+}
+
+type predictRequest struct {
+	Instances []struct {
+		Prompt string `json:"prompt"`
+	} `json:"instances"`
+	Parameters struct {
+		SampleCount      int    `json:"sampleCount"`
+		AspectRatio      string `json:"aspectRatio"`
+		Seed             *int32 `json:"seed"`
+		AddWatermark     *bool  `json:"addWatermark"`
+		SampleImageSize  string `json:"sampleImageSize"`
+		IncludeRAIReason bool   `json:"includeRaiReason"`
+		OutputOptions    *struct {
+			MIMEType string `json:"mimeType"`
+		} `json:"outputOptions"`
+	} `json:"parameters"`
+}
+
+// filteredMarker finds [filtered:K] in a prompt: the image K of a call to filter.
+var filteredMarker = regexp.MustCompile(`\[filtered:(\d)\]`)
+
+// predict answers Imagen's generateImages: sampleCount images in one call.
+func (f *FakeModel) predict(w http.ResponseWriter, r *http.Request) {
+	var req predictRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Instances) != 1 {
+		f.count(outcomeFailed)
+		fakeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "a predict request holds one instance")
+		return
+	}
+	prompt, p := req.Instances[0].Prompt, req.Parameters
+	n := p.SampleCount
+	refuse := func(msg string) {
+		for range max(n, 1) {
+			f.count(outcomeFailed)
+		}
+		fakeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", msg)
+	}
+	switch {
+	case n < 1 || n > imagegen.MaxBatch:
+		refuse(fmt.Sprintf("sampleCount must be 1 to %d", imagegen.MaxBatch))
+		return
+	case p.Seed != nil && (p.AddWatermark == nil || *p.AddWatermark):
+		refuse("Image generation failed with the following error: Seed is not supported when watermark is enabled.")
+		return
+	case p.SampleImageSize != "" && p.SampleImageSize != "1K" && p.SampleImageSize != "2K":
+		refuse("sampleImageSize must be 1K or 2K")
+		return
+	}
+	ask := imagegen.Request{Prompt: prompt, AspectRatio: cmp.Or(p.AspectRatio, "1:1"), ImageSize: p.SampleImageSize}
+	if p.OutputOptions != nil {
+		ask.Format = formatOf(p.OutputOptions.MIMEType)
+	}
+	variants := make([]int, n)
+	for i := range variants {
+		variants[i] = i
+	}
+	if p.Seed != nil {
+		ask.Seed = p.Seed
+	}
+	started := time.Now()
+	made, madeErr := f.images.GenerateBatch(r.Context(), ask, variants)
+	if !f.wait(r, started) {
+		for range n {
+			f.count(outcomeAbandoned)
+		}
+		return
+	}
+	seed := int32(-1)
+	if p.Seed != nil {
+		seed = *p.Seed
+	}
+	fail := func(code int, status, msg string) {
+		for range n {
+			f.count(outcomeFailed)
+		}
+		fakeError(w, code, status, msg)
+	}
+	switch {
+	case strings.Contains(prompt, "[unavailable]"):
+		fail(http.StatusServiceUnavailable, "UNAVAILABLE", "the model is overloaded")
+		return
+	case strings.Contains(prompt, "[rate-limit-once]") && f.firstCall(fmt.Sprint("predict ", prompt, seed)):
+		fail(http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model")
+		return
+	case strings.Contains(prompt, "[blocked]"):
+		for range n {
+			f.count(outcomeRefused)
+		}
+		fakeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "Image generation failed with the following error: The prompt could not be submitted. This prompt contains sensitive words that violate Google's Responsible AI practices.")
+		return
+	case madeErr != nil:
+		fail(http.StatusInternalServerError, "INTERNAL", madeErr.Error())
+		return
+	}
+	filtered := map[int]bool{}
+	for _, m := range filteredMarker.FindAllStringSubmatch(prompt, -1) {
+		k, _ := strconv.Atoi(m[1])
+		filtered[k] = true
+	}
+	all := strings.Contains(prompt, "[blocked-output]")
+	preds := []any{}
+	for i, res := range made {
+		if all || filtered[i] {
+			f.count(outcomeRefused)
+			if p.IncludeRAIReason {
+				preds = append(preds, map[string]any{"raiFilteredReason": "Your current safety filter threshold filtered out 1 generated images. You will not be charged for blocked images."})
+			}
+			continue
+		}
+		if res.Err != nil {
+			f.count(outcomeFailed)
+			continue
+		}
+		f.count(outcomeImage)
+		preds = append(preds, map[string]any{"bytesBase64Encoded": res.Image.Data, "mimeType": res.Image.MIMEType})
+	}
+	writeJSON(w, map[string]any{"predictions": preds})
 }
 
 func (f *FakeModel) firstCall(key string) bool {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"google.golang.org/genai"
+
+	"github.com/assetgen/assetgen/shared/models"
 )
 
 // GeminiConfig configures the live generator.
@@ -42,9 +43,10 @@ type GeminiConfig struct {
 // DefaultGeminiTimeout bounds one Generate call when GeminiConfig.Timeout is zero.
 const DefaultGeminiTimeout = 120 * time.Second
 
-// Gemini generates images with Gemini image models (Models.GenerateContent with
-// an IMAGE response modality) through google.golang.org/genai. Build it once
-// and share it: it is safe for concurrent use.
+// Gemini generates images through google.golang.org/genai: Gemini image
+// models with Models.GenerateContent (an IMAGE response modality), Imagen
+// models with Models.GenerateImages (imagen.go). Build it once and share it:
+// it is safe for concurrent use.
 //
 // Each Generate call is one attempt. The SDK retries only when asked through
 // HTTPOptions.RetryOptions, which is never set here: retries belong to Cloud
@@ -59,7 +61,10 @@ type Gemini struct {
 	apiKey  string // only to scrub it from error text, should it ever appear
 }
 
-var _ Generator = (*Gemini)(nil)
+var (
+	_ Generator = (*Gemini)(nil)
+	_ Batcher   = (*Gemini)(nil)
+)
 
 // NewGemini builds the genai client once. For Vertex without an HTTPClient it
 // looks up Application Default Credentials (no network call for a service
@@ -106,22 +111,32 @@ func NewGemini(ctx context.Context, cfg GeminiConfig) (*Gemini, error) {
 	return &Gemini{client: client, timeout: timeout, apiKey: cfg.APIKey}, nil
 }
 
-// Generate implements Generator with one generateContent call. Errors are
-// *Error, classified by Classify.
+// Generate implements Generator with one generateContent call (or, for an
+// Imagen model, a one-image generateImages call). Errors are *Error,
+// classified by Classify.
 //
 // The request is one user turn: the prompt text, then one inline-data part per
 // reference image, with responseModalities ["IMAGE"] (the current image models
 // answer image-only requests; only the retired 2.0 preview needed TEXT too) and
-// imageConfig.aspectRatio when the request has one.
+// imageConfig with the aspect ratio, the size (left out at 1K, the API's
+// default, so models with one size are never sent one) and the output MIME
+// type (left out for png: only Vertex AI takes one).
 //
-// Variants differ by seed: variant v of a prompt asks for seed
-// fnv32a(prompt)+v (31 bits), so the variants of one prompt always get
-// distinct seeds, and a retried attempt asks for the same image it asked for
-// before. The models treat a seed as best effort, so this makes variants
-// different and retries stable as far as the model allows, no more.
+// Variants differ by seed: req.Seed, or else VariantSeed, so the variants of
+// one prompt always get distinct seeds, and a retried attempt asks for the
+// same image it asked for before. The models treat a seed as best effort, so
+// this makes variants different and retries stable as far as the model
+// allows, no more.
 func (g *Gemini) Generate(ctx context.Context, req Request) (Image, error) {
 	if req.Model == "" {
 		return Image{}, &Error{Class: Permanent, Reason: "BAD_REQUEST", Err: errors.New("no model")}
+	}
+	if req.API == models.GenerateImages {
+		res, err := g.GenerateBatch(ctx, req, []int{req.Variant})
+		if err != nil {
+			return Image{}, err
+		}
+		return res[0].Image, res[0].Err
 	}
 	if strings.TrimSpace(req.Prompt) == "" && len(req.Refs) == 0 {
 		return Image{}, &Error{Class: Permanent, Reason: "BAD_REQUEST", Err: errors.New("no prompt")}
@@ -140,12 +155,20 @@ func (g *Gemini) Generate(ctx context.Context, req Request) (Image, error) {
 		}
 		parts = append(parts, genai.NewPartFromBytes(ref.Data, mime))
 	}
+	seed := req.Seed
+	if seed == nil {
+		seed = genai.Ptr(VariantSeed(req.Prompt, req.Variant))
+	}
 	config := &genai.GenerateContentConfig{
 		ResponseModalities: []string{string(genai.ModalityImage)},
-		Seed:               genai.Ptr(variantSeed(req.Prompt, req.Variant)),
+		Seed:               seed,
 	}
-	if req.AspectRatio != "" {
-		config.ImageConfig = &genai.ImageConfig{AspectRatio: req.AspectRatio}
+	ic := genai.ImageConfig{AspectRatio: req.AspectRatio, ImageSize: sizeParam(req.ImageSize)}
+	if mime := MIMEType(req.Format); mime != "image/png" {
+		ic.OutputMIMEType = mime
+	}
+	if ic != (genai.ImageConfig{}) {
+		config.ImageConfig = &ic
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
@@ -160,6 +183,15 @@ func (g *Gemini) Generate(ctx context.Context, req Request) (Image, error) {
 		return Image{}, classify(err, g.apiKey)
 	}
 	return img, nil
+}
+
+// sizeParam is the size to send: none for 1K, the APIs' default (Gemini
+// 2.5 Flash Image and Imagen 4 Fast take no size at all).
+func sizeParam(size string) string {
+	if size == "1K" {
+		return ""
+	}
+	return size
 }
 
 // generateContent is the one SDK call. The SDK's response converters assert
@@ -180,13 +212,6 @@ type sdkPanic struct{ value any }
 
 func (e *sdkPanic) Error() string {
 	return fmt.Sprintf("genai panicked handling the response: %v", e.value)
-}
-
-// variantSeed is the seed asked for variant v of a prompt; see Generate.
-func variantSeed(prompt string, variant int) int32 {
-	h := fnv.New32a()
-	_, _ = io.WriteString(h, prompt)
-	return int32((h.Sum32() + uint32(variant)) & 0x7fffffff) //nolint:gosec // masked to 31 bits
 }
 
 // responseKind says why a successful response carries no image.

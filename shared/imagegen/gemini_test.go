@@ -44,7 +44,11 @@ type wireRequest struct {
 		ResponseModalities []string `json:"responseModalities"`
 		Seed               *int32   `json:"seed"`
 		ImageConfig        *struct {
-			AspectRatio string `json:"aspectRatio"`
+			AspectRatio        string `json:"aspectRatio"`
+			ImageSize          string `json:"imageSize"`
+			ImageOutputOptions *struct {
+				MIMEType string `json:"mimeType"`
+			} `json:"imageOutputOptions"`
 		} `json:"imageConfig"`
 	} `json:"generationConfig"`
 }
@@ -285,7 +289,7 @@ func TestGeminiGenerateSendsRequestAndReturnsImage(t *testing.T) {
 		is.True(gc.ImageConfig != nil)                     // image config sent
 		is.Equal(gc.ImageConfig.AspectRatio, "16:9")       // with the aspect ratio
 		is.True(gc.Seed != nil)                            // a seed
-		is.Equal(*gc.Seed, variantSeed(req.Prompt, 2))     // derived from prompt and variant
+		is.Equal(*gc.Seed, VariantSeed(req.Prompt, 2))     // derived from prompt and variant
 	})
 }
 
@@ -584,13 +588,13 @@ func TestVariantSeed(t *testing.T) {
 	is := is.New(t)
 	seen := map[int32]bool{}
 	for v := range 3 {
-		s := variantSeed("a fox", v)
+		s := VariantSeed("a fox", v)
 		is.True(s >= 0)                      // a non-negative int32
-		is.Equal(s, variantSeed("a fox", v)) // stable across attempts
+		is.Equal(s, VariantSeed("a fox", v)) // stable across attempts
 		is.True(!seen[s])                    // distinct per variant
 		seen[s] = true
 	}
-	is.True(variantSeed("a fox", 0) != variantSeed("a cat", 0)) // prompts spread out
+	is.True(VariantSeed("a fox", 0) != VariantSeed("a cat", 0)) // prompts spread out
 }
 
 type timeoutErr struct{}

@@ -8,15 +8,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
 )
 
-// Request is one image to make.
+// Request is one image to make (or, for a Batcher, the images of one call).
 type Request struct {
-	Model       string
+	Model string
+	// API is how the model is called: models.GenerateContent ("" too) or
+	// models.GenerateImages.
+	API         string
 	Prompt      string
 	Variant     int
 	AspectRatio string
-	Refs        []RefImage
+	// ImageSize is "1K", "2K" or "4K"; "" leaves the model's default.
+	ImageSize string
+	// Format is "png" ("" too), "jpeg" or "webp".
+	Format string
+	// Seed is the seed to ask for; nil lets the generator choose (Gemini
+	// models get VariantSeed, Imagen none).
+	Seed *int32
+	Refs []RefImage
 }
 
 // RefImage is a reference image passed to the model.
@@ -68,6 +80,53 @@ func Sniff(b []byte) string {
 // know whether to retry.
 type Generator interface {
 	Generate(ctx context.Context, req Request) (Image, error)
+}
+
+// Batcher makes several images of one prompt with one model call, as the
+// Imagen models do (NumberOfImages). variants names the images asked for,
+// and the answer holds one Result per variant, in order. An image the model
+// filtered out is a Result with a Blocked error; the other images of the
+// call are unaffected. An error means the call as a whole failed.
+type Batcher interface {
+	GenerateBatch(ctx context.Context, req Request, variants []int) ([]Result, error)
+}
+
+// Result is one image of a batch call: an image, or why there is none.
+type Result struct {
+	Image Image
+	Err   error
+}
+
+// MaxBatch is the most images one GenerateBatch call makes (Imagen's
+// sampleCount limit).
+const MaxBatch = 4
+
+// SeedFor is the seed of variant v of a row that asked for seed base: base+v,
+// wrapped to 31 bits as the model APIs take it.
+func SeedFor(base int64, variant int) int32 {
+	return int32((base + int64(variant)) & 0x7fffffff) //nolint:gosec // masked to 31 bits
+}
+
+// VariantSeed is the seed a Gemini model is asked for when the row named
+// none: fnv32a(prompt)+v (31 bits), so the variants of one prompt get
+// distinct seeds and a retried attempt asks for the image it asked for
+// before.
+func VariantSeed(prompt string, variant int) int32 {
+	h := fnv.New32a()
+	_, _ = io.WriteString(h, prompt)
+	return int32((h.Sum32() + uint32(variant)) & 0x7fffffff) //nolint:gosec // masked to 31 bits
+}
+
+// MIMEType is the MIME type of an output format ("" is png).
+func MIMEType(format string) string {
+	switch format {
+	case "jpeg":
+		return "image/jpeg"
+	case "webp":
+		return "image/webp"
+	default:
+		return "image/png"
+	}
 }
 
 // Class says what a failure means for the task that met it.

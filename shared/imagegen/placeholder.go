@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"image/draw"
+	"image/jpeg"
 	"image/png"
 	"strconv"
 	"strings"
@@ -18,15 +19,20 @@ import (
 	"golang.org/x/image/math/fixed"
 )
 
-// Placeholder draws a deterministic PNG for a prompt and variant: a gradient in
-// colours derived from the prompt's hash with the prompt written on it. It costs
-// nothing and needs no network; Delay makes each image take that long, so a
-// frontend can watch progress arrive the way it will in a live run.
+// Placeholder draws a deterministic image for a prompt and variant (or seed,
+// when the request names one): a gradient in colours derived from a hash of
+// them with the prompt written on it, as PNG or JPEG, twice as large per size
+// step. It costs nothing and needs no network; Delay makes each image take
+// that long, so a frontend can watch progress arrive the way it will in a
+// live run.
 type Placeholder struct {
 	Delay time.Duration
-	// Long is the long side of the image in pixels.
+	// Long is the long side of a 1K image in pixels; 2K doubles it, 4K
+	// doubles it again.
 	Long int
 }
+
+var _ Batcher = (*Placeholder)(nil)
 
 // NewPlaceholder returns a placeholder generator with 512-pixel images.
 func NewPlaceholder(delay time.Duration) *Placeholder {
@@ -35,26 +41,83 @@ func NewPlaceholder(delay time.Duration) *Placeholder {
 
 // Generate implements Generator.
 func (p *Placeholder) Generate(ctx context.Context, req Request) (Image, error) {
-	if p.Delay > 0 {
-		t := time.NewTimer(p.Delay)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return Image{}, &Error{Class: Transient, Reason: "CANCELLED", Err: ctx.Err()}
-		case <-t.C:
-		}
+	if err := p.wait(ctx); err != nil {
+		return Image{}, err
 	}
-	w, h := dimensions(req.AspectRatio, p.Long)
-	sum := sha256.Sum256([]byte(req.Prompt + "\x00" + strconv.Itoa(req.Variant)))
+	return p.draw(req)
+}
+
+// wait takes Delay, as a model call takes its time.
+func (p *Placeholder) wait(ctx context.Context) error {
+	if p.Delay <= 0 {
+		return nil
+	}
+	t := time.NewTimer(p.Delay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return &Error{Class: Transient, Reason: "CANCELLED", Err: ctx.Err()}
+	case <-t.C:
+		return nil
+	}
+}
+
+// GenerateBatch implements Batcher: the images of variants, each drawn as
+// Generate draws it (a seeded call's image i takes the seed plus i), after
+// one Delay, as one model call takes.
+func (p *Placeholder) GenerateBatch(ctx context.Context, req Request, variants []int) ([]Result, error) {
+	if len(variants) < 1 || len(variants) > MaxBatch {
+		return nil, &Error{Class: Permanent, Reason: "BAD_REQUEST", Err: fmt.Errorf("%d images asked of one call; 1 to %d", len(variants), MaxBatch)}
+	}
+	if err := p.wait(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(variants))
+	for i, v := range variants {
+		r := req
+		r.Variant = v
+		if req.Seed != nil {
+			s := SeedFor(int64(*req.Seed), i)
+			r.Seed = &s
+		}
+		out[i].Image, out[i].Err = p.draw(r)
+	}
+	return out, nil
+}
+
+func (p *Placeholder) draw(req Request) (Image, error) {
+	long := p.Long
+	switch req.ImageSize {
+	case "2K":
+		long *= 2
+	case "4K":
+		long *= 4
+	}
+	w, h := dimensions(req.AspectRatio, long)
+	key := "variant " + strconv.Itoa(req.Variant)
+	if req.Seed != nil {
+		key = "seed " + strconv.Itoa(int(*req.Seed))
+	}
+	sum := sha256.Sum256([]byte(req.Prompt + "\x00" + key))
 	img := gradient(w, h, color.RGBA{sum[0], sum[1], sum[2], 255}, color.RGBA{sum[3], sum[4], sum[5], 255})
-	caption(img, req, sum)
+	caption(img, req.Prompt, key, sum)
 
 	var buf bytes.Buffer
-	enc := png.Encoder{CompressionLevel: png.BestSpeed}
-	if err := enc.Encode(&buf, img); err != nil {
+	mime := MIMEType(req.Format)
+	var err error
+	switch mime {
+	case "image/png":
+		enc := png.Encoder{CompressionLevel: png.BestSpeed}
+		err = enc.Encode(&buf, img)
+	case "image/jpeg":
+		err = jpeg.Encode(&buf, img, &jpeg.Options{Quality: JPEGQuality})
+	default:
+		return Image{}, &Error{Class: Permanent, Reason: "BAD_REQUEST", Err: fmt.Errorf("the placeholder draws png or jpeg, not %q", req.Format)}
+	}
+	if err != nil {
 		return Image{}, &Error{Class: Permanent, Reason: "ENCODE", Err: err}
 	}
-	return Image{MIMEType: "image/png", Data: buf.Bytes()}, nil
+	return Image{MIMEType: mime, Data: buf.Bytes()}, nil
 }
 
 // Palette layout: gradientSteps shades, then the caption band and its ink.
@@ -100,12 +163,12 @@ func dimensions(ratio string, long int) (int, int) {
 	return max(1, long*rw/rh), long
 }
 
-// caption writes the prompt (wrapped) and the variant on a dark band.
-func caption(img *image.Paletted, req Request, sum [32]byte) {
+// caption writes the prompt (wrapped) and the variant or seed on a dark band.
+func caption(img *image.Paletted, prompt, key string, sum [32]byte) {
 	b := img.Bounds()
 	perLine := max(8, (b.Dx()-24)/7)
-	lines := wrap(req.Prompt, perLine, 6)
-	lines = append(lines, fmt.Sprintf("variant %d - %x - placeholder", req.Variant, sum[:4]))
+	lines := wrap(prompt, perLine, 6)
+	lines = append(lines, fmt.Sprintf("%s - %x - placeholder", key, sum[:4]))
 	bandH := min(len(lines)*15+16, b.Dy())
 	band := image.Rect(0, b.Dy()-bandH, b.Dx(), b.Dy())
 	draw.Draw(img, band, &image.Uniform{img.Palette[bandIndex]}, image.Point{}, draw.Src)

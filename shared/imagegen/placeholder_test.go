@@ -3,6 +3,7 @@ package imagegen
 import (
 	"bytes"
 	"context"
+	"image/jpeg"
 	"image/png"
 	"testing"
 	"time"
@@ -66,4 +67,48 @@ func BenchmarkPlaceholder(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// The placeholder draws what a row asks for: its format, its size, and by
+// seed when it names one, so a seeded re-run makes the same image.
+func TestPlaceholderSettings(t *testing.T) {
+	is := is.New(t)
+	p := NewPlaceholder(0)
+	ctx := context.Background()
+	img, err := p.Generate(ctx, Request{Prompt: "x", Format: "jpeg", ImageSize: "2K", AspectRatio: "16:9"})
+	is.NoErr(err)
+	is.Equal(img.MIMEType, "image/jpeg")
+	is.Equal(Sniff(img.Data), "image/jpeg") // really a JPEG
+	cfg, err := jpeg.DecodeConfig(bytes.NewReader(img.Data))
+	is.NoErr(err)
+	is.Equal(cfg.Width, 1024) // 2K is twice 1K
+	is.Equal(cfg.Height, 576)
+	_, err = p.Generate(ctx, Request{Prompt: "x", Format: "webp"})
+	is.Equal(ClassOf(err), Permanent) // no WebP encoder
+
+	s := int32(500)
+	a, err := p.Generate(ctx, Request{Prompt: "x", Variant: 2, Seed: &s})
+	is.NoErr(err)
+	b, err := p.Generate(ctx, Request{Prompt: "x", Variant: 0, Seed: &s})
+	is.NoErr(err)
+	is.True(bytes.Equal(a.Data, b.Data)) // the seed, not the variant, makes the image
+}
+
+func TestPlaceholderBatch(t *testing.T) {
+	is := is.New(t)
+	p := NewPlaceholder(0)
+	ctx := context.Background()
+	res, err := p.GenerateBatch(ctx, Request{Prompt: "x"}, []int{0, 2})
+	is.NoErr(err)
+	is.Equal(len(res), 2)
+	one, _ := p.Generate(ctx, Request{Prompt: "x", Variant: 2})
+	is.True(bytes.Equal(res[1].Image.Data, one.Data)) // image i is variant i's, as one at a time
+	s := int32(40)
+	seeded, err := p.GenerateBatch(ctx, Request{Prompt: "x", Seed: &s}, []int{0, 1})
+	is.NoErr(err)
+	s41 := int32(41)
+	alone, _ := p.Generate(ctx, Request{Prompt: "x", Seed: &s41})
+	is.True(bytes.Equal(seeded[1].Image.Data, alone.Data)) // a seeded call's image i has seed+i
+	_, err = p.GenerateBatch(ctx, Request{Prompt: "x"}, nil)
+	is.Equal(ClassOf(err), Permanent)
 }

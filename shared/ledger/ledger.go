@@ -59,7 +59,11 @@ type Manifest struct {
 	Model     string    `json:"model"`
 	CreatedAt time.Time `json:"createdAt"`
 	RequestID string    `json:"requestId,omitempty"`
-	// PriceUSD is the model's price per image when the batch was submitted.
+	// ModelAPI is how the model is called (models.GenerateContent when
+	// absent, or models.GenerateImages: one call per row's variants).
+	ModelAPI string `json:"modelApi,omitempty"`
+	// PriceUSD is the model's price per image when the batch was submitted,
+	// at the batch's image size; a row of another size carries its own.
 	PriceUSD    float64 `json:"priceUsd"`
 	EstimateUSD float64 `json:"estimateUsd"`
 	// BudgetDay is the UTC day whose budget holds the batch's reservation
@@ -79,6 +83,25 @@ type ManifestRow struct {
 	AspectRatio string    `json:"aspectRatio"`
 	Refs        []Ref     `json:"refs,omitempty"`
 	DroppedRefs []Dropped `json:"droppedRefs,omitempty"`
+	// ImageSize ("1K", "2K", "4K") and OutputFormat ("png", "jpeg",
+	// "webp") are absent in batches older than them: the model's default
+	// size, and png.
+	ImageSize    string `json:"imageSize,omitempty"`
+	OutputFormat string `json:"outputFormat,omitempty"`
+	// Seed is the row's seed, when it asked for one; variant v asks for
+	// Seed+v.
+	Seed *int64 `json:"seed,omitempty"`
+	// PriceUSD is one image's price at the row's size; absent means the
+	// manifest's PriceUSD.
+	PriceUSD *float64 `json:"priceUsd,omitempty"`
+}
+
+// RowPriceUSD is what one image of row i costs.
+func (m *Manifest) RowPriceUSD(i int) float64 {
+	if i >= 0 && i < len(m.Rows) && m.Rows[i].PriceUSD != nil {
+		return *m.Rows[i].PriceUSD
+	}
+	return m.PriceUSD
 }
 
 // Ref is a reference image stored content-addressed in the bucket.
@@ -139,6 +162,9 @@ type Variant struct {
 	// billed failure before a retry still counts).
 	CostUSD float64  `json:"costUsd,omitempty"`
 	Error   *Failure `json:"error,omitempty"`
+	// Seed is the seed the image was asked for with, when one was sent: a
+	// row asking for it with the same prompt, model and settings re-runs it.
+	Seed *int64 `json:"seed,omitempty"`
 }
 
 // Failure says why something failed, with a stable problem code.

@@ -85,6 +85,8 @@ type VariantResult struct {
 	Object  string
 	CostUSD float64
 	Failure *Failure
+	// Seed is the seed the model was asked with, if any.
+	Seed *int64
 }
 
 // RecordVariants stores the finished variants of the attempt holder. A variant
@@ -105,11 +107,11 @@ func RecordVariants(r Row, op Op, holder string, results []VariantResult) (Row, 
 			// A failed variant may still have been billed: a model answer
 			// refused after the call (not an image the platform stores).
 			f := *res.Failure
-			v.Status, v.Error = Failed, &f
+			v.Status, v.Error, v.Seed = Failed, &f, res.Seed
 			v.CostUSD += res.CostUSD
 			notes = append(notes, fmt.Sprintf("v%d failed %s", res.Index, f.Code))
 		} else {
-			v.Status, v.Object, v.Error = Done, res.Object, nil
+			v.Status, v.Object, v.Error, v.Seed = Done, res.Object, nil, res.Seed
 			v.CostUSD += res.CostUSD
 			notes = append(notes, fmt.Sprintf("v%d done", res.Index))
 		}

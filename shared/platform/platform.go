@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ type Options struct {
 	Getenv func(string) string
 	// Log is the instance's logger.
 	Log *slog.Logger
+	// ModelHTTPClient, when set, is the live model's HTTP client, used as is:
+	// no credentials are looked up (the local stack's fake model). Nil in
+	// the cloud.
+	ModelHTTPClient *http.Client
 }
 
 // Platform is what one instance's functions share. The clients (Storage,
@@ -68,6 +73,8 @@ type Platform struct {
 	base     context.Context
 	instance string
 	limits   *budget.Limits
+	// modelClient is Options.ModelHTTPClient.
+	modelClient *http.Client
 
 	queue      lazy[*queue.Enqueuer]
 	finisher   lazy[*completion.Finisher]
@@ -86,7 +93,7 @@ func Open(ctx context.Context, cfg config.Config, o Options) (*Platform, error) 
 	if err != nil {
 		return nil, err
 	}
-	p := &Platform{Clients: c, Config: cfg, Log: o.Log, base: context.WithoutCancel(ctx), instance: instanceName(o.Getenv)}
+	p := &Platform{Clients: c, Config: cfg, Log: o.Log, base: context.WithoutCancel(ctx), instance: instanceName(o.Getenv), modelClient: o.ModelHTTPClient}
 	if err := p.build(o.Getenv); err != nil {
 		_ = c.Close()
 		return nil, err
@@ -212,7 +219,7 @@ func (p *Platform) Generators() (map[ledger.RunMode]imagegen.Generator, error) {
 		}
 		g, err := imagegen.NewGemini(p.base, imagegen.GeminiConfig{
 			Backend: cfg.LiveBackend, Project: cfg.Project, Location: cfg.VertexLocation,
-			APIKey: cfg.GeminiAPIKey, BaseURL: cfg.GeminiBaseURL, Timeout: cfg.ModelTimeout,
+			APIKey: cfg.GeminiAPIKey, BaseURL: cfg.GeminiBaseURL, Timeout: cfg.ModelTimeout, HTTPClient: p.modelClient,
 		})
 		if err != nil {
 			return nil, err
@@ -243,7 +250,7 @@ func (p *Platform) Refs() *refs.Fetcher {
 func (p *Platform) Rules() batch.Rules {
 	cfg := p.Config
 	r := batch.Rules{
-		Models: cfg.Models, RefBuckets: cfg.RefBuckets, UploadsBucket: cfg.Bucket, AllowHTTPRefs: cfg.RefsAllowLoopback,
+		Models: cfg.Models, RefBuckets: cfg.RefBuckets, UploadsBucket: cfg.Bucket, AllowHTTPRefs: cfg.RefsAllowLoopback, LiveBackend: cfg.LiveBackend,
 		CheckWebhook: func(u string) error { return notify.CheckWebhookURL(u, cfg.RefsAllowLoopback) },
 	}
 	if completion.SheetsAvailable(cfg) {

@@ -254,11 +254,21 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		ours["TASKS_SERVICE_ACCOUNT"] = localInvoker
 		ours["TASKS_OIDC_AUDIENCE"] = ours["GENERATE_URL"]
 	}
+	var modelClient *http.Client
 	if fakeModel {
 		if a.model, err = devstack.StartFakeModel("127.0.0.1:0", fakeDelay); err != nil {
 			return nil, err
 		}
-		ours["LIVE_BACKEND"], ours["GEMINI_API_KEY"], ours["GEMINI_BASE_URL"] = "gemini", "local-fake-model", a.model.URL
+		// The fake plays Vertex AI, which runs every model of the table
+		// (the SDK has Imagen's generateImages on Vertex AI only), reached
+		// with a plain client so no credentials are looked up.
+		// LIVE_BACKEND=gemini makes it play the Gemini API instead.
+		ours["GEMINI_BASE_URL"], modelClient = a.model.URL, &http.Client{}
+		if getenv("LIVE_BACKEND") == "gemini" {
+			ours["GEMINI_API_KEY"] = "local-fake-model"
+		} else {
+			ours["LIVE_BACKEND"], ours["GOOGLE_CLOUD_PROJECT"], ours["VERTEX_LOCATION"] = "vertex", "assetgen-local", "us-central1"
+		}
 	}
 	a.cfg, err = config.Load(func(name string) string {
 		if v := getenv(name); v != "" && name != "STORAGE_EMULATOR_HOST" && name != "TASKS_EMULATOR_HOST" {
@@ -270,7 +280,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 		return nil, err
 	}
 	// The local stack is one process, so every function shares one platform.
-	if a.platform, err = platform.Open(ctx, a.cfg, platform.Options{Getenv: getenv, Log: a.log}); err != nil {
+	if a.platform, err = platform.Open(ctx, a.cfg, platform.Options{Getenv: getenv, Log: a.log, ModelHTTPClient: modelClient}); err != nil {
 		return nil, err
 	}
 	submitH, err := wire.Submit(a.platform)
