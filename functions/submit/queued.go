@@ -45,20 +45,21 @@ func (s *server) checkQueued(ctx context.Context, sub *submission) error {
 
 // markQueued records the new batch among the user's unfinished ones (before
 // any of its tasks exists, so completion always finds the marker to clear).
-// A marker this call made is undone with the batch.
-func (s *server) markQueued(ctx context.Context, sub *submission, m *ledger.Manifest) error {
+// It returns the undo of a marker this call made (nil otherwise): it goes
+// with the batch.
+func (s *server) markQueued(ctx context.Context, m *ledger.Manifest) (func(context.Context), error) {
 	e := backlog.Entry{User: m.Owner, BatchID: m.BatchID, Rows: len(m.Rows)}
 	markers := backlog.New(s.Bucket)
 	created, err := markers.Mark(ctx, e)
 	if err != nil {
-		return fmt.Errorf("submit: %w", err)
+		return nil, fmt.Errorf("submit: %w", err)
 	}
-	if created {
-		sub.undo = append(sub.undo, func(ctx context.Context) {
-			if err := markers.Clear(ctx, e); err != nil {
-				obs.Logger(ctx).Warn("submit: clearing the queued marker of a rolled-back batch failed; the housekeeping job removes it", "batchId", m.BatchID, "error", err)
-			}
-		})
+	if !created {
+		return nil, nil
 	}
-	return nil
+	return func(ctx context.Context) {
+		if err := markers.Clear(ctx, e); err != nil {
+			obs.Logger(ctx).Warn("submit: clearing the queued marker of a rolled-back batch failed; the housekeeping job removes it", "batchId", m.BatchID, "error", err)
+		}
+	}, nil
 }

@@ -242,8 +242,12 @@ func (s *server) writeRetry(ctx context.Context, r *http.Request, sub *submissio
 				return resp, err
 			}
 		}
-		if err := s.markQueued(ctx, sub, m); err != nil {
+		marked, err := s.markQueued(ctx, m)
+		if err != nil {
 			return resp, err
+		}
+		if marked != nil {
+			sub.undo = append(sub.undo, marked)
 		}
 		op := ledger.Op{Actor: "retry/" + sub.user, RequestID: obs.RequestID(ctx), Now: s.now().UTC()}
 		rt := ledger.Retry{EstimateUSD: sub.estimate.USD()}

@@ -183,9 +183,6 @@ func (s *server) write(ctx context.Context, r *http.Request, sub *submission) (r
 		return resp, err
 	}
 	sub.m = m
-	if err := s.markQueued(ctx, sub, m); err != nil {
-		return resp, err
-	}
 	// A batch an earlier attempt recorded is answered as it stands, and only
 	// its rows still to run are queued (again: task names are per row, so a
 	// row already queued is not queued twice).
@@ -414,28 +411,45 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 			obs.Logger(ctx).Error("submit: rollback failed; the housekeeping job removes what is left", "batchId", batchID, "error", err)
 		}
 	}
+	batchUndo := len(sub.undo)
 	sub.undo = append(sub.undo, undo)
-	// The accepted state and the batch's entry in its owner's list are
-	// written beside the manifest, in the same round trip, and before any
-	// task exists: no row can start before the state. The entry is
-	// create-once under a name the batch id fixes, so a retried submit lists
-	// the batch once.
+	// The accepted state, the batch's entry in its owner's list and its
+	// queued-row marker are written beside the manifest, in the same round
+	// trip, and before any task exists: no row can start before the state,
+	// and completion always finds the marker to clear. The entry and the
+	// marker are create-once under names the batch id fixes, so a retried
+	// submit lists and counts the batch once.
 	var g errgroup.Group
-	var lerr error
+	var lerr, merr error
+	var marked func(context.Context)
 	g.Go(func() error { return s.accept(ctx, m) })
 	g.Go(func() error {
 		_, lerr = index.Add(ctx, batchindex.FromManifest(m))
 		return nil
 	})
+	g.Go(func() error {
+		marked, merr = s.markQueued(ctx, m)
+		return nil
+	})
 	err := s.Store.CreateManifest(ctx, m)
 	aerr := g.Wait()
+	if marked != nil {
+		sub.undo = append(sub.undo, marked)
+	}
 	if err == nil && aerr != nil {
 		return nil, fmt.Errorf("submit: recording the accepted state: %w", aerr)
 	}
+	if err == nil && merr != nil {
+		return nil, merr
+	}
 	if errors.Is(err, ledger.ErrExists) {
-		// A retry of a submit that got this far: same key, same body.
-		sub.undo = sub.undo[:len(sub.undo)-1]
+		// A retry of a submit that got this far: same key, same body. The
+		// batch is not this call's to undo (a marker it made still is).
+		sub.undo = slices.Delete(sub.undo, batchUndo, batchUndo+1)
 		sub.existed = true
+		if merr != nil {
+			return nil, merr
+		}
 		if lerr != nil {
 			// The batch stands unlisted; a retry with the key lists it.
 			return nil, fmt.Errorf("submit: %w", lerr)
