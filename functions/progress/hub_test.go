@@ -198,3 +198,61 @@ func TestFanOutDoesNotMultiplyStorageRequests(t *testing.T) {
 func eventuallyStats(ctx context.Context, h *Hub, want Stats) bool {
 	return eventually(ctx, func() bool { return h.Stats() == want })
 }
+
+// The heartbeat is one clock for the whole hub, started with the first
+// stream and stopped after the last: each tick reaches every stream of every
+// batch as one event: ping. The clock is the test's, so ticks are exact.
+func TestOneHeartbeatPingsEveryStream(t *testing.T) {
+	is := is.New(t)
+	ctx := testCtx(t, 60*time.Second)
+	st := newStack(t, nil)
+	cfg := testConfig()
+	cfg.Heartbeat = 7 * time.Second
+	in := st.newInstance(t, cfg, nil)
+	ticks := make(chan time.Time)
+	started := make(chan time.Duration, 10)
+	stopped := make(chan struct{})
+	in.hub.mu.Lock()
+	in.hub.ticker = func(d time.Duration) (<-chan time.Time, func()) {
+		started <- d
+		return ticks, func() { close(stopped) }
+	}
+	in.hub.mu.Unlock()
+	d1, d2 := st.newBatch(t, 2, 1, 0), st.newBatch(t, 1, 1, 0)
+	d1.start(0)
+	d2.start(0) // both running: no stream ends on its own
+
+	var streams []*sse
+	for _, d := range []*driver{d1, d1, d2} {
+		s := in.open(ctx, t, d.id(), "")
+		s.until(ctx, func(e event) bool { return e.Type == "batch" })
+		streams = append(streams, s)
+	}
+	is.Equal(len(started), 1)          // one clock for three streams of two batches
+	is.Equal(<-started, cfg.Heartbeat) // ticking at the configured interval
+	for tick := range 2 {
+		select {
+		case ticks <- time.Now():
+		case <-ctx.Done():
+			t.Fatalf("tick %d not taken: %v", tick, ctx.Err())
+		}
+		for i, s := range streams {
+			e, err := s.next(ctx)
+			is.NoErr(err)
+			if e.Type != "ping" {
+				t.Fatalf("tick %d: stream %d got %s, want event: ping", tick, i, e.Type)
+			}
+			is.Equal(e.ID, "") // a ping moves no id
+		}
+	}
+
+	for _, s := range streams {
+		s.close()
+	}
+	is.NoErr(in.hub.WaitIdle(ctx))
+	select {
+	case <-stopped: // the last stream out stopped the clock
+	case <-ctx.Done():
+		t.Fatal("the heartbeat's clock still runs with no stream open")
+	}
+}

@@ -65,8 +65,8 @@ const bucket = "assetgen-ssebench"
 func main() {
 	watchers := flag.String("watchers", "1000,10000", "comma-separated numbers of idle streams for the memory measurement")
 	rateWatchers := flag.Int("rate-watchers", 1000, "watchers compared with one for Cloud Storage requests per second")
-	duration := flag.Duration("duration", 10*time.Second, "window of each requests-per-second measurement")
-	changes := flag.Int("changes", 200, "row changes timed from ledger write to client")
+	duration := flag.Duration("duration", 10*time.Second, "window of each requests-per-second measurement (0 skips it)")
+	changes := flag.Int("changes", 200, "row changes timed from ledger write to client (0 skips them)")
 	latencyWatchers := flag.Int("latency-watchers", 10, "clients receiving the timed changes")
 	child := flag.Bool("child", false, "internal: run as the client process")
 	addr := flag.String("addr", "", "internal: the server's host:port (child)")
@@ -157,11 +157,15 @@ func (b *bench) run(ns []int, runs, rateWatchers, changes, latencyWatchers int) 
 	if err := b.compareMemory(ctx, ns, runs); err != nil {
 		return err
 	}
-	if err := b.requestRate(ctx, rateWatchers); err != nil {
-		return err
+	if b.duration > 0 {
+		if err := b.requestRate(ctx, rateWatchers); err != nil {
+			return err
+		}
 	}
-	if err := b.latency(ctx, changes, latencyWatchers); err != nil {
-		return err
+	if changes > 0 {
+		if err := b.latency(ctx, changes, latencyWatchers); err != nil {
+			return err
+		}
 	}
 
 	fmt.Printf("\nssebench: %s, %s/%s, GOMAXPROCS %d, RLIMIT_NOFILE %d; hub: Heartbeat 30s, PollMin 250ms, PollMax 2s\n\n",
