@@ -234,7 +234,7 @@ type state struct {
 type tail struct {
 	hub      *Hub
 	m        *ledger.Manifest
-	tag      string // the batch's tag in event ids, shared by its streams
+	tag      string                // the batch's tag in event ids, shared by its streams
 	watchers map[*watcher]struct{} // guarded by hub.mu
 	cur      atomic.Pointer[state]
 	ctx      context.Context
