@@ -1,10 +1,10 @@
 package progress
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,13 +16,25 @@ import (
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
-// handleStream serves GET /progress/{batchId} as text/event-stream, in three
-// steps: admit decides whether the request gets a stream, open starts it, and
-// loop feeds it until the batch is done, the client leaves or the instance
-// shuts down.
-func (h *Hub) handleStream() http.Handler {
+// handleStream serves GET /progress/{batchId} as text/event-stream, in
+// steps: the caller is authenticated and counted against the per-user cap,
+// admit decides whether the request gets a stream, open starts it, and loop
+// feeds it until the batch is done, the client leaves or the instance shuts
+// down.
+func (h *Hub) handleStream(authn auth.Authenticator, users *userStreams) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, ok := h.admit(w, r)
+		p, ok := auth.Admit(authn, w, r)
+		if !ok {
+			return
+		}
+		// One user cannot hold every stream an instance serves; the count
+		// drops when the handler returns, however the stream ended.
+		if !users.acquire(p.UserID) {
+			users.refuse(w, r)
+			return
+		}
+		defer users.release(p.UserID)
+		s, ok := h.admit(w, r, p)
 		if !ok {
 			return
 		}
@@ -30,9 +42,13 @@ func (h *Hub) handleStream() http.Handler {
 		if !h.open(w, s) {
 			return
 		}
-		h.loop(r.Context(), s)
+		// The stream keeps its request's end and names, not the request.
+		h.loop(r.Context().Done(), logIDs{obs.RequestID(r.Context()), p.UserID}, s)
 	})
 }
+
+// logIDs name a stream in its log lines.
+type logIDs struct{ request, user string }
 
 // admit checks the request (batch id, ownership, shutdown, memory headroom),
 // joins the batch's tail for its current state, and reads where the client
@@ -40,7 +56,7 @@ func (h *Hub) handleStream() http.Handler {
 // subscription. When the request gets no stream, admit answers it (a
 // problem, or 204 for a finished batch with nothing new), leaves the tail
 // again, and returns false.
-func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*stream, bool) {
+func (h *Hub) admit(w http.ResponseWriter, r *http.Request, p auth.Principal) (*stream, bool) {
 	ctx := r.Context()
 	id := r.PathValue("batchId")
 	if !batch.ValidID(id) {
@@ -55,7 +71,7 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*stream, bool) {
 	}
 	m, err := h.manifest(ctx, id)
 	// Only the owner's streams open; anyone else's batch is a missing one.
-	if p, _ := auth.From(ctx); errors.Is(err, ledger.ErrNotFound) || (err == nil && m.Owner != p.UserID) {
+	if errors.Is(err, ledger.ErrNotFound) || (err == nil && m.Owner != p.UserID) {
 		problem.Write(w, r, problem.New(problem.BatchNotFound, "no batch %q", id))
 		return nil, false
 	}
@@ -143,21 +159,20 @@ var (
 
 // loop sends what the client lacks each time the tail publishes or the
 // heartbeat ticks (pings, URL refreshes and the duration limit ride on the
-// heartbeat, so a stream has no timer of its own), until the batch is done,
-// the client leaves or the instance drains. An idle stream waits on two
-// channels only: its request's end and its wake-up, which the tail, the
-// heartbeat and Close all use.
-func (h *Hub) loop(ctx context.Context, s *stream) {
-	done := ctx.Done()
+// heartbeat, so a stream has no timer of its own), until the batch is done
+// (done: the request's end), the client leaves or the instance drains. An
+// idle stream waits on two channels only: its request's end and its wake-up,
+// which the tail, the heartbeat and Close all use.
+func (h *Hub) loop(done <-chan struct{}, ids logIDs, s *stream) {
 	started := time.Now()
 	for {
 		st := s.tail.cur.Load()
 		if err := s.send(st); err != nil {
-			obs.Logger(ctx).Debug("progress: client went away", "batchId", s.tail.m.BatchID, "error", err)
+			h.log.Debug("progress: client went away", "requestId", ids.request, "userId", ids.user, "batchId", s.tail.m.BatchID, "error", err)
 			return
 		}
 		if st.done {
-			obs.Logger(ctx).Info("progress: stream finished", "batchId", s.tail.m.BatchID, "duration", time.Since(started))
+			h.log.Info("progress: stream finished", "requestId", ids.request, "userId", ids.user, "batchId", s.tail.m.BatchID, "duration", time.Since(started))
 			return
 		}
 		if h.draining() {
@@ -184,10 +199,15 @@ func (h *Hub) loop(ctx context.Context, s *stream) {
 }
 
 // lastEventID is the Last-Event-ID header, or the lastEventId query parameter
-// for clients that cannot set headers on their first connection.
+// for clients that cannot set headers on their first connection. The query is
+// parsed only when it may hold one: a stream's URL carries a long token the
+// stream has no further use for.
 func lastEventID(r *http.Request) string {
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		return id
+	}
+	if !strings.Contains(r.URL.RawQuery, "lastEventId") {
+		return ""
 	}
 	return r.URL.Query().Get("lastEventId")
 }

@@ -172,10 +172,8 @@ func (b *bench) compareMemory(ctx context.Context, ns []int, runs int) error {
 		for _, n := range ns {
 			var p pair
 			for _, kind := range []string{kindFloor, kindProgress} {
-				path := "/events"
-				if kind == kindProgress {
-					path = progressPath
-				}
+				// The same request to both: the floor ignores its path.
+				path := progressPath
 				profile := ""
 				if b.memprofile != "" {
 					profile = fmt.Sprintf("%s.%s.%d.run%d", b.memprofile, kind, n, run)
@@ -185,9 +183,10 @@ func (b *bench) compareMemory(ctx context.Context, ns []int, runs int) error {
 				if err != nil {
 					return err
 				}
-				logf("memory: %s %d streams: RSS %.1f KiB/stream (%d → %d KiB), heap+stacks %.1f KiB/stream (heap %d → %d KiB, stacks %d → %d KiB), %.2f goroutines/stream",
+				logf("memory: %s %d streams: RSS %.1f KiB/stream (%d → %d KiB), heap+stacks %.1f KiB/stream (heap %d → %d KiB of which live objects %.2f KiB/stream, stacks %d → %d KiB), %.2f goroutines/stream",
 					kind, r.got, r.rss, r.before.RSS>>10, r.after.RSS>>10, r.heap,
-					r.before.HeapInuse>>10, r.after.HeapInuse>>10, r.before.StackInuse>>10, r.after.StackInuse>>10, r.goroutines)
+					r.before.HeapInuse>>10, r.after.HeapInuse>>10, (float64(r.after.HeapAlloc)-float64(r.before.HeapAlloc))/float64(r.got)/1024,
+					r.before.StackInuse>>10, r.after.StackInuse>>10, r.goroutines)
 				if kind == kindFloor {
 					p.floor = r
 				} else {

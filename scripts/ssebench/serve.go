@@ -42,6 +42,7 @@ type sample struct {
 	RSS        uint64 `json:"rss"`  // VmRSS, bytes
 	Heap       uint64 `json:"heap"` // HeapInuse + StackInuse
 	HeapInuse  uint64 `json:"heapInuse"`
+	HeapAlloc  uint64 `json:"heapAlloc"` // live objects: HeapInuse less the free slots of in-use spans
 	StackInuse uint64 `json:"stackInuse"`
 	Goroutines int    `json:"goroutines"`
 }
@@ -55,7 +56,7 @@ func measure() sample {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return sample{RSS: vmRSS(), Heap: ms.HeapInuse + ms.StackInuse, HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Goroutines: runtime.NumGoroutine()}
+	return sample{RSS: vmRSS(), Heap: ms.HeapInuse + ms.StackInuse, HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc, StackInuse: ms.StackInuse, Goroutines: runtime.NumGoroutine()}
 }
 
 // vmRSS reads this process's resident set size from /proc/self/status.
