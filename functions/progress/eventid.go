@@ -24,18 +24,20 @@ func batchTag(batchID string) string {
 // formatID renders seen versions as an event id. Each row is written as its
 // version plus one, so 0 means "never seen" and 1 "seen as submitted" (version 0).
 func formatID(tag string, seen []int, held time.Time) string {
-	return string(appendID(make([]byte, 0, len(tag)+10+3*len(seen)), tag, seen, held))
+	b := make([]byte, 0, len(tag)+10+3*len(seen))
+	return string(appendID(b, tag, len(seen), func(i int) int { return seen[i] }, held))
 }
 
-// appendID appends the id formatID renders to b.
-func appendID(b []byte, tag string, seen []int, held time.Time) []byte {
+// appendID appends the id formatID renders to b, for rows rows whose seen
+// versions seen gives.
+func appendID(b []byte, tag string, rows int, seen func(int) int, held time.Time) []byte {
 	b = append(b, tag...)
 	b = append(b, '-')
-	for i, v := range seen {
+	for i := range rows {
 		if i > 0 {
 			b = append(b, '.')
 		}
-		b = strconv.AppendInt(b, int64(max(v+1, 0)), 10)
+		b = strconv.AppendInt(b, int64(max(seen(i)+1, 0)), 10)
 	}
 	if !held.IsZero() {
 		b = append(b, '~')

@@ -115,13 +115,7 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request, p auth.Principal) (*
 	}
 
 	seen, held, resumed := parseID(lastEventID(r), t.tag, len(m.Rows))
-	if !resumed {
-		seen = make([]int, len(m.Rows))
-		for i := range seen {
-			seen[i] = -1
-		}
-	}
-	s.seen, s.sent, s.held = seen, make([]*snapshot, len(seen)), held
+	s.resumed, s.sent, s.held = seen, make([]*snapshot, len(m.Rows)), held
 	// URLs the client kept from an earlier connection that are about to
 	// expire are replaced: those rows are sent again.
 	s.stale = resumed && !held.IsZero() && time.Until(held) < h.cfg.RefreshBefore
@@ -217,10 +211,12 @@ func lastEventID(r *http.Request) string {
 // all a stream holds while idle, besides net/http's own connection state.
 type stream struct {
 	watcher
-	tail    *tail
-	w       http.ResponseWriter
-	seen    []int
+	tail *tail
+	w    http.ResponseWriter
+	// sent are the snapshots this connection sent; resumed the versions its
+	// Last-Event-ID says the client holds (nil for a new client).
 	sent    []*snapshot
+	resumed []int
 	held    time.Time // expiry of URLs kept from an earlier connection
 	stale   bool      // those URLs must be replaced
 	pingDue bool
@@ -233,13 +229,25 @@ func (s *stream) due(i int, snap *snapshot) bool {
 	if snap == nil {
 		return false
 	}
+	seen := s.seen(i)
 	if s.sent[i] != nil {
-		return snap != s.sent[i] && snap.version >= s.seen[i]
+		return snap != s.sent[i] && snap.version >= seen
 	}
-	if snap.version > s.seen[i] {
+	if snap.version > seen {
 		return true
 	}
-	return s.stale && snap.version == s.seen[i] && !snap.expires.IsZero()
+	return s.stale && snap.version == seen && !snap.expires.IsZero()
+}
+
+// seen is the version of row i the client holds (-1: none).
+func (s *stream) seen(i int) int {
+	switch {
+	case s.sent[i] != nil:
+		return s.sent[i].version
+	case s.resumed != nil:
+		return s.resumed[i]
+	}
+	return -1
 }
 
 // heldExpiry is when the first URL the client now holds expires: the ones sent
@@ -284,7 +292,7 @@ func (s *stream) send(st *state) error {
 		if !s.due(i, snap) {
 			continue
 		}
-		s.seen[i], s.sent[i] = snap.version, snap
+		s.sent[i] = snap
 		if err := s.event(snap.frame); err != nil {
 			return err
 		}
@@ -319,7 +327,7 @@ var idLines = sync.Pool{New: func() any { return new([]byte) }}
 func (s *stream) event(frame []byte) error {
 	bp := idLines.Get().(*[]byte)
 	b := append((*bp)[:0], "id: "...)
-	b = append(appendID(b, s.tail.tag, s.seen, s.heldExpiry()), '\n')
+	b = append(appendID(b, s.tail.tag, len(s.sent), s.seen, s.heldExpiry()), '\n')
 	_, err := s.w.Write(b)
 	*bp = b
 	idLines.Put(bp)
