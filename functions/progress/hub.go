@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -33,6 +34,9 @@ type Hub struct {
 	retryFrame []byte
 	// ticker starts the heartbeat's clock: time.NewTicker, or a test's.
 	ticker func(time.Duration) (<-chan time.Time, func())
+
+	// manifests shares the manifest reads of streams opened together.
+	manifests singleflight.Group
 
 	mu       sync.Mutex
 	tails    map[string]*tail
@@ -113,6 +117,8 @@ func (h *Hub) Stats() Stats {
 }
 
 // manifest returns a batch's manifest, from a running tail when there is one.
+// Streams of a batch nobody watched yet that arrive together (a page of
+// tabs, every client of an instance that went away) share one read of it.
 func (h *Hub) manifest(ctx context.Context, batchID string) (*ledger.Manifest, error) {
 	h.mu.Lock()
 	t := h.tails[batchID]
@@ -120,8 +126,25 @@ func (h *Hub) manifest(ctx context.Context, batchID string) (*ledger.Manifest, e
 	if t != nil {
 		return t.m, nil
 	}
-	return h.store.Manifest(ctx, batchID)
+	read := h.manifests.DoChan(batchID, func() (any, error) {
+		// The read outlives a caller that leaves: the others wait for it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manifestTimeout)
+		defer cancel()
+		return h.store.Manifest(ctx, batchID)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-read:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*ledger.Manifest), nil
+	}
 }
+
+// manifestTimeout bounds a shared manifest read.
+const manifestTimeout = 30 * time.Second
 
 // watcher is one stream's registration: a one-slot wake-up channel, so a slow
 // stream never blocks the tail; it just finds the newest state when it wakes.

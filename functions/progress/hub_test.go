@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,5 +255,49 @@ func TestOneHeartbeatPingsEveryStream(t *testing.T) {
 	case <-stopped: // the last stream out stopped the clock
 	case <-ctx.Done():
 		t.Fatal("the heartbeat's clock still runs with no stream open")
+	}
+}
+
+// Streams of a batch nobody watches yet that arrive at once share one read of
+// its manifest: fifty cost what one does, the manifest once and the tail's
+// first poll (its state and its rows).
+func TestStreamsOpenedTogetherShareTheManifestRead(t *testing.T) {
+	is := is.New(t)
+	ctx := testCtx(t, 60*time.Second)
+	faults := devstack.NewFaults(1)
+	st := newStack(t, faults)
+	cfg := testConfig()
+	cfg.PollMin, cfg.PollMax, cfg.Heartbeat = time.Hour, time.Hour, time.Hour // the tail polls once
+	in := st.newInstance(t, cfg, nil)
+	const rows = 3
+	d := st.newBatch(t, rows, 1, 0)
+	d.start(0)
+
+	faults.Reset()
+	const n = 50
+	resps := make([]*http.Response, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			var cancel context.CancelFunc
+			resps[i], cancel, errs[i] = in.get(ctx, d.id(), "")
+			if errs[i] == nil {
+				t.Cleanup(func() { cancel(); resps[i].Body.Close() })
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		is.NoErr(errs[i])
+		is.Equal(resps[i].StatusCode, http.StatusOK) // every stream opened
+	}
+	is.Equal(in.hub.Stats(), Stats{Tails: 1, Watchers: n})
+	reads := faults.Counts().Reads
+	t.Logf("%d streams opened together: %d reads", n, reads)
+	// The manifest, the state and the rows; a stream that arrives between the
+	// shared read's end and its tail's start may read the manifest again.
+	if reads > 1+1+rows+5 {
+		t.Errorf("%d streams opened together cost %d reads, want about %d", n, reads, 1+1+rows)
 	}
 }
