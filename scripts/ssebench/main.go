@@ -6,10 +6,12 @@
 //	   whole middleware chain, the progress token in the URL) and a fresh
 //	   process serving a bare net/http SSE server (one goroutine per stream
 //	   blocked on a one-slot channel, one shared heartbeat) each hold N idle
-//	   streams of one running batch, opened by the same client process. Each
-//	   server's RSS (VmRSS) and Go heap (HeapInuse+StackInuse) are read before
-//	   and after; the growth divided by N is the cost per stream, and ours ÷
-//	   the floor's is the overhead. Goal: ≤ 1.08.
+//	   streams of one running batch, the same request from the same client
+//	   process. Each server first serves and closes a few streams (code paged
+//	   in, clients connected), then its RSS (VmRSS) and Go heap
+//	   (HeapInuse+StackInuse) are read before and after, the least of three
+//	   samples each; the growth divided by N is the cost per stream, and ours
+//	   ÷ the floor's is the overhead. Goal: ≤ 1.08.
 //	b) Cloud Storage requests per second (devstack.Faults counts them between
 //	   the storage client and the emulator) over -duration with 1 watcher and
 //	   with -rate-watchers watchers of the same running batch, and their ratio.
