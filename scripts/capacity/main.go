@@ -463,10 +463,10 @@ func kindOf(name string) string {
 		switch {
 		case batch.ValidID(p):
 			parts[i] = "{id}"
-		case len(p) > 24:
-			parts[i] = "{…}"
 		case strings.HasPrefix(p, "state-"):
 			parts[i] = "state-{time}.json"
+		case len(p) > 24:
+			parts[i] = "{…}"
 		case strings.HasPrefix(p, "r") && strings.Contains(p, "-v"):
 			parts[i] = "{image}"
 		case strings.HasSuffix(p, ".json") && strings.Trim(strings.TrimSuffix(p, ".json"), "0123456789") == "":
