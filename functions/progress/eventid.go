@@ -24,21 +24,26 @@ func batchTag(batchID string) string {
 // formatID renders seen versions as an event id. Each row is written as its
 // version plus one, so 0 means "never seen" and 1 "seen as submitted" (version 0).
 func formatID(tag string, seen []int, held time.Time) string {
-	var b strings.Builder
-	b.Grow(len(tag) + 10 + 3*len(seen))
-	b.WriteString(tag)
-	b.WriteByte('-')
-	for i, v := range seen {
+	b := make([]byte, 0, len(tag)+10+3*len(seen))
+	return string(appendID(b, tag, len(seen), func(i int) int { return seen[i] }, held))
+}
+
+// appendID appends the id formatID renders to b, for rows rows whose seen
+// versions seen gives.
+func appendID(b []byte, tag string, rows int, seen func(int) int, held time.Time) []byte {
+	b = append(b, tag...)
+	b = append(b, '-')
+	for i := range rows {
 		if i > 0 {
-			b.WriteByte('.')
+			b = append(b, '.')
 		}
-		b.WriteString(strconv.Itoa(max(v+1, 0)))
+		b = strconv.AppendInt(b, int64(max(seen(i)+1, 0)), 10)
 	}
 	if !held.IsZero() {
-		b.WriteByte('~')
-		b.WriteString(strconv.FormatInt(held.Unix(), 36))
+		b = append(b, '~')
+		b = strconv.AppendInt(b, held.Unix(), 36)
 	}
-	return b.String()
+	return b
 }
 
 // parseID reads the versions back (-1 for a row never seen) and the expiry of

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -28,6 +30,14 @@ type Hub struct {
 	sign  api.SignFunc
 	log   *slog.Logger
 
+	// retryFrame opens every stream: EventSource's reconnect delay.
+	retryFrame []byte
+	// ticker starts the heartbeat's clock: time.NewTicker, or a test's.
+	ticker func(time.Duration) (<-chan time.Time, func())
+
+	// manifests shares the manifest reads of streams opened together.
+	manifests singleflight.Group
+
 	mu       sync.Mutex
 	tails    map[string]*tail
 	watchers int
@@ -42,7 +52,12 @@ type Hub struct {
 
 // newHub returns an empty hub.
 func newHub(cfg Config, store *ledgerstore.Store, sign api.SignFunc, log *slog.Logger) *Hub {
-	h := &Hub{cfg: cfg, store: store, sign: sign, log: log, tails: map[string]*tail{}, closing: make(chan struct{}), idle: make(chan struct{})}
+	h := &Hub{cfg: cfg, store: store, sign: sign, log: log, tails: map[string]*tail{}, closing: make(chan struct{}), idle: make(chan struct{}),
+		retryFrame: []byte("retry: " + strconv.FormatInt(cfg.Retry.Milliseconds(), 10) + "\n\n"),
+		ticker: func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		}}
 	close(h.idle)
 	return h
 }
@@ -62,9 +77,30 @@ func (h *Hub) WaitIdle(ctx context.Context) error {
 }
 
 // Close tells every stream to send its client elsewhere and end. It is the
-// progress service's SIGTERM path (http.Server.RegisterOnShutdown).
+// progress service's SIGTERM path (http.Server.RegisterOnShutdown). Streams
+// learn it through their wake-up, so an idle stream waits on no channel of
+// its own for it; one that joins meanwhile sees closing before it waits.
 func (h *Hub) Close() {
-	h.closeOnce.Do(func() { close(h.closing) })
+	h.closeOnce.Do(func() {
+		close(h.closing)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, t := range h.tails {
+			for w := range t.watchers {
+				w.notify()
+			}
+		}
+	})
+}
+
+// draining reports whether Close was called.
+func (h *Hub) draining() bool {
+	select {
+	case <-h.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // Stats is what the hub is doing right now.
@@ -81,6 +117,8 @@ func (h *Hub) Stats() Stats {
 }
 
 // manifest returns a batch's manifest, from a running tail when there is one.
+// Streams of a batch nobody watched yet that arrive together (a page of
+// tabs, every client of an instance that went away) share one read of it.
 func (h *Hub) manifest(ctx context.Context, batchID string) (*ledger.Manifest, error) {
 	h.mu.Lock()
 	t := h.tails[batchID]
@@ -88,11 +126,29 @@ func (h *Hub) manifest(ctx context.Context, batchID string) (*ledger.Manifest, e
 	if t != nil {
 		return t.m, nil
 	}
-	return h.store.Manifest(ctx, batchID)
+	read := h.manifests.DoChan(batchID, func() (any, error) {
+		// The read outlives a caller that leaves: the others wait for it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manifestTimeout)
+		defer cancel()
+		return h.store.Manifest(ctx, batchID)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-read:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*ledger.Manifest), nil
+	}
 }
+
+// manifestTimeout bounds a shared manifest read.
+const manifestTimeout = 30 * time.Second
 
 // watcher is one stream's registration: a one-slot wake-up channel, so a slow
 // stream never blocks the tail; it just finds the newest state when it wakes.
+// ping is set by the heartbeat before it wakes the stream.
 type watcher struct {
 	wake chan struct{}
 	ping atomic.Bool
@@ -105,9 +161,9 @@ func (w *watcher) notify() {
 	}
 }
 
-// subscribe registers a watcher of m's batch, starting its tail if needed.
-func (h *Hub) subscribe(m *ledger.Manifest) (*tail, *watcher) {
-	w := &watcher{wake: make(chan struct{}, 1)}
+// subscribe registers w as a watcher of m's batch, starting its tail if
+// needed, and returns the tail.
+func (h *Hub) subscribe(m *ledger.Manifest, w *watcher) *tail {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := h.tails[m.BatchID]
@@ -126,9 +182,10 @@ func (h *Hub) subscribe(m *ledger.Manifest) (*tail, *watcher) {
 	if h.stopBeat == nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		h.stopBeat = cancel
-		go h.heartbeat(ctx)
+		ticks, stop := h.ticker(h.cfg.Heartbeat)
+		go h.heartbeat(ctx, ticks, stop)
 	}
-	return t, w
+	return t
 }
 
 // unsubscribe removes a watcher; the last one out stops the tail.
@@ -159,14 +216,13 @@ func (h *Hub) unsubscribe(t *tail, w *watcher) {
 
 // heartbeat is the only timer of the streams: one ticker for the whole hub
 // flags every watcher for a ping.
-func (h *Hub) heartbeat(ctx context.Context) {
-	tick := time.NewTicker(h.cfg.Heartbeat)
-	defer tick.Stop()
+func (h *Hub) heartbeat(ctx context.Context, ticks <-chan time.Time, stop func()) {
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-ticks:
 			h.mu.Lock()
 			for _, t := range h.tails {
 				for w := range t.watchers {
@@ -201,6 +257,7 @@ type state struct {
 type tail struct {
 	hub      *Hub
 	m        *ledger.Manifest
+	tag      string                // the batch's tag in event ids, shared by its streams
 	watchers map[*watcher]struct{} // guarded by hub.mu
 	cur      atomic.Pointer[state]
 	ctx      context.Context
@@ -217,7 +274,7 @@ type tail struct {
 func newTail(h *Hub, m *ledger.Manifest) *tail {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &tail{
-		hub: h, m: m, watchers: map[*watcher]struct{}{}, ctx: ctx, stop: cancel,
+		hub: h, m: m, tag: batchTag(m.BatchID), watchers: map[*watcher]struct{}{}, ctx: ctx, stop: cancel,
 		ready: make(chan struct{}), gens: map[int]int64{}, rows: make([]ledger.Row, len(m.Rows)),
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +198,106 @@ func TestFanOutDoesNotMultiplyStorageRequests(t *testing.T) {
 // eventuallyStats waits until the hub's counters read want.
 func eventuallyStats(ctx context.Context, h *Hub, want Stats) bool {
 	return eventually(ctx, func() bool { return h.Stats() == want })
+}
+
+// The heartbeat is one clock for the whole hub, started with the first
+// stream and stopped after the last: each tick reaches every stream of every
+// batch as one event: ping. The clock is the test's, so ticks are exact.
+func TestOneHeartbeatPingsEveryStream(t *testing.T) {
+	is := is.New(t)
+	ctx := testCtx(t, 60*time.Second)
+	st := newStack(t, nil)
+	cfg := testConfig()
+	cfg.Heartbeat = 7 * time.Second
+	in := st.newInstance(t, cfg, nil)
+	ticks := make(chan time.Time)
+	started := make(chan time.Duration, 10)
+	stopped := make(chan struct{})
+	in.hub.mu.Lock()
+	in.hub.ticker = func(d time.Duration) (<-chan time.Time, func()) {
+		started <- d
+		return ticks, func() { close(stopped) }
+	}
+	in.hub.mu.Unlock()
+	d1, d2 := st.newBatch(t, 2, 1, 0), st.newBatch(t, 1, 1, 0)
+	d1.start(0)
+	d2.start(0) // both running: no stream ends on its own
+
+	var streams []*sse
+	for _, d := range []*driver{d1, d1, d2} {
+		s := in.open(ctx, t, d.id(), "")
+		s.until(ctx, func(e event) bool { return e.Type == "batch" })
+		streams = append(streams, s)
+	}
+	is.Equal(len(started), 1)          // one clock for three streams of two batches
+	is.Equal(<-started, cfg.Heartbeat) // ticking at the configured interval
+	for tick := range 2 {
+		select {
+		case ticks <- time.Now():
+		case <-ctx.Done():
+			t.Fatalf("tick %d not taken: %v", tick, ctx.Err())
+		}
+		for i, s := range streams {
+			e, err := s.next(ctx)
+			is.NoErr(err)
+			if e.Type != "ping" {
+				t.Fatalf("tick %d: stream %d got %s, want event: ping", tick, i, e.Type)
+			}
+			is.Equal(e.ID, "") // a ping moves no id
+		}
+	}
+
+	for _, s := range streams {
+		s.close()
+	}
+	is.NoErr(in.hub.WaitIdle(ctx))
+	select {
+	case <-stopped: // the last stream out stopped the clock
+	case <-ctx.Done():
+		t.Fatal("the heartbeat's clock still runs with no stream open")
+	}
+}
+
+// Streams of a batch nobody watches yet that arrive at once share one read of
+// its manifest: fifty cost what one does, the manifest once and the tail's
+// first poll (its state and its rows).
+func TestStreamsOpenedTogetherShareTheManifestRead(t *testing.T) {
+	is := is.New(t)
+	ctx := testCtx(t, 60*time.Second)
+	faults := devstack.NewFaults(1)
+	st := newStack(t, faults)
+	cfg := testConfig()
+	cfg.PollMin, cfg.PollMax, cfg.Heartbeat = time.Hour, time.Hour, time.Hour // the tail polls once
+	in := st.newInstance(t, cfg, nil)
+	const rows = 3
+	d := st.newBatch(t, rows, 1, 0)
+	d.start(0)
+
+	faults.Reset()
+	const n = 50
+	resps := make([]*http.Response, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			var cancel context.CancelFunc
+			resps[i], cancel, errs[i] = in.get(ctx, d.id(), "")
+			if errs[i] == nil {
+				t.Cleanup(func() { cancel(); resps[i].Body.Close() })
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		is.NoErr(errs[i])
+		is.Equal(resps[i].StatusCode, http.StatusOK) // every stream opened
+	}
+	is.Equal(in.hub.Stats(), Stats{Tails: 1, Watchers: n})
+	reads := faults.Counts().Reads
+	t.Logf("%d streams opened together: %d reads", n, reads)
+	// The manifest, the state and the rows; a stream that arrives between the
+	// shared read's end and its tail's start may read the manifest again.
+	if reads > 1+1+rows+5 {
+		t.Errorf("%d streams opened together cost %d reads, want about %d", n, reads, 1+1+rows)
+	}
 }

@@ -99,7 +99,9 @@ type route struct {
 // these, and a test holds them to the OpenAPI document (shared/openapi).
 func routes(cfg Config, d Deps, hub *Hub, page http.Handler) []route {
 	return []route{
-		{"GET /progress/{batchId}", auth.Require(d.Auth, newUserStreams(cfg.MaxStreamsPerUser).limit(hub.handleStream()))},
+		// The stream authenticates itself (auth.Admit): under auth.Require
+		// every idle stream would hold a second copy of its request.
+		{"GET /progress/{batchId}", hub.handleStream(d.Auth, newUserStreams(cfg.MaxStreamsPerUser))},
 		// /health and /ready are the probe paths: Cloud Run's front end answers
 		// some paths ending in z itself. The z forms stay for existing probes.
 		{"GET /health", health.Live()},

@@ -1,10 +1,11 @@
 package progress
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/assetgen/assetgen/shared/auth"
@@ -15,32 +16,39 @@ import (
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
-// handleStream serves GET /progress/{batchId} as text/event-stream, in three
-// steps: admit decides whether the request gets a stream, open starts it, and
-// loop feeds it until the batch is done, the client leaves or the instance
-// shuts down.
-func (h *Hub) handleStream() http.Handler {
+// handleStream serves GET /progress/{batchId} as text/event-stream, in
+// steps: the caller is authenticated and counted against the per-user cap,
+// admit decides whether the request gets a stream, open starts it, and loop
+// feeds it until the batch is done, the client leaves or the instance shuts
+// down.
+func (h *Hub) handleStream(authn auth.Authenticator, users *userStreams) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := h.admit(w, r)
+		p, ok := auth.Admit(authn, w, r)
 		if !ok {
 			return
 		}
-		defer h.unsubscribe(a.tail, a.watcher)
-		if !h.open(w, a) {
+		// One user cannot hold every stream an instance serves; the count
+		// drops when the handler returns, however the stream ended.
+		if !users.acquire(p.UserID) {
+			users.refuse(w, r)
 			return
 		}
-		h.loop(r.Context(), a)
+		defer users.release(p.UserID)
+		s, ok := h.admit(w, r, p)
+		if !ok {
+			return
+		}
+		defer h.unsubscribe(s.tail, &s.watcher)
+		if !h.open(w, s) {
+			return
+		}
+		// The stream keeps its request's end and names, not the request.
+		h.loop(r.Context().Done(), logIDs{obs.RequestID(r.Context()), p.UserID}, s)
 	})
 }
 
-// admission is a request let through: the stream's position and the tail it
-// watches, which the handler leaves when the stream ends.
-type admission struct {
-	id      string
-	tail    *tail
-	watcher *watcher
-	stream  *stream
-}
+// logIDs name a stream in its log lines.
+type logIDs struct{ request, user string }
 
 // admit checks the request (batch id, ownership, shutdown, memory headroom),
 // joins the batch's tail for its current state, and reads where the client
@@ -48,7 +56,7 @@ type admission struct {
 // subscription. When the request gets no stream, admit answers it (a
 // problem, or 204 for a finished batch with nothing new), leaves the tail
 // again, and returns false.
-func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*admission, bool) {
+func (h *Hub) admit(w http.ResponseWriter, r *http.Request, p auth.Principal) (*stream, bool) {
 	ctx := r.Context()
 	id := r.PathValue("batchId")
 	if !batch.ValidID(id) {
@@ -63,7 +71,7 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*admission, bool) {
 	}
 	m, err := h.manifest(ctx, id)
 	// Only the owner's streams open; anyone else's batch is a missing one.
-	if p, _ := auth.From(ctx); errors.Is(err, ledger.ErrNotFound) || (err == nil && m.Owner != p.UserID) {
+	if errors.Is(err, ledger.ErrNotFound) || (err == nil && m.Owner != p.UserID) {
 		problem.Write(w, r, problem.New(problem.BatchNotFound, "no batch %q", id))
 		return nil, false
 	}
@@ -82,11 +90,16 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*admission, bool) {
 		}
 	}
 
-	t, wt := h.subscribe(m)
+	// The stream is the watcher the tail wakes: one allocation holds a
+	// stream's whole state.
+	s := &stream{w: w}
+	s.wake = make(chan struct{}, 1)
+	t := h.subscribe(m, &s.watcher)
+	s.tail = t
 	admitted := false
 	defer func() {
 		if !admitted {
-			h.unsubscribe(t, wt)
+			h.unsubscribe(t, &s.watcher)
 		}
 	}()
 	select {
@@ -101,19 +114,11 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*admission, bool) {
 		return nil, false
 	}
 
-	tag := batchTag(id)
-	seen, held, resumed := parseID(lastEventID(r), tag, len(m.Rows))
-	if !resumed {
-		seen = make([]int, len(m.Rows))
-		for i := range seen {
-			seen[i] = -1
-		}
-	}
-	s := &stream{w: w, rc: http.NewResponseController(w), tag: tag, seen: seen, sent: make([]*snapshot, len(seen)),
-		held: held, writeTimeout: h.cfg.WriteTimeout, refresh: h.cfg.RefreshBefore,
-		// URLs the client kept from an earlier connection that are about to
-		// expire are replaced: those rows are sent again.
-		stale: resumed && !held.IsZero() && time.Until(held) < h.cfg.RefreshBefore}
+	seen, held, resumed := parseID(lastEventID(r), t.tag, len(m.Rows))
+	s.resumed, s.sent, s.held = seen, make([]*snapshot, len(m.Rows)), held
+	// URLs the client kept from an earlier connection that are about to
+	// expire are replaced: those rows are sent again.
+	s.stale = resumed && !held.IsZero() && time.Until(held) < h.cfg.RefreshBefore
 	// A finished batch has nothing to stream unless the client missed states:
 	// 204 tells EventSource to stop reconnecting.
 	if st := t.cur.Load(); st.done && (!resumed || !s.pending(st)) {
@@ -121,55 +126,65 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request) (*admission, bool) {
 		return nil, false
 	}
 	admitted = true
-	return &admission{id: id, tail: t, watcher: wt, stream: s}, true
+	return s, true
 }
 
 // open starts the event stream: headers, the reconnect delay for EventSource,
 // and a first flush so the client sees the stream open before any event. It
 // reports false when the client is already gone.
-func (h *Hub) open(w http.ResponseWriter, a *admission) bool {
+func (h *Hub) open(w http.ResponseWriter, s *stream) bool {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, "retry: %d\n\n", h.cfg.Retry.Milliseconds())
-	return a.stream.rc.Flush() == nil
+	if _, err := w.Write(h.retryFrame); err != nil {
+		return false
+	}
+	return s.flush() == nil
 }
+
+// Frames without an id, written as they are.
+var (
+	pingFrame      = []byte("event: ping\ndata: {}\n\n")
+	reconnectFrame = []byte("event: reconnect\ndata: {}\n\n")
+	newline        = []byte{'\n'}
+)
 
 // loop sends what the client lacks each time the tail publishes or the
 // heartbeat ticks (pings, URL refreshes and the duration limit ride on the
-// heartbeat, so a stream has no timer of its own), until the batch is done,
-// the client leaves or the instance drains.
-func (h *Hub) loop(ctx context.Context, a *admission) {
-	s, t, wt := a.stream, a.tail, a.watcher
-	log := obs.Logger(ctx).With("batchId", a.id)
+// heartbeat, so a stream has no timer of its own), until the batch is done
+// (done: the request's end), the client leaves or the instance drains. An
+// idle stream waits on two channels only: its request's end and its wake-up,
+// which the tail, the heartbeat and Close all use.
+func (h *Hub) loop(done <-chan struct{}, ids logIDs, s *stream) {
 	started := time.Now()
 	for {
-		st := t.cur.Load()
+		st := s.tail.cur.Load()
 		if err := s.send(st); err != nil {
-			log.Debug("progress: client went away", "error", err)
+			h.log.Debug("progress: client went away", "requestId", ids.request, "userId", ids.user, "batchId", s.tail.m.BatchID, "error", err)
 			return
 		}
 		if st.done {
-			log.Info("progress: stream finished", "duration", time.Since(started))
+			h.log.Info("progress: stream finished", "requestId", ids.request, "userId", ids.user, "batchId", s.tail.m.BatchID, "duration", time.Since(started))
+			return
+		}
+		if h.draining() {
+			// Shutting down: the client reconnects (EventSource does so by
+			// itself) and resumes on another instance from its Last-Event-ID.
+			_ = s.write(reconnectFrame)
 			return
 		}
 		select {
-		case <-ctx.Done():
+		case <-done:
 			return
-		case <-h.closing:
-			// Shutting down: the client reconnects (EventSource does so by
-			// itself) and resumes on another instance from its Last-Event-ID.
-			_ = s.write([]byte("event: reconnect\ndata: {}\n\n"))
-			return
-		case <-wt.wake:
+		case <-s.wake:
 		}
-		if wt.ping.Swap(false) {
+		if s.ping.Swap(false) {
 			// Checked on the heartbeat, so streams need no timer of their own:
 			// end before the limit rather than after it.
 			if time.Since(started)+h.cfg.Heartbeat >= h.cfg.MaxDuration {
-				_ = s.write([]byte("event: reconnect\ndata: {}\n\n"))
+				_ = s.write(reconnectFrame)
 				return
 			}
 			s.pingDue = true
@@ -178,27 +193,33 @@ func (h *Hub) loop(ctx context.Context, a *admission) {
 }
 
 // lastEventID is the Last-Event-ID header, or the lastEventId query parameter
-// for clients that cannot set headers on their first connection.
+// for clients that cannot set headers on their first connection. The query is
+// parsed only when it may hold one: a stream's URL carries a long token the
+// stream has no further use for.
 func lastEventID(r *http.Request) string {
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		return id
+	}
+	if !strings.Contains(r.URL.RawQuery, "lastEventId") {
+		return ""
 	}
 	return r.URL.Query().Get("lastEventId")
 }
 
 // stream is one client's position: the row versions it has seen, the
-// snapshots it was sent, and when the URLs it kept from before expire.
+// snapshots it was sent, and when the URLs it kept from before expire. It is
+// all a stream holds while idle, besides net/http's own connection state.
 type stream struct {
-	w            http.ResponseWriter
-	rc           *http.ResponseController
-	tag          string
-	seen         []int
-	sent         []*snapshot
-	held         time.Time // expiry of URLs kept from an earlier connection
-	stale        bool      // those URLs must be replaced
-	refresh      time.Duration
-	writeTimeout time.Duration
-	pingDue      bool
+	watcher
+	tail *tail
+	w    http.ResponseWriter
+	// sent are the snapshots this connection sent; resumed the versions its
+	// Last-Event-ID says the client holds (nil for a new client).
+	sent    []*snapshot
+	resumed []int
+	held    time.Time // expiry of URLs kept from an earlier connection
+	stale   bool      // those URLs must be replaced
+	pingDue bool
 }
 
 // due reports whether row i's snapshot is news to this client: a newer
@@ -208,13 +229,25 @@ func (s *stream) due(i int, snap *snapshot) bool {
 	if snap == nil {
 		return false
 	}
+	seen := s.seen(i)
 	if s.sent[i] != nil {
-		return snap != s.sent[i] && snap.version >= s.seen[i]
+		return snap != s.sent[i] && snap.version >= seen
 	}
-	if snap.version > s.seen[i] {
+	if snap.version > seen {
 		return true
 	}
-	return s.stale && snap.version == s.seen[i] && !snap.expires.IsZero()
+	return s.stale && snap.version == seen && !snap.expires.IsZero()
+}
+
+// seen is the version of row i the client holds (-1: none).
+func (s *stream) seen(i int) int {
+	switch {
+	case s.sent[i] != nil:
+		return s.sent[i].version
+	case s.resumed != nil:
+		return s.resumed[i]
+	}
+	return -1
 }
 
 // heldExpiry is when the first URL the client now holds expires: the ones sent
@@ -251,7 +284,7 @@ func (s *stream) send(st *state) error {
 	s.deadline()
 	// URLs kept from an earlier connection age too: once they come within the
 	// refresh margin, their rows are sent again (the heartbeat wakes us).
-	if !s.stale && !s.held.IsZero() && time.Until(s.held) < s.refresh {
+	if !s.stale && !s.held.IsZero() && time.Until(s.held) < s.tail.hub.cfg.RefreshBefore {
 		s.stale = true
 	}
 	wrote := false
@@ -259,7 +292,7 @@ func (s *stream) send(st *state) error {
 		if !s.due(i, snap) {
 			continue
 		}
-		s.seen[i], s.sent[i] = snap.version, snap
+		s.sent[i] = snap
 		if err := s.event(snap.frame); err != nil {
 			return err
 		}
@@ -276,40 +309,52 @@ func (s *stream) send(st *state) error {
 			return err
 		}
 	case s.pingDue && !wrote:
-		if err := s.write([]byte("event: ping\ndata: {}\n\n")); err != nil {
+		if _, err := s.w.Write(pingFrame); err != nil {
 			return err
 		}
 	case !wrote:
 		return nil
 	}
 	s.pingDue = false
-	return s.rc.Flush()
+	return s.flush()
 }
+
+// idLines are the scratch buffers event ids are rendered in: an event costs
+// no allocation of its own, and an idle stream holds no buffer.
+var idLines = sync.Pool{New: func() any { return new([]byte) }}
 
 // event writes a frame with the stream's current id.
 func (s *stream) event(frame []byte) error {
-	if _, err := s.w.Write([]byte("id: " + formatID(s.tag, s.seen, s.heldExpiry()) + "\n")); err != nil {
+	bp := idLines.Get().(*[]byte)
+	b := append((*bp)[:0], "id: "...)
+	b = append(appendID(b, s.tail.tag, len(s.sent), s.seen, s.heldExpiry()), '\n')
+	_, err := s.w.Write(b)
+	*bp = b
+	idLines.Put(bp)
+	if err != nil {
 		return err
 	}
 	if _, err := s.w.Write(frame); err != nil {
 		return err
 	}
-	_, err := s.w.Write([]byte{'\n'})
+	_, err = s.w.Write(newline)
 	return err
 }
 
 // deadline bounds the next writes: a client that stops reading is dropped,
 // not waited for.
 func (s *stream) deadline() {
-	if s.writeTimeout > 0 {
-		_ = s.rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	if d := s.tail.hub.cfg.WriteTimeout; d > 0 {
+		_ = http.NewResponseController(s.w).SetWriteDeadline(time.Now().Add(d))
 	}
 }
+
+func (s *stream) flush() error { return http.NewResponseController(s.w).Flush() }
 
 func (s *stream) write(b []byte) error {
 	s.deadline()
 	if _, err := s.w.Write(b); err != nil {
 		return err
 	}
-	return s.rc.Flush()
+	return s.flush()
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -43,19 +42,10 @@ func (u *userStreams) release(user string) {
 	u.open[user]--
 }
 
-// limit answers 429 RATE_LIMITED before next starts a stream for a user who
-// has max streams open on this instance; the user's count drops when next
-// returns, however the stream ended.
-func (u *userStreams) limit(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, _ := auth.From(r.Context())
-		if !u.acquire(p.UserID) {
-			problem.Write(w, r, &problem.Error{Code: problem.RateLimited, RetryAfter: 30,
-				Detail: "too many progress streams open for this account; close one or retry later",
-				Extra:  map[string]any{"maxStreams": u.max}})
-			return
-		}
-		defer u.release(p.UserID)
-		next.ServeHTTP(w, r)
-	})
+// refuse answers 429 RATE_LIMITED to a user who has max streams open on
+// this instance.
+func (u *userStreams) refuse(w http.ResponseWriter, r *http.Request) {
+	problem.Write(w, r, &problem.Error{Code: problem.RateLimited, RetryAfter: 30,
+		Detail: "too many progress streams open for this account; close one or retry later",
+		Extra:  map[string]any{"maxStreams": u.max}})
 }

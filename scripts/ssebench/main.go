@@ -1,13 +1,17 @@
-// Command ssebench measures what a progress stream costs, on one process
-// serving the progress handler over the in-process Cloud Storage emulator
-// (devstack.StartGCS, the production clients through cloud.Open), with the
-// production hub settings except a 30 s heartbeat so streams sit idle:
+// Command ssebench measures what a progress stream costs:
 //
-//	a) memory per idle stream: for each N in -watchers, a child process (this
-//	   binary re-executed with -child, so client memory is not counted) opens N
-//	   streams of one running batch; once the hub counts N watchers, the
-//	   server's RSS (VmRSS) and Go heap (HeapInuse+StackInuse) are read again
-//	   and the growth is divided by N. Goal: ≤ 32 KiB per stream.
+//	a) memory per idle stream, against a floor: for each N in -watchers, -runs
+//	   times, a fresh process serving the progress service as deployed
+//	   (functions/wire over a platform opened from the configuration, the
+//	   whole middleware chain, the progress token in the URL) and a fresh
+//	   process serving a bare net/http SSE server (one goroutine per stream
+//	   blocked on a one-slot channel, one shared heartbeat) each hold N idle
+//	   streams of one running batch, the same request from the same client
+//	   process. Each server first serves and closes a few streams (code paged
+//	   in, clients connected), then its RSS (VmRSS) and Go heap
+//	   (HeapInuse+StackInuse) are read before and after, the least of three
+//	   samples each; the growth divided by N is the cost per stream, and ours
+//	   ÷ the floor's is the overhead. Goal: ≤ 1.08.
 //	b) Cloud Storage requests per second (devstack.Faults counts them between
 //	   the storage client and the emulator) over -duration with 1 watcher and
 //	   with -rate-watchers watchers of the same running batch, and their ratio.
@@ -17,12 +21,13 @@
 //	   clients, at the default PollMin 250 ms / PollMax 2 s (a row is running,
 //	   so the tail polls at PollMin). Reported as p50, p95 and max.
 //
-// Both processes raise RLIMIT_NOFILE to its hard limit; if N connections hit a
-// machine limit, the table says how many worked. Run it with
+// The storage emulator runs in this process, outside the servers measured in
+// a). Every process raises RLIMIT_NOFILE to its hard limit; if N connections
+// hit a machine limit, the run fails saying how many opened. Run it with
 //
-//	go run ./scripts/ssebench [-watchers 1000,10000] [-duration 10s]
+//	go run ./scripts/ssebench [-watchers 1000,10000] [-runs 3] [-duration 10s] [-memprofile /tmp/heap]
 //
-// It prints its progress to stderr and a markdown table to stdout.
+// It prints its progress to stderr and markdown tables to stdout.
 package main
 
 import (
@@ -38,10 +43,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
-	"runtime/debug"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,17 +67,26 @@ const bucket = "assetgen-ssebench"
 func main() {
 	watchers := flag.String("watchers", "1000,10000", "comma-separated numbers of idle streams for the memory measurement")
 	rateWatchers := flag.Int("rate-watchers", 1000, "watchers compared with one for Cloud Storage requests per second")
-	duration := flag.Duration("duration", 10*time.Second, "window of each requests-per-second measurement")
-	changes := flag.Int("changes", 200, "row changes timed from ledger write to client")
+	duration := flag.Duration("duration", 10*time.Second, "window of each requests-per-second measurement (0 skips it)")
+	changes := flag.Int("changes", 200, "row changes timed from ledger write to client (0 skips them)")
 	latencyWatchers := flag.Int("latency-watchers", 10, "clients receiving the timed changes")
 	child := flag.Bool("child", false, "internal: run as the client process")
 	addr := flag.String("addr", "", "internal: the server's host:port (child)")
 	path := flag.String("path", "", "internal: the stream's path (child)")
 	n := flag.Int("n", 0, "internal: streams to open (child)")
-	memprofile := flag.String("memprofile", "", "write a heap profile at each -watchers step to this path plus .N")
+	runs := flag.Int("runs", 3, "memory measurements of each server at each -watchers step")
+	memprofile := flag.String("memprofile", "", "write each server's heap profile at each -watchers step to this path plus .KIND.N.runR")
+	serve := flag.String("serve", "", "internal: run as a server process of this kind (progress or floor)")
 	flag.Parse()
 
 	nofile := raiseNoFile()
+	if *serve != "" {
+		if err := runServer(*serve, os.Getenv); err != nil {
+			fmt.Fprintln(os.Stderr, "ssebench server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *child {
 		if err := runChild(*addr, *path, *n); err != nil {
 			fmt.Fprintln(os.Stderr, "ssebench child:", err)
@@ -93,7 +104,7 @@ func main() {
 		ns = append(ns, v)
 	}
 	b := bench{nofile: nofile, duration: *duration, memprofile: *memprofile}
-	if err := b.run(ns, *rateWatchers, *changes, *latencyWatchers); err != nil {
+	if err := b.run(ns, *runs, *rateWatchers, *changes, *latencyWatchers); err != nil {
 		fmt.Fprintln(os.Stderr, "ssebench:", err)
 		os.Exit(1)
 	}
@@ -118,10 +129,14 @@ type bench struct {
 
 	faults  *devstack.Faults
 	clients *cloud.Clients
+	tokens  *auth.Tokens
+	gcsAddr string
+	keyFile string
 	hub     *progress.Hub
 	addr    string
 	m       *ledger.Manifest
 	rows    []string // result table rows
+	memRows []string // memory table rows
 }
 
 func logf(format string, args ...any) {
@@ -132,7 +147,7 @@ func (b *bench) row(measure, value, goal string) {
 	b.rows = append(b.rows, fmt.Sprintf("| %s | %s | %s |", measure, value, goal))
 }
 
-func (b *bench) run(ns []int, rateWatchers, changes, latencyWatchers int) error {
+func (b *bench) run(ns []int, runs, rateWatchers, changes, latencyWatchers int) error {
 	ctx := context.Background()
 	stop, err := b.start(ctx)
 	if err != nil {
@@ -141,20 +156,30 @@ func (b *bench) run(ns []int, rateWatchers, changes, latencyWatchers int) error 
 	defer stop()
 	logf("serving on %s, RLIMIT_NOFILE %d, GOMAXPROCS %d", b.addr, b.nofile, runtime.GOMAXPROCS(0))
 
-	for _, n := range ns {
-		if err := b.memory(ctx, n); err != nil {
+	if err := b.compareMemory(ctx, ns, runs); err != nil {
+		return err
+	}
+	if b.duration > 0 {
+		if err := b.requestRate(ctx, rateWatchers); err != nil {
 			return err
 		}
 	}
-	if err := b.requestRate(ctx, rateWatchers); err != nil {
-		return err
-	}
-	if err := b.latency(ctx, changes, latencyWatchers); err != nil {
-		return err
+	if changes > 0 {
+		if err := b.latency(ctx, changes, latencyWatchers); err != nil {
+			return err
+		}
 	}
 
 	fmt.Printf("\nssebench: %s, %s/%s, GOMAXPROCS %d, RLIMIT_NOFILE %d; hub: Heartbeat 30s, PollMin 250ms, PollMax 2s\n\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), b.nofile)
+	fmt.Println("Memory per idle stream (KiB), each server a fresh process:")
+	fmt.Println()
+	fmt.Println("| streams | run | floor RSS | progress RSS | RSS ratio | floor heap+stacks | progress heap+stacks | heap ratio | goroutines per stream (floor / progress) |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, r := range b.memRows {
+		fmt.Println(r)
+	}
+	fmt.Println()
 	fmt.Println("| measurement | result | goal |")
 	fmt.Println("|---|---|---|")
 	for _, r := range b.rows {
@@ -176,12 +201,17 @@ func (b *bench) start(ctx context.Context) (func(), error) {
 		os.RemoveAll(root)
 		return nil, err
 	}
-	env := map[string]string{"BUCKET": bucket, "STORAGE_EMULATOR_HOST": g.Addr, "SIGNING_KEY_FILE": root + "/key.pem"}
+	b.gcsAddr, b.keyFile = g.Addr, root+"/key.pem"
+	env := map[string]string{"BUCKET": bucket, "STORAGE_EMULATOR_HOST": g.Addr, "SIGNING_KEY_FILE": b.keyFile}
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		return nil, err
 	}
 	if b.clients, err = cloud.Open(ctx, cfg); err != nil {
+		return nil, err
+	}
+	// The server processes derive the same token key from the same file.
+	if b.tokens, err = auth.TokensFromConfig(cfg); err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -228,150 +258,6 @@ func (b *bench) startRow(ctx context.Context, row int) (ledger.Row, error) {
 	return b.clients.Ledger.UpdateRow(ctx, b.m, row, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Start(r, ledger.Op{Actor: "ssebench", Now: time.Now().UTC()}, "ssebench", time.Hour)
 	})
-}
-
-// --- a) memory per idle stream --------------------------------------------------
-
-type sample struct {
-	rss, heap  uint64 // bytes; heap is HeapInuse+StackInuse
-	heapInuse  uint64
-	stackInuse uint64
-	goroutines int
-}
-
-func measure() sample {
-	// Each collection may halve an idle goroutine's oversized stack: a few of
-	// them give the steady state a long-running server reaches.
-	for range 4 {
-		runtime.GC()
-	}
-	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return sample{rss: vmRSS(), heap: ms.HeapInuse + ms.StackInuse, heapInuse: ms.HeapInuse, stackInuse: ms.StackInuse, goroutines: runtime.NumGoroutine()}
-}
-
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return pprof.Lookup("heap").WriteTo(f, 0)
-}
-
-// vmRSS reads this process's resident set size from /proc/self/status.
-func vmRSS() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseUint(f[0], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
-
-func (b *bench) memory(ctx context.Context, n int) error {
-	logf("memory: opening %d streams from a child process", n)
-	before := measure()
-	c, got, err := b.spawn(ctx, n)
-	if err != nil {
-		return err
-	}
-	defer c.stop(b)
-	if got == 0 {
-		b.row(fmt.Sprintf("memory per idle stream, %d watchers", n), "no stream opened", "≤ 32 KiB")
-		return nil
-	}
-	after := measure()
-	st := b.hub.Stats()
-	rss := (float64(after.rss) - float64(before.rss)) / float64(got) / 1024
-	heap := (float64(after.heap) - float64(before.heap)) / float64(got) / 1024
-	logf("memory: %d streams (hub %+v): RSS %d → %d KiB, heap %d → %d KiB, stacks %d → %d KiB, goroutines %d → %d",
-		got, st, before.rss>>10, after.rss>>10, before.heapInuse>>10, after.heapInuse>>10, before.stackInuse>>10, after.stackInuse>>10, before.goroutines, after.goroutines)
-	if b.memprofile != "" {
-		if err := writeHeapProfile(fmt.Sprintf("%s.%d", b.memprofile, n)); err != nil {
-			return err
-		}
-	}
-	label := fmt.Sprintf("%d", n)
-	if got < n {
-		label = fmt.Sprintf("%d of %d requested (%s)", got, n, c.limit)
-	}
-	b.row(fmt.Sprintf("RSS per idle stream, %s watchers", label),
-		fmt.Sprintf("%.1f KiB (%.1f → %.1f MiB)", rss, float64(before.rss)/(1<<20), float64(after.rss)/(1<<20)), "≤ 32 KiB")
-	b.row(fmt.Sprintf("Go heap+stacks per idle stream, %s watchers", label),
-		fmt.Sprintf("%.1f KiB (%.1f → %.1f MiB)", heap, float64(before.heap)/(1<<20), float64(after.heap)/(1<<20)), "≤ 32 KiB")
-	return nil
-}
-
-// --- the client process --------------------------------------------------------
-
-type childProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	limit string // why fewer streams than asked opened
-}
-
-// spawn starts a child that opens n streams, and returns once the hub counts
-// the ones it opened.
-func (b *bench) spawn(ctx context.Context, n int) (*childProc, int, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, 0, err
-	}
-	cmd := exec.CommandContext(ctx, self, "-child", "-addr", b.addr, "-path", "/progress/"+b.m.BatchID, "-n", strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, 0, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, 0, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, 0, err
-	}
-	c := &childProc{cmd: cmd, stdin: stdin}
-	// The child prints "ready <opened> <first error>" once done connecting.
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		c.stop(b)
-		return nil, 0, fmt.Errorf("child: %w", err)
-	}
-	f := strings.SplitN(strings.TrimSpace(line), " ", 3)
-	got, _ := strconv.Atoi(f[1])
-	if len(f) == 3 {
-		c.limit = f[2]
-	}
-	deadline := time.Now().Add(time.Minute)
-	for b.hub.Stats().Watchers != got {
-		if time.Now().After(deadline) {
-			return c, got, fmt.Errorf("the hub counts %+v, the child opened %d", b.hub.Stats(), got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return c, got, nil
-}
-
-// stop tells the child to close its streams and waits until the hub has let
-// them all go.
-func (c *childProc) stop(b *bench) {
-	_ = c.stdin.Close()
-	_ = c.cmd.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := b.hub.WaitIdle(ctx); err != nil {
-		logf("streams still open after the child exited: %+v", b.hub.Stats())
-	}
 }
 
 // runChild opens n streams to addr, reads them (discarding), reports how many
@@ -446,19 +332,31 @@ func (b *bench) requestRate(ctx context.Context, many int) error {
 	for _, n := range []int{1, many} {
 		logf("requests: %d watcher(s) for %s", n, b.duration)
 		b.faults.Reset()
-		c, got, err := b.spawn(ctx, n)
+		c, got, err := openStreams(ctx, b.addr, "/progress/"+b.m.BatchID, n)
 		if err != nil {
 			return err
 		}
+		stop := func() {
+			c.close()
+			sctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if err := b.hub.WaitIdle(sctx); err != nil {
+				logf("streams still open after the client exited: %+v", b.hub.Stats())
+			}
+		}
 		if got != n {
-			c.stop(b)
+			stop()
 			return fmt.Errorf("requests: only %d of %d streams opened (%s)", got, n, c.limit)
+		}
+		if err := b.waitHub(n); err != nil {
+			stop()
+			return err
 		}
 		connect := b.faults.Counts()
 		b.faults.Reset()
 		time.Sleep(b.duration)
 		counts := b.faults.Counts()
-		c.stop(b)
+		stop()
 		out = append(out, rate{n, connect, counts})
 	}
 	per := func(c devstack.Counts) float64 {

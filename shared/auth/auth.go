@@ -43,19 +43,31 @@ func From(ctx context.Context) (Principal, bool) {
 // principal it finds in the context.
 func Require(a Authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.Authenticate(r)
-		if err != nil {
-			problem.Write(w, r, err)
+		p, ok := Admit(a, w, r)
+		if !ok {
 			return
 		}
-		ctx := With(r.Context(), p)
-		ctx = obs.WithLogger(ctx, obs.Logger(ctx).With("userId", p.UserID))
-		obs.Annotate(ctx, "userId", p.UserID)
-		if id := r.PathValue("batchId"); id != "" {
-			obs.Annotate(ctx, "batchId", id)
-		}
+		ctx := obs.With(With(r.Context(), p), "userId", p.UserID)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// Admit authenticates r for a handler that takes the principal from here
+// rather than from its context (a progress stream, which keeps nothing of its
+// request while it waits). The request's log line names the user and the
+// batch, as under Require; when authentication fails, Admit answers the
+// problem and returns false.
+func Admit(a Authenticator, w http.ResponseWriter, r *http.Request) (Principal, bool) {
+	p, err := a.Authenticate(r)
+	if err != nil {
+		problem.Write(w, r, err)
+		return Principal{}, false
+	}
+	obs.Annotate(r.Context(), "userId", p.UserID)
+	if id := r.PathValue("batchId"); id != "" {
+		obs.Annotate(r.Context(), "batchId", id)
+	}
+	return p, true
 }
 
 // HeaderUser names the simulated user of the local stack (AUTH_MODE=none).

@@ -1,8 +1,11 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"github.com/matryer/is"
 
 	"github.com/assetgen/assetgen/shared/auth"
+	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/problem"
 )
 
@@ -59,6 +63,41 @@ func TestRequire(t *testing.T) {
 			is.Equal(next.Called(), 0)
 			wantProblem(t, rec, tt.want)
 		})
+	}
+}
+
+// Admit hands a handler the principal itself and names the user and the
+// batch on the request's log line, as Require does; a failed authentication
+// is answered with its problem.
+func TestAdmit(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		is := is.New(t)
+		a := authFunc(func(*http.Request) (auth.Principal, error) {
+			if fail {
+				return auth.Principal{}, problem.New(problem.Unauthenticated, "who are you")
+			}
+			return auth.Principal{UserID: "carol", Via: "progress-token"}, nil
+		})
+		var got auth.Principal
+		admitted := false
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /progress/{batchId}", func(w http.ResponseWriter, r *http.Request) {
+			got, admitted = auth.Admit(a, w, r)
+		})
+		var logs bytes.Buffer
+		rec := httptest.NewRecorder()
+		obs.Middleware(obs.NewLogger(&logs, slog.LevelInfo), obs.Options{}, mux).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/progress/b-1", nil))
+		if fail {
+			is.True(!admitted) // refused
+			wantProblem(t, rec, problem.Unauthenticated)
+			continue
+		}
+		is.True(admitted)
+		is.Equal(got.UserID, "carol") // the principal, handed over
+		var line map[string]any
+		is.NoErr(json.Unmarshal(logs.Bytes(), &line))
+		is.Equal(line["userId"], "carol") // the request line names the user
+		is.Equal(line["batchId"], "b-1")  // and the batch
 	}
 }
 

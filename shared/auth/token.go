@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -169,8 +170,26 @@ type Stream struct {
 
 // Authenticate implements Authenticator for GET /progress/{batchId}.
 func (s Stream) Authenticate(r *http.Request) (Principal, error) {
-	if tok := r.URL.Query().Get("token"); tok != "" {
+	if tok := queryParam(r.URL.RawQuery, "token"); tok != "" {
 		return s.Tokens.Verify(tok, r.PathValue("batchId"))
 	}
 	return s.Bearer.Authenticate(r)
+}
+
+// queryParam is the first value of key in a raw query, as url.Values.Get
+// reads it, without parsing every parameter into a map: a progress stream
+// opens with the token alone and should leave nothing else behind.
+func queryParam(raw, key string) string {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k, err := url.QueryUnescape(k); err != nil || k != key {
+			continue
+		}
+		if v, err := url.QueryUnescape(v); err == nil {
+			return v
+		}
+	}
+	return ""
 }

@@ -296,6 +296,10 @@ func TestStream(t *testing.T) {
 		{"token of another batch, valid bearer", "/progress/batch-1?token=" + tok2, true, Principal{}, false, false},
 		{"bad token, valid bearer", "/progress/batch-1?token=garbage", true, Principal{}, false, false},
 		{"nothing", "/progress/batch-1", false, Principal{}, false, true},
+		{"token among other parameters", "/progress/batch-1?lastEventId=x&token=" + tok1 + "&a=b", false, Principal{UserID: "alice", Via: "progress-token", BatchID: "batch-1"}, true, false},
+		{"token percent-encoded", "/progress/batch-1?token=" + strings.ReplaceAll(tok1, ".", "%2E"), false, Principal{UserID: "alice", Via: "progress-token", BatchID: "batch-1"}, true, false},
+		{"first token wins", "/progress/batch-1?token=" + tok2 + "&token=" + tok1, false, Principal{}, false, false},
+		{"a parameter ending in token is not it", "/progress/batch-1?mytoken=" + tok1, true, bearerUser, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

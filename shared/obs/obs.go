@@ -124,46 +124,78 @@ type Options struct {
 // trace in the context, and writes one request log line in Cloud Logging's
 // httpRequest format, with the user and batch the handlers annotated.
 func Middleware(log *slog.Logger, o Options, next http.Handler) http.Handler {
+	opts := &o
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The request's state lives on the heap, not in this frame: progress
 		// streams keep this frame on their stack for up to an hour, and a small
 		// frame keeps their goroutine stacks at the minimum.
-		st := begin(log, o, w, r)
-		next.ServeHTTP(st.rec, st.req)
+		st := begin(log, opts, w, r)
+		next.ServeHTTP(&st.rec, st.req)
 		st.finish()
 	})
 }
 
-// request is one request's log and metrics state.
+// request is one request's log and metrics state, and the context its
+// handlers see: it answers the request id, the logger and the annotations
+// itself, so a request costs one allocation here besides its copy. The
+// logger is built when first used: a request that logs nothing but its
+// request line builds it once, at the end, and an open progress stream holds
+// none while it waits.
 type request struct {
-	o     Options
-	start time.Time
-	orig  *http.Request
-	req   *http.Request
-	rec   *statusRecorder
-	log   *slog.Logger
-	notes *annotations
+	context.Context // the incoming request's
+	o               *Options
+	base            *slog.Logger
+	start           time.Time
+	orig            *http.Request
+	req             *http.Request
+	rec             statusRecorder
+	id              string
+	notes           annotations
+	once            sync.Once
+	log             *slog.Logger
 }
 
 //go:noinline
-func begin(log *slog.Logger, o Options, w http.ResponseWriter, r *http.Request) *request {
-	st := &request{o: o, start: time.Now(), orig: r, notes: &annotations{}}
-	id := r.Header.Get(HeaderRequestID)
-	if !SaneRequestID(id) {
-		id = NewRequestID()
+func begin(log *slog.Logger, o *Options, w http.ResponseWriter, r *http.Request) *request {
+	st := &request{Context: r.Context(), o: o, base: log, start: time.Now(), orig: r}
+	st.id = r.Header.Get(HeaderRequestID)
+	if !SaneRequestID(st.id) {
+		st.id = NewRequestID()
 	}
-	w.Header().Set(HeaderRequestID, id)
-	st.log = log.With(slog.String("requestId", id))
-	if trace, span := traceOf(r); trace != "" && o.Project != "" {
-		st.log = st.log.With(slog.String("logging.googleapis.com/trace", "projects/"+o.Project+"/traces/"+trace))
-		if span != "" {
-			st.log = st.log.With(slog.String("logging.googleapis.com/spanId", span))
-		}
-	}
-	ctx := context.WithValue(WithLogger(WithRequestID(r.Context(), id), st.log), keyNotes, st.notes)
-	st.rec = &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	st.req = r.WithContext(ctx)
+	w.Header().Set(HeaderRequestID, st.id)
+	st.rec = statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	st.req = r.WithContext(st)
 	return st
+}
+
+// Value answers the request's own keys and asks the incoming context for
+// any other.
+func (st *request) Value(key any) any {
+	switch key {
+	case keyRequestID:
+		return st.id
+	case keyLogger:
+		return st.logger()
+	case keyNotes:
+		return &st.notes
+	}
+	return st.Context.Value(key)
+}
+
+// logger is the request's logger: the base one with the request id and the
+// request's trace.
+func (st *request) logger() *slog.Logger {
+	st.once.Do(func() {
+		l := st.base.With(slog.String("requestId", st.id))
+		if trace, span := traceOf(st.orig); trace != "" && st.o.Project != "" {
+			l = l.With(slog.String("logging.googleapis.com/trace", "projects/"+st.o.Project+"/traces/"+trace))
+			if span != "" {
+				l = l.With(slog.String("logging.googleapis.com/spanId", span))
+			}
+		}
+		st.log = l
+	})
+	return st.log
 }
 
 //go:noinline
@@ -193,7 +225,29 @@ func (st *request) finish() {
 		slog.Duration("latency", latency),
 	}
 	attrs = append(attrs, st.notes.attrs()...)
-	st.log.LogAttrs(st.req.Context(), slog.LevelInfo, "request", attrs...)
+	st.logger().LogAttrs(st.req.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// With returns ctx whose logger is ctx's logger with args added (as
+// slog.Logger.With takes them), built when something first logs through it:
+// a handler that never logs pays nothing for it.
+func With(ctx context.Context, args ...any) context.Context {
+	return &withArgs{Context: ctx, args: args}
+}
+
+type withArgs struct {
+	context.Context
+	args []any
+	once sync.Once
+	log  *slog.Logger
+}
+
+func (c *withArgs) Value(key any) any {
+	if key != keyLogger {
+		return c.Context.Value(key)
+	}
+	c.once.Do(func() { c.log = Logger(c.Context).With(c.args...) })
+	return c.log
 }
 
 // traceOf reads the request's trace and span: W3C traceparent first, then

@@ -2,12 +2,14 @@ package obs_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matryer/is"
 
@@ -93,4 +95,42 @@ func TestInsaneRequestIDsAreReplaced(t *testing.T) {
 		is.Equal(lines[0]["requestId"], id) // and is the one logged
 		is.True(obs.SaneRequestID(id))
 	}
+}
+
+// With adds attributes to the lines logged through the context it returns,
+// and only there; a derivation of it keeps them. The request's context is the
+// incoming one for everything else: it ends when the client goes, and so does
+// what handlers derive from it.
+func TestWithAddsAttributesWhereUsed(t *testing.T) {
+	is := is.New(t)
+	parent, leave := context.WithCancel(context.Background())
+	defer leave()
+	req := httptest.NewRequestWithContext(parent, http.MethodGet, "/batch/b1", nil)
+	req.Header.Set(obs.HeaderRequestID, "req-7")
+	var derivedID string
+	_, lines := serve(t, req, obs.Options{}, func(w http.ResponseWriter, r *http.Request) {
+		ctx := obs.With(r.Context(), "userId", "u1")
+		obs.Logger(ctx).Info("as u1")
+		obs.Logger(obs.With(ctx, "step", "inner")).Info("inner")
+		obs.Logger(r.Context()).Info("outer")
+		derived, cancel := context.WithCancel(ctx)
+		defer cancel()
+		leave() // the client goes away
+		select {
+		case <-derived.Done(): // and the request's context ends with it
+		case <-time.After(10 * time.Second):
+			t.Error("a context derived from the request's did not end with the request")
+		}
+		derivedID = obs.RequestID(derived)
+	})
+	is.Equal(len(lines), 4) // three handler lines and the request line
+	for _, l := range lines {
+		is.Equal(l["requestId"], "req-7") // every line keeps the request id
+	}
+	is.Equal(lines[0]["userId"], "u1")  // With's attribute
+	is.Equal(lines[1]["userId"], "u1")  // kept by a derivation
+	is.Equal(lines[1]["step"], "inner") // which adds its own
+	is.Equal(lines[2]["userId"], nil)   // not on the request's own logger
+	is.Equal(lines[3]["userId"], nil)   // nor on the request line
+	is.Equal(derivedID, "req-7")        // values reach derived contexts
 }
