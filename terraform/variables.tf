@@ -431,7 +431,7 @@ variable "progress_max_instance_count" {
 
 variable "progress_available_memory" {
   type        = string
-  description = "Memory of a progress instance (~25 KiB per idle stream, so 1000 streams fit easily in 512Mi)."
+  description = "Memory of a progress instance (~28 KiB per idle stream, so 1000 streams fit easily in 512Mi)."
   default     = "512Mi"
 
   validation {
