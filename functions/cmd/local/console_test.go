@@ -36,6 +36,85 @@ func uiChromium(t *testing.T) string {
 	return ""
 }
 
+// uiAxeSource is axe-core's browser build, the accessibility audit the
+// console is held to: AXE_CORE_JS names the file, else npm's global
+// axe-core package (npm install -g axe-core) is used. Without it the browser
+// tests skip on a developer machine and fail in CI, which installs it
+// (.ci/run).
+func uiAxeSource(t *testing.T) string {
+	t.Helper()
+	axeOnce.Do(func() {
+		path := os.Getenv("AXE_CORE_JS")
+		if path == "" {
+			if out, err := exec.Command("npm", "root", "-g").Output(); err == nil {
+				path = filepath.Join(strings.TrimSpace(string(out)), "axe-core", "axe.min.js")
+			}
+		}
+		if path == "" {
+			return
+		}
+		if b, err := os.ReadFile(path); err == nil {
+			axeJS = string(b)
+		}
+	})
+	if axeJS == "" {
+		msg := "axe-core is not installed (npm install -g axe-core, or AXE_CORE_JS=path/to/axe.min.js): the console's accessibility audit cannot run"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return axeJS
+}
+
+var (
+	axeOnce sync.Once
+	axeJS   string
+)
+
+// uiAxeViolation is one rule axe-core found broken, and where.
+type uiAxeViolation struct {
+	ID     string   `json:"id"`
+	Impact string   `json:"impact"`
+	Help   string   `json:"help"`
+	Nodes  []string `json:"nodes"`
+}
+
+// uiAudit runs axe-core's default rules (WCAG 2 A and AA, and best
+// practices) on the page as it is now, and fails the test for any
+// violation; view names what is shown.
+func uiAudit(t *testing.T, ctx context.Context, view string) {
+	t.Helper()
+	src := uiAxeSource(t)
+	if !uiEval[bool](t, ctx, `typeof window.axe === 'object'`) {
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](src)); err != nil {
+			t.Fatalf("loading axe-core: %v", err)
+		}
+	}
+	res, err := chromedp.Run(ctx, chromedp.Evaluate[uiAxeResult](`axe.run(document).then(r => ({
+		passed: r.passes.length,
+		violations: r.violations.map(v => ({
+			id: v.id, impact: v.impact || '', help: v.help,
+			nodes: v.nodes.map(n => n.target.join(' ') + ' — ' + (n.failureSummary || '').replace(/\s+/g, ' ')),
+		})),
+	}))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("running axe-core on %s: %v", view, err)
+	}
+	if res.Passed == 0 {
+		t.Errorf("axe-core on %s checked nothing", view)
+	}
+	for _, x := range res.Violations {
+		t.Errorf("axe-core on %s: %s (%s): %s\n  %s", view, x.ID, x.Impact, x.Help, strings.Join(x.Nodes, "\n  "))
+	}
+	t.Logf("axe-core on %s: %d rules passed, %d violated", view, res.Passed, len(res.Violations))
+}
+
+type uiAxeResult struct {
+	Passed     int              `json:"passed"`
+	Violations []uiAxeViolation `json:"violations"`
+}
+
 // browser starts a headless Chromium with a fresh profile; it is closed
 // before the stack stops and before the profile is deleted.
 func uiBrowser(t *testing.T, exe string, timeout time.Duration) context.Context {
@@ -245,6 +324,7 @@ type uiRowEvent struct {
 // or out of order.
 func TestConsoleEndToEnd(t *testing.T) {
 	exe := uiChromium(t)
+	uiAxeSource(t)
 	began := time.Now()
 	// The fake model only makes live runs available, so the CONFIRM gate can be
 	// exercised; nothing in this test runs live. One task at a time makes the
@@ -294,6 +374,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if !uiEval[bool](t, ctx, `document.querySelector('#rows textarea[data-name=prompt]').getAttribute('aria-invalid') === 'true'`) {
 		t.Error("the empty prompt is not marked invalid")
 	}
+	uiAudit(t, ctx, "the form with a refusal")
 
 	// 3 rows × 2 variants, dry run.
 	prompts := []string{"a lighthouse at dawn", "a red bicycle in the rain", "a bowl of ramen, studio light"}
@@ -337,6 +418,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if !uiEval[bool](t, ctx, uiNoErrors) {
 		t.Error("a cell or a box shows an error")
 	}
+	uiAudit(t, ctx, "a finished batch")
 	if alts := uiEval[[]string](t, ctx, `Array.from(document.querySelectorAll('#grid img')).map(i => i.alt)`); len(alts) != 6 || alts[0] != prompts[0]+" — variant 1" {
 		t.Errorf("alt texts %q: want prompt and variant", alts)
 	}
