@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,15 +10,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // chromium finds Debian's Chromium. Without it the browser test skips on a
@@ -569,4 +574,195 @@ func TestConsoleRenewsExpiredTokenAndReopensFinishedBatch(t *testing.T) {
 		t.Errorf("the page logged errors:\n%s", strings.Join(e, "\n"))
 	}
 	t.Logf("test %s", time.Since(began).Round(time.Millisecond))
+}
+
+// uiOpen starts a browser on the console at base and waits until it has
+// loaded the models, the budget and the batch list.
+func uiOpen(t *testing.T, exe, base string, timeout time.Duration) (context.Context, *uiErrors) {
+	t.Helper()
+	ctx := uiBrowser(t, exe, timeout)
+	errs := uiWatch(t, ctx)
+	uiDo(t, ctx, "opening the console", chromedp.Navigate(base+"/"))
+	uiPoll(t, ctx, "the console is ready", `window.assetgenConsole && window.assetgenConsole.ready`, 10*time.Second)
+	return ctx, errs
+}
+
+// uiSetValue replaces a field's value the way typing would (input fires).
+func uiSetValue(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(() => { const e = document.querySelector(%q); e.value = %q; e.dispatchEvent(new Event('input', {bubbles: true})); })()`, sel, value))
+}
+
+// uiNoPageErrors fails the test for anything the page logged as an error.
+func uiNoPageErrors(t *testing.T, errs *uiErrors) {
+	t.Helper()
+	if e := errs.all(); len(e) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(e, "\n"))
+	}
+}
+
+// uiDownload is a file the browser saved.
+type uiDownload struct {
+	Name string // the name the page suggested
+	Path string
+}
+
+// uiDownloads saves the page's downloads in a temporary directory and
+// reports each one once it is complete.
+type uiDownloads struct {
+	mu    sync.Mutex
+	names map[string]string
+	done  chan uiDownload
+}
+
+func uiWatchDownloads(t *testing.T, ctx context.Context) *uiDownloads {
+	t.Helper()
+	dir := t.TempDir()
+	d := &uiDownloads{names: map[string]string{}, done: make(chan uiDownload, 16)}
+	// One listener sees both kinds of event in order: a download's name
+	// arrives before its progress.
+	err := chromedp.ListenBrowser(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *browser.EventDownloadWillBegin:
+			d.mu.Lock()
+			d.names[e.GUID] = e.SuggestedFilename
+			d.mu.Unlock()
+		case *browser.EventDownloadProgress:
+			if e.State != browser.DownloadProgressStateCompleted {
+				return
+			}
+			d.mu.Lock()
+			name := d.names[e.GUID]
+			d.mu.Unlock()
+			p := e.FilePath
+			if p == "" {
+				p = filepath.Join(dir, name)
+			}
+			d.done <- uiDownload{Name: name, Path: p}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := true
+	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir, EventsEnabled: &on,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// next waits for the next completed download.
+func (d *uiDownloads) next(t *testing.T, what string, timeout time.Duration) uiDownload {
+	t.Helper()
+	select {
+	case dl := <-d.done:
+		return dl
+	case <-time.After(timeout):
+		t.Fatalf("%s: no download completed within %s", what, timeout)
+		return uiDownload{}
+	}
+}
+
+// uiActive describes the focused element: its id, else its tag and class.
+const uiActive = `(() => { const a = document.activeElement; return a ? (a.id ? '#' + a.id : a.tagName.toLowerCase() + '.' + a.className) : ''; })()`
+
+// Each made image opens full size in a dialog that Escape closes, handing the
+// focus back; it downloads under the archive's name for it, and its copied
+// link is the lasting one (the stable /assets/ link), not the signed URL of
+// a few minutes. Download all saves the batch's archive. When the batch
+// ended, the focus moved to its summary and the end was announced.
+func TestConsoleImageActions(t *testing.T) {
+	exe := uiChromium(t)
+	uiAxeSource(t)
+	s := startStack(t, map[string]string{"DRY_RUN_DELAY": "200ms"})
+	ctx, errs := uiOpen(t, exe, s.base, 60*time.Second)
+	downloads := uiWatchDownloads(t, ctx)
+	// The test reads the clipboard back, as a paste would.
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: name}, Setting: browser.PermissionSettingGranted, Origin: s.base,
+		}); err != nil {
+			t.Fatalf("granting %s: %v", name, err)
+		}
+	}
+
+	uiFillRows(t, ctx, []string{"a lighthouse at dawn", "Crème brûlée, top view"}, 2)
+	uiDo(t, ctx, "submitting", chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "the focus is on the batch's heading", `window.assetgenConsole.batchId !== '' && document.activeElement === document.getElementById('batch-title')`, 10*time.Second)
+	uiPoll(t, ctx, "four thumbnails have loaded", uiImagesLoaded(4), 30*time.Second)
+	uiPoll(t, ctx, "the batch is finished", `window.assetgenConsole.finished && !document.getElementById('summary').hidden`, 10*time.Second)
+	uiPoll(t, ctx, "the focus is on the summary", `document.activeElement === document.getElementById('summary-title')`, 5*time.Second)
+	if a := uiEval[[]string](t, ctx, `window.assetgenConsole.announced`); len(a) == 0 || !strings.HasPrefix(a[len(a)-1], "Batch finished. Done: 4 images made") {
+		t.Errorf("announcements %q: want the batch's end last", a)
+	}
+
+	// The full-size view.
+	uiDo(t, ctx, "opening the second image", chromedp.Click(chromedp.CSS(`#grid .cell[data-row="0"][data-variant="1"] button.view`)))
+	uiPoll(t, ctx, "the viewer shows the image", `document.getElementById('viewer').open && document.getElementById('viewer-img').complete && document.getElementById('viewer-img').naturalWidth > 0`, 10*time.Second)
+	if title := uiEval[string](t, ctx, `document.getElementById('viewer-title').textContent`); title != "Row 1, variant 2" {
+		t.Errorf("viewer title %q", title)
+	}
+	if !uiEval[bool](t, ctx, `document.getElementById('viewer').contains(document.activeElement)`) {
+		t.Errorf("the focus is on %s, outside the open dialog", uiEval[string](t, ctx, uiActive))
+	}
+	uiPoll(t, ctx, "the viewer shows the lasting link", `document.getElementById('viewer-link').value.includes('/assets/')`, 5*time.Second)
+	uiAudit(t, ctx, "the image viewer")
+	uiDo(t, ctx, "pressing Escape", chromedp.KeyEvent(kb.Escape))
+	uiPoll(t, ctx, "the viewer is closed", `!document.getElementById('viewer').open`, 5*time.Second)
+	if !uiEval[bool](t, ctx, `document.activeElement === document.querySelector('#grid .cell[data-row="0"][data-variant="1"] button.view')`) {
+		t.Errorf("after Escape the focus is on %s, not on the image that opened the viewer", uiEval[string](t, ctx, uiActive))
+	}
+
+	// Copy link: the lasting link, which works without the page.
+	uiDo(t, ctx, "copying the first image's link", chromedp.Click(chromedp.CSS(`#grid .cell[data-row="1"][data-variant="0"] button.copy`)))
+	uiPoll(t, ctx, "the link is copied", `window.assetgenConsole.lastCopied !== ''`, 5*time.Second)
+	copied := uiEval[string](t, ctx, `window.assetgenConsole.lastCopied`)
+	id := uiEval[string](t, ctx, `window.assetgenConsole.batchId`)
+	if !strings.HasPrefix(copied, s.base+"/assets/"+id+"/1/0?token=") || strings.Contains(copied, "X-Goog-Signature") {
+		t.Errorf("copied %q: want the lasting link of row 2, variant 1", copied)
+	}
+	clip, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	if err != nil || clip != copied {
+		t.Errorf("the clipboard holds %q (%v), want %q", clip, err, copied)
+	}
+	resp, err := http.Get(copied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("the copied link answers %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+
+	// Download one image, under the name the archive gives it.
+	uiDo(t, ctx, "downloading an image", chromedp.Click(chromedp.CSS(`#grid .cell[data-row="1"][data-variant="1"] a.download`)))
+	dl := downloads.next(t, "downloading an image", 10*time.Second)
+	if dl.Name != "r1-v1-creme-brulee-top-view.png" {
+		t.Errorf("the image downloads as %q", dl.Name)
+	}
+	if b, err := os.ReadFile(dl.Path); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("the downloaded image %s is not a PNG (%v)", dl.Path, err)
+	}
+
+	// Download all: the archive, every image and its manifest.
+	uiDo(t, ctx, "downloading the archive", chromedp.Click(chromedp.ID("download-all")))
+	dl = downloads.next(t, "downloading the archive", 20*time.Second)
+	zr, err := zip.OpenReader(dl.Path)
+	if err != nil {
+		t.Fatalf("the archive %s (%s): %v", dl.Path, dl.Name, err)
+	}
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+	}
+	zr.Close()
+	for _, want := range []string{"manifest.json", "results.csv", "r0-v0-a-lighthouse-at-dawn.png", "r1-v1-creme-brulee-top-view.png"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the archive %s holds %q, not %s", dl.Name, names, want)
+		}
+	}
+	uiAudit(t, ctx, "a finished batch with its tools")
+	uiNoPageErrors(t, errs)
 }
