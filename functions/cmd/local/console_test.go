@@ -676,7 +676,7 @@ const uiActive = `(() => { const a = document.activeElement; return a ? (a.id ? 
 func TestConsoleImageActions(t *testing.T) {
 	exe := uiChromium(t)
 	uiAxeSource(t)
-	s := startStack(t, map[string]string{"DRY_RUN_DELAY": "200ms"})
+	s := startStack(t, map[string]string{"DRY_RUN_DELAY": "500ms"})
 	ctx, errs := uiOpen(t, exe, s.base, 60*time.Second)
 	downloads := uiWatchDownloads(t, ctx)
 	// The test reads the clipboard back, as a paste would.
@@ -764,5 +764,136 @@ func TestConsoleImageActions(t *testing.T) {
 		}
 	}
 	uiAudit(t, ctx, "a finished batch with its tools")
+	uiNoPageErrors(t, errs)
+}
+
+// uiRow is a form row as the page holds it.
+type uiRow struct {
+	Prompt      string `json:"prompt"`
+	Variants    int    `json:"variants"`
+	AspectRatio string `json:"aspectRatio"`
+	Refs        string `json:"refs"`
+}
+
+const uiFormRows = `Array.from(document.querySelectorAll('#rows > li')).map(li => ({
+	prompt: li.querySelector('[data-name=prompt]').value,
+	variants: Number(li.querySelector('[data-name=variants]').value),
+	aspectRatio: li.querySelector('[data-name=aspectRatio]').value,
+	refs: li.querySelector('[data-name=refs]').value,
+}))`
+
+// uiFieldError is the error text linked to a field (aria-describedby), and
+// whether the field is marked invalid.
+func uiFieldError(t *testing.T, ctx context.Context, sel string) (string, bool) {
+	t.Helper()
+	v := uiEval[[]string](t, ctx, fmt.Sprintf(`(() => {
+		const f = document.querySelector(%q);
+		const text = (f.getAttribute('aria-describedby') || '').split(/\s+/).filter(Boolean)
+			.map(id => document.getElementById(id)).filter(e => e && e.classList.contains('field-error'))
+			.map(e => e.textContent).join(' | ');
+		return [text, String(f.getAttribute('aria-invalid') === 'true')];
+	})()`, sel))
+	return v[0], v[1] == "true"
+}
+
+// The form is a draft that survives a reload; rows pasted as CSV (a header,
+// quoted fields with commas and quotes, refs split on spaces or |) are added
+// to it, and a CSV mistake is shown next to the CSV box. The API's field
+// errors are shown next to their fields, linked for screen readers, naming
+// the bad reference, and each goes away once its field is edited.
+func TestConsoleDraftCSVAndFieldErrors(t *testing.T) {
+	exe := uiChromium(t)
+	uiAxeSource(t)
+	s := startStack(t, nil)
+	ctx, errs := uiOpen(t, exe, s.base, 60*time.Second)
+
+	uiDo(t, ctx, "filling the first row",
+		chromedp.SendKeys(chromedp.CSS(`#rows > li:nth-child(1) textarea[data-name=prompt]`), "a koi pond at night"),
+		uiChoose(`#rows > li:nth-child(1) select[data-name=variants]`, "2"),
+		uiChoose(`#rows > li:nth-child(1) select[data-name=aspectRatio]`, "3:2"),
+		chromedp.SendKeys(chromedp.ID("global-refs"), "https://example.com/style.png"))
+	uiDo(t, ctx, "reloading", chromedp.Reload())
+	uiPoll(t, ctx, "the reloaded console is ready", `window.assetgenConsole && window.assetgenConsole.ready`, 10*time.Second)
+	rows := uiEval[[]uiRow](t, ctx, uiFormRows)
+	if want := []uiRow{{Prompt: "a koi pond at night", Variants: 2, AspectRatio: "3:2"}}; !slices.Equal(rows, want) {
+		t.Errorf("after a reload the rows are %+v, want %+v", rows, want)
+	}
+	if refs := uiEval[string](t, ctx, `document.getElementById('global-refs').value`); refs != "https://example.com/style.png" {
+		t.Errorf("after a reload the references for every row are %q", refs)
+	}
+
+	// A CSV mistake, next to the CSV box.
+	uiDo(t, ctx, "opening the CSV box", chromedp.Click(chromedp.CSS(`#csv summary`)))
+	uiDo(t, ctx, "pasting a bad CSV", uiSetValue("#csv-text", "prompt,variants\nsix cats,5\n"), chromedp.Click(chromedp.ID("csv-add")))
+	if msg, invalid := uiFieldError(t, ctx, "#csv-text"); !invalid || !strings.Contains(msg, "Line 2: variants must be 1, 2 or 3") {
+		t.Errorf("the CSV box shows %q (invalid %v)", msg, invalid)
+	}
+	if n := uiEval[int](t, ctx, `document.querySelectorAll('#rows > li').length`); n != 1 {
+		t.Errorf("a bad CSV added rows: %d", n)
+	}
+	uiAudit(t, ctx, "the form with a CSV mistake")
+	csv := "prompt,variants,aspectRatio,refs\n" +
+		`"a cat, sitting",2,16:9,https://example.com/a.png|https://example.com/b.png` + "\n" +
+		`"the ""best"" dog",1,,https://example.com/c.png https://example.com/d.png` + "\n" +
+		"plain fox,3,1:1,\n"
+	uiDo(t, ctx, "typing a good CSV", uiSetValue("#csv-text", csv))
+	if _, invalid := uiFieldError(t, ctx, "#csv-text"); invalid {
+		t.Error("the CSV box stays invalid once edited")
+	}
+	uiDo(t, ctx, "adding the CSV rows", chromedp.Click(chromedp.ID("csv-add")))
+	rows = uiEval[[]uiRow](t, ctx, uiFormRows)
+	want := []uiRow{
+		{Prompt: "a koi pond at night", Variants: 2, AspectRatio: "3:2"},
+		{Prompt: "a cat, sitting", Variants: 2, AspectRatio: "16:9", Refs: "https://example.com/a.png\nhttps://example.com/b.png"},
+		{Prompt: `the "best" dog`, Variants: 1, Refs: "https://example.com/c.png\nhttps://example.com/d.png"},
+		{Prompt: "plain fox", Variants: 3, AspectRatio: "1:1"},
+	}
+	if !slices.Equal(rows, want) {
+		t.Errorf("after the CSV the rows are\n%+v\nwant\n%+v", rows, want)
+	}
+	if !uiEval[bool](t, ctx, `document.activeElement === document.querySelector('#rows > li:nth-child(2) textarea[data-name=prompt]')`) {
+		t.Errorf("after adding rows the focus is on %s, want the first added prompt", uiEval[string](t, ctx, uiActive))
+	}
+	if est := uiEval[string](t, ctx, `document.getElementById('estimate').textContent`); !strings.Contains(est, "8 images") {
+		t.Errorf("estimate %q does not count 8 images", est)
+	}
+
+	// The API refuses: an http reference in row 3 and an empty prompt in row 4.
+	uiDo(t, ctx, "breaking rows 3 and 4",
+		uiSetValue(`#rows > li:nth-child(3) textarea[data-name=refs]`, "https://example.com/c.png http://example.com/cat.png"),
+		uiSetValue(`#rows > li:nth-child(4) textarea[data-name=prompt]`, ""),
+		chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "the refusal is shown", `!document.getElementById('problem').hidden`, 10*time.Second)
+	refsSel := `#rows > li:nth-child(3) textarea[data-name=refs]`
+	promptSel := `#rows > li:nth-child(4) textarea[data-name=prompt]`
+	if msg, invalid := uiFieldError(t, ctx, refsSel); !invalid || !strings.Contains(msg, "Reference 2 http://example.com/cat.png") || !strings.Contains(msg, "https://") {
+		t.Errorf("row 3's references show %q (invalid %v): want the bad URL named", msg, invalid)
+	}
+	if msg, invalid := uiFieldError(t, ctx, promptSel); !invalid || !strings.Contains(msg, "REQUIRED") {
+		t.Errorf("row 4's prompt shows %q (invalid %v)", msg, invalid)
+	}
+	if msg, invalid := uiFieldError(t, ctx, `#rows > li:nth-child(1) textarea[data-name=prompt]`); invalid || msg != "" {
+		t.Errorf("row 1's good prompt shows %q (invalid %v)", msg, invalid)
+	}
+	if n := uiEval[int](t, ctx, `document.querySelectorAll('#problem a.field-name').length`); n < 2 {
+		t.Errorf("the box at the top links %d fields, want both", n)
+	}
+	uiAudit(t, ctx, "the form with field errors")
+
+	// Fixing a field clears its error only.
+	uiDo(t, ctx, "fixing row 3's reference", uiSetValue(refsSel, "https://example.com/c.png"))
+	if msg, invalid := uiFieldError(t, ctx, refsSel); invalid || msg != "" {
+		t.Errorf("row 3's fixed references still show %q (invalid %v)", msg, invalid)
+	}
+	if n := uiEval[int](t, ctx, `document.querySelectorAll('.field-error[id$="-refs-error"]').length`); n != 0 {
+		t.Errorf("%d reference errors left in the page", n)
+	}
+	if _, invalid := uiFieldError(t, ctx, promptSel); !invalid {
+		t.Error("row 4's prompt error went away with row 3's fix")
+	}
+	uiDo(t, ctx, "fixing row 4's prompt", chromedp.SendKeys(chromedp.CSS(promptSel), "a fox"))
+	if _, invalid := uiFieldError(t, ctx, promptSel); invalid {
+		t.Error("row 4's prompt stays invalid once typed in")
+	}
 	uiNoPageErrors(t, errs)
 }
