@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -894,6 +895,103 @@ func TestConsoleDraftCSVAndFieldErrors(t *testing.T) {
 	uiDo(t, ctx, "fixing row 4's prompt", chromedp.SendKeys(chromedp.CSS(promptSel), "a fox"))
 	if _, invalid := uiFieldError(t, ctx, promptSel); invalid {
 		t.Error("row 4's prompt stays invalid once typed in")
+	}
+	uiNoPageErrors(t, errs)
+}
+
+// uiDrop drops a file of the given type on the element sel, as a drag from
+// the desktop does.
+func uiDrop(sel, name, mime string, content []byte) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
+		const bytes = Uint8Array.from(atob(%q), c => c.charCodeAt(0));
+		const dt = new DataTransfer();
+		dt.items.add(new File([bytes], %q, {type: %q}));
+		const zone = document.querySelector(%q);
+		for (const type of ['dragenter', 'dragover', 'drop']) {
+			zone.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
+		}
+	})()`, base64.StdEncoding.EncodeToString(content), name, mime, sel))
+}
+
+// Reference images are uploaded from the file picker or dropped on a
+// references field (POST /uploads, then a PUT to the signed URL), and their
+// gs:// references go where they were added; a file that is not an image is
+// refused next to the field. Ctrl+Enter submits. Run again refills a cleared
+// form with the batch as it was submitted: prompts, variants, aspect ratios
+// and references.
+func TestConsoleUploadsShortcutAndRunAgain(t *testing.T) {
+	exe := uiChromium(t)
+	uiAxeSource(t)
+	a := startAppWith(t, map[string]string{"DRY_RUN_DELAY": "100ms"}, options{})
+	ctx, errs := uiOpen(t, exe, a.base, 60*time.Second)
+	uploads := "gs://" + a.cfg.Bucket + "/uploads/"
+
+	picked := filepath.Join(t.TempDir(), "teapot.png")
+	if err := os.WriteFile(picked, pngOf(t, 90), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	row1 := `#rows > li:nth-child(1) `
+	uiDo(t, ctx, "filling row 1 and picking its reference",
+		chromedp.SendKeys(chromedp.CSS(row1+`textarea[data-name=prompt]`), "a teapot"),
+		uiChoose(row1+`select[data-name=aspectRatio]`, "16:9"),
+		chromedp.SetUploadFiles(chromedp.CSS(row1+`input.file`), []string{picked}))
+	uiPoll(t, ctx, "row 1 holds the uploaded reference", fmt.Sprintf(`document.querySelector(%q).value.startsWith(%q)`, row1+`textarea[data-name=refs]`, uploads), 15*time.Second)
+	if st := uiEval[string](t, ctx, `document.querySelector('#rows > li:nth-child(1) .upload-status').textContent`); !strings.HasPrefix(st, "Uploaded teapot.png") {
+		t.Errorf("row 1's upload status %q", st)
+	}
+	uiDo(t, ctx, "dropping a reference for every row", uiDrop(`[data-drop="global-refs"]`, "style.png", "image/png", pngOf(t, 200)))
+	uiPoll(t, ctx, "the dropped reference is listed", fmt.Sprintf(`document.getElementById('global-refs').value.startsWith(%q)`, uploads), 15*time.Second)
+	uiDo(t, ctx, "dropping a text file", uiDrop(`[data-drop="global-refs"]`, "notes.txt", "text/plain", []byte("not an image")))
+	if msg, invalid := uiFieldError(t, ctx, "#global-refs"); !invalid || !strings.Contains(msg, "notes.txt is not a PNG, JPEG or WebP image") {
+		t.Errorf("the references field shows %q (invalid %v) for a text file", msg, invalid)
+	}
+	uiAudit(t, ctx, "the form with uploads")
+	rowRef := uiEval[string](t, ctx, `document.querySelector('#rows > li:nth-child(1) textarea[data-name=refs]').value`)
+	globalRef := uiEval[string](t, ctx, `document.getElementById('global-refs').value`)
+
+	uiDo(t, ctx, "adding row 2", chromedp.Click(chromedp.ID("add-row")),
+		chromedp.SendKeys(chromedp.CSS(`#rows > li:nth-child(2) textarea[data-name=prompt]`), "a kettle"),
+		uiChoose(`#rows > li:nth-child(2) select[data-name=variants]`, "2"))
+	uiDo(t, ctx, "pressing Ctrl+Enter in row 2's prompt", chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierCtrl)))
+	uiPoll(t, ctx, "the batch is submitted", `window.assetgenConsole.batchId !== ''`, 10*time.Second)
+	id := uiEval[string](t, ctx, `window.assetgenConsole.batchId`)
+	uiPoll(t, ctx, "three thumbnails have loaded", uiImagesLoaded(3), 30*time.Second)
+	uiPoll(t, ctx, "the batch is finished", `window.assetgenConsole.finished`, 10*time.Second)
+
+	m, err := a.platform.Ledger.Manifest(deadline(t, 10*time.Second), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refURLs := func(i int) []string {
+		var out []string
+		for _, r := range m.Rows[i].Refs {
+			out = append(out, r.URL)
+		}
+		return out
+	}
+	if got := refURLs(0); !slices.Equal(got, []string{rowRef, globalRef}) || m.Rows[0].AspectRatio != "16:9" {
+		t.Errorf("row 1 recorded refs %q and aspect ratio %q: want its own %q, then %q, and 16:9", got, m.Rows[0].AspectRatio, rowRef, globalRef)
+	}
+	if got := refURLs(1); !slices.Equal(got, []string{globalRef}) || m.Rows[1].Variants != 2 {
+		t.Errorf("row 2 recorded refs %q and %d variants", got, m.Rows[1].Variants)
+	}
+
+	// Run again: the cleared form holds the batch again.
+	uiDo(t, ctx, "clearing the form", chromedp.Click(chromedp.ID("clear-form")))
+	if rows := uiEval[[]uiRow](t, ctx, uiFormRows); !slices.Equal(rows, []uiRow{{Variants: 1}}) {
+		t.Fatalf("the cleared form holds %+v", rows)
+	}
+	uiDo(t, ctx, "running the batch again", chromedp.Click(chromedp.ID("run-again")))
+	uiPoll(t, ctx, "the focus is on the form", `document.activeElement === document.getElementById('new-batch-title')`, 5*time.Second)
+	want := []uiRow{{Prompt: "a teapot", Variants: 1, AspectRatio: "16:9", Refs: rowRef}, {Prompt: "a kettle", Variants: 2}}
+	if rows := uiEval[[]uiRow](t, ctx, uiFormRows); !slices.Equal(rows, want) {
+		t.Errorf("run again filled the form with\n%+v\nwant\n%+v", rows, want)
+	}
+	if refs := uiEval[string](t, ctx, `document.getElementById('global-refs').value`); refs != globalRef {
+		t.Errorf("run again filled the references for every row with %q", refs)
+	}
+	if a := uiEval[[]string](t, ctx, `window.assetgenConsole.announced`); !strings.HasPrefix(a[len(a)-1], "The form holds batch "+id+" again: 2 rows.") {
+		t.Errorf("last announcement %q", a[len(a)-1])
 	}
 	uiNoPageErrors(t, errs)
 }

@@ -551,7 +551,7 @@
     if (m) {
       state.wantModel = m.name;
       el.modelHint.textContent = money(m.priceUsd) + ' per image · up to ' + plural(m.maxRefs, 'reference image', 'reference images') + ' per row.';
-      el.refsHint.textContent = 'Image URLs (https or gs), separated by commas or new lines; used before each row\u2019s own.';
+      el.refsHint.textContent = 'Image URLs (https or gs), separated by commas or new lines; used after each row\u2019s own.';
     }
     for (const li of rowItems()) fillAspect(field(li, 'aspectRatio'));
     update();
