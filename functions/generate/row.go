@@ -42,10 +42,11 @@ func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row 
 			open = append(open, i)
 		}
 	}
-	// A previous attempt may have stored images and died before recording them:
-	// reuse those instead of paying the model again.
+	// A previous attempt (of this round, or of the round a retry follows) may
+	// have stored images and died before recording them: reuse those instead
+	// of paying the model again.
 	var stored map[int]string
-	if row.Attempts > 1 {
+	if row.Attempts > 1 || row.Round > 0 {
 		var err error
 		if stored, err = h.store.StoredImages(ctx, m.BatchID, row.Index); err != nil {
 			return rowOutcome{}, fmt.Errorf("generate: listing stored images: %w", err)

@@ -58,7 +58,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d := deliveryOf(r)
 	obs.Annotate(r.Context(), "batchId", t.BatchID)
 	obs.Annotate(r.Context(), "row", strconv.Itoa(t.Row))
-	log := obs.Logger(r.Context()).With("batchId", t.BatchID, "row", t.Row, "task", d.taskName, "retry", d.retries)
+	log := obs.Logger(r.Context()).With("batchId", t.BatchID, "row", t.Row, "round", t.Round, "task", d.taskName, "retry", d.retries)
 	req := obs.WithLogger(r.Context(), log)
 	// The attempt may outlive its request: a model call in flight when Cloud
 	// Tasks gives up on the delivery (or the connection drops) is paid for all
@@ -116,9 +116,9 @@ func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (strin
 		return "finished: " + string(row.Status), h.finishBatch(ctx, m)
 	}
 
-	// A row's first attempt may be the batch's first: the batch-level state
-	// records that while the row generates (a retried row's batch started
-	// long ago).
+	// A row's first attempt (of the batch or of a retry round) may be the
+	// first of them all: the batch-level state records that while the row
+	// generates (a row the queue retries started long ago).
 	var started errgroup.Group
 	if row.Attempts == 1 {
 		started.Go(func() error { h.markStarted(ctx, m, t.Row, op); return nil })

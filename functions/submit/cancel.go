@@ -34,8 +34,13 @@ func (s *server) handleCancel() http.Handler {
 			problem.Write(w, r, err)
 			return
 		}
+		// A retried batch's cancel stops its newest round.
+		var round *ledger.Retry
+		if st, err := s.Store.Current(ctx, m.BatchID); err == nil {
+			round = st.Retry
+		}
 		s.writeBatch(w, r, m, func(b *api.Batch, rows []ledger.Row) {
-			c := api.NewCancellation(m, rows)
+			c := api.NewCancellation(m, rows, round)
 			b.Cancel = &c
 		})
 	})

@@ -46,21 +46,27 @@ func (s *server) handleHistory() http.Handler {
 		}
 		h := api.History{BatchID: m.BatchID, Snapshots: []api.Snapshot{}, State: current}
 		for _, st := range states {
-			h.Snapshots = append(h.Snapshots, api.Snapshot{Name: st.Snapshot, Event: string(st.Event), Status: string(st.Status), At: st.At, Actor: st.Actor})
+			h.Snapshots = append(h.Snapshots, api.Snapshot{Name: st.Snapshot, Event: string(st.Event), Status: string(st.Status), At: st.At, Actor: st.Actor, Round: st.Round})
 			// The manifest's entry stands for the accepted state.
 			if st.Event != ledger.Accepted {
-				entries = append(entries, api.HistoryEntry{At: st.At, Actor: st.Actor, Action: string(st.Event), RequestID: st.RequestID, Detail: string(st.Status)})
+				detail := string(st.Status)
+				if st.Event == ledger.Retried && st.Retry != nil {
+					detail = fmt.Sprintf("round %d: %d variant(s) of row(s) %v, estimate $%.3f", st.Round, st.Retry.Variants, st.Retry.Rows, st.Retry.EstimateUSD)
+				}
+				entries = append(entries, api.HistoryEntry{At: st.At, Actor: st.Actor, Action: string(st.Event), RequestID: st.RequestID, Detail: detail})
 			}
 		}
-		var fx completion.Effects
-		if _, err := s.Bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &fx); err == nil {
-			entries = append(entries, api.HistoryEntry{At: fx.At, Actor: "generate", Action: "settled", Detail: fmt.Sprintf("charged $%.3f", fx.ChargedUSD)})
-			for _, o := range fx.Notifications {
-				detail := fmt.Sprintf("%s %s after %d attempt(s)", o.Kind, o.Status, o.Attempts)
-				if o.Error != "" {
-					detail += ": " + o.Error
+		var last completion.Effects
+		if _, err := s.Bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &last); err == nil {
+			for _, fx := range append(last.Earlier, last) {
+				entries = append(entries, api.HistoryEntry{At: fx.At, Actor: "generate", Action: "settled", Detail: fmt.Sprintf("%s round charged $%.3f", roundName(fx.Round), fx.ChargedUSD)})
+				for _, o := range fx.Notifications {
+					detail := fmt.Sprintf("%s %s after %d attempt(s)", o.Kind, o.Status, o.Attempts)
+					if o.Error != "" {
+						detail += ": " + o.Error
+					}
+					entries = append(entries, api.HistoryEntry{At: o.At, Actor: "generate", Action: "notified", Detail: detail})
 				}
-				entries = append(entries, api.HistoryEntry{At: o.At, Actor: "generate", Action: "notified", Detail: detail})
 			}
 		}
 		sort.SliceStable(entries, func(i, j int) bool { return entries[i].At.Before(entries[j].At) })

@@ -103,13 +103,16 @@ type route struct {
 // these, and a test holds them to the OpenAPI document (shared/openapi).
 func (s *server) routes() []route {
 	user := func(h http.Handler) http.Handler { return auth.Require(s.Auth, h) }
+	// A retry starts generation like a submit: both draw on one allowance.
+	submits := newLimiter(s.cfg.SubmitsPerMinute)
 	return []route{
-		{"POST /batch/images", user(newLimiter(s.cfg.SubmitsPerMinute).require(s.handleSubmit()))},
+		{"POST /batch/images", user(submits.require(s.handleSubmit()))},
 		{"GET /batch", user(s.handleList())},
 		{"GET /batch/{batchId}", user(s.handleGet())},
 		{"GET /batch/{batchId}/history", user(s.handleHistory())},
 		{"GET /batch/{batchId}/progress-token", user(s.handleProgressToken())},
 		{"POST /batch/{batchId}/cancel", user(s.handleCancel())},
+		{"POST /batch/{batchId}/retry", user(submits.require(s.handleRetry()))},
 		{"GET /batch/{batchId}/archive", user(s.handleArchive())},
 		{"POST /uploads", user(s.handleUpload())},
 		// Stable image links authenticate themselves (their token, or the owner's).

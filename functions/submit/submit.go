@@ -383,36 +383,8 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	}
 	if sub.spec.RunMode == ledger.Live {
 		m.BudgetDay = sub.day
-		acct, created, err := s.Budgets.Reserve(ctx, sub.user, sub.day, batchID, sub.estimate)
-		sub.account = &acct
-		release := func(ctx context.Context) {
-			if _, err := s.Budgets.Release(ctx, sub.user, sub.day, batchID); err != nil {
-				obs.Logger(ctx).Error("submit: releasing the reservation failed; it holds that budget until the UTC day ends", "batchId", batchID, "error", err)
-			}
-		}
-		// Only the reservation this call made is this call's to release; one
-		// whose write failed without an answer may have landed all the same, so
-		// it is released too (releasing nothing changes nothing). A batch id no
-		// earlier attempt used is this call's whatever Reserve could tell: its
-		// reservation may have been found only after the patience ran out. A
-		// refusal by the user's budget wrote nothing; one by the cap leaves
-		// what it took for this rollback, which runs only when no other
-		// attempt of the batch can be counting on it.
-		own := sub.key == "" || sub.created
-		byUser, byCap := errors.Is(err, budget.ErrExceeded), errors.Is(err, budget.ErrTotalExceeded)
-		if created || !byUser && (own || err != nil && !byCap) {
-			sub.undo = append(sub.undo, release)
-		}
-		switch {
-		case errors.Is(err, budget.ErrTotalExceeded):
-			return nil, totalExceeded(sub.estimate, err)
-		case errors.Is(err, budget.ErrExceeded):
-			acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
-			return nil, exceeded(sub.estimate, acct.Sum())
-		case errors.Is(err, budget.ErrContended):
-			return nil, &problem.Error{Code: problem.BudgetContended, Detail: "too many submits at once for this account; retry shortly", RetryAfter: 2, Err: err}
-		case err != nil:
-			return nil, fmt.Errorf("submit: reserving the budget: %w", err)
+		if err := s.reserve(ctx, sub, batchID); err != nil {
+			return nil, err
 		}
 	}
 	// Undone even if the write's outcome is unknown (it may have landed), but
@@ -462,6 +434,44 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 		return nil, fmt.Errorf("submit: %w", lerr)
 	}
 	return m, nil
+}
+
+// reserve holds sub's estimate on the caller's budget for the day, under the
+// reservation id (a batch's id, or a retry round's), and adds its release to
+// the undo list when the reservation is this call's to undo.
+func (s *server) reserve(ctx context.Context, sub *submission, id string) error {
+	acct, created, err := s.Budgets.Reserve(ctx, sub.user, sub.day, id, sub.estimate)
+	sub.account = &acct
+	release := func(ctx context.Context) {
+		if _, err := s.Budgets.Release(ctx, sub.user, sub.day, id); err != nil {
+			obs.Logger(ctx).Error("submit: releasing the reservation failed; it holds that budget until the UTC day ends", "reservation", id, "error", err)
+		}
+	}
+	// Only the reservation this call made is this call's to release; one
+	// whose write failed without an answer may have landed all the same, so
+	// it is released too (releasing nothing changes nothing). An id no
+	// earlier attempt used is this call's whatever Reserve could tell: its
+	// reservation may have been found only after the patience ran out. A
+	// refusal by the user's budget wrote nothing; one by the cap leaves
+	// what it took for this rollback, which runs only when no other
+	// attempt can be counting on it.
+	own := sub.key == "" || sub.created
+	byUser, byCap := errors.Is(err, budget.ErrExceeded), errors.Is(err, budget.ErrTotalExceeded)
+	if created || !byUser && (own || err != nil && !byCap) {
+		sub.undo = append(sub.undo, release)
+	}
+	switch {
+	case errors.Is(err, budget.ErrTotalExceeded):
+		return totalExceeded(sub.estimate, err)
+	case errors.Is(err, budget.ErrExceeded):
+		acct, _ := s.Budgets.Get(ctx, sub.user, sub.day)
+		return exceeded(sub.estimate, acct.Sum())
+	case errors.Is(err, budget.ErrContended):
+		return &problem.Error{Code: problem.BudgetContended, Detail: "too many submits at once for this account; retry shortly", RetryAfter: 2, Err: err}
+	case err != nil:
+		return fmt.Errorf("submit: reserving the budget: %w", err)
+	}
+	return nil
 }
 
 // accept records the batch's first state and its snapshot, in one round

@@ -87,7 +87,7 @@ func seed(t *testing.T, s *stack) scenario {
 // them; rows 0 and 1 re-enqueued, 2 failed, 3 cancelled; one batch completed;
 // the old batch and the old orphan, one key and one budget day pruned.
 func wantSummary(dry string) string {
-	return "housekeeping: examined 5 batches, 8 rows; re-enqueued 2, failed 1, cancelled 1, completed 1, renotified 0; " +
+	return "housekeeping: examined 5 batches, 8 rows; re-enqueued 2, failed 1, cancelled 1, completed 1, renotified 0, resumed 0 retries; " +
 		"pruned 2 batches, 1 keys, 1 budget days; cleared 0 queued markers; 0 errors (dry run: " + dry + ")"
 }
 
@@ -185,7 +185,7 @@ func TestRunRepairsAndPrunes(t *testing.T) {
 	before := s.tasks.Stats()
 	summary, _, err = s.run(t)
 	is.NoErr(err)
-	is.Equal(summary, "housekeeping: examined 4 batches, 6 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0; "+
+	is.Equal(summary, "housekeeping: examined 4 batches, 6 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0, resumed 0 retries; "+
 		"pruned 0 batches, 0 keys, 0 budget days; cleared 0 queued markers; 0 errors (dry run: no)")
 	after := s.tasks.Stats()
 	is.Equal(after.Created, before.Created+2)     // two new tasks
@@ -264,7 +264,7 @@ func TestMaxBatchesBoundAndCarriesOn(t *testing.T) {
 		ms = append(ms, s.manifest(t, now.Add(-time.Hour+time.Duration(i)*time.Minute), ledger.DryRun, 1))
 	}
 	task := func(i int) queue.Task { return rowTask(ms[i], 0) }
-	want := "housekeeping: examined 2 batches, 2 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0; " +
+	want := "housekeeping: examined 2 batches, 2 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0, resumed 0 retries; " +
 		"pruned 0 batches, 0 keys, 0 budget days; cleared 0 queued markers; 0 errors (dry run: no)"
 
 	summary, _, err := s.run(t, "--max-batches=2")
@@ -300,7 +300,7 @@ func TestMaxRowsBound(t *testing.T) {
 	}
 	summary, _, err := s.run(t, "--max-rows=3")
 	is.NoErr(err)
-	is.Equal(summary, "housekeeping: examined 1 batches, 2 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0; "+
+	is.Equal(summary, "housekeeping: examined 1 batches, 2 rows; re-enqueued 2, failed 0, cancelled 0, completed 0, renotified 0, resumed 0 retries; "+
 		"pruned 0 batches, 0 keys, 0 budget days; cleared 0 queued markers; 0 errors (dry run: no)")
 	summary, _, err = s.run(t, "--max-rows=4")
 	is.NoErr(err)
@@ -411,7 +411,7 @@ func TestGivingUpCompletesTheBatch(t *testing.T) {
 
 	summary, _, err := s.run(t)
 	is.NoErr(err)
-	is.Equal(summary, "housekeeping: examined 1 batches, 2 rows; re-enqueued 0, failed 1, cancelled 0, completed 1, renotified 0; "+
+	is.Equal(summary, "housekeeping: examined 1 batches, 2 rows; re-enqueued 0, failed 1, cancelled 0, completed 1, renotified 0, resumed 0 retries; "+
 		"pruned 0 batches, 0 keys, 0 budget days; cleared 0 queued markers; 0 errors (dry run: no)")
 	final, err := s.store.State(context.Background(), m.BatchID)
 	is.NoErr(err)
@@ -438,7 +438,7 @@ func TestUnreadableCursorStillRecovers(t *testing.T) {
 	summary, out, err := s.run(t)
 	is.True(err != nil) // the execution shows as failed
 	is.True(strings.Contains(out, "reading the cursor failed"))
-	is.Equal(summary, "housekeeping: examined 1 batches, 1 rows; re-enqueued 1, failed 0, cancelled 0, completed 0, renotified 0; "+
+	is.Equal(summary, "housekeeping: examined 1 batches, 1 rows; re-enqueued 1, failed 0, cancelled 0, completed 0, renotified 0, resumed 0 retries; "+
 		"pruned 0 batches, 0 keys, 0 budget days; cleared 0 queued markers; 1 errors (dry run: no)")
 	s.settle(t)
 	is.Equal(s.delivered(), map[queue.Task]int{rowTask(m, 0): 1}) // the row was recovered all the same

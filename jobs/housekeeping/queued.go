@@ -58,7 +58,7 @@ func (j *job) strandedMarker(ctx context.Context, mk backlog.Marker) (string, er
 	if age > backlog.Horizon {
 		return "past the horizon", nil
 	}
-	done, err := j.bucket.Exists(ctx, ledger.EffectsObject(mk.BatchID))
+	_, done, err := j.finisher.Settled(ctx, mk.BatchID)
 	if err != nil {
 		return "", err
 	}

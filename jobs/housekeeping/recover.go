@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/idempotency"
 	"github.com/assetgen/assetgen/shared/ledger"
@@ -53,13 +52,15 @@ func (j *job) renotify(ctx context.Context, id string, fx completion.Effects) er
 // examine looks at one batch and repairs what it can: stuck rows are
 // re-enqueued or failed, and a batch whose rows are all final is completed.
 func (j *job) examine(ctx context.Context, id string, rowsLeft int) (outcome, error) {
-	var fx completion.Effects
-	switch _, err := j.bucket.ReadJSON(ctx, ledger.EffectsObject(id), &fx); {
-	case err == nil:
+	// A batch whose effects are done for its newest round needs nothing more
+	// (a retry may open another round later).
+	fx, settled, err := j.finisher.Settled(ctx, id)
+	if err != nil {
+		return open, err
+	}
+	if settled {
 		j.rep.batches.Add(1)
 		return finished, j.renotify(ctx, id, fx)
-	case !errors.Is(err, bucket.ErrNotFound):
-		return open, err
 	}
 	m, err := j.store.Manifest(ctx, id)
 	if errors.Is(err, ledger.ErrNotFound) {
@@ -80,6 +81,12 @@ func (j *job) examine(ctx context.Context, id string, rowsLeft int) (outcome, er
 	}
 	// The finisher logs the batch id itself: it goes on this run's lines only.
 	log := obs.Logger(ctx).With("batchId", id)
+	if !fx.At.IsZero() {
+		// Effects of an earlier round: a retry opened the one running now.
+		if rows, err = j.resumeRetry(ctx, log, m, rows); err != nil {
+			return open, err
+		}
+	}
 
 	var mu sync.Mutex
 	var errs []error

@@ -63,6 +63,9 @@ type SubmitResponse struct {
 	// Budget is the caller's budget for today after this batch's reservation.
 	Budget *Budget     `json:"budget,omitempty"`
 	Rows   []SubmitRow `json:"rows"`
+	// Round is the retry round a POST /batch/{id}/retry began (1 for the
+	// first retry); the estimate is that round's images.
+	Round int `json:"round,omitempty"`
 }
 
 // Budget is a user's spend on live runs for one UTC day: GET /budget.
@@ -139,8 +142,10 @@ type Cancellation struct {
 // usd rounds to the micro-dollar, as the ledger and budgets count.
 func usd(x float64) float64 { return math.Round(x*1e6) / 1e6 }
 
-// NewCancellation accounts for a cancel from the rows as it left them.
-func NewCancellation(m *ledger.Manifest, rows []ledger.Row) Cancellation {
+// NewCancellation accounts for a cancel from the rows as it left them; rt is
+// the retry round the cancel stopped (nil: the submit's), whose reservation
+// is its estimate and whose charge is what it added.
+func NewCancellation(m *ledger.Manifest, rows []ledger.Row, rt *ledger.Retry) Cancellation {
 	var c Cancellation
 	finished := true
 	for _, r := range rows {
@@ -158,7 +163,11 @@ func NewCancellation(m *ledger.Manifest, rows []ledger.Row) Cancellation {
 	c.Finished = finished
 	if m.RunMode == ledger.Live {
 		c.MayStillChargeUSD = usd(float64(c.MayStillMake) * m.PriceUSD)
-		c.ReleasedUSD = usd(max(0, m.EstimateUSD-c.ChargedUSD-c.MayStillChargeUSD))
+		reserved, before := m.EstimateUSD, 0.0
+		if rt != nil {
+			reserved, before = rt.EstimateUSD, rt.PriorCostUSD
+		}
+		c.ReleasedUSD = usd(max(0, reserved-(c.ChargedUSD-before)-c.MayStillChargeUSD))
 	}
 	c.ChargedUSD = usd(c.ChargedUSD)
 	return c
@@ -280,6 +289,8 @@ type Snapshot struct {
 	Status string    `json:"status"`
 	At     time.Time `json:"at"`
 	Actor  string    `json:"actor"`
+	// Round is the retry round the state belongs to (0, absent: the submit's).
+	Round int `json:"round,omitempty"`
 }
 
 // HistoryEntry is one ledger change. Row is absent for batch-level changes.

@@ -59,11 +59,17 @@ func (f *Finisher) WebhookKeys() notify.KeySet {
 	return f.n.Webhooks.Keys()
 }
 
-// Effects records what the once-per-batch effects did.
+// Effects records what the once-per-batch effects did. A retried batch has
+// effects per round: the marker holds the newest round's.
 type Effects struct {
+	// Round is the batch's retry round whose effects these are (0: the
+	// submit's).
+	Round         int              `json:"round,omitempty"`
 	At            time.Time        `json:"at"`
 	ChargedUSD    float64          `json:"chargedUsd"`
 	Notifications []notify.Outcome `json:"notifications,omitempty"`
+	// Earlier are the effects of the rounds before, oldest first.
+	Earlier []Effects `json:"earlier,omitempty"`
 }
 
 // Finish completes m's batch if every row is final. It returns whether the
@@ -88,6 +94,10 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 		st, finished, err = f.store.Advance(ctx, m.BatchID, op, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
 			return ledger.FinishBatch(cur, m.BatchID, rows, op)
 		})
+		if errors.Is(err, ledger.ErrRoundNotBegun) {
+			// A retry is resetting the rows: the round's last row finishes it.
+			return false, nil
+		}
 		if err != nil {
 			return false, fmt.Errorf("completion: final state: %w", err)
 		}
@@ -148,7 +158,11 @@ var errClaimed = errors.New("completion: another caller performs the effects")
 // another call holds a fresh claim: concurrent finishers (every row's last
 // task, a duplicate delivery, the housekeeping job) never announce twice, and a
 // crashed one is taken over once its claim is stale.
-func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what string) (bool, error) {
+func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what string, round int) (bool, error) {
+	if round > 0 {
+		// A claim of an earlier round may still look fresh.
+		what = fmt.Sprintf("%s-r%d", what, round)
+	}
 	me := claim{Holder: obs.NewRequestID(), At: f.now().UTC()}
 	name := ledger.BatchPrefix(m.BatchID) + what + "-claim.json"
 	_, res, err := bucket.Update(ctx, f.bucket, name, func(cur claim, exists bool) (claim, error) {
@@ -176,13 +190,19 @@ func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what st
 	return res.Outcome == bucket.Won, nil
 }
 
-// effects runs the once-per-batch effects unless their marker exists.
+// effects runs the once-per-batch (per round) effects unless their marker
+// says they are done.
 func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, st ledger.State) error {
-	done, err := f.bucket.Exists(ctx, ledger.EffectsObject(m.BatchID))
-	if err != nil || done {
+	var prev Effects
+	_, err := f.bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &prev)
+	exists := err == nil
+	switch {
+	case err != nil && !errors.Is(err, bucket.ErrNotFound):
 		return err
+	case exists && prev.Round >= st.Round:
+		return nil
 	}
-	if mine, err := f.claimEffects(ctx, m, "effects"); err != nil || !mine {
+	if mine, err := f.claimEffects(ctx, m, "effects", st.Round); err != nil || !mine {
 		return err
 	}
 	final, _ := st.Final()
@@ -201,20 +221,61 @@ func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, st ledger.St
 		return fmt.Errorf("completion: %w", err)
 	}
 	charged := budget.FromUSD(final.Summary.CostUSD)
-	if m.RunMode == ledger.Live && m.BudgetDay != "" {
-		if _, err := f.budgets.Settle(ctx, m.Owner, m.BudgetDay, m.BatchID, charged); err != nil {
+	day, reservation := m.BudgetDay, m.BatchID
+	if rt := st.Retry; rt != nil {
+		// A round is charged what it added; its reservation is its own.
+		charged = max(0, charged-budget.FromUSD(rt.PriorCostUSD))
+		day, reservation = rt.BudgetDay, rt.Reservation
+	}
+	if m.RunMode == ledger.Live && day != "" && reservation != "" {
+		if _, err := f.budgets.Settle(ctx, m.Owner, day, reservation, charged); err != nil {
 			return fmt.Errorf("completion: settle budget: %w", err)
 		}
 	}
-	fx := Effects{ChargedUSD: charged.USD(), Notifications: f.announce(ctx, m, final, nil)}
+	fx := Effects{Round: st.Round, ChargedUSD: charged.USD(), Notifications: f.announce(ctx, m, final, st.Round, nil)}
 	fx.At = f.now().UTC()
-	_, err = f.bucket.CreateJSON(ctx, ledger.EffectsObject(m.BatchID), fx)
+	if st.Round == 0 {
+		_, err = f.bucket.CreateJSON(ctx, ledger.EffectsObject(m.BatchID), fx)
+		return err
+	}
+	_, _, err = bucket.Update(ctx, f.bucket, ledger.EffectsObject(m.BatchID), func(cur Effects, exists bool) (Effects, error) {
+		if exists && cur.Round >= fx.Round {
+			return cur, bucket.ErrNoChange
+		}
+		if exists {
+			prev := cur
+			prev.Earlier = nil
+			fx.Earlier = append(append([]Effects(nil), cur.Earlier...), prev)
+		}
+		return fx, nil
+	})
 	return err
+}
+
+// Settled reports whether a batch's effects are done for its newest round:
+// the batch needs no more looking after (a retry may open another round).
+// It also answers the effects, when there are some.
+func (f *Finisher) Settled(ctx context.Context, batchID string) (Effects, bool, error) {
+	var fx Effects
+	if _, err := f.bucket.ReadJSON(ctx, ledger.EffectsObject(batchID), &fx); err != nil {
+		if errors.Is(err, bucket.ErrNotFound) {
+			return fx, false, nil
+		}
+		return fx, false, err
+	}
+	st, err := f.store.Current(ctx, batchID)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return fx, true, nil // a batch older than its states
+	case err != nil:
+		return fx, false, err
+	}
+	return fx, st.Round <= fx.Round, nil
 }
 
 // announce delivers the batch's notifications; only those whose index is in
 // redo when redo is not nil (a retry of earlier failures).
-func (f *Finisher) announce(ctx context.Context, m *ledger.Manifest, final ledger.Final, redo map[string]bool) []notify.Outcome {
+func (f *Finisher) announce(ctx context.Context, m *ledger.Manifest, final ledger.Final, round int, redo map[string]bool) []notify.Outcome {
 	link := func(row, variant int) string {
 		if f.n.Link == nil {
 			return ""
@@ -226,7 +287,12 @@ func (f *Finisher) announce(ctx context.Context, m *ledger.Manifest, final ledge
 		if f.n.Webhooks == nil {
 			out = append(out, unavailable(notify.KindWebhook, u))
 		} else {
+			// Each round is its own event: a receiver deduplicating by id
+			// must not drop a retry's.
 			id := m.BatchID + ":webhook"
+			if round > 0 {
+				id += fmt.Sprintf(":r%d", round)
+			}
 			body, _ := json.Marshal(notify.NewEvent(id, final, m, link))
 			out = append(out, f.n.Webhooks.Deliver(ctx, u, id, body))
 		}
@@ -272,17 +338,17 @@ func (f *Finisher) RetryNotifications(ctx context.Context, m *ledger.Manifest) (
 		return 0, nil
 	}
 	// Overlapping housekeeping runs must not announce twice.
-	if mine, err := f.claimEffects(ctx, m, "renotify"); err != nil || !mine {
+	if mine, err := f.claimEffects(ctx, m, "renotify", fx.Round); err != nil || !mine {
 		return 0, err
 	}
 	final, err := f.store.State(ctx, m.BatchID)
 	if err != nil {
 		return 0, err
 	}
-	again := f.announce(ctx, m, final, redo)
+	again := f.announce(ctx, m, final, fx.Round, redo)
 	_, _, err = bucket.Update(ctx, f.bucket, ledger.EffectsObject(m.BatchID), func(cur Effects, exists bool) (Effects, error) {
-		if !exists {
-			return cur, bucket.ErrNoChange
+		if !exists || cur.Round != fx.Round {
+			return cur, bucket.ErrNoChange // another round's effects since
 		}
 		next := cur
 		next.Notifications = append([]notify.Outcome(nil), cur.Notifications...)

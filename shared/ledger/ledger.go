@@ -120,18 +120,22 @@ type Row struct {
 	Attempts int    `json:"attempts"`
 	Lease    *Lease `json:"lease,omitempty"`
 	// CancelRequested stops a running row after its current variants.
-	CancelRequested bool      `json:"cancelRequested,omitempty"`
-	Error           *Failure  `json:"error,omitempty"`
-	Version         int       `json:"version"`
-	UpdatedAt       time.Time `json:"updatedAt"`
+	CancelRequested bool `json:"cancelRequested,omitempty"`
+	// Round is the batch's retry round the row last ran in (0: the submit's).
+	Round     int       `json:"round,omitempty"`
+	Error     *Failure  `json:"error,omitempty"`
+	Version   int       `json:"version"`
+	UpdatedAt time.Time `json:"updatedAt"`
 	// History is the row's append-only audit trail: every write adds one entry.
 	History []Change `json:"history"`
 }
 
 // Variant is one image of a row.
 type Variant struct {
-	Status  Status   `json:"status"`
-	Object  string   `json:"object,omitempty"`
+	Status Status `json:"status"`
+	Object string `json:"object,omitempty"`
+	// CostUSD is what the variant cost, over every round that ran it (a
+	// billed failure before a retry still counts).
 	CostUSD float64  `json:"costUsd,omitempty"`
 	Error   *Failure `json:"error,omitempty"`
 }
@@ -200,7 +204,7 @@ func (r Row) CostUSD() float64 {
 }
 
 // EffectsObject marks that a finished batch's once-per-batch effects (budget
-// settlement, notifications) are done.
+// settlement, notifications) are done, for the round it names.
 func EffectsObject(batchID string) string { return BatchPrefix(batchID) + "effects.json" }
 
 // Final is the content of a batch's completion marker: its state when the last

@@ -11,7 +11,8 @@ import (
 type Event string
 
 // Batch-level events, in the order they can happen. Cancelled is optional;
-// finished always comes last.
+// finished always comes last, unless a retry (Retried, retry.go) opens a new
+// round, which starts, may be cancelled, and finishes in turn.
 const (
 	// Accepted: the submit recorded the batch and queued its rows.
 	Accepted Event = "accepted"
@@ -41,8 +42,13 @@ type State struct {
 	RequestID string `json:"requestId,omitempty"`
 	// Row is the row whose start made the batch start (Started only).
 	Row *int `json:"row,omitempty"`
-	// CancelRequested stays set on every snapshot after a cancel.
+	// CancelRequested stays set on every snapshot after a cancel (until a
+	// retry opens a new round).
 	CancelRequested bool `json:"cancelRequested,omitempty"`
+	// Round counts the batch's retries; Retry is the current round's (every
+	// state of a round carries it).
+	Round int    `json:"round,omitempty"`
+	Retry *Retry `json:"retry,omitempty"`
 	// The final rows and totals (Finished only; Accepted carries the totals).
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
 	Summary    *Summary  `json:"summary,omitempty"`
@@ -98,6 +104,7 @@ func next(cur *State, batchID string, ev Event, op Op, status Status) State {
 			at = floor
 		}
 		s.Previous, s.CancelRequested = cur.Snapshot, cur.CancelRequested
+		s.Round, s.Retry = cur.Round, cur.Retry
 	}
 	s.At, s.Snapshot = at, SnapshotName(at)
 	return s
@@ -119,12 +126,13 @@ func AcceptBatch(cur *State, m *Manifest, op Op) (State, error) {
 	return s, nil
 }
 
-// StartBatch records that row began generating, if it is the first row to: a
+// StartBatch records that row began generating, if it is the first row to (of
+// the batch, or of a retry round): a
 // started or finished batch is left alone (ErrNoChange). A cancel recorded
 // before any start does not hide a row that had begun meanwhile, and a batch
 // whose accepted state is missing starts all the same.
 func StartBatch(cur *State, batchID string, row int, op Op) (State, error) {
-	if cur != nil && cur.Event != Accepted && (cur.Event != CancelRequested || cur.Status != Queued) {
+	if cur != nil && cur.Event != Accepted && cur.Event != Retried && (cur.Event != CancelRequested || cur.Status != Queued) {
 		return *cur, ErrNoChange
 	}
 	s := next(cur, batchID, Started, op, Running)
@@ -150,10 +158,14 @@ func CancelBatch(cur *State, batchID string, op Op) (State, error) {
 // FinishBatch records the batch's final rows, once: a finished batch is left alone
 // (ErrNoChange). The caller has checked that every row is final. A cancel the
 // rows show is kept even when no cancelled state came first: a cancel that
-// leaves no row running finishes the batch at once, in one state.
+// leaves no row running finishes the batch at once, in one state. A retry
+// round finishes only once its rows were reset for it (ErrRoundNotBegun).
 func FinishBatch(cur *State, batchID string, rows []Row, op Op) (State, error) {
 	if cur != nil && cur.Done() {
 		return *cur, ErrNoChange
+	}
+	if !roundBegun(cur, rows) {
+		return *cur, ErrRoundNotBegun
 	}
 	sum := Summarize(rows)
 	s := next(cur, batchID, Finished, op, sum.Status)

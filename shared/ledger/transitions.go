@@ -104,10 +104,12 @@ func RecordVariants(r Row, op Op, holder string, results []VariantResult) (Row, 
 			// A failed variant may still have been billed: a model answer
 			// refused after the call (not an image the platform stores).
 			f := *res.Failure
-			v.Status, v.Error, v.CostUSD = Failed, &f, res.CostUSD
+			v.Status, v.Error = Failed, &f
+			v.CostUSD += res.CostUSD
 			notes = append(notes, fmt.Sprintf("v%d failed %s", res.Index, f.Code))
 		} else {
-			v.Status, v.Object, v.CostUSD, v.Error = Done, res.Object, res.CostUSD, nil
+			v.Status, v.Object, v.Error = Done, res.Object, nil
+			v.CostUSD += res.CostUSD
 			notes = append(notes, fmt.Sprintf("v%d done", res.Index))
 		}
 	}

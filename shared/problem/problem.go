@@ -39,6 +39,9 @@ const (
 	StorageUnavailable   Code = "STORAGE_UNAVAILABLE"
 	TaskEnqueueFailed    Code = "TASK_ENQUEUE_FAILED"
 	SubmitInterrupted    Code = "SUBMIT_INTERRUPTED"
+	BatchNotFinished     Code = "BATCH_NOT_FINISHED"
+	NothingToRetry       Code = "NOTHING_TO_RETRY"
+	RetryInterrupted     Code = "RETRY_INTERRUPTED"
 	Unauthenticated      Code = "UNAUTHENTICATED"
 	Forbidden            Code = "FORBIDDEN"
 	RowLeased            Code = "ROW_LEASED"
@@ -83,6 +86,9 @@ var table = map[Code]Spec{
 	StorageUnavailable:   {503, "Storage cannot be read right now; retry shortly", 1},
 	TaskEnqueueFailed:    {503, "The task queue is temporarily unavailable", 0},
 	SubmitInterrupted:    {503, "The submit was interrupted after its batch began to be queued", 2},
+	BatchNotFinished:     {409, "The batch has not finished", 0},
+	NothingToRetry:       {409, "No variant of the batch failed or was cancelled", 0},
+	RetryInterrupted:     {503, "The retry was interrupted after its rows began to be queued", 2},
 	Unauthenticated:      {401, "Authentication required", 0},
 	Forbidden:            {403, "Not allowed", 0},
 	RowLeased:            {409, "Another attempt is working on this row", 0},

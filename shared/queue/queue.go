@@ -31,10 +31,22 @@ import (
 	"github.com/assetgen/assetgen/shared/obs"
 )
 
-// Task is the body of a row task: which row of which batch to generate.
+// Task is the body of a row task: which row of which batch to generate, and
+// in which of the batch's retry rounds (0: the submit's).
 type Task struct {
 	BatchID string `json:"batchId"`
 	Row     int    `json:"row"`
+	Round   int    `json:"round,omitempty"`
+}
+
+// ID is the task's deterministic id: the row's TaskID, and the round for a
+// retry (a retried row's first task ran under the row's own name, which
+// Cloud Tasks may keep taken for an hour).
+func (t Task) ID() string {
+	if t.Round == 0 {
+		return TaskID(t.BatchID, t.Row)
+	}
+	return fmt.Sprintf("%s-n%d", TaskID(t.BatchID, t.Row), t.Round)
 }
 
 // Config says where tasks go and how they authenticate.
@@ -95,10 +107,10 @@ var retry = []gax.CallOption{gax.WithRetry(func() gax.Retryer {
 		gax.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2})
 })}
 
-// Enqueue creates the task for one row under its deterministic name. A task
-// that already exists counts as enqueued.
+// Enqueue creates the task for one row under its deterministic name (Task.ID).
+// A task that already exists counts as enqueued.
 func (e *Enqueuer) Enqueue(ctx context.Context, t Task) error {
-	task, err := e.task(ctx, t, TaskID(t.BatchID, t.Row))
+	task, err := e.task(ctx, t, t.ID())
 	if err != nil {
 		return err
 	}

@@ -27,4 +27,11 @@ func TestTaskIDs(t *testing.T) {
 	is.True(taskID.MatchString(again))                    // a requeued task's id is valid too
 	is.True(strings.HasPrefix(again, own+"-"))            // names the row the same way
 	is.True(again != queue.RequeueID(id, 9, rand.Text())) // and differs each time
+
+	is.Equal(queue.Task{BatchID: id, Row: 9}.ID(), own) // a submit's task keeps the row's own name
+	retry := queue.Task{BatchID: id, Row: 9, Round: 2}.ID()
+	is.True(taskID.MatchString(retry))                               // a retry round's task id is valid
+	is.True(retry != own)                                            // not the name the row's first task took
+	is.True(retry != queue.Task{BatchID: id, Row: 9, Round: 1}.ID()) // nor an earlier round's
+	is.True(strings.HasPrefix(retry, own+"-"))                       // and names the row the same way
 }
