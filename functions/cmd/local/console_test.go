@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -992,6 +994,187 @@ func TestConsoleUploadsShortcutAndRunAgain(t *testing.T) {
 	}
 	if a := uiEval[[]string](t, ctx, `window.assetgenConsole.announced`); !strings.HasPrefix(a[len(a)-1], "The form holds batch "+id+" again: 2 rows.") {
 		t.Errorf("last announcement %q", a[len(a)-1])
+	}
+	uiNoPageErrors(t, errs)
+}
+
+// uiMoney formats dollars as the console does: 2 or 3 decimals.
+func uiMoney(x float64) string {
+	s := strconv.FormatFloat(x, 'f', 3, 64)
+	return "$" + strings.TrimSuffix(s, "0")
+}
+
+// uiCancellation is the cancel answer's account, as the page keeps it.
+type uiCancellation struct {
+	Kept              int     `json:"kept"`
+	ChargedUSD        float64 `json:"chargedUsd"`
+	MayStillMake      int     `json:"mayStillMake"`
+	MayStillChargeUSD float64 `json:"mayStillChargeUsd"`
+	ReleasedUSD       float64 `json:"releasedUsd"`
+	Finished          bool    `json:"finished"`
+}
+
+// uiLiveBatch submits a live batch of one variant per prompt through the
+// form, confirmed, and waits until its first image is made.
+func uiLiveBatch(t *testing.T, ctx context.Context, prompts []string) {
+	t.Helper()
+	uiFillRows(t, ctx, prompts, 1)
+	uiDo(t, ctx, "choosing a confirmed live run", chromedp.Click(chromedp.ID("run-live")), chromedp.SendKeys(chromedp.ID("confirm"), "CONFIRM"))
+	uiDo(t, ctx, "submitting", chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "the batch is submitted", `window.assetgenConsole.batchId !== ''`, 10*time.Second)
+}
+
+// uiCancelBatch cancels the watched batch through the confirmation dialog
+// and returns what the cancel answer said it left.
+func uiCancelBatch(t *testing.T, ctx context.Context) uiCancellation {
+	t.Helper()
+	uiDo(t, ctx, "asking to cancel", chromedp.Click(chromedp.ID("cancel")))
+	uiPoll(t, ctx, "the confirmation is open", `document.getElementById('cancel-dialog').open`, 5*time.Second)
+	uiDo(t, ctx, "confirming the cancel", chromedp.Click(chromedp.ID("cancel-confirm")))
+	uiPoll(t, ctx, "the cancel's account is shown", `!document.getElementById('cancel-result').hidden`, 10*time.Second)
+	return uiEval[uiCancellation](t, ctx, `window.assetgenConsole.cancellation`)
+}
+
+// A live batch whose stream is open but whose rows do not move says so after
+// the threshold (shortened here), and no more once the threshold is longer
+// than the wait. Before a cancel, the page says what it keeps and charges:
+// made images are kept and charged, running variants finish; Escape leaves
+// the batch running. After it, the page says what the cancel answer counted:
+// kept, may still be made, released.
+func TestConsoleStallNoticeAndCancelWording(t *testing.T) {
+	exe := uiChromium(t)
+	uiAxeSource(t)
+	// The fake model takes 2s an image, one row at a time: 2s without news.
+	s := startStack(t, map[string]string{"LOCAL_FAKE_MODEL": "true", "LOCAL_FAKE_MODEL_DELAY": "2s", "LOCAL_TASKS_MAX_CONCURRENT": "1"})
+	ctx, errs := uiOpen(t, exe, s.base, 90*time.Second)
+	uiEval[int](t, ctx, `window.assetgenConsole.stallAfterMs = 800`)
+
+	uiLiveBatch(t, ctx, []string{"a copper kettle", "a glass teapot", "a tin cup"})
+	uiPoll(t, ctx, "the page says no row has moved", `!document.getElementById('stall').hidden`, 10*time.Second)
+	stall := uiEval[string](t, ctx, `document.getElementById('stall').textContent`)
+	if !regexp.MustCompile(`^No progress for \d+ s: the stream is connected`).MatchString(stall) {
+		t.Errorf("stall notice %q", stall)
+	}
+	if a := uiEval[[]string](t, ctx, `window.assetgenConsole.announced`); !slices.ContainsFunc(a, func(s string) bool { return strings.HasPrefix(s, "No progress for ") }) {
+		t.Errorf("the stall was not announced: %q", a)
+	}
+	uiAudit(t, ctx, "a running batch with the stall notice")
+	uiEval[int](t, ctx, `window.assetgenConsole.stallAfterMs = 60000`)
+	uiPoll(t, ctx, "the notice goes under a longer threshold", `document.getElementById('stall').hidden`, 5*time.Second)
+
+	uiPoll(t, ctx, "a first image is made", `document.querySelectorAll('#grid .cell[data-status=done]').length >= 1`, 20*time.Second)
+	uiDo(t, ctx, "asking to cancel", chromedp.Click(chromedp.ID("cancel")))
+	uiPoll(t, ctx, "the confirmation is open", `document.getElementById('cancel-dialog').open`, 5*time.Second)
+	before := uiEval[string](t, ctx, `document.getElementById('cancel-dialog-text').textContent`)
+	for _, want := range []string{"so far) are kept and charged", "being generated right now", "finish and are kept, and charged too", "Rows not started yet are cancelled and not charged"} {
+		if !strings.Contains(before, want) {
+			t.Errorf("the confirmation %q does not say %q", before, want)
+		}
+	}
+	if got := uiEval[string](t, ctx, uiActive); got != "#cancel-keep" {
+		t.Errorf("the confirmation opens with the focus on %s, want Keep running", got)
+	}
+	uiAudit(t, ctx, "the cancel confirmation")
+	uiDo(t, ctx, "pressing Escape", chromedp.KeyEvent(kb.Escape))
+	uiPoll(t, ctx, "the confirmation is closed", `!document.getElementById('cancel-dialog').open`, 5*time.Second)
+	if got := uiEval[string](t, ctx, uiActive); got != "#cancel" {
+		t.Errorf("after Escape the focus is on %s, want the cancel button", got)
+	}
+	if uiEval[bool](t, ctx, `window.assetgenConsole.cancellation !== null || document.getElementById('cancel').disabled`) {
+		t.Fatal("Escape cancelled the batch")
+	}
+
+	cn := uiCancelBatch(t, ctx)
+	after := uiEval[string](t, ctx, `document.getElementById('cancel-result').textContent`)
+	if cn.Kept < 1 {
+		t.Errorf("the cancel kept %d images; one was made before it", cn.Kept)
+	}
+	wants := []string{"Cancelled. ", fmt.Sprintf("%d image", cn.Kept), "kept and charged (" + uiMoney(cn.ChargedUSD) + ")", uiMoney(cn.ReleasedUSD) + " of the reservation is released"}
+	if cn.MayStillMake > 0 {
+		wants = append(wants, fmt.Sprintf("Up to %d more image", cn.MayStillMake), "charged up to "+uiMoney(cn.MayStillChargeUSD))
+	} else {
+		wants = append(wants, "Nothing more will be made.")
+	}
+	for _, want := range wants {
+		if !strings.Contains(after, want) {
+			t.Errorf("after the cancel the page says %q, not %q (answer %+v)", after, want, cn)
+		}
+	}
+	// The focus is on the cancel's account, or on the summary when the
+	// batch ended with the cancel.
+	if got := uiEval[string](t, ctx, uiActive); got != "#cancel-result" && got != "#summary-title" {
+		t.Errorf("after the cancel the focus is on %s, want its account", got)
+	}
+	uiPoll(t, ctx, "the batch ends cancelled", `window.assetgenConsole.finished && document.getElementById('totals').dataset.status === 'cancelled'`, 20*time.Second)
+	uiPoll(t, ctx, "the focus is on the summary", `document.activeElement === document.getElementById('summary-title')`, 5*time.Second)
+	if r := uiEval[string](t, ctx, `document.getElementById('retry').hidden ? '' : document.getElementById('retry').textContent`); !regexp.MustCompile(`^Retry \d+ failed images?$`).MatchString(r) {
+		t.Errorf("retry button %q after a cancel; totals %q, summary %q", r, uiEval[string](t, ctx, `document.getElementById('totals').textContent`), uiEval[string](t, ctx, `document.getElementById('summary-text').textContent`))
+	}
+	uiAudit(t, ctx, "a cancelled batch")
+	uiNoPageErrors(t, errs)
+}
+
+// Retry failed re-runs a finished batch's cancelled variants under the same
+// batch id after the typed confirmation a live run needs; the images made
+// before keep their lasting links, and the batch ends done.
+func TestConsoleRetryFailed(t *testing.T) {
+	exe := uiChromium(t)
+	uiAxeSource(t)
+	s := startStack(t, map[string]string{"LOCAL_FAKE_MODEL": "true", "LOCAL_FAKE_MODEL_DELAY": "1s", "LOCAL_TASKS_MAX_CONCURRENT": "1"})
+	ctx, errs := uiOpen(t, exe, s.base, 90*time.Second)
+
+	uiLiveBatch(t, ctx, []string{"a red kite", "a blue kite", "a green kite"})
+	id := uiEval[string](t, ctx, `window.assetgenConsole.batchId`)
+	uiPoll(t, ctx, "a first image is made", `document.querySelectorAll('#grid .cell[data-status=done]').length >= 1`, 20*time.Second)
+	uiCancelBatch(t, ctx)
+	uiPoll(t, ctx, "the batch ends cancelled", `window.assetgenConsole.finished && !document.getElementById('retry').hidden`, 20*time.Second)
+	before := uiEval[map[string]string](t, ctx, `Object.fromEntries(Array.from(document.querySelectorAll('#links a')).map(a => [a.textContent, new URL(a.href).pathname]))`)
+	made := len(before)
+	if made < 1 || made > 2 {
+		t.Fatalf("%d images made before the cancel finished, want 1 or 2", made)
+	}
+
+	uiDo(t, ctx, "asking to retry", chromedp.Click(chromedp.ID("retry")))
+	uiPoll(t, ctx, "the retry confirmation is open", `document.getElementById('retry-dialog').open`, 5*time.Second)
+	if !uiEval[bool](t, ctx, `document.getElementById('retry-go').disabled`) {
+		t.Error("a live retry is enabled before CONFIRM is typed")
+	}
+	text := uiEval[string](t, ctx, `document.getElementById('retry-dialog-text').textContent`)
+	if !strings.Contains(text, fmt.Sprintf("re-runs %d failed or cancelled image", 3-made)) || !strings.Contains(text, "charged to your daily budget") {
+		t.Errorf("the retry confirmation says %q", text)
+	}
+	uiAudit(t, ctx, "the retry confirmation")
+	uiDo(t, ctx, "typing CONFIRM", chromedp.SendKeys(chromedp.ID("retry-confirm"), "CONFIRM"))
+	uiDo(t, ctx, "retrying", chromedp.Click(chromedp.ID("retry-go")))
+	uiPoll(t, ctx, "the retry runs", `window.assetgenConsole.batchId !== '' && !window.assetgenConsole.finished`, 10*time.Second)
+	if got := uiEval[string](t, ctx, `window.assetgenConsole.batchId`); got != id {
+		t.Errorf("the retry watches batch %s, want the same batch %s", got, id)
+	}
+	uiPoll(t, ctx, "three thumbnails have loaded", uiImagesLoaded(3), 30*time.Second)
+	uiPoll(t, ctx, "the retried batch is done", `window.assetgenConsole.finished && document.querySelectorAll('#links a').length === 3`, 20*time.Second)
+	if totals := uiEval[string](t, ctx, `document.getElementById('totals').textContent`); !strings.HasPrefix(totals, "Done — 3 of 3 images made") {
+		t.Errorf("totals after the retry %q", totals)
+	}
+	after := uiEval[map[string]string](t, ctx, `Object.fromEntries(Array.from(document.querySelectorAll('#links a')).map(a => [a.textContent, new URL(a.href).pathname]))`)
+	for label, path := range before {
+		if after[label] != path {
+			t.Errorf("%s: link %s before the retry, %s after", label, path, after[label])
+		}
+	}
+	if !uiEval[bool](t, ctx, `document.getElementById('retry').hidden`) {
+		t.Error("Retry failed is offered for a batch with nothing to retry")
+	}
+	resp, err := http.Get(s.base + "/batch/" + id + "/history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hist struct {
+		Snapshots []struct{ Event string } `json:"snapshots"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&hist)
+	resp.Body.Close()
+	if !slices.ContainsFunc(hist.Snapshots, func(s struct{ Event string }) bool { return s.Event == "retried" }) {
+		t.Errorf("the history's snapshots %+v do not list the retry", hist.Snapshots)
 	}
 	uiNoPageErrors(t, errs)
 }

@@ -1337,7 +1337,8 @@
         el.cancelResult.textContent = cancellationText(cn, c.runMode === 'live');
         el.cancelResult.hidden = false;
         el.cancelResult.tabIndex = -1;
-        el.cancelResult.focus();
+        // When the batch ended meanwhile, the focus is on its summary already.
+        if (c.finished) announce(el.cancelResult.textContent); else el.cancelResult.focus();
       }
       // The stream sends done once the running rows stop; without a stream, finish here.
       if (FINAL.has(b.status) && !c.es) finish(c, b);
