@@ -1178,3 +1178,98 @@ func TestConsoleRetryFailed(t *testing.T) {
 	}
 	uiNoPageErrors(t, errs)
 }
+
+// uiListItem is one entry of My batches as the page shows it.
+type uiListItem struct {
+	ID     string `json:"id"`
+	Title  string `json:"title"`
+	Status string `json:"status"`
+	Counts string `json:"counts"`
+	Cost   string `json:"cost"`
+	Thumbs int    `json:"thumbs"`
+	Loaded int    `json:"loaded"`
+}
+
+const uiList = `Array.from(document.querySelectorAll('#batch-list > li')).map(li => ({
+	id: li.dataset.batch,
+	title: li.querySelector('h3 a').textContent,
+	status: li.querySelector('.badge').textContent,
+	counts: li.querySelector('.counts').textContent,
+	cost: li.querySelector('.cost').textContent,
+	thumbs: li.querySelectorAll('.thumbs img').length,
+	loaded: Array.from(li.querySelectorAll('.thumbs img')).filter(i => i.complete && i.naturalWidth > 0).length,
+}))`
+
+// My batches lists the user's batches newest first, with status, images made,
+// cost and thumbnails, a page at a time (the page size is shortened here):
+// Show older batches follows nextCursor and moves the focus to the first
+// batch it added. Opening a batch shows it; Run again on a batch submitted
+// elsewhere refills the form with its prompts and variants.
+func TestConsoleMyBatches(t *testing.T) {
+	exe := uiChromium(t)
+	uiAxeSource(t)
+	s := startStack(t, nil)
+	var ids []string
+	for _, body := range []string{
+		`{"runMode":"dry_run","rows":[{"prompt":"an old map","variants":2}]}`,
+		`{"runMode":"dry_run","rows":[{"prompt":"a paper boat","variants":1},{"prompt":"a paper plane","variants":2}]}`,
+		`{"runMode":"dry_run","rows":[{"prompt":"a brass compass","variants":3}]}`,
+	} {
+		sub := s.submit(t, body)
+		readToDone(t, openStream(t, sub.ProgressURL, ""))
+		ids = append(ids, sub.BatchID)
+	}
+
+	ctx, errs := uiOpen(t, exe, s.base, 60*time.Second)
+	uiEval[int](t, ctx, `window.assetgenConsole.listPageSize = 2`)
+	uiDo(t, ctx, "refreshing the list", chromedp.Click(chromedp.ID("list-refresh")))
+	uiPoll(t, ctx, "the first page's thumbnails have loaded", `(() => {
+		const items = document.querySelectorAll('#batch-list > li');
+		return items.length === 2 && Array.from(items).every(li => {
+			const imgs = li.querySelectorAll('.thumbs img');
+			return imgs.length > 0 && Array.from(imgs).every(i => i.complete && i.naturalWidth > 0);
+		});
+	})()`, 15*time.Second)
+	got := uiEval[[]uiListItem](t, ctx, uiList)
+	want := []uiListItem{
+		{ID: ids[2], Title: "a brass compass", Status: "done", Counts: "3 of 3 images made", Cost: "Cost $0.00 (dry run)", Thumbs: 3, Loaded: 3},
+		{ID: ids[1], Title: "a paper boat (+1 row)", Status: "done", Counts: "3 of 3 images made", Cost: "Cost $0.00 (dry run)", Thumbs: 3, Loaded: 3},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the first page lists\n%+v\nwant\n%+v", got, want)
+	}
+	if uiEval[bool](t, ctx, `document.getElementById('list-more').hidden`) {
+		t.Fatal("no way to the older batches")
+	}
+	uiAudit(t, ctx, "My batches")
+
+	uiDo(t, ctx, "showing older batches", chromedp.Click(chromedp.ID("list-more")))
+	uiPoll(t, ctx, "the second page is listed", `document.querySelectorAll('#batch-list > li').length === 3 && document.getElementById('list-more').hidden`, 10*time.Second)
+	if !uiEval[bool](t, ctx, `document.activeElement === document.querySelector('#batch-list > li:nth-child(3) h3 a')`) {
+		t.Errorf("after Show older batches the focus is on %s, want the first batch added", uiEval[string](t, ctx, uiActive))
+	}
+	if st := uiEval[string](t, ctx, `document.getElementById('list-state').textContent`); st != "Showing 3 batches, newest first." {
+		t.Errorf("list state %q", st)
+	}
+	uiPoll(t, ctx, "the oldest batch is named by its prompt", `document.querySelector('#batch-list > li:nth-child(3) h3 a').textContent === 'an old map'`, 10*time.Second)
+
+	uiDo(t, ctx, "opening the middle batch", chromedp.Click(chromedp.CSS(`#batch-list > li:nth-child(2) h3 a`)))
+	uiPoll(t, ctx, "the batch is shown", fmt.Sprintf(`window.assetgenConsole.batchId === %q && window.assetgenConsole.finished`, ids[1]), 10*time.Second)
+	uiPoll(t, ctx, "its three images have loaded", uiImagesLoaded(3), 10*time.Second)
+	if h := uiEval[string](t, ctx, `location.hash`); h != "#batch="+ids[1] {
+		t.Errorf("the address names %q", h)
+	}
+	if n := uiEval[int](t, ctx, `document.querySelectorAll('#grid > li').length`); n != 2 {
+		t.Errorf("the batch shows %d rows, want 2", n)
+	}
+
+	uiDo(t, ctx, "running the oldest batch again", chromedp.Click(chromedp.CSS(`#batch-list > li:nth-child(3) .item-actions button`)))
+	uiPoll(t, ctx, "the form holds the batch", `document.querySelector('#rows textarea[data-name=prompt]').value === 'an old map'`, 10*time.Second)
+	if rows := uiEval[[]uiRow](t, ctx, uiFormRows); !slices.Equal(rows, []uiRow{{Prompt: "an old map", Variants: 2}}) {
+		t.Errorf("run again filled the form with %+v", rows)
+	}
+	if a := uiEval[[]string](t, ctx, `window.assetgenConsole.announced`); !strings.Contains(a[len(a)-1], "not submitted from this browser") {
+		t.Errorf("last announcement %q does not say what is missing", a[len(a)-1])
+	}
+	uiNoPageErrors(t, errs)
+}

@@ -1238,7 +1238,7 @@
       const typing = a && el.form.contains(a) && a.matches('input, textarea, select');
       const inDialog = a && a.closest && a.closest('dialog[open]');
       if (!typing && !inDialog) el.summaryTitle.focus();
-      loadList(false);
+      refreshListed(b);
     } catch (err) {
       if (current === c) showBatchProblem(err);
     }
@@ -1474,22 +1474,40 @@
       for (let li = queue.shift(); li; li = queue.shift()) {
         if (seq !== state.list.seq) return;
         try {
-          const b = await api('GET', '/batch/' + encodeURIComponent(li.dataset.batch));
-          const rows = b.rows || [];
-          if (rows.length) {
-            li.querySelector('h3 a').textContent = rows[0].prompt + (rows.length > 1 ? ' (+' + plural(rows.length - 1, 'row', 'rows') + ')' : '');
-          }
-          const urls = [];
-          for (const r of rows) for (const v of r.variants || []) if (v.url && urls.length < 4) urls.push(v.url);
-          const box = li.querySelector('.thumbs');
-          if (urls.length) box.replaceChildren(...urls.map((u) => h('img', { src: u, alt: '', loading: 'lazy', decoding: 'async' })));
-          else box.replaceChildren(h('span', { class: 'none', text: 'No images' }));
+          showThumbs(li, await api('GET', '/batch/' + encodeURIComponent(li.dataset.batch)));
         } catch (_) {
           li.querySelector('.thumbs').replaceChildren(h('span', { class: 'none', text: 'Images unavailable' }));
         }
       }
     };
     await Promise.all([worker(), worker(), worker()]);
+  }
+
+  // showThumbs names a listed batch by its first prompt and shows up to four
+  // of its images, from its state b.
+  function showThumbs(li, b) {
+    const rows = b.rows || [];
+    if (rows.length) {
+      li.querySelector('h3 a').textContent = rows[0].prompt + (rows.length > 1 ? ' (+' + plural(rows.length - 1, 'row', 'rows') + ')' : '');
+    }
+    const urls = [];
+    for (const r of rows) for (const v of r.variants || []) if (v.url && urls.length < 4) urls.push(v.url);
+    const box = li.querySelector('.thumbs');
+    if (urls.length) box.replaceChildren(...urls.map((u) => h('img', { src: u, alt: '', loading: 'lazy', decoding: 'async' })));
+    else box.replaceChildren(h('span', { class: 'none', text: 'No images' }));
+  }
+
+  // refreshListed shows a batch's new state in the list: in place when it
+  // is listed (the pages shown stay), else by reading the first page again.
+  function refreshListed(b) {
+    const old = Array.from(el.batchList.children).find((li) => li.dataset.batch === b.batchId);
+    if (!old) {
+      loadList(false);
+      return;
+    }
+    const li = listItem(b);
+    old.replaceWith(li);
+    showThumbs(li, b);
   }
 
   function openBatch(id) {
