@@ -1273,3 +1273,102 @@ func TestConsoleMyBatches(t *testing.T) {
 	}
 	uiNoPageErrors(t, errs)
 }
+
+// uiNoSideways is true while the page is no wider than the viewport.
+const uiNoSideways = `document.documentElement.scrollWidth <= window.innerWidth && document.body.scrollWidth <= window.innerWidth`
+
+// uiWholeImages is true once n images of the grid have loaded and each is
+// shown whole: inside the viewport, at its own proportions, not cropped.
+func uiWholeImages(n int) string {
+	return fmt.Sprintf(`(() => {
+		const vw = window.innerWidth;
+		const imgs = Array.from(document.querySelectorAll('#grid img'));
+		return imgs.length === %d && imgs.every(i => {
+			if (!i.complete || i.naturalWidth === 0) return false;
+			const r = i.getBoundingClientRect();
+			const fit = getComputedStyle(i).objectFit;
+			return r.left >= 0 && r.right <= vw && r.width > 0 &&
+				Math.abs(r.width / r.height - i.naturalWidth / i.naturalHeight) < 0.02 &&
+				(fit === 'fill' || fit === 'contain' || fit === 'none');
+		});
+	})()`, n)
+}
+
+// On a 390 px wide phone the console never scrolls sideways — the form, a
+// batch with wide and tall images, the image viewer, My batches — and the
+// grid shows every image whole.
+func TestConsolePhoneViewport(t *testing.T) {
+	exe := uiChromium(t)
+	uiAxeSource(t)
+	s := startStack(t, nil)
+	ctx := uiBrowser(t, exe, 60*time.Second)
+	errs := uiWatch(t, ctx)
+	uiDo(t, ctx, "emulating a 390 px phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	uiDo(t, ctx, "opening the console", chromedp.Navigate(s.base+"/"))
+	uiPoll(t, ctx, "the console is ready", `window.assetgenConsole && window.assetgenConsole.ready`, 10*time.Second)
+	if w := uiEval[int](t, ctx, `window.innerWidth`); w != 390 {
+		t.Fatalf("the viewport is %d px wide, want 390", w)
+	}
+	if !uiEval[bool](t, ctx, uiNoSideways) {
+		t.Errorf("the form is %d px wide on a 390 px phone", uiEval[int](t, ctx, `document.documentElement.scrollWidth`))
+	}
+	uiDo(t, ctx, "opening the CSV box", chromedp.Click(chromedp.CSS(`#csv summary`)))
+	uiFillRows(t, ctx, []string{"a very long prompt about a panoramic mountain range at sunrise with mist in every valley", "a tall lighthouse"}, 3)
+	uiDo(t, ctx, "choosing aspect ratios",
+		uiChoose(`#rows > li:nth-child(1) select[data-name=aspectRatio]`, "21:9"),
+		uiChoose(`#rows > li:nth-child(2) select[data-name=aspectRatio]`, "9:16"),
+		uiSetValue(`#rows > li:nth-child(2) textarea[data-name=refs]`, "https://example.com/a-very-long-reference-image-url-that-does-not-wrap-by-itself.png"))
+	uiDo(t, ctx, "submitting with an http reference", uiSetValue("#global-refs", "http://example.com/a-long-path/with/no/spaces/in/it/anywhere.png"), chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "the refusal is shown", `!document.getElementById('problem').hidden`, 10*time.Second)
+	if !uiEval[bool](t, ctx, uiNoSideways) {
+		t.Errorf("the form with its errors is %d px wide on a 390 px phone", uiEval[int](t, ctx, `document.documentElement.scrollWidth`))
+	}
+	uiAudit(t, ctx, "the form on a phone")
+
+	uiDo(t, ctx, "fixing the references and submitting", uiSetValue("#global-refs", ""),
+		uiSetValue(`#rows > li:nth-child(2) textarea[data-name=refs]`, ""), chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "six whole images are shown", uiWholeImages(6), 30*time.Second)
+	uiPoll(t, ctx, "the batch is finished", `window.assetgenConsole.finished && !document.getElementById('summary').hidden`, 10*time.Second)
+	ratios := uiEval[[]float64](t, ctx, `Array.from(document.querySelectorAll('#grid img')).map(i => i.naturalWidth / i.naturalHeight)`)
+	if ratios[0] < 2 || ratios[5] > 0.6 {
+		t.Errorf("image proportions %v: want wide images in row 1 and tall ones in row 2", ratios)
+	}
+	if !uiEval[bool](t, ctx, uiNoSideways) {
+		t.Errorf("the batch is %d px wide on a 390 px phone", uiEval[int](t, ctx, `document.documentElement.scrollWidth`))
+	}
+	uiAudit(t, ctx, "a finished batch on a phone")
+
+	uiArtifact(t, ctx, "console-phone.png")
+
+	uiDo(t, ctx, "opening an image", chromedp.Click(chromedp.CSS(`#grid .cell[data-row="0"][data-variant="0"] button.view`)))
+	uiPoll(t, ctx, "the viewer shows the image", `document.getElementById('viewer').open && document.getElementById('viewer-img').naturalWidth > 0`, 10*time.Second)
+	if !uiEval[bool](t, ctx, `(() => { const r = document.getElementById('viewer').getBoundingClientRect(); const i = document.getElementById('viewer-img').getBoundingClientRect(); return r.left >= 0 && r.right <= innerWidth && i.left >= r.left && i.right <= r.right; })()`) {
+		t.Error("the viewer or its image is wider than the phone")
+	}
+	if !uiEval[bool](t, ctx, uiNoSideways) {
+		t.Errorf("with the viewer open the page is %d px wide", uiEval[int](t, ctx, `document.documentElement.scrollWidth`))
+	}
+	uiDo(t, ctx, "closing the viewer", chromedp.KeyEvent(kb.Escape))
+	uiPoll(t, ctx, "My batches lists the batch", `document.querySelectorAll('#batch-list .thumbs img').length > 0`, 10*time.Second)
+	if !uiEval[bool](t, ctx, uiNoSideways) {
+		t.Errorf("My batches is %d px wide on a 390 px phone", uiEval[int](t, ctx, `document.documentElement.scrollWidth`))
+	}
+	uiNoPageErrors(t, errs)
+}
+
+// uiArtifact saves a screenshot of the whole page under artifacts/ (ignored
+// by git), for a person to look at.
+func uiArtifact(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(uiRepoRoot(t), "artifacts", name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
