@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -472,9 +473,16 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Errorf("the page logged errors:\n%s", strings.Join(e, "\n"))
 	}
 
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	// The screenshot shows the finished batch and My batches with it.
+	uiPoll(t, ctx, "My batches shows the batch's images", `Array.from(document.querySelectorAll('#batch-list .thumbs img')).filter(i => i.complete && i.naturalWidth > 0).length === 4`, 10*time.Second)
+	// As wide as the page's content, no margins.
+	uiDo(t, ctx, "narrowing the window", chromedp.EmulateViewport(1100, 900))
+	shot, err := chromedp.Run(ctx, uiClipShot("#batch", "#history"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(shot) > 200<<10 {
+		t.Errorf("the screenshot takes %d KiB, more than the README's 200", len(shot)>>10)
 	}
 	// The screenshot is a test artifact; the README's copy in docs/ is
 	// refreshed only on request (UPDATE_SCREENSHOT=1), so tests leave the tree clean.
@@ -1370,5 +1378,27 @@ func uiArtifact(t *testing.T, ctx context.Context, name string) {
 	}
 	if err := os.WriteFile(p, shot, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// uiClipShot takes a PNG screenshot of the page from the top of the element
+// first to the bottom of the element last, the page's full width.
+func uiClipShot(first, last string) chromedp.Action[[]byte] {
+	return func(ctx context.Context, t *chromedp.Target) ([]byte, error) {
+		box, err := chromedp.Evaluate[[]float64](fmt.Sprintf(`(() => {
+			const a = document.querySelector(%q).getBoundingClientRect(), b = document.querySelector(%q).getBoundingClientRect();
+			return [a.top + scrollY - 12, b.bottom - a.top + 24, document.documentElement.clientWidth];
+		})()`, first, last))(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		r, err := cdp.Call(ctx, t, page.CaptureScreenshot, page.CaptureScreenshotParams{
+			Format: page.CaptureScreenshotFormatPng, CaptureBeyondViewport: &[]bool{true}[0],
+			Clip: &page.Viewport{X: 0, Y: max(0, box[0]), Width: box[2], Height: box[1], Scale: 0.8},
+		})
+		if err != nil {
+			return nil, err
+		}
+		return r.Data, nil
 	}
 }
