@@ -809,9 +809,10 @@ func uiFieldError(t *testing.T, ctx context.Context, sel string) (string, bool) 
 
 // The form is a draft that survives a reload; rows pasted as CSV (a header,
 // quoted fields with commas and quotes, refs split on spaces or |) are added
-// to it, and a CSV mistake is shown next to the CSV box. The API's field
-// errors are shown next to their fields, linked for screen readers, naming
-// the bad reference, and each goes away once its field is edited.
+// to it (Ctrl+Enter in the CSV box adds them, and submits nothing), and a
+// CSV mistake is shown next to the CSV box. The API's field errors are shown
+// next to their fields, linked for screen readers, naming the bad reference,
+// and each goes away once its field is edited.
 func TestConsoleDraftCSVAndFieldErrors(t *testing.T) {
 	exe := uiChromium(t)
 	uiAxeSource(t)
@@ -851,7 +852,10 @@ func TestConsoleDraftCSVAndFieldErrors(t *testing.T) {
 	if _, invalid := uiFieldError(t, ctx, "#csv-text"); invalid {
 		t.Error("the CSV box stays invalid once edited")
 	}
-	uiDo(t, ctx, "adding the CSV rows", chromedp.Click(chromedp.ID("csv-add")))
+	uiDo(t, ctx, "adding the CSV rows with Ctrl+Enter", chromedp.Focus(chromedp.ID("csv-text")), chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierCtrl)))
+	if !uiEval[bool](t, ctx, `document.getElementById('batch').hidden && document.getElementById('problem').hidden`) {
+		t.Error("Ctrl+Enter in the CSV box submitted the form")
+	}
 	rows = uiEval[[]uiRow](t, ctx, uiFormRows)
 	want := []uiRow{
 		{Prompt: "a koi pond at night", Variants: 2, AspectRatio: "3:2"},
@@ -1154,7 +1158,10 @@ func TestConsoleRetryFailed(t *testing.T) {
 	uiAudit(t, ctx, "the retry confirmation")
 	uiDo(t, ctx, "typing CONFIRM", chromedp.SendKeys(chromedp.ID("retry-confirm"), "CONFIRM"))
 	uiDo(t, ctx, "retrying", chromedp.Click(chromedp.ID("retry-go")))
-	uiPoll(t, ctx, "the retry runs", `window.assetgenConsole.batchId !== '' && !window.assetgenConsole.finished`, 10*time.Second)
+	uiPoll(t, ctx, "the retry runs or is refused", `!window.assetgenConsole.finished || document.querySelector('#batch .problem:not([hidden])') !== null`, 20*time.Second)
+	if p := uiEval[string](t, ctx, `(document.querySelector('#batch .problem:not([hidden])') || {}).textContent || ''`); p != "" {
+		t.Fatalf("the retry was refused: %s", p)
+	}
 	if got := uiEval[string](t, ctx, `window.assetgenConsole.batchId`); got != id {
 		t.Errorf("the retry watches batch %s, want the same batch %s", got, id)
 	}

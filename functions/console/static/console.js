@@ -191,7 +191,9 @@
     if (!resp.ok) {
       if (!doc || typeof doc !== 'object') doc = { title: resp.statusText || 'Request failed', detail: text.slice(0, 300) };
       if (!doc.status) doc.status = resp.status;
-      throw new ProblemError(resp.status, doc);
+      const e = new ProblemError(resp.status, doc);
+      e.retryAfter = Number(resp.headers.get('Retry-After')) || 0;
+      throw e;
     }
     return doc;
   }
@@ -805,7 +807,7 @@
       plural(res.estimate.images, 'image', 'images') + ' on ' + res.estimate.model + (res.round ? ' · retry ' + res.round : '');
     el.summary.hidden = true;
     el.links.replaceChildren();
-    el.cancel.hidden = false;
+    el.cancel.hidden = FINAL.has(res.status);
     el.cancel.disabled = false;
     el.cancel.textContent = 'Cancel batch';
     el.cancelResult.hidden = true;
@@ -1372,7 +1374,20 @@
     el.retry.textContent = 'Retrying…';
     const key = (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : String(Date.now()) + Math.random();
     try {
-      const res = await api('POST', '/batch/' + encodeURIComponent(c.id) + '/retry', confirm ? { confirm } : undefined, { 'Idempotency-Key': key });
+      let res;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          res = await api('POST', '/batch/' + encodeURIComponent(c.id) + '/retry', confirm ? { confirm } : undefined, { 'Idempotency-Key': key });
+          break;
+        } catch (err) {
+          // Every row has stopped, but the batch may still be settling its
+          // round for a moment: the API says when to ask again.
+          if (err.status !== 409 || err.doc.code !== 'BATCH_NOT_FINISHED' || attempt >= 5 || current !== c) throw err;
+          el.retry.textContent = 'Waiting for the batch to settle…';
+          await sleep(Math.min(10, err.retryAfter || 2) * 1000);
+          if (current !== c) return;
+        }
+      }
       if (current !== c) return;
       if (res.budget) { state.budget = res.budget; renderBudget(); }
       const n = (res.estimate && res.estimate.images) || 0;
@@ -1619,7 +1634,8 @@
     el.form.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
         e.preventDefault();
-        el.form.requestSubmit();
+        // In the CSV box it adds the rows; anywhere else it submits.
+        if (e.target === el.csvText) addCSVRows(el.csvText.value); else el.form.requestSubmit();
       }
     });
     el.form.addEventListener('submit', onSubmit);
