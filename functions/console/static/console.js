@@ -1340,7 +1340,7 @@
         el.cancelResult.hidden = false;
         el.cancelResult.tabIndex = -1;
         // When the batch ended meanwhile, the focus is on its summary already.
-        if (c.finished) announce(el.cancelResult.textContent); else el.cancelResult.focus();
+        if (document.activeElement === el.summaryTitle) announce(el.cancelResult.textContent); else el.cancelResult.focus();
       }
       // The stream sends done once the running rows stop; without a stream, finish here.
       if (FINAL.has(b.status) && !c.es) finish(c, b);
