@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,6 +32,11 @@ type Config struct {
 	// "https://api.example.com". Empty means the page's own origin. When it is
 	// another origin, that API must list the console's origin in CORS_ORIGINS.
 	APIBase string
+	// StorageOrigin is the origin signed URLs point at when it is not
+	// https (the local storage emulator, e.g. "http://127.0.0.1:4443"): the
+	// page PUTs uploads to it and reads images from it for downloads. Any
+	// https origin is allowed already.
+	StorageOrigin string
 }
 
 // Prefix is the path of the page's files. Mount the handler on it and on
@@ -65,7 +71,7 @@ func New(cfg Config) http.Handler {
 	}
 	base := strings.TrimRight(strings.TrimSpace(cfg.APIBase), "/")
 	files["config.js"] = newFile(configJS(base), contentType("config.js"))
-	csp := policy(base)
+	csp := policy(base, strings.TrimSpace(cfg.StorageOrigin))
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, ok := route(r.URL.Path)
@@ -139,19 +145,21 @@ func configJS(apiBase string) []byte {
 
 // policy is the page's Content-Security-Policy: its own scripts and styles
 // only, API calls to its origin, the configured API and https origins (the
-// progress service may be another one), and images from anywhere signed URLs
-// point (Cloud Storage, or the local emulator over http).
-func policy(apiBase string) string {
-	connect := "'self' https:"
-	if u, err := url.Parse(apiBase); err == nil && u.Scheme == "http" && u.Host != "" {
-		connect += " http://" + u.Host
+// progress service and Cloud Storage may be others), the storage emulator
+// when it serves over http, and images from anywhere signed URLs point.
+func policy(apiBase, storageOrigin string) string {
+	connect := []string{"'self'", "https:"}
+	for _, o := range []string{apiBase, storageOrigin} {
+		if u, err := url.Parse(o); err == nil && u.Scheme == "http" && u.Host != "" && !slices.Contains(connect, "http://"+u.Host) {
+			connect = append(connect, "http://"+u.Host)
+		}
 	}
 	return strings.Join([]string{
 		"default-src 'none'",
 		"script-src 'self'",
 		"style-src 'self'",
 		"img-src 'self' https: http: data:",
-		"connect-src " + connect,
+		"connect-src " + strings.Join(connect, " "),
 		"base-uri 'none'",
 		"form-action 'none'",
 		"frame-ancestors 'none'",

@@ -103,6 +103,27 @@ func TestConsoleConfigInjection(t *testing.T) {
 	}
 }
 
+// The storage origin, when it is plain http (the local emulator), may be
+// called: uploads are PUT there and images read from there for downloads.
+func TestConsoleStorageOriginInPolicy(t *testing.T) {
+	for _, tt := range []struct {
+		api, storage, connect string
+	}{
+		{"", "http://127.0.0.1:4443", "connect-src 'self' https: http://127.0.0.1:4443;"},
+		{"http://127.0.0.1:8080", "http://127.0.0.1:4443", "connect-src 'self' https: http://127.0.0.1:8080 http://127.0.0.1:4443;"},
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080", "connect-src 'self' https: http://127.0.0.1:8080;"},
+		{"", "https://storage.googleapis.com", "connect-src 'self' https:;"},
+		{"", "not a url", "connect-src 'self' https:;"},
+	} {
+		t.Run(tt.storage, func(t *testing.T) {
+			is := is.New(t)
+			h := console.New(console.Config{APIBase: tt.api, StorageOrigin: tt.storage})
+			csp := get(t, h, http.MethodGet, "/").Header.Get("Content-Security-Policy")
+			is.True(strings.Contains(csp, tt.connect)) // the origins the page may call
+		})
+	}
+}
+
 // Only the page's files exist; other methods are refused; the ETag answers
 // conditional requests.
 func TestConsoleNotFoundMethodsAndCaching(t *testing.T) {

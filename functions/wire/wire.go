@@ -145,12 +145,23 @@ func Progress(p *platform.Platform) (*progress.Service, error) {
 // Console builds the batch console for a server that serves it on the API's
 // own origin (the local stack): the page calls the origin it was loaded from,
 // whichever host name the browser used.
-func Console() http.Handler { return console.New(console.Config{}) }
+func Console(cfg config.Config) http.Handler {
+	return console.New(console.Config{StorageOrigin: storageOrigin(cfg)})
+}
 
 // consoleConfig points the console that progress serves at submit:
 // PUBLIC_BASE_URL, or the page's own origin when that is empty.
 func consoleConfig(cfg config.Config) console.Config {
-	return console.Config{APIBase: cfg.PublicBaseURL}
+	return console.Config{APIBase: cfg.PublicBaseURL, StorageOrigin: storageOrigin(cfg)}
+}
+
+// storageOrigin is where signed URLs point when it is not https: the
+// storage emulator of a local stack.
+func storageOrigin(cfg config.Config) string {
+	if !cfg.Local() {
+		return ""
+	}
+	return "http://" + cfg.StorageEmulatorHost
 }
 
 // corsPolicy lets browsers on CORS_ORIGINS call the API; with AUTH_MODE=none

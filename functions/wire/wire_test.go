@@ -50,7 +50,7 @@ func TestEveryFunctionBuildsFromOnePlatform(t *testing.T) {
 		is.Equal(w.Code, http.StatusOK) // progress serves the console
 	}
 	w := httptest.NewRecorder()
-	wire.Console().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	wire.Console(p.Platform.Config).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
 	is.Equal(w.Code, http.StatusOK) // so does the console on its own
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

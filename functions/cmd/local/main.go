@@ -310,7 +310,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer, o 
 	mux.Handle("/tasks/", generateH)
 	mux.Handle("/progress/", a.progress)
 	// The batch console, on the API's own origin.
-	consoleH := wire.Console()
+	consoleH := wire.Console(a.cfg)
 	mux.Handle("GET /{$}", consoleH)
 	mux.Handle(console.Prefix, consoleH)
 	mux.Handle("/", submitH) // health, readiness, and problem documents for anything else
