@@ -166,3 +166,15 @@ func TestCostsAreMicroDollars(t *testing.T) {
 	is.Equal(rows[0].CostUSD(), 0.117)              // not 0.11699999999999999
 	is.Equal(ledger.Summarize(rows).CostUSD, 0.117) // nor in the totals
 }
+
+// A row cancelled while its last variants were made, all of them, stopped
+// nothing: once a retry made the rest, the batch reads done.
+func TestACancelThatStoppedNothingDoesNotMakeTheBatchCancelled(t *testing.T) {
+	is := is.New(t)
+	allMade := ledger.Row{Index: 0, Status: ledger.Cancelled, CancelRequested: true, Variants: variants(ledger.Done, ledger.Done)}
+	stopped := ledger.Row{Index: 1, Status: ledger.Cancelled, CancelRequested: true, Variants: variants(ledger.Done, ledger.Cancelled)}
+	is.Equal(ledger.Summarize([]ledger.Row{allMade, stopped}).Status, ledger.Cancelled) // a variant was stopped
+	retried := stopped
+	retried.Status, retried.Variants = ledger.Done, variants(ledger.Done, ledger.Done)
+	is.Equal(ledger.Summarize([]ledger.Row{allMade, retried}).Status, ledger.Done) // the retry made it: done
+}

@@ -14,7 +14,7 @@ func TestBatchStateTransitions(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 14, 21, 38, 123456789, time.UTC)
 	m := &ledger.Manifest{BatchID: "b", CreatedAt: t0, Rows: []ledger.ManifestRow{{Index: 0, Variants: 2}, {Index: 1, Variants: 1}}}
 	op := func(d time.Duration) ledger.Op { return ledger.Op{Actor: "a", Now: t0.Add(d)} }
-	final := []ledger.Row{{Index: 0, Status: ledger.Done, Variants: []ledger.Variant{{Status: ledger.Done}}}, {Index: 1, Status: ledger.Cancelled}}
+	final := []ledger.Row{{Index: 0, Status: ledger.Done, Variants: []ledger.Variant{{Status: ledger.Done}}}, {Index: 1, Status: ledger.Cancelled, Variants: []ledger.Variant{{Status: ledger.Cancelled}}}}
 	// A batch with a cancelled row reads cancelled, its made image kept.
 	accepted, err := ledger.AcceptBatch(nil, m, op(0))
 	if err != nil {

@@ -274,9 +274,11 @@ type Summary struct {
 }
 
 // Summarize derives the batch status from its rows: queued until a row starts,
-// running until every row is final, then cancelled when rows were cancelled
-// (the images made before the cancel are kept and listed all the same), done
-// when any image was made, failed otherwise.
+// running until every row is final, then cancelled when a cancel stopped some
+// variant (the images made before it are kept and listed all the same), done
+// when any image was made, failed otherwise. A row cancelled while its last
+// variants were being made, all of them made, stopped nothing: it does not
+// make the batch read cancelled (nor, after a retry made the rest, keep it so).
 func Summarize(rows []Row) Summary {
 	var s Summary
 	for _, r := range rows {
@@ -294,7 +296,7 @@ func Summarize(rows []Row) Summary {
 		s.Status = Queued
 	case s.Rows.Queued+s.Rows.Running > 0:
 		s.Status = Running
-	case s.Rows.Cancelled > 0:
+	case s.Variants.Cancelled > 0:
 		s.Status = Cancelled
 	case s.Variants.Done > 0:
 		s.Status = Done
