@@ -839,7 +839,7 @@
       const b = await api('GET', '/batch/' + encodeURIComponent(id));
       const t = await api('GET', '/batch/' + encodeURIComponent(id) + '/progress-token');
       const images = (b.rows || []).reduce((n, r) => n + (r.variants || []).length, 0);
-      startBatch({ batchId: b.batchId, progressUrl: t.progressUrl, progressTokenExpiresAt: t.expiresAt, status: b.status, estimate: { images, model: b.model }, rows: [] },
+      startBatch({ batchId: b.batchId, progressUrl: t.progressUrl, progressTokenExpiresAt: t.progressTokenExpiresAt, status: b.status, estimate: { images, model: b.model }, rows: [] },
         { runMode: b.runMode, rows: (b.rows || []).map((r) => ({ prompt: r.prompt, variants: (r.variants || []).length })) }, { initial: b, focus });
     } catch (err) {
       if (focus) {
@@ -1186,7 +1186,7 @@
           const t = await api('GET', '/batch/' + encodeURIComponent(c.id) + '/progress-token');
           if (current !== c || c.finished || c.es) return;
           c.progressUrl = t.progressUrl;
-          c.tokenExpiresAt = t.expiresAt;
+          c.tokenExpiresAt = t.progressTokenExpiresAt;
           setStream('Resuming the progress stream…');
           openStream(t.progressUrl, c.lastId);
           return;
