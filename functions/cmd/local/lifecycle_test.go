@@ -24,11 +24,11 @@ var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request
 func TestCancelStopsTheBatchAndReleasesTheBudget(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	// One delivery at a time and a model that takes three seconds: one row
+	// One delivery at a time and a model that takes eight seconds: one row
 	// runs while the other two wait in the queue, and still runs when the
 	// cancel answers (which may wait up to a second to record the cancel in
-	// the batch's state).
-	a, _ := liveStack(t, map[string]string{"LOCAL_TASKS_MAX_CONCURRENT": "1", "LOCAL_FAKE_MODEL_DELAY": "3s"})
+	// the batch's state, more on a loaded machine).
+	a, _ := liveStack(t, map[string]string{"LOCAL_TASKS_MAX_CONCURRENT": "1", "LOCAL_FAKE_MODEL_DELAY": "8s"})
 	sub := post(t, a.base+"/batch/images", `{"runMode":"live","confirm":"CONFIRM","rows":[{"prompt":"first"},{"prompt":"second"},{"prompt":"third"}]}`, nil)
 	is.Equal(sub.status, http.StatusAccepted)
 	s := openStream(t, sub.str("progressUrl"), "")
