@@ -314,6 +314,11 @@ func (t *tail) run() {
 			t.hub.log.Warn("progress: polling the ledger failed", "batchId", t.m.BatchID, "error", err)
 		}
 		switch {
+		case changed && t.running():
+			t.broadcast()
+			// Rows started together finish together: the rest of a burst
+			// is looked for soon, not a whole interval after its first.
+			interval = min(t.hub.cfg.PollMin, burstPoll)
 		case changed:
 			t.broadcast()
 			interval = t.hub.cfg.PollMin
@@ -329,6 +334,12 @@ func (t *tail) run() {
 		timer.Reset(interval)
 	}
 }
+
+// burstPoll is how soon a tail polls again after a poll that saw rows change
+// while others are still being generated: one extra read of the open rows
+// per burst, where waiting the whole interval would hold every sibling's
+// result back by up to that much.
+const burstPoll = 50 * time.Millisecond
 
 // running reports whether any row was being generated at the last poll.
 func (t *tail) running() bool {
