@@ -1414,3 +1414,53 @@ func uiClipShot(first, last string) chromedp.Action[[]byte] {
 		return r.Data, nil
 	}
 }
+
+// The form follows the selected model: its image sizes (with their prices),
+// its output formats and whether it takes a seed; a batch submitted with
+// them is made at that size, in that format, with that seed.
+func TestConsoleFormFollowsTheModel(t *testing.T) {
+	exe := uiChromium(t)
+	uiAxeSource(t)
+	s := startStack(t, nil)
+	ctx, errs := uiOpen(t, exe, s.base, 60*time.Second)
+
+	options := func(id string) []string {
+		return uiEval[[]string](t, ctx, `Array.from(document.getElementById('`+id+`').options).map((o) => o.value)`)
+	}
+	uiDo(t, ctx, "choosing Imagen 4", uiChoose("#model", "imagen-4.0-generate-001"))
+	if got := options("image-size"); !slices.Equal(got, []string{"", "2K"}) {
+		t.Errorf("Imagen 4's sizes are %q, want the default (1K) and 2K", got)
+	}
+	if got := options("output-format"); !slices.Contains(got, "jpeg") {
+		t.Errorf("Imagen 4's formats are %q, want jpeg among them", got)
+	}
+	if uiEval[bool](t, ctx, `document.querySelector('#rows > li:nth-child(1) .field.seed').hidden`) {
+		t.Error("Imagen 4 takes a seed, but the row's seed field is hidden")
+	}
+	uiDo(t, ctx, "choosing 2K", uiChoose("#image-size", "2K"))
+	if hint := uiEval[string](t, ctx, `document.getElementById('image-size-hint').textContent`); !strings.Contains(hint, "2K") {
+		t.Errorf("the size hint says %q, want the 2K price", hint)
+	}
+	uiAudit(t, ctx, "the form for Imagen 4")
+	uiDo(t, ctx, "a JPEG row with a seed",
+		uiChoose("#output-format", "jpeg"),
+		chromedp.SendKeys(chromedp.CSS(`#rows > li:nth-child(1) textarea[data-name=prompt]`), "a lighthouse"),
+		chromedp.SendKeys(chromedp.CSS(`#rows > li:nth-child(1) input[data-name=seed]`), "7"),
+		chromedp.Click(chromedp.ID("submit")))
+	uiPoll(t, ctx, "the batch is finished", `window.assetgenConsole.finished && document.querySelectorAll('#links a').length === 1`, 20*time.Second)
+	id := uiEval[string](t, ctx, `location.hash.replace('#batch=', '')`)
+	b := get(t, s.base+"/batch/"+id, nil)
+	v := variantAt(b, 0, 0)
+	if v["seed"] != 7.0 {
+		t.Errorf("the variant's seed is %v, want 7", v["seed"])
+	}
+	if u := pathOf(t, v["url"]); !strings.HasSuffix(u, ".jpg") {
+		t.Errorf("the image is %s, want a JPEG", u)
+	}
+
+	uiDo(t, ctx, "choosing Gemini 2.5 Flash Image", uiChoose("#model", "gemini-2.5-flash-image"))
+	if uiEval[bool](t, ctx, `!document.getElementById('image-size').disabled || !document.getElementById('output-format').disabled`) {
+		t.Error("a model with one size and one format still offers a choice")
+	}
+	uiNoPageErrors(t, errs)
+}

@@ -34,6 +34,7 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     form: $('batch-form'), problem: $('problem'), model: $('model'), modelHint: $('model-hint'),
+    imageSize: $('image-size'), imageSizeHint: $('image-size-hint'), outputFormat: $('output-format'),
     dry: $('run-dry'), live: $('run-live'), liveHint: $('live-hint'),
     confirmField: $('confirm-field'), confirm: $('confirm'), globalRefs: $('global-refs'), refsHint: $('refs-hint'),
     token: $('token'), tokenClear: $('token-clear'), rows: $('rows'), rowCount: $('row-count'), addRow: $('add-row'),
@@ -372,9 +373,11 @@
       field(li, 'prompt').value = values.prompt || '';
       field(li, 'variants').value = String(Math.min(3, Math.max(1, Number(values.variants) || 1)));
       field(li, 'aspectRatio').dataset.want = values.aspectRatio || '';
+      field(li, 'seed').value = values.seed === undefined || values.seed === null ? '' : String(values.seed);
       refs.value = Array.isArray(values.refs) ? values.refs.join('\n') : (values.refs || '');
     }
     fillAspect(field(li, 'aspectRatio'));
+    showSeed(li);
     li.querySelector('.remove').addEventListener('click', () => removeRow(li));
     el.rows.append(li);
     renumber();
@@ -421,8 +424,11 @@
         prompt: field(li, 'prompt').value,
         variants: Number(field(li, 'variants').value) || 1,
         aspectRatio: field(li, 'aspectRatio').value || field(li, 'aspectRatio').dataset.want || '',
+        seed: field(li, 'seed').value,
         refs: field(li, 'refs').value,
       })),
+      imageSize: el.imageSize.value || el.imageSize.dataset.want || '',
+      outputFormat: el.outputFormat.value || el.outputFormat.dataset.want || '',
     };
   }
 
@@ -439,6 +445,8 @@
       el.dry.checked = !live;
       el.confirm.value = '';
       el.globalRefs.value = Array.isArray(v.refs) ? v.refs.join('\n') : (v.refs || '');
+      el.imageSize.dataset.want = v.imageSize || '';
+      el.outputFormat.dataset.want = v.outputFormat || '';
       el.rows.replaceChildren();
       const rows = (v.rows && v.rows.length ? v.rows : [{}]).slice(0, MAX_ROWS);
       for (const r of rows) addRow(r);
@@ -461,10 +469,14 @@
       if (refs.length) row.refs = refs;
       const ar = field(li, 'aspectRatio').value;
       if (ar) row.aspectRatio = ar;
+      const seed = field(li, 'seed');
+      if (!seed.closest('.field').hidden && seed.value !== '') row.seed = Number(seed.value);
       return row;
     });
     const body = { runMode: isLive() ? 'live' : 'dry_run', rows };
     if (el.model.value) body.model = el.model.value;
+    if (el.imageSize.value) body.imageSize = el.imageSize.value;
+    if (el.outputFormat.value) body.outputFormat = el.outputFormat.value;
     const refs = parseRefs(el.globalRefs.value);
     if (refs.length) body.refs = refs;
     if (isLive()) body.confirm = el.confirm.value;
@@ -480,8 +492,9 @@
     const images = body.rows.reduce((n, r) => n + r.variants, 0);
     const m = selectedModel();
     if (m) {
-      const cost = images * m.priceUsd;
-      setText(el.estimate, 'Estimate: ' + plural(images, 'image', 'images') + ' × ' + money(m.priceUsd) + ' = ' + money(cost) +
+      const each = (body.imageSize && m.pricesUsd && m.pricesUsd[body.imageSize]) || m.priceUsd;
+      const cost = images * each;
+      setText(el.estimate, 'Estimate: ' + plural(images, 'image', 'images') + ' × ' + money(each) + ' = ' + money(cost) +
         (live ? ', charged to your daily budget.' : ' — a dry run makes placeholder images and is not charged.'));
       const b = state.budget;
       const over = live && b && cost > b.remainingUsd + 1e-9;
@@ -552,11 +565,45 @@
     const m = selectedModel();
     if (m) {
       state.wantModel = m.name;
-      el.modelHint.textContent = money(m.priceUsd) + ' per image · up to ' + plural(m.maxRefs, 'reference image', 'reference images') + ' per row.';
-      el.refsHint.textContent = 'Image URLs (https or gs), separated by commas or new lines; used after each row\u2019s own.';
+      el.modelHint.textContent = money(m.priceUsd) + ' per image · up to ' + plural(m.maxRefs, 'reference image', 'reference images') + ' per row' +
+        (m.seed ? ' · takes a seed per row.' : '.');
+      el.refsHint.textContent = m.maxRefs > 0 ? 'Image URLs (https or gs), separated by commas or new lines; used after each row\u2019s own.'
+        : 'This model takes no reference images.';
     }
-    for (const li of rowItems()) fillAspect(field(li, 'aspectRatio'));
+    fillChoice(el.imageSize, m && m.imageSizes, (v) => v + (m && m.pricesUsd && m.pricesUsd[v] !== undefined ? ' · ' + money(m.pricesUsd[v]) + ' per image' : ''));
+    fillChoice(el.outputFormat, m && m.outputFormats, (v) => v.toUpperCase());
+    onSizeChange();
+    if (m && m.liveAvailable === false && isLive()) el.dry.checked = true;
+    if (state.models) el.live.disabled = !state.models.liveAvailable || (m && m.liveAvailable === false);
+    for (const li of rowItems()) {
+      fillAspect(field(li, 'aspectRatio'));
+      showSeed(li);
+    }
     update();
+  }
+
+  // fillChoice offers the model's values (the first is its default), keeping
+  // the one chosen when the new model has it too.
+  function fillChoice(select, values, label) {
+    const keep = select.value || select.dataset.want || '';
+    const vs = values || [];
+    select.replaceChildren(...vs.map((v, i) => h('option', { value: i === 0 ? '' : v, text: label(v) + (i === 0 ? ' (default)' : '') })));
+    select.value = vs.indexOf(keep) > 0 ? keep : '';
+    delete select.dataset.want;
+    select.disabled = vs.length < 2;
+  }
+
+  function onSizeChange() {
+    const m = selectedModel();
+    const size = el.imageSize.value || (m && m.imageSizes && m.imageSizes[0]) || '';
+    const price = m && m.pricesUsd && m.pricesUsd[size];
+    el.imageSizeHint.textContent = price !== undefined ? money(price) + ' per image at ' + size + '.' : '';
+  }
+
+  // showSeed shows a row's seed field only for models that honour seeds.
+  function showSeed(li) {
+    const m = selectedModel();
+    field(li, 'seed').closest('.field').hidden = !(m && m.seed);
   }
 
   async function onSubmit(ev) {
@@ -1612,6 +1659,7 @@
     el.clearForm.addEventListener('click', clearForm);
     el.csvAdd.addEventListener('click', () => addCSVRows(el.csvText.value));
     el.model.addEventListener('change', onModelChange);
+    el.imageSize.addEventListener('change', () => { onSizeChange(); update(); });
     // A field's error goes once the field is edited.
     const edited = (e) => {
       const t = e.target;
