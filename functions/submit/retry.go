@@ -308,24 +308,13 @@ func (s *server) writeRetry(ctx context.Context, r *http.Request, sub *submissio
 			return resp, err
 		}
 	} else {
-		g, gctx := errgroup.WithContext(ctx)
+		var tasks []queue.Task
 		for _, i := range st.Retry.Rows {
-			if rows[i].Status.Terminal() {
-				continue
+			if !rows[i].Status.Terminal() {
+				tasks = append(tasks, queue.Task{BatchID: m.BatchID, Row: i, Round: round})
 			}
-			g.Go(func() error {
-				return s.Queue.For(m.RunMode).Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: i, Round: round})
-			})
 		}
-		if sub.account == nil {
-			g.Go(func() error {
-				if acct, err := s.Budgets.Get(gctx, sub.user, sub.day); err == nil {
-					sub.account = &acct
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
+		if err := s.enqueue(ctx, sub, tasks); err != nil {
 			return resp, fmt.Errorf("submit: queueing the retry: %w", err)
 		}
 	}

@@ -205,23 +205,17 @@ func (s *server) write(ctx context.Context, r *http.Request, sub *submission) (r
 	sub.queuing = true
 	// The caller's budget goes into the answer; a live batch's reservation
 	// returned it already, a dry run's is read while the tasks are queued.
-	var g errgroup.Group
-	g.Go(func() error { return s.enqueue(ctx, m, rows) })
-	if sub.account == nil {
-		g.Go(func() error {
-			if acct, err := s.Budgets.Get(ctx, sub.user, sub.day); err == nil {
-				sub.account = &acct
-			}
-			return nil
-		})
+	var tasks []queue.Task
+	for i, row := range m.Rows {
+		if rows == nil || !rows[i].Status.Terminal() {
+			tasks = append(tasks, queue.Task{BatchID: m.BatchID, Row: row.Index})
+		}
 	}
-	if err := g.Wait(); err != nil {
+	if err := s.enqueue(ctx, sub, tasks); err != nil {
 		return resp, fmt.Errorf("submit: queueing the batch: %w", err)
 	}
-	if sub.key != "" {
-		if err := s.Keys.Commit(ctx, sub.user, sub.key, m.BatchID); err != nil {
-			return resp, fmt.Errorf("submit: committing the idempotency key: %w", err)
-		}
+	if err := s.commitKey(ctx, sub); err != nil {
+		return resp, err
 	}
 	sub.undo = nil
 	obs.Logger(ctx).Info("submit: batch accepted", "batchId", m.BatchID, "rows", len(m.Rows), "images", m.Images(),
@@ -514,17 +508,21 @@ func (s *server) accept(ctx context.Context, m *ledger.Manifest) error {
 	return err
 }
 
-// enqueue creates the tasks of the batch's rows still to run (every row of a
-// new batch, rows == nil) at once. Task names are deterministic per row, so a
-// retried submit cannot queue a row twice.
-func (s *server) enqueue(ctx context.Context, m *ledger.Manifest, rows []ledger.Row) error {
+// enqueue creates tasks of sub's batch at once (their names are
+// deterministic, so a retried request cannot queue a row twice) and, when the
+// answer still lacks the caller's budget (a dry run's: a live run's
+// reservation returned it), reads it beside them.
+func (s *server) enqueue(ctx context.Context, sub *submission, tasks []queue.Task) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for i, row := range m.Rows {
-		if rows != nil && rows[i].Status.Terminal() {
-			continue
-		}
+	for _, t := range tasks {
+		g.Go(func() error { return s.Queue.For(sub.m.RunMode).Enqueue(gctx, t) })
+	}
+	if sub.account == nil {
 		g.Go(func() error {
-			return s.Queue.For(m.RunMode).Enqueue(gctx, queue.Task{BatchID: m.BatchID, Row: row.Index})
+			if acct, err := s.Budgets.Get(gctx, sub.user, sub.day); err == nil {
+				sub.account = &acct
+			}
+			return nil
 		})
 	}
 	return g.Wait()
