@@ -106,13 +106,16 @@ func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Ma
 	for _, add := range extra {
 		add(&b, rows)
 	}
+	// Only a batch that announces itself has notification outcomes to read.
 	var fx completion.Effects
-	if _, err := s.Bucket.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
-		for _, o := range fx.Notifications {
-			b.Notifications = append(b.Notifications, api.Notification{
-				Kind: o.Kind, Target: o.Target, Status: o.Status, Attempts: o.Attempts, Error: o.Error, At: o.At,
-				Retrying: !o.Delivered() && o.Retryable,
-			})
+	if notifies(m) {
+		if _, err := s.Bucket.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
+			for _, o := range fx.Notifications {
+				b.Notifications = append(b.Notifications, api.Notification{
+					Kind: o.Kind, Target: o.Target, Status: o.Status, Attempts: o.Attempts, Error: o.Error, At: o.At,
+					Retrying: !o.Delivered() && o.Retryable,
+				})
+			}
 		}
 	}
 	api.WriteJSON(w, http.StatusOK, b)

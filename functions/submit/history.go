@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/completion"
@@ -17,8 +18,9 @@ import (
 
 // handleHistory answers the batch's audit trail: every ledger change, oldest
 // first — who made it, what, when, under which request. Row changes come from
-// each row's own trail; the batch's from its manifest, state.json and effects
-// marker.
+// each row's own trail; the batch's from its manifest, its states (a finished
+// round's snapshot says what its effects did) and, for the notifications,
+// effects.json.
 func (s *server) handleHistory() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -56,16 +58,29 @@ func (s *server) handleHistory() http.Handler {
 				entries = append(entries, api.HistoryEntry{At: st.At, Actor: st.Actor, Action: string(st.Event), RequestID: st.RequestID, Detail: detail})
 			}
 		}
-		var last completion.Effects
-		if _, err := s.Bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &last); err == nil {
-			for _, fx := range append(last.Earlier, last) {
-				entries = append(entries, api.HistoryEntry{At: fx.At, Actor: "generate", Action: "settled", Detail: fmt.Sprintf("%s round charged $%.3f", roundName(fx.Round), fx.ChargedUSD)})
-				for _, o := range fx.Notifications {
-					detail := fmt.Sprintf("%s %s after %d attempt(s)", o.Kind, o.Status, o.Attempts)
-					if o.Error != "" {
-						detail += ": " + o.Error
+		settledRounds := map[int]bool{}
+		for _, st := range states {
+			if st.Settled != nil {
+				settledRounds[st.Round] = true
+				entries = append(entries, settledEntry(st.Settled.At, st.Round, st.Settled.ChargedUSD))
+			}
+		}
+		// effects.json holds the notifications' outcomes, and the settlement of
+		// a batch an older release finished.
+		if notifies(m) || len(settledRounds) == 0 {
+			var last completion.Effects
+			if _, err := s.Bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &last); err == nil {
+				for _, fx := range append(last.Earlier, last) {
+					if !settledRounds[fx.Round] {
+						entries = append(entries, settledEntry(fx.At, fx.Round, fx.ChargedUSD))
 					}
-					entries = append(entries, api.HistoryEntry{At: o.At, Actor: "generate", Action: "notified", Detail: detail})
+					for _, o := range fx.Notifications {
+						detail := fmt.Sprintf("%s %s after %d attempt(s)", o.Kind, o.Status, o.Attempts)
+						if o.Error != "" {
+							detail += ": " + o.Error
+						}
+						entries = append(entries, api.HistoryEntry{At: o.At, Actor: "generate", Action: "notified", Detail: detail})
+					}
 				}
 			}
 		}
@@ -73,6 +88,15 @@ func (s *server) handleHistory() http.Handler {
 		h.Entries = entries
 		api.WriteJSON(w, http.StatusOK, h)
 	})
+}
+
+func settledEntry(at time.Time, round int, chargedUSD float64) api.HistoryEntry {
+	return api.HistoryEntry{At: at, Actor: "generate", Action: "settled", Detail: fmt.Sprintf("%s round charged $%.3f", roundName(round), chargedUSD)}
+}
+
+// notifies reports whether m's batch announces itself when it finishes.
+func notifies(m *ledger.Manifest) bool {
+	return m.Notify.WebhookURL != "" || m.Notify.SpreadsheetID != ""
 }
 
 // states reads the batch's kept states, oldest first, and names the newest:

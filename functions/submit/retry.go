@@ -177,16 +177,16 @@ func (s *server) retry(w http.ResponseWriter, r *http.Request) (resp api.SubmitR
 // never run once the batch reads unfinished again. A finisher that has them
 // in hand right now makes the retry wait a moment.
 func (s *server) settledForRetry(ctx context.Context, m *ledger.Manifest, st ledger.State) error {
-	_, settled, err := s.Finisher.Settled(ctx, m.BatchID)
-	if err == nil && !settled {
+	sd, err := s.Finisher.Standing(ctx, m.BatchID)
+	if err == nil && !sd.Settled {
 		if _, err = s.Finisher.Finish(ctx, m); err == nil {
-			_, settled, err = s.Finisher.Settled(ctx, m.BatchID)
+			sd, err = s.Finisher.Standing(ctx, m.BatchID)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("submit: reading the batch's effects: %w", err)
 	}
-	if !settled {
+	if !sd.Settled {
 		return &problem.Error{Code: problem.BatchNotFinished, RetryAfter: 2,
 			Detail: fmt.Sprintf("batch %s is settling its %s round; retry in a few seconds", m.BatchID, roundName(st.Round))}
 	}

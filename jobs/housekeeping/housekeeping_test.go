@@ -133,10 +133,12 @@ func checkRepaired(t *testing.T, s *stack, sc scenario, requeues int) {
 	is.True(!stuck.Done()) // rows 0 and 1 still run: not complete
 
 	// Finisher crashed: completed once, settled once.
-	is.True(s.exists(t, ledger.StateObject(sc.finished.BatchID)))
-	is.True(s.exists(t, ledger.EffectsObject(sc.finished.BatchID)))
+	fin, err := s.store.Current(context.Background(), sc.finished.BatchID)
+	is.NoErr(err)
+	is.True(fin.Done())
 	is.Equal(s.faults.WritesOf(ledger.StateObject(sc.finished.BatchID))[ledger.StateObject(sc.finished.BatchID)], 1)
-	is.Equal(s.faults.WritesOf(ledger.EffectsObject(sc.finished.BatchID))[ledger.EffectsObject(sc.finished.BatchID)], 1)
+	final := ledger.SnapshotObject(sc.finished.BatchID, fin.Snapshot)
+	is.Equal(s.faults.WritesOf(final)[final], 1) // the final snapshot, which marks the effects done
 	acct := budget.Object(sc.finished.BudgetDay, sc.finished.Owner)
 	is.Equal(s.faults.WritesOf(acct)[acct], 1) // the settlement (the reservation was before the counters were reset)
 	a := s.account(t, sc.finished)
@@ -317,9 +319,7 @@ func TestFloorSkipsCompleteBatches(t *testing.T) {
 	complete := func(created time.Time) *ledger.Manifest {
 		m := s.manifest(t, created, ledger.DryRun, 1)
 		s.finishRow(t, m, 0, true)
-		if _, err := s.bucket.CreateJSON(context.Background(), ledger.EffectsObject(m.BatchID), map[string]any{}); err != nil {
-			t.Fatal(err)
-		}
+		s.complete(t, m)
 		return m
 	}
 	complete(now.Add(-10 * 24 * time.Hour))
@@ -339,9 +339,7 @@ func TestFloorSkipsCompleteBatches(t *testing.T) {
 	complete2 := func(created time.Time) {
 		m := s2.manifest(t, created, ledger.DryRun, 1)
 		s2.finishRow(t, m, 0, true)
-		if _, err := s2.bucket.CreateJSON(context.Background(), ledger.EffectsObject(m.BatchID), map[string]any{}); err != nil {
-			t.Fatal(err)
-		}
+		s2.complete(t, m)
 	}
 	complete2(now.Add(-10 * 24 * time.Hour))
 	pending := s2.manifest(t, now.Add(-5*24*time.Hour), ledger.DryRun, 1)

@@ -58,11 +58,11 @@ func (j *job) strandedMarker(ctx context.Context, mk backlog.Marker) (string, er
 	if age > backlog.Horizon {
 		return "past the horizon", nil
 	}
-	_, done, err := j.finisher.Settled(ctx, mk.BatchID)
+	sd, err := j.finisher.Standing(ctx, mk.BatchID)
 	if err != nil {
 		return "", err
 	}
-	if done {
+	if sd.Settled {
 		return "batch finished", nil
 	}
 	if age < strandedAfter {

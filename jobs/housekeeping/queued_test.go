@@ -32,8 +32,7 @@ func TestQueuedMarkersOfFinishedBatchesAreCleared(t *testing.T) {
 
 	done := s.manifest(t, now.Add(-time.Hour), ledger.DryRun, 1)
 	s.finishRow(t, done, 0, true)
-	_, err := s.bucket.CreateJSON(ctx, ledger.EffectsObject(done.BatchID), map[string]any{"at": now})
-	is.NoErr(err) // the batch's effects are done: it is finished
+	s.complete(t, done) // the batch's effects are done: it is finished
 	stranded := mark(done)
 
 	crashed := s.manifest(t, now.Add(-30*time.Minute), ledger.DryRun, 2)

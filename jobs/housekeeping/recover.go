@@ -33,8 +33,8 @@ const lateManifest = idempotency.TTL + time.Hour
 
 // renotify retries a finished batch's notifications that failed for a
 // reason a retry may fix (a webhook receiver or the Sheets API was down).
-func (j *job) renotify(ctx context.Context, id string, fx completion.Effects) error {
-	if !fx.Retryable() {
+func (j *job) renotify(ctx context.Context, id string, sd completion.Standing) error {
+	if !sd.Undelivered {
 		return nil
 	}
 	j.rep.renotified.Add(1)
@@ -54,13 +54,13 @@ func (j *job) renotify(ctx context.Context, id string, fx completion.Effects) er
 func (j *job) examine(ctx context.Context, id string, rowsLeft int) (outcome, error) {
 	// A batch whose effects are done for its newest round needs nothing more
 	// (a retry may open another round later).
-	fx, settled, err := j.finisher.Settled(ctx, id)
+	sd, err := j.finisher.Standing(ctx, id)
 	if err != nil {
 		return open, err
 	}
-	if settled {
+	if sd.Settled {
 		j.rep.batches.Add(1)
-		return finished, j.renotify(ctx, id, fx)
+		return finished, j.renotify(ctx, id, sd)
 	}
 	m, err := j.store.Manifest(ctx, id)
 	if errors.Is(err, ledger.ErrNotFound) {
@@ -81,8 +81,8 @@ func (j *job) examine(ctx context.Context, id string, rowsLeft int) (outcome, er
 	}
 	// The finisher logs the batch id itself: it goes on this run's lines only.
 	log := obs.Logger(ctx).With("batchId", id)
-	if !fx.At.IsZero() {
-		// Effects of an earlier round: a retry opened the one running now.
+	if sd.State.Round > 0 {
+		// A retry opened the round running now.
 		if rows, err = j.resumeRetry(ctx, log, m, rows); err != nil {
 			return open, err
 		}

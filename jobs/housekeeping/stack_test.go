@@ -20,6 +20,7 @@ import (
 	"github.com/assetgen/assetgen/shared/bucket"
 	"github.com/assetgen/assetgen/shared/budget"
 	"github.com/assetgen/assetgen/shared/cloud"
+	"github.com/assetgen/assetgen/shared/completion"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/devstack"
 	"github.com/assetgen/assetgen/shared/idempotency"
@@ -269,6 +270,17 @@ func (s *stack) finishRow(t *testing.T, m *ledger.Manifest, row int, made bool) 
 		if _, err := s.store.UpdateRow(context.Background(), m, row, step); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// complete finishes m's batch as its last row's finisher does (every row
+// must be final): the final state, then the effects, which write the final
+// snapshot.
+func (s *stack) complete(t *testing.T, m *ledger.Manifest) {
+	t.Helper()
+	done, err := completion.New(s.store, s.bucket, s.budgets, completion.Notifier{}).Finish(context.Background(), m)
+	if err != nil || !done {
+		t.Fatalf("completing %s: %v (complete %v)", m.BatchID, err, done)
 	}
 }
 

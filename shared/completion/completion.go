@@ -1,8 +1,10 @@
-// Package completion finishes batches: when every row of a batch is final, one
-// caller wins the create-once final marker, and the once-per-batch effects —
-// budget settlement first — run until an effects marker says they are done.
-// Each effect is idempotent on its own, so a crash anywhere is repaired by the
-// next caller: a duplicate task delivery, or the housekeeping job.
+// Package completion finishes batches: when every row of a batch (or of a
+// retry round) is final, one caller's compare-and-swap records the final
+// state, and that caller runs the once-per-round effects — budget settlement
+// first — ending with the round's final snapshot, which says what they did
+// and marks them done. Each effect is idempotent on its own, so a crash
+// anywhere is repaired by the next caller once the finisher had its time: a
+// duplicate task delivery, or the housekeeping job.
 package completion
 
 import (
@@ -39,8 +41,8 @@ type Notifier struct {
 	Sheets   *notify.Sheets
 	// Link is an image's stable link, for the announcements.
 	Link func(m *ledger.Manifest, row, variant int) string
-	// MaxElapsed bounds one delivery's retries; the effects claim outlasts
-	// settling plus every delivery.
+	// MaxElapsed bounds one delivery's retries; a finisher's hold on the
+	// effects outlasts settling plus every delivery.
 	MaxElapsed time.Duration
 }
 
@@ -73,12 +75,13 @@ type Effects struct {
 }
 
 // Finish completes m's batch if every row is final. It returns whether the
-// batch is complete (effects included).
+// batch is complete (effects included, or left to the caller performing them).
 func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error) {
 	st, err := f.store.Current(ctx, m.BatchID)
 	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return false, err
 	}
+	var finished bool
 	if err != nil || !st.Done() {
 		rows, err := f.store.Rows(ctx, m)
 		if err != nil {
@@ -90,7 +93,6 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 			}
 		}
 		op := ledger.Op{Actor: "completion", RequestID: obs.RequestID(ctx), Now: f.now().UTC()}
-		var finished bool
 		st, finished, err = f.store.Advance(ctx, m.BatchID, op, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
 			return ledger.FinishBatch(cur, m.BatchID, rows, op)
 		})
@@ -110,7 +112,7 @@ func (f *Finisher) Finish(ctx context.Context, m *ledger.Manifest) (bool, error)
 				"images", final.Summary.Variants.Done, "failed", final.Summary.Variants.Failed, "costUsd", final.Summary.CostUSD)
 		}
 	}
-	return true, f.effects(ctx, m, st)
+	return true, f.effects(ctx, m, st, finished)
 }
 
 // count records a finished batch's outcomes, once (by the marker's creator).
@@ -139,9 +141,9 @@ func (e Effects) Retryable() bool {
 	return false
 }
 
-// claimTTL is how long one caller owns a batch's effects before another may
-// take them over (it crashed): longer than settling plus both bounded
-// notification deliveries.
+// claimTTL is how long the finisher (or a claim's holder) owns a round's
+// effects before another caller may take them over (it crashed): longer than
+// settling plus both bounded notification deliveries.
 func (f *Finisher) claimTTL() time.Duration {
 	return max(5*time.Minute, 3*f.n.MaxElapsed+time.Minute)
 }
@@ -154,10 +156,11 @@ type claim struct {
 
 var errClaimed = errors.New("completion: another caller performs the effects")
 
-// claimEffects makes this call the one that performs the effects, unless
-// another call holds a fresh claim: concurrent finishers (every row's last
-// task, a duplicate delivery, the housekeeping job) never announce twice, and a
-// crashed one is taken over once its claim is stale.
+// claimEffects makes this call the one that takes over a crashed finisher's
+// effects (or retries notifications), unless another call holds a fresh
+// claim: callers that find the same work left over (a duplicate delivery, the
+// housekeeping job) never announce twice, and a crashed one is taken over in
+// turn once its claim is stale.
 func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what string, round int) (bool, error) {
 	if round > 0 {
 		// A claim of an earlier round may still look fresh.
@@ -190,33 +193,28 @@ func (f *Finisher) claimEffects(ctx context.Context, m *ledger.Manifest, what st
 	return res.Outcome == bucket.Won, nil
 }
 
-// effects runs the once-per-batch (per round) effects unless their marker
-// says they are done.
-func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, st ledger.State) error {
-	var prev Effects
-	_, err := f.bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &prev)
-	exists := err == nil
-	switch {
-	case err != nil && !errors.Is(err, bucket.ErrNotFound):
-		return err
-	case exists && prev.Round >= st.Round:
-		return nil
-	}
-	if mine, err := f.claimEffects(ctx, m, "effects", st.Round); err != nil || !mine {
-		return err
-	}
-	final, _ := st.Final()
-	// The final snapshot is normally written with the final state; a finisher
-	// that died in between left it to whoever performs the effects. (A final
-	// state an older release wrote names no snapshot.)
-	if st.Snapshot != "" {
-		if err := f.store.KeepSnapshot(ctx, st); err != nil {
-			return fmt.Errorf("completion: %w", err)
+// effects runs the once-per-round effects unless they are done. The caller
+// whose write finished the round performs them (owner); any other caller
+// leaves them to it until claimTTL after the final state, then takes them
+// over through a claim, as the owner may have crashed. Nothing is written to
+// own them on the usual path: the final state's write is the claim.
+func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, st ledger.State, owner bool) error {
+	if !owner {
+		done, _, err := f.effectsDone(ctx, st)
+		if err != nil || done {
+			return err
+		}
+		if f.now().Sub(st.At) < f.claimTTL() {
+			return nil
+		}
+		if mine, err := f.claimEffects(ctx, m, "effects", st.Round); err != nil || !mine {
+			return err
 		}
 	}
+	final, _ := st.Final()
 	// The batch no longer counts among its owner's queued rows. Cleared
-	// before the effects marker is written, so a failure here is retried by
-	// the next finisher instead of leaving the marker behind.
+	// before the effects are marked done, so a failure here is retried by the
+	// next finisher instead of leaving the marker behind.
 	if err := f.backlog.Clear(ctx, backlog.Entry{User: m.Owner, BatchID: m.BatchID, Rows: len(m.Rows)}); err != nil {
 		return fmt.Errorf("completion: %w", err)
 	}
@@ -234,11 +232,43 @@ func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, st ledger.St
 	}
 	fx := Effects{Round: st.Round, ChargedUSD: charged.USD(), Notifications: f.announce(ctx, m, final, st.Round, nil)}
 	fx.At = f.now().UTC()
-	if st.Round == 0 {
-		_, err = f.bucket.CreateJSON(ctx, ledger.EffectsObject(m.BatchID), fx)
+	if len(fx.Notifications) > 0 || st.Snapshot == "" {
+		// The notifications' outcomes are kept where a later delivery can
+		// update them; a final state an older release wrote has no snapshot to
+		// mark the effects done, so effects.json marks them, as it did then.
+		if err := f.keepEffects(ctx, m, fx); err != nil {
+			return err
+		}
+		if st.Snapshot == "" {
+			return nil
+		}
+	}
+	settled := ledger.Settlement{At: fx.At, ChargedUSD: fx.ChargedUSD}
+	for _, o := range fx.Notifications {
+		if !o.Delivered() && o.Retryable {
+			settled.Undelivered++
+		}
+	}
+	created, err := f.store.KeepFinal(ctx, st, settled)
+	if err != nil {
+		return fmt.Errorf("completion: %w", err)
+	}
+	if !created && len(fx.Notifications) == 0 {
+		// The snapshot was written without the settlement (by an older
+		// release during a rollout): mark the effects as that release did.
+		return f.keepEffects(ctx, m, fx)
+	}
+	return nil
+}
+
+// keepEffects records fx in effects.json: a retry round's beside the earlier
+// rounds' (kept in Earlier).
+func (f *Finisher) keepEffects(ctx context.Context, m *ledger.Manifest, fx Effects) error {
+	if fx.Round == 0 {
+		_, err := f.bucket.CreateJSON(ctx, ledger.EffectsObject(m.BatchID), fx)
 		return err
 	}
-	_, _, err = bucket.Update(ctx, f.bucket, ledger.EffectsObject(m.BatchID), func(cur Effects, exists bool) (Effects, error) {
+	_, _, err := bucket.Update(ctx, f.bucket, ledger.EffectsObject(m.BatchID), func(cur Effects, exists bool) (Effects, error) {
 		if exists && cur.Round >= fx.Round {
 			return cur, bucket.ErrNoChange
 		}
@@ -252,25 +282,70 @@ func (f *Finisher) effects(ctx context.Context, m *ledger.Manifest, st ledger.St
 	return err
 }
 
-// Settled reports whether a batch's effects are done for its newest round:
-// the batch needs no more looking after (a retry may open another round).
-// It also answers the effects, when there are some.
-func (f *Finisher) Settled(ctx context.Context, batchID string) (Effects, bool, error) {
-	var fx Effects
-	if _, err := f.bucket.ReadJSON(ctx, ledger.EffectsObject(batchID), &fx); err != nil {
-		if errors.Is(err, bucket.ErrNotFound) {
-			return fx, false, nil
+// effectsDone reports whether the effects of st's round (a final state) are
+// done, and whether some notification of it awaits a retry: its snapshot
+// carries the settlement (or, for a batch an older release finished,
+// effects.json records the round).
+func (f *Finisher) effectsDone(ctx context.Context, st ledger.State) (done, undelivered bool, err error) {
+	if st.Snapshot != "" {
+		snap, err := f.store.Snapshot(ctx, st.BatchID, st.Snapshot)
+		switch {
+		case errors.Is(err, ledger.ErrNotFound):
+			return false, false, nil
+		case err != nil:
+			return false, false, err
+		case snap.Settled != nil:
+			if snap.Settled.Undelivered == 0 {
+				return true, false, nil
+			}
+			// Later deliveries update effects.json: it has the outcomes now.
+			fx, _, err := f.readEffects(ctx, st.BatchID)
+			return true, fx.Round == st.Round && fx.Retryable(), err
 		}
-		return fx, false, err
 	}
+	fx, ok, err := f.readEffects(ctx, st.BatchID)
+	if err != nil || !ok {
+		return false, false, err
+	}
+	return fx.Round >= st.Round, fx.Retryable(), nil
+}
+
+func (f *Finisher) readEffects(ctx context.Context, batchID string) (Effects, bool, error) {
+	var fx Effects
+	_, err := f.bucket.ReadJSON(ctx, ledger.EffectsObject(batchID), &fx)
+	if errors.Is(err, bucket.ErrNotFound) {
+		return fx, false, nil
+	}
+	return fx, err == nil, err
+}
+
+// Standing is where a batch's effects stand.
+type Standing struct {
+	// State is the batch's current state (the zero State for a batch made
+	// before batch states were kept).
+	State ledger.State
+	// Settled: the effects of the newest round are done; the batch needs no
+	// more looking after (a retry may open another round).
+	Settled bool
+	// Undelivered: a notification failed for a reason a retry may fix.
+	Undelivered bool
+}
+
+// Standing reads where the effects of a batch's newest round stand.
+func (f *Finisher) Standing(ctx context.Context, batchID string) (Standing, error) {
 	st, err := f.store.Current(ctx, batchID)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
-		return fx, true, nil // a batch older than its states
+		// A batch older than its states: effects.json alone marks its effects.
+		fx, ok, err := f.readEffects(ctx, batchID)
+		return Standing{Settled: ok, Undelivered: ok && fx.Retryable()}, err
 	case err != nil:
-		return fx, false, err
+		return Standing{}, err
+	case !st.Done():
+		return Standing{State: st}, nil
 	}
-	return fx, st.Round <= fx.Round, nil
+	done, undelivered, err := f.effectsDone(ctx, st)
+	return Standing{State: st, Settled: done, Undelivered: undelivered}, err
 }
 
 // announce delivers the batch's notifications; only those whose index is in

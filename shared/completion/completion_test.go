@@ -113,6 +113,35 @@ func (s *stack) final(t *testing.T, m *ledger.Manifest) ledger.Final {
 
 func (s *stack) writesOf(name string) int { return s.faults.WritesOf(name)[name] }
 
+// settlement reads what the batch's effects did from its final snapshot (nil
+// while they are not done).
+func (s *stack) settlement(t *testing.T, m *ledger.Manifest) *ledger.Settlement {
+	t.Helper()
+	ctx := context.Background()
+	st, err := s.c.Ledger.Current(ctx, m.BatchID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.c.Ledger.Snapshot(ctx, m.BatchID, st.Snapshot)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap.Settled
+}
+
+// finalSnapshot is the name of the batch's final snapshot.
+func (s *stack) finalSnapshot(t *testing.T, m *ledger.Manifest) string {
+	t.Helper()
+	st, err := s.c.Ledger.Current(context.Background(), m.BatchID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ledger.SnapshotObject(m.BatchID, st.Snapshot)
+}
+
 func TestFinishWaitsForEveryRow(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
@@ -139,7 +168,6 @@ func TestFinishWaitsForEveryRow(t *testing.T) {
 	is.True(!complete)                         // one row is still running
 	is.Equal(s.faults.Counts().Writes, before) // and nothing was written
 	is.True(!s.exists(t, ledger.StateObject(m.BatchID)))
-	is.True(!s.exists(t, ledger.EffectsObject(m.BatchID)))
 
 	s.finishRow(t, m, 1, 0, 0)
 	complete, err = s.finisher.Finish(ctx, m)
@@ -150,14 +178,17 @@ func TestFinishWaitsForEveryRow(t *testing.T) {
 	is.Equal(f.Summary.Status, ledger.Done)
 	is.Equal(f.Summary.Rows.Done, 2)
 	is.Equal(len(f.Rows), 2)
-	is.True(s.exists(t, ledger.EffectsObject(m.BatchID))) // effects ran
+	is.True(s.settlement(t, m) != nil) // effects ran: the final snapshot says so
 
 	complete, err = s.finisher.Finish(ctx, m)
 	is.NoErr(err)
 	is.True(complete)                                // still complete
-	is.Equal(s.final(t, m).FinishedAt, f.FinishedAt) // the marker is not rewritten
+	is.Equal(s.final(t, m).FinishedAt, f.FinishedAt) // the final state is not rewritten
 	is.Equal(s.writesOf(ledger.StateObject(m.BatchID)), 1)
-	is.Equal(s.writesOf(ledger.EffectsObject(m.BatchID)), 1)
+	is.Equal(s.writesOf(s.finalSnapshot(t, m)), 1)
+	// A batch without notifications writes nothing else to finish: no
+	// effects claim, no effects.json.
+	is.Equal(len(s.faults.WritesOf(ledger.BatchPrefix(m.BatchID)+"effects")), 0)
 }
 
 // reserve holds the batch's estimate, as submit does for a live run.
@@ -203,9 +234,7 @@ func TestFinishSettlesLiveBudget(t *testing.T) {
 	is.Equal(a.Sum().Spent, budget.Micros(78_000)) // and nothing else charged
 	is.Equal(a.Sum().Remaining, budget.FromUSD(10)-78_000)
 
-	var eff completion.Effects
-	is.NoErr(s.readJSON(ctx, ledger.EffectsObject(m.BatchID), &eff))
-	is.Equal(budget.FromUSD(eff.ChargedUSD), budget.Micros(78_000)) // the effects marker says so
+	is.Equal(budget.FromUSD(s.settlement(t, m).ChargedUSD), budget.Micros(78_000)) // the final snapshot says so
 
 	acct := budget.Object(s.day, m.Owner)
 	writes := s.writesOf(acct)
@@ -215,7 +244,7 @@ func TestFinishSettlesLiveBudget(t *testing.T) {
 	is.True(complete)
 	is.Equal(s.account(t, m), a)       // a second finish changes nothing
 	is.Equal(s.writesOf(acct), writes) // and writes nothing to the account
-	is.Equal(s.writesOf(ledger.EffectsObject(m.BatchID)), 1)
+	is.Equal(s.writesOf(s.finalSnapshot(t, m)), 1)
 }
 
 // A live batch that made no image is charged nothing; its reservation is freed.
@@ -288,52 +317,72 @@ func TestConcurrentFinishSettlesOnce(t *testing.T) {
 		is.NoErr(r.err)     // every caller succeeds
 		is.True(r.complete) // and sees the batch complete
 	}
-	is.True(failed <= 2)                                     // (the emulator artifact stays rare)
-	is.Equal(s.writesOf(ledger.StateObject(m.BatchID)), 1)   // final marker created once
-	is.Equal(s.writesOf(ledger.EffectsObject(m.BatchID)), 1) // effects marker created once
-	is.Equal(s.writesOf(budget.Object(s.day, m.Owner)), 2)   // one reservation, one settlement
+	is.True(failed <= 2)                                                                    // (the emulator artifact stays rare)
+	is.Equal(s.writesOf(ledger.StateObject(m.BatchID)), 1)                                  // final state written once
+	is.Equal(s.writesOf(s.finalSnapshot(t, m)), 1)                                          // final snapshot (the effects' mark) once
+	is.Equal(len(s.faults.WritesOf(ledger.BatchPrefix(m.BatchID)+"effects-claim.json")), 0) // the final state's writer owned the effects
+	is.Equal(s.writesOf(budget.Object(s.day, m.Owner)), 2)                                  // one reservation, one settlement
 	a := s.account(t, m)
 	is.Equal(a.Spent[m.BatchID], budget.Micros(78_000)) // charged exactly once
 	is.Equal(len(a.Reserved), 0)
 	is.Equal(s.final(t, m).Summary.Variants.Done, 2)
 }
 
-// A crash between the final marker and the effects is repaired by the next
-// caller: the marker's state is settled.
+// A crash between the final state and the effects is repaired by the next
+// caller once the finisher had its time (the claim TTL, 5 minutes here):
+// before that, the effects are the finisher's.
 func TestFinishRepairsMissingEffects(t *testing.T) {
 	t.Parallel()
-	is := is.New(t)
-	s := open(t)
-	ctx := context.Background()
-	m := s.manifest(t, ledger.Live, 3)
-	s.reserve(t, m)
-	s.finishRow(t, m, 0, price, 0, 2)
-	rows, err := s.c.Ledger.Rows(ctx, m)
-	is.NoErr(err)
-	// The first finisher wrote the final state and crashed before its
-	// snapshot and the effects.
-	op := ledger.Op{Actor: "test", Now: time.Now().UTC()}
-	st, err := ledger.FinishBatch(nil, m.BatchID, rows, op)
-	is.NoErr(err)
-	_, err = s.c.Bucket.CreateJSON(ctx, ledger.StateObject(m.BatchID), st)
-	is.NoErr(err)
-	is.Equal(s.account(t, m).Reserved[m.BatchID], budget.Micros(117_000)) // still held
+	for _, tc := range []struct {
+		name     string
+		crashed  time.Duration // how long ago the finisher wrote the final state
+		repaired bool
+	}{
+		{"still the finisher's", 0, false},
+		{"taken over", 6 * time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			is := is.New(t)
+			s := open(t)
+			ctx := context.Background()
+			m := s.manifest(t, ledger.Live, 3)
+			s.reserve(t, m)
+			s.finishRow(t, m, 0, price, 0, 2)
+			rows, err := s.c.Ledger.Rows(ctx, m)
+			is.NoErr(err)
+			// The first finisher wrote the final state and crashed before the
+			// effects.
+			op := ledger.Op{Actor: "test", Now: time.Now().Add(-tc.crashed).UTC()}
+			st, err := ledger.FinishBatch(nil, m.BatchID, rows, op)
+			is.NoErr(err)
+			_, err = s.c.Bucket.CreateJSON(ctx, ledger.StateObject(m.BatchID), st)
+			is.NoErr(err)
+			is.Equal(s.account(t, m).Reserved[m.BatchID], budget.Micros(117_000)) // still held
 
-	complete, err := s.finisher.Finish(ctx, m)
-	is.NoErr(err)
-	is.True(complete)
-	a := s.account(t, m)
-	is.Equal(a.Spent[m.BatchID], budget.Micros(78_000)) // settled from the marker
-	is.Equal(len(a.Reserved), 0)
-	is.True(s.exists(t, ledger.EffectsObject(m.BatchID)))
-	is.Equal(s.writesOf(ledger.StateObject(m.BatchID)), 1)                 // the marker was not rewritten
-	is.Equal(s.writesOf(ledger.SnapshotObject(m.BatchID, st.Snapshot)), 1) // its snapshot was written after all
+			complete, err := s.finisher.Finish(ctx, m)
+			is.NoErr(err)
+			is.True(complete)
+			is.Equal(s.writesOf(ledger.StateObject(m.BatchID)), 1) // the final state was not rewritten
+			a := s.account(t, m)
+			if !tc.repaired {
+				is.Equal(a.Reserved[m.BatchID], budget.Micros(117_000))              // left to the finisher
+				is.True(!s.exists(t, ledger.SnapshotObject(m.BatchID, st.Snapshot))) // nothing marked
+				return
+			}
+			is.Equal(a.Spent[m.BatchID], budget.Micros(78_000)) // settled from the final state
+			is.Equal(len(a.Reserved), 0)
+			is.Equal(s.writesOf(ledger.SnapshotObject(m.BatchID, st.Snapshot)), 1)      // its snapshot was written after all
+			is.True(s.settlement(t, m) != nil)                                          // carrying the settlement
+			is.Equal(s.writesOf(ledger.BatchPrefix(m.BatchID)+"effects-claim.json"), 1) // taken over through a claim
+		})
+	}
 }
 
-// The effects claim whose write landed but whose answer was lost is this
+// The final state whose write landed but whose answer was lost is this
 // finisher's: taken for another's, nobody would settle the batch until the
-// claim went stale.
-func TestFinishWhoseClaimAnswerIsLostSettles(t *testing.T) {
+// claim TTL passed.
+func TestFinishWhoseFinalStateAnswerIsLostSettles(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	s := open(t)
@@ -341,12 +390,12 @@ func TestFinishWhoseClaimAnswerIsLostSettles(t *testing.T) {
 	m := s.manifest(t, ledger.Live, 1)
 	s.reserve(t, m)
 	s.finishRow(t, m, 0, price, 0)
-	s.faults.LoseAnswers(ledger.BatchPrefix(m.BatchID)+"effects-claim.json", 1)
+	s.faults.LoseAnswers(ledger.StateObject(m.BatchID), 1)
 	complete, err := s.finisher.Finish(ctx, m)
 	is.NoErr(err)
-	is.True(complete)                                     // finished
-	is.Equal(s.faults.Counts().LostAnswers, int64(1))     // though the claim's answer was lost
-	is.True(s.exists(t, ledger.EffectsObject(m.BatchID))) // the effects ran at once
+	is.True(complete)                                 // finished
+	is.Equal(s.faults.Counts().LostAnswers, int64(1)) // though the final state's answer was lost
+	is.True(s.settlement(t, m) != nil)                // the effects ran at once
 	a := s.account(t, m)
 	is.Equal(a.Spent[m.BatchID], budget.Micros(39_000)) // and settled the batch
 	is.Equal(len(a.Reserved), 0)
@@ -365,12 +414,11 @@ func TestFinishDryRunNeverTouchesBudget(t *testing.T) {
 	complete, err := s.finisher.Finish(ctx, m)
 	is.NoErr(err)
 	is.True(complete)
-	is.True(s.exists(t, ledger.EffectsObject(m.BatchID))) // effects ran
-	is.True(!s.exists(t, budget.Object(s.day, m.Owner)))  // but no account was written
-	is.Equal(len(s.faults.WritesOf("budgets/")), 0)       // nor any budget object
-	var eff completion.Effects
-	is.NoErr(s.readJSON(ctx, ledger.EffectsObject(m.BatchID), &eff))
-	is.Equal(eff.ChargedUSD, 0.0) // nothing charged
+	settled := s.settlement(t, m)
+	is.True(settled != nil)                              // effects ran
+	is.True(!s.exists(t, budget.Object(s.day, m.Owner))) // but no account was written
+	is.Equal(len(s.faults.WritesOf("budgets/")), 0)      // nor any budget object
+	is.Equal(settled.ChargedUSD, 0.0)                    // nothing charged
 }
 
 // Finish reports storage errors instead of guessing.

@@ -72,6 +72,10 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 	is.Equal(len(fx.Notifications), 1)             // one announcement, though five finished at once
 	is.Equal(fx.Notifications[0].Status, "failed") // the receiver was down
 	is.True(fx.Retryable())                        // for a reason a retry may fix
+	sd, err := f.Standing(context.Background(), m.BatchID)
+	is.NoErr(err)
+	is.True(sd.Settled)     // the effects are done
+	is.True(sd.Undelivered) // but the housekeeping job has a delivery to retry
 
 	up.Store(true)
 	retried, err := f.RetryNotifications(context.Background(), m)
@@ -81,6 +85,9 @@ func TestNotificationsAreAnnouncedOnceAndRetried(t *testing.T) {
 	is.Equal(fx.Notifications[0].Status, "delivered") // the retry delivered it
 	is.True(fx.Notifications[0].Attempts > 1)         // counting every attempt
 	is.Equal(ids[m.BatchID+":webhook"], 1)
+	sd, err = f.Standing(context.Background(), m.BatchID)
+	is.NoErr(err)
+	is.True(sd.Settled && !sd.Undelivered) // the newer outcome counts, not the final snapshot's
 
 	retried, err = f.RetryNotifications(context.Background(), m)
 	is.NoErr(err)

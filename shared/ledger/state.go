@@ -53,6 +53,20 @@ type State struct {
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
 	Summary    *Summary  `json:"summary,omitempty"`
 	Rows       []Row     `json:"rows,omitempty"`
+	// Settled is on a finished round's snapshot only: that snapshot is
+	// written once the round's once-per-batch effects are done, and says
+	// what they did (state.json never carries it).
+	Settled *Settlement `json:"settled,omitempty"`
+}
+
+// Settlement is what a round's once-per-batch effects did.
+type Settlement struct {
+	At time.Time `json:"at"`
+	// ChargedUSD is what the round added to its owner's spending.
+	ChargedUSD float64 `json:"chargedUsd"`
+	// Undelivered counts the round's notifications that failed for a reason
+	// a retry may fix (their outcomes are in effects.json).
+	Undelivered int `json:"undelivered,omitempty"`
 }
 
 // Done reports whether the state is the batch's final one. A state.json

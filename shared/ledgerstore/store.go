@@ -227,14 +227,21 @@ const stateLag = 2 * time.Second
 // state.json is written first, then the snapshot: a caller that dies between
 // the two leaves state.json naming a snapshot not yet written, and the next
 // change writes it from the state it replaces (state.json and its snapshot
-// hold the same state).
+// hold the same state). A final state's snapshot is not written here:
+// completion writes it once the round's effects are done, with what they did
+// (ledger.State.Settled), so that it also marks them done.
+//
+// A write whose outcome is unknown (it may have landed with every answer
+// lost) is read back: the state names its own snapshot, to the microsecond,
+// and its request, so finding it in state.json tells that this call made the
+// change.
 func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn func(cur *ledger.State, op ledger.Op) (ledger.State, error)) (st ledger.State, changed bool, err error) {
 	seen := map[string]time.Time{} // when this call first read each state
 	for {
-		var prev *ledger.State
+		var prev, tried *ledger.State
 		var due time.Time
 		st, res, err := bucket.Update(ctx, s.b, ledger.StateObject(batchID), func(cur ledger.State, exists bool) (ledger.State, error) {
-			prev = nil
+			prev, tried = nil, nil
 			if exists {
 				prev = &cur
 			}
@@ -242,6 +249,9 @@ func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn fu
 			n, err := fn(prev, op)
 			if errors.Is(err, ledger.ErrNoChange) {
 				return n, bucket.ErrNoChange
+			}
+			if err == nil && prev == nil {
+				tried = &n
 			}
 			if err != nil || prev == nil {
 				return n, err
@@ -257,6 +267,7 @@ func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn fu
 				due = landed.Add(StateGap)
 				return cur, errNotDue
 			}
+			tried = &n
 			return n, nil
 		})
 		if errors.Is(err, errNotDue) {
@@ -265,6 +276,9 @@ func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn fu
 			}
 			continue
 		}
+		if err != nil && tried != nil && s.landed(ctx, *tried) {
+			st, res, err = *tried, bucket.Result{Outcome: bucket.Won}, nil
+		}
 		if err != nil {
 			return st, false, fmt.Errorf("ledgerstore: state of %s: %w", batchID, err)
 		}
@@ -272,8 +286,12 @@ func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn fu
 			return st, false, nil
 		}
 		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return s.KeepSnapshot(gctx, st) })
-		if prev != nil && prev.Snapshot != "" {
+		if !st.Done() {
+			g.Go(func() error { return s.KeepSnapshot(gctx, st) })
+		}
+		// A final state's snapshot is completion's to write (a retry follows
+		// only a round whose snapshot is written).
+		if prev != nil && prev.Snapshot != "" && !prev.Done() {
 			g.Go(func() error { return s.KeepSnapshot(gctx, *prev) })
 		}
 		return st, true, g.Wait()
@@ -281,6 +299,13 @@ func (s *Store) Advance(ctx context.Context, batchID string, op ledger.Op, fn fu
 }
 
 var errNotDue = errors.New("ledgerstore: the state changed less than StateGap ago")
+
+// landed reports whether state.json holds st, after a write of st whose
+// outcome is unknown.
+func (s *Store) landed(ctx context.Context, st ledger.State) bool {
+	cur, err := s.Current(ctx, st.BatchID)
+	return err == nil && cur.Snapshot == st.Snapshot && cur.Event == st.Event && cur.RequestID == st.RequestID && cur.Actor == st.Actor
+}
 
 // Begin writes a batch's first state: state.json and its snapshot together,
 // both create-once, in one round trip (a submit waits for it). If state.json
@@ -324,6 +349,22 @@ func (s *Store) KeepSnapshot(ctx context.Context, st ledger.State) error {
 		return fmt.Errorf("ledgerstore: snapshot %s of %s: %w", st.Snapshot, st.BatchID, err)
 	}
 	return nil
+}
+
+// KeepFinal writes a finished round's snapshot, carrying what the round's
+// effects did: its existence marks them done. created is false when the
+// snapshot was there already (written by a release that kept the final
+// snapshot with the state and marked the effects in effects.json).
+func (s *Store) KeepFinal(ctx context.Context, st ledger.State, settled ledger.Settlement) (created bool, err error) {
+	if !st.Done() || !ledger.IsSnapshotName(st.Snapshot) {
+		return false, fmt.Errorf("ledgerstore: batch %s: %q is not a final snapshot", st.BatchID, st.Snapshot)
+	}
+	st.Settled = &settled
+	res, err := s.b.CreateJSON(ctx, ledger.SnapshotObject(st.BatchID, st.Snapshot), st)
+	if err != nil {
+		return false, fmt.Errorf("ledgerstore: final snapshot %s of %s: %w", st.Snapshot, st.BatchID, err)
+	}
+	return res.Outcome == bucket.Won, nil
 }
 
 // Snapshots lists a batch's snapshots oldest first (one listing; the states

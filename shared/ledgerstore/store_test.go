@@ -205,7 +205,7 @@ func TestBatchFinishesOnce(t *testing.T) {
 	is.Equal(n, 1) // exactly one caller announces the batch finished
 	names, err := store.Snapshots(ctx, m.BatchID)
 	is.NoErr(err)
-	is.Equal(len(names), 2) // accepted and finished, nothing for the losers
+	is.Equal(len(names), 1) // accepted; the final snapshot is completion's, nothing for the losers
 	final, err := store.State(ctx, m.BatchID)
 	is.NoErr(err)
 	is.Equal(len(final.Rows), 2)
@@ -240,7 +240,23 @@ func TestSnapshotsFollowStateJSON(t *testing.T) {
 
 	names, err := store.Snapshots(ctx, m.BatchID)
 	is.NoErr(err)
-	is.Equal(names, []string{acc.Snapshot, started.Snapshot, finished.Snapshot}) // oldest first, the lost one repaired
+	is.Equal(names, []string{acc.Snapshot, started.Snapshot}) // oldest first, the lost one repaired; the final one is not Advance's
+	// Completion keeps the final snapshot, with what the effects did, once.
+	settled := ledger.Settlement{At: time.Now().UTC(), ChargedUSD: 0.039}
+	created, err := store.KeepFinal(ctx, finished, settled)
+	is.NoErr(err)
+	is.True(created)
+	created, err = store.KeepFinal(ctx, finished, ledger.Settlement{})
+	is.NoErr(err)
+	is.True(!created) // the first settlement stands
+	names, err = store.Snapshots(ctx, m.BatchID)
+	is.NoErr(err)
+	is.Equal(names, []string{acc.Snapshot, started.Snapshot, finished.Snapshot})
+	final, err := store.Snapshot(ctx, m.BatchID, finished.Snapshot)
+	is.NoErr(err)
+	is.Equal(final.Settled.ChargedUSD, 0.039)
+	_, err = store.KeepFinal(ctx, started, settled)
+	is.True(err != nil) // only a final state has a settlement
 	for i, want := range []ledger.Event{ledger.Accepted, ledger.Started, ledger.Finished} {
 		st, err := store.Snapshot(ctx, m.BatchID, names[i])
 		is.NoErr(err)

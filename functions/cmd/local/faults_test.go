@@ -40,7 +40,10 @@ func TestEveryTaskTwiceSettlesOnce(t *testing.T) {
 		is.Equal(n, 1) // each image written once
 		_ = name
 	}
-	is.Equal(faults.WritesOf("batches/" + id + "/effects.json")["batches/"+id+"/effects.json"], 1) // settled once
+	st, err := a.platform.Ledger.Current(context.Background(), id)
+	is.NoErr(err)
+	final := ledger.SnapshotObject(id, st.Snapshot)
+	is.Equal(faults.WritesOf(final)[final], 1) // settled once: the final snapshot marks it
 	b := get(t, a.base+"/budget", nil)
 	is.Equal(b.doc["spentUsd"], 0.351) // 9 × $0.039, charged once
 	is.Equal(b.doc["reservedUsd"], 0.0)

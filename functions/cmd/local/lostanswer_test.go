@@ -111,9 +111,11 @@ func TestLostAnswersEverywhereChargeOnce(t *testing.T) {
 			is.Equal(c.Version, i+1) // no write applied twice
 		}
 	}
-	exists, err := a.platform.Bucket.Exists(ctx, ledger.EffectsObject(id))
+	f, err := a.platform.Finisher()
 	is.NoErr(err)
-	is.True(exists)                     // the effects ran at once
+	sd, err := f.Standing(ctx, id)
+	is.NoErr(err)
+	is.True(sd.Settled)                 // the effects ran at once
 	is.Equal(a.model.Calls(), int64(4)) // the model made four images
 	b := get(t, a.base+"/budget", nil)
 	is.Equal(b.doc["spentUsd"], 0.156)         // and exactly those were charged
@@ -334,22 +336,32 @@ func TestStartWithUnknownOutcomeHandsTheRowBack(t *testing.T) {
 	is.Equal(a.model.Calls(), int64(0))               // nothing was paid
 }
 
-// An effects claim that landed, but whose answer was lost and whose retry
-// failed for good, is the claimer's: it reads the claim, finds its own name
-// there, and runs the effects at once instead of leaving them until the claim
-// goes stale.
-func TestClaimWithUnknownOutcomeRunsTheEffects(t *testing.T) {
+// A final state that landed, but whose answer was lost and whose retry
+// failed for good, is the finisher's: it reads state.json back, finds the
+// state it wrote there, and runs the effects at once instead of leaving them
+// to whoever takes them over once the claim TTL has passed.
+func TestFinalStateWithUnknownOutcomeRunsTheEffects(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
 	a, u := unknownOutcomeStack(t)
-	m := liveManifest(t, a, "unknown claim", 1)
-	u.arm(ledger.BatchPrefix(m.BatchID) + "effects-claim.json")
-	ans, err := deliver(deadline(t, time.Minute), a, m)
+	m := liveManifest(t, a, "unknown final state", 1)
+	ctx := deadline(t, time.Minute)
+	// The batch has started already, so the next write of state.json is
+	// the final one.
+	_, _, err := a.platform.Ledger.Advance(ctx, m.BatchID, ledger.Op{Actor: "test"}, func(cur *ledger.State, op ledger.Op) (ledger.State, error) {
+		return ledger.StartBatch(cur, m.BatchID, 0, op)
+	})
+	is.NoErr(err)
+	u.arm(ledger.StateObject(m.BatchID))
+	ans, err := deliver(ctx, a, m)
 	is.NoErr(err)
 	is.Equal(ans.status, http.StatusOK) // the row and the batch finished
 	is.Equal(u.faults.Counts().LostAnswers, int64(1))
-	is.Equal(u.retriesRejected(), 1) // the claim's outcome was unknown to the claimer
-	exists, err := a.platform.Bucket.Exists(context.Background(), ledger.EffectsObject(m.BatchID))
+	is.Equal(u.retriesRejected(), 1) // the final state's outcome was unknown to its writer
+	st, err := a.platform.Ledger.Current(context.Background(), m.BatchID)
 	is.NoErr(err)
-	is.True(exists) // and the effects ran
+	is.True(st.Done())
+	snap, err := a.platform.Ledger.Snapshot(context.Background(), m.BatchID, st.Snapshot)
+	is.NoErr(err)
+	is.True(snap.Settled != nil) // and the effects ran
 }
