@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -27,7 +26,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -36,6 +34,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/functions/wire"
+	"github.com/assetgen/assetgen/scripts/proc"
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
 	"github.com/assetgen/assetgen/shared/client"
@@ -107,39 +106,21 @@ func serveEmulators() error {
 }
 
 // emulators starts the child and returns its addresses.
-func emulators() (gcs, tasks string, stop func(), err error) {
-	self, err := os.Executable()
+func emulators(ctx context.Context) (gcs, tasks string, stop func(), err error) {
+	c, line, err := proc.Start(ctx, []string{"-serve-emulators"})
 	if err != nil {
 		return "", "", nil, err
 	}
-	cmd := exec.Command(self, "-serve-emulators")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return "", "", nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", "", nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", "", nil, err
-	}
-	stop = func() {
-		_ = in.Close()
-		_ = cmd.Wait()
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
 	f := strings.Fields(line)
-	if err != nil || len(f) != 2 {
-		stop()
-		return "", "", nil, fmt.Errorf("the emulators did not start: %q %v", line, err)
+	if len(f) != 2 {
+		c.Stop()
+		return "", "", nil, fmt.Errorf("the emulators did not start: %q", line)
 	}
-	return f[0], f[1], stop, nil
+	return f[0], f[1], c.Stop, nil
 }
 
 func measure(ctx context.Context, o options) error {
-	gcs, tasks, stop, err := emulators()
+	gcs, tasks, stop, err := emulators(ctx)
 	if err != nil {
 		return err
 	}

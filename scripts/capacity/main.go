@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/functions/wire"
+	"github.com/assetgen/assetgen/scripts/proc"
 	"github.com/assetgen/assetgen/shared/api"
 	"github.com/assetgen/assetgen/shared/auth"
 	"github.com/assetgen/assetgen/shared/batch"
@@ -310,7 +311,7 @@ func (s *stack) step(ctx context.Context, o options, rate float64) (result, erro
 		}()
 	}
 	wg.Wait()
-	r := result{rate: rate, submitted: n, counts: s.faults.Counts(), load: loadAvg()}
+	r := result{rate: rate, submitted: n, counts: s.faults.Counts(), load: proc.LoadAverage()}
 	after := s.tasks.Stats()
 	r.tasks = devstack.TaskStats{Created: after.Created - tasksBefore.Created, Deliveries: after.Deliveries - tasksBefore.Deliveries,
 		Failures: after.Failures - tasksBefore.Failures}
@@ -474,18 +475,6 @@ func kindOf(name string) string {
 		}
 	}
 	return strings.Join(parts, "/")
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // --- the report ------------------------------------------------------------

@@ -34,6 +34,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/assetgen/assetgen/scripts/proc"
 )
 
 func main() {
@@ -99,7 +101,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if o.pid == 0 {
 		return errors.New("-pid is needed with -base: the stack's peak RSS is read from /proc/<pid>/status")
 	}
-	before, err := procStatus(o.pid, "VmRSS")
+	before, err := proc.RSS(o.pid)
 	if err != nil {
 		return err
 	}
@@ -107,7 +109,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		o.submits, o.rows*o.perList+o.perList, sizeText(o.size), o.hanging, o.base, o.pid, sizeText(before))
 
 	res := flood(ctx, o, host)
-	peak, err := procStatus(o.pid, "VmHWM")
+	peak, err := proc.PeakRSS(o.pid)
 	if err != nil {
 		return err
 	}
@@ -406,21 +408,6 @@ func freePort() (string, error) {
 	defer ln.Close()
 	_, port, err := net.SplitHostPort(ln.Addr().String())
 	return port, err
-}
-
-// procStatus reads a kB field (VmRSS, VmHWM) of /proc/<pid>/status, in bytes.
-func procStatus(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading the stack's memory (Linux /proc only): %w", err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
 
 func parseSize(s string) (int64, error) {

@@ -337,7 +337,7 @@ func (b *bench) requestRate(ctx context.Context, many int) error {
 			return err
 		}
 		stop := func() {
-			c.close()
+			c.Stop()
 			sctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
 			if err := b.hub.WaitIdle(sctx); err != nil {

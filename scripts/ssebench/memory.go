@@ -1,70 +1,40 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/assetgen/assetgen/scripts/proc"
 )
 
-// serverProc is a fresh server process (runServer) and its command pipes.
+// serverProc is a fresh server process (runServer) and its address.
 type serverProc struct {
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	out  *bufio.Reader
+	*proc.Child
 	addr string
 }
 
 // startServer starts a server process of kind with env added to this one's.
 func startServer(ctx context.Context, kind string, env []string) (*serverProc, error) {
-	self, err := os.Executable()
+	c, line, err := proc.Start(ctx, []string{"-serve", kind}, env...)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, "-serve", kind)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
+	addr, ok := strings.CutPrefix(line, "listening ")
+	if !ok {
+		c.Stop()
+		return nil, fmt.Errorf("%s server: %q", kind, line)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &serverProc{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	line, err := s.out.ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if err != nil || !ok {
-		s.stop()
-		return nil, fmt.Errorf("%s server: %q: %v", kind, line, err)
-	}
-	s.addr = addr
-	return s, nil
-}
-
-// ask sends one command and returns the answer line.
-func (s *serverProc) ask(cmd string) (string, error) {
-	if _, err := fmt.Fprintln(s.in, cmd); err != nil {
-		return "", err
-	}
-	line, err := s.out.ReadString('\n')
-	return strings.TrimSpace(line), err
+	return &serverProc{Child: c, addr: addr}, nil
 }
 
 func (s *serverProc) sample() (sample, error) {
 	var sm sample
-	line, err := s.ask("sample")
+	line, err := s.Ask("sample")
 	if err != nil {
 		return sm, err
 	}
@@ -74,16 +44,11 @@ func (s *serverProc) sample() (sample, error) {
 // wait returns once the server counts n open streams (or gives up after a
 // minute) and says how many it counts.
 func (s *serverProc) wait(n int) (int, error) {
-	line, err := s.ask("wait " + strconv.Itoa(n))
+	line, err := s.Ask("wait " + strconv.Itoa(n))
 	if err != nil {
 		return 0, err
 	}
 	return strconv.Atoi(strings.TrimPrefix(line, "streams "))
-}
-
-func (s *serverProc) stop() {
-	_ = s.in.Close()
-	_ = s.cmd.Wait()
 }
 
 // warmup is how many streams a server serves and closes before its baseline.
@@ -108,7 +73,7 @@ func (b *bench) measureServer(ctx context.Context, kind, path string, env []stri
 	if err != nil {
 		return r, err
 	}
-	defer s.stop()
+	defer s.Stop()
 	// A warm-up: code run on a server's first request is paged in, and what
 	// it builds once (clients' connections, caches) exists, before the
 	// baseline is read, so that per stream means per stream.
@@ -117,7 +82,7 @@ func (b *bench) measureServer(ctx context.Context, kind, path string, env []stri
 		return r, err
 	}
 	_, _ = s.wait(warmup)
-	warm.close()
+	warm.Stop()
 	if open, err := s.wait(0); err != nil || open != 0 {
 		return r, fmt.Errorf("%s: %d warm-up streams still open: %v", kind, open, err)
 	}
@@ -129,7 +94,7 @@ func (b *bench) measureServer(ctx context.Context, kind, path string, env []stri
 		return r, err
 	}
 	defer func() {
-		c.close()
+		c.Stop()
 		_, _ = s.wait(0)
 	}()
 	if got == 0 {
@@ -142,7 +107,7 @@ func (b *bench) measureServer(ctx context.Context, kind, path string, env []stri
 		return r, err
 	}
 	if profile != "" {
-		if _, err := s.ask("profile " + profile); err != nil {
+		if _, err := s.Ask("profile " + profile); err != nil {
 			return r, err
 		}
 	}
@@ -214,51 +179,32 @@ func (b *bench) compareMemory(ctx context.Context, ns []int, runs int) error {
 
 // --- the client process --------------------------------------------------------
 
+// clientProc is a client process (runChild) holding streams open; Stop
+// closes them and waits for it to exit.
 type clientProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	*proc.Child
 	limit string // why fewer streams than asked opened
 }
 
 // openStreams starts a client process that opens n streams of path on addr,
 // and returns once it is done connecting, with how many it opened.
 func openStreams(ctx context.Context, addr, path string, n int) (*clientProc, int, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, 0, err
-	}
-	cmd := exec.CommandContext(ctx, self, "-child", "-addr", addr, "-path", path, "-n", strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, 0, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, 0, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, 0, err
-	}
-	c := &clientProc{cmd: cmd, stdin: stdin}
 	// The child prints "ready <opened> <first error>" once done connecting.
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	ch, line, err := proc.Start(ctx, []string{"-child", "-addr", addr, "-path", path, "-n", strconv.Itoa(n)})
 	if err != nil {
-		c.close()
 		return nil, 0, fmt.Errorf("child: %w", err)
 	}
-	f := strings.SplitN(strings.TrimSpace(line), " ", 3)
+	c := &clientProc{Child: ch}
+	f := strings.SplitN(line, " ", 3)
+	if len(f) < 2 || f[0] != "ready" {
+		c.Stop()
+		return nil, 0, fmt.Errorf("child: %q", line)
+	}
 	got, _ := strconv.Atoi(f[1])
 	if len(f) == 3 {
 		c.limit = f[2]
 	}
 	return c, got, nil
-}
-
-// close tells the client to close its streams and waits for it to exit.
-func (c *clientProc) close() {
-	_ = c.stdin.Close()
-	_ = c.cmd.Wait()
 }
 
 // waitHub waits until the in-process hub counts n watchers.

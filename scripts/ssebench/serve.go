@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/assetgen/assetgen/functions/wire"
+	"github.com/assetgen/assetgen/scripts/proc"
 	"github.com/assetgen/assetgen/shared/config"
 	"github.com/assetgen/assetgen/shared/obs"
 	"github.com/assetgen/assetgen/shared/platform"
@@ -56,7 +57,8 @@ func measure() sample {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return sample{RSS: vmRSS(), Heap: ms.HeapInuse + ms.StackInuse, HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc, StackInuse: ms.StackInuse, Goroutines: runtime.NumGoroutine()}
+	rss, _ := proc.RSS(os.Getpid())
+	return sample{RSS: uint64(rss), Heap: ms.HeapInuse + ms.StackInuse, HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc, StackInuse: ms.StackInuse, Goroutines: runtime.NumGoroutine()}
 }
 
 // quietest is the least of three samples a tenth of a second apart, field by
@@ -71,24 +73,6 @@ func quietest() sample {
 		q.HeapAlloc, q.StackInuse, q.Goroutines = min(q.HeapAlloc, m.HeapAlloc), min(q.StackInuse, m.StackInuse), min(q.Goroutines, m.Goroutines)
 	}
 	return q
-}
-
-// vmRSS reads this process's resident set size from /proc/self/status.
-func vmRSS() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseUint(f[0], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
 }
 
 func writeHeapProfile(path string) error {

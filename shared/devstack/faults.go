@@ -36,6 +36,12 @@ type Faults struct {
 	rejectWrites int
 	rejectPrefix string
 	rejectWith   int
+	// holdWrites writes under holdPrefix wait for holdRelease before the
+	// emulator sees them; each is announced on holdSeen.
+	holdWrites  int
+	holdPrefix  string
+	holdRelease chan struct{}
+	holdSeen    chan string
 
 	lastWrite map[string]time.Time
 	counts    Counts
@@ -113,6 +119,32 @@ func (f *Faults) RejectWrites(prefix string, n, status int) {
 	f.rejectPrefix, f.rejectWrites, f.rejectWith = prefix, n, status
 }
 
+// HoldWrites holds the next n writes of objects whose names start with
+// prefix before the emulator sees them, until release is called (or the
+// request is abandoned), so that another request can overtake them, as when
+// two callers race for one object. held receives the name of each write as
+// it is held.
+func (f *Faults) HoldWrites(prefix string, n int) (held <-chan string, release func()) {
+	seen, gate := make(chan string, n), make(chan struct{})
+	var once sync.Once
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holdPrefix, f.holdWrites, f.holdRelease, f.holdSeen = prefix, n, gate, seen
+	return seen, func() { once.Do(func() { close(gate) }) }
+}
+
+// hold is the gate a write of object must wait at first, or nil.
+func (f *Faults) hold(kind, object string) chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if kind != "write" || f.holdWrites == 0 || object == "" || !strings.HasPrefix(object, f.holdPrefix) {
+		return nil
+	}
+	f.holdWrites--
+	f.holdSeen <- object // buffered for every write held
+	return f.holdRelease
+}
+
 // Counts returns the counters.
 func (f *Faults) Counts() Counts {
 	f.mu.Lock()
@@ -151,6 +183,13 @@ func (f *Faults) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		kind, object := classify(r)
+		if gate := f.hold(kind, object); gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		f.mu.Lock()
 		latency := f.latency
 		fail := 0

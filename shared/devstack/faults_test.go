@@ -63,3 +63,32 @@ func TestErrorShareFailsBeforeTheEmulator(t *testing.T) {
 	is.Equal(got.LostAnswers, int64(0))   // none was applied and lost
 	is.Equal(len(f.WritesOf("err/")), 6)  // every object landed
 }
+
+// A held write reaches the emulator only once released: a later write of
+// the same prefix overtakes it.
+func TestHeldWritesWaitForTheirRelease(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	f := devstack.NewFaults(1)
+	c := stacktest.Open(t, f)
+	ctx := context.Background()
+	held, release := f.HoldWrites("held/", 1)
+	defer release()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Bucket.CreateJSON(ctx, "held/first.json", map[string]int{"i": 1})
+		errc <- err
+	}()
+	is.Equal(<-held, "held/first.json") // the first write is held
+	_, err := c.Bucket.CreateJSON(ctx, "held/second.json", map[string]int{"i": 2})
+	is.NoErr(err) // the next one is not
+	first, err := c.Bucket.Exists(ctx, "held/first.json")
+	is.NoErr(err)
+	is.True(!first) // the held write has not landed
+	release()
+	is.NoErr(<-errc) // released, it lands
+	first, err = c.Bucket.Exists(ctx, "held/first.json")
+	is.NoErr(err)
+	is.True(first)
+	is.Equal(f.WritesOf("held/"), map[string]int{"held/first.json": 1, "held/second.json": 1})
+}
