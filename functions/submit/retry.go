@@ -383,8 +383,9 @@ func (s *server) repairRetry(ctx context.Context, r *http.Request, sub *submissi
 	op := ledger.Op{Actor: "retry/" + sub.user, RequestID: obs.RequestID(ctx), Now: s.now().UTC()}
 	if cerr := s.stopRound(ctx, m, round, op); cerr != nil {
 		log.Error("submit: cancelling an interrupted retry failed; the housekeeping job resumes it", "error", cerr)
-		detail = "retrying batch %s was interrupted after its rows began to be queued; the retry runs on as far as its tasks go, " +
-			"charged for what they make"
+		detail = "retrying batch %s was interrupted after its round was recorded, and stopping the round failed too: " +
+			"rows already queued run and are charged for what they make, and the housekeeping job resets and queues " +
+			"the rest of the round within about half an hour"
 	} else {
 		log.Warn("submit: retry interrupted after queueing began; cancelled")
 	}

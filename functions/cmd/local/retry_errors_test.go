@@ -209,7 +209,8 @@ func TestRetryThatCannotResetNorStopItsRound(t *testing.T) {
 	is.Equal(ans.str("code"), "RETRY_INTERRUPTED")
 	is.Equal(ans.str("batchId"), id)
 	is.True(strings.HasSuffix(ans.str("statusUrl"), "/batch/"+id))
-	is.True(!strings.Contains(ans.str("detail"), "cancelled")) // the round was not cancelled, and is not said to be
+	is.True(!strings.Contains(ans.str("detail"), "cancelled"))   // the round was not cancelled, and is not said to be
+	is.True(strings.Contains(ans.str("detail"), "housekeeping")) // the client is told what finishes it
 
 	is.NoErr(p.tasks.WaitIdle(deadline(t, 30*time.Second)))
 	is.Equal(p.tasks.Stats().Created, created) // no task was queued
