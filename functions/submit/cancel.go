@@ -52,6 +52,16 @@ func (s *server) handleCancel() http.Handler {
 // making. A cancel that fails half-way and is asked again changes only what
 // the first one did not.
 func (s *server) cancelBatch(ctx context.Context, m *ledger.Manifest, op ledger.Op) error {
+	st, err := s.Store.Current(ctx, m.BatchID)
+	if err == nil && st.Retry != nil && !st.Done() {
+		// An open retry round is stopped as an interrupted retry is: rows its
+		// retry never reset are reset as they are cancelled, or the round
+		// could not finish until the housekeeping job resumed it.
+		if err := s.stopRound(ctx, m, st.Round, op); err != nil {
+			return fmt.Errorf("submit: cancelling the retry round: %w", err)
+		}
+		return nil
+	}
 	if err := s.cancelRows(ctx, m, op); err != nil {
 		return fmt.Errorf("submit: cancelling the rows: %w", err)
 	}

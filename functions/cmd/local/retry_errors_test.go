@@ -227,4 +227,20 @@ func TestRetryThatCannotResetNorStopItsRound(t *testing.T) {
 	again := post(t, status+"/retry", `{"confirm":"CONFIRM"}`, nil)
 	is.Equal(again.status, http.StatusConflict)
 	is.Equal(again.str("code"), "BATCH_NOT_FINISHED") // the open round is not retried over
+
+	// The owner's cancel stops the open round now, rather than leaving it
+	// to the housekeeping job: its rows are reset and cancelled, and the
+	// answer is true.
+	c := post(t, status+"/cancel", "", nil)
+	is.Equal(c.status, http.StatusOK)
+	cancel := c.doc["cancel"].(map[string]any)
+	is.Equal(cancel["finished"], true)
+	is.Equal(cancel["releasedUsd"], 0.351)
+	s, r = spent(t, p)
+	is.Equal(micros(s), 117000.0) // nothing more charged
+	is.Equal(micros(r), 0.0)      // and the round's reservation released, as the answer says
+	cur, err = p.platform.Ledger.Current(context.Background(), id)
+	is.NoErr(err)
+	is.True(cur.Done()) // the round finished
+	is.Equal(p.tasks.Stats().Created, created)
 }
