@@ -118,9 +118,10 @@ func (s *server) checkQueued(ctx context.Context, sub *submission) error {
 // user's rows in unfinished batches over the cap (MaxQueuedRows), leaving
 // out the batch except. It uses the count once. Submits of one user that
 // overlap each count only the markers that exist when their listing runs, so
-// together they can pass the cap by the rows of the overlapping batches; a
-// batch counted beside its writes lists when its marker lands, which narrows
-// that window rather than widening it.
+// together they can pass the cap by the rows of the overlapping batches. A
+// batch counted beside its writes lists while its own marker lands, so an
+// overlapping submit is likelier to see it: that narrows the window, never
+// widens it, and near the cap both submits may be refused.
 func (s *server) applyCap(ctx context.Context, sub *submission, except string) error {
 	c := sub.count
 	if c == nil {

@@ -110,7 +110,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	if err := batch.CheckConfirm(req); err != nil {
 		return resp, err
 	}
-	// The flags are read from memory; a batch they allow is counted at once,
+	// The flags are a cached copy; a batch they allow is counted at once,
 	// beside the key's look-up and whatever else comes before its writes.
 	flagsErr := s.checkFlags(ctx, sub)
 	if flagsErr == nil {
