@@ -137,4 +137,5 @@ type server struct {
 	now     func() time.Time
 	sheets  *sheetGrants
 	uploads *uploads.Uploads
+	hints   capHints
 }

@@ -70,6 +70,10 @@ type submission struct {
 	// key recorded it.
 	m       *ledger.Manifest
 	existed bool
+	// count is the caller's queued rows being counted, until the cap is
+	// applied; countBeside says the batch is written while it is counted.
+	count       *queuedCount
+	countBeside bool
 	// queuing is set once a task of the batch may exist: from then on a
 	// failure cancels the batch through the ledger instead of undoing it.
 	queuing bool
@@ -84,8 +88,9 @@ const writeTimeout = 30 * time.Second
 const repairTimeout = 15 * time.Second
 
 // submit runs the checks in their fixed order — decode and validate, typed
-// confirmation, feature flags, budget — before anything is written; then it
-// records and queues the batch (write).
+// confirmation, feature flags, queued-row cap, budget — before anything is
+// written (the cap may wait until the batch's first writes: beforeWrites);
+// then it records and queues the batch (write).
 func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.SubmitResponse, err error) {
 	ctx := r.Context()
 	p, _ := auth.From(ctx)
@@ -105,19 +110,30 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 	if err := batch.CheckConfirm(req); err != nil {
 		return resp, err
 	}
+	// The flags are a cached copy; a batch they allow is counted at once,
+	// beside the key's look-up and whatever else comes before its writes.
+	flagsErr := s.checkFlags(ctx, sub)
+	if flagsErr == nil {
+		sub.count = s.startCount(ctx, sub.user)
+	}
 	// A retry of an accepted submit gets its batch back before any other check:
 	// the batch exists and is reserved, whatever the flags or the budget say now.
 	if sub.key != "" {
 		rec, live, err := s.Keys.Peek(ctx, sub.user, sub.key)
 		switch {
 		case err != nil:
+			sub.count.drop()
 			return resp, fmt.Errorf("submit: reading the idempotency key: %w", err)
 		case live && rec.BodySHA256 != sub.bodyHash:
+			sub.count.drop()
 			return resp, conflict()
 		case live && rec.Committed:
+			sub.count.drop()
 			sub.day = budgetDay(rec)
 			return s.replay(ctx, r, sub, rec.BatchID)
 		case live:
+			sub.count.drop()
+			sub.count = nil
 			sub.retryOf = rec.BatchID // an earlier attempt got part-way: finish it
 		}
 	}
@@ -129,32 +145,32 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 		sub.estimate += budget.FromUSD(r.PriceUSD) * budget.Micros(r.Variants)
 	}
 	if sub.retryOf == "" {
-		if err := s.checkFlags(ctx, sub); err != nil {
-			return resp, err
-		}
-		if err := s.checkQueued(ctx, sub); err != nil {
-			return resp, err
+		if flagsErr != nil {
+			return resp, flagsErr
 		}
 		if sh := sub.spec.Sheet; sh != nil {
 			if err := s.sheets.allow(ctx, sub.user, sh.SpreadsheetID); err != nil {
-				return resp, err
+				return resp, s.capFirst(ctx, sub, err)
 			}
 		}
 		if sub.spec.RunMode == ledger.Live {
 			if err := s.preflight(ctx, sub); err != nil {
-				return resp, err
+				return resp, s.capFirst(ctx, sub, err)
 			}
 		}
 	}
 	rctx, err := s.checkUploads(ctx, req, sub.spec, sub.user)
 	if err != nil {
-		return resp, err
+		return resp, s.capFirst(ctx, sub, err)
 	}
 	if sub.refs, err = s.resolveRefs(rctx, req, sub.spec, min(batch.MaxMergedRefs, model.MaxRefs)); err != nil {
-		return resp, err
+		return resp, s.capFirst(ctx, sub, err)
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
+	if err := s.beforeWrites(wctx, sub); err != nil {
+		return resp, err
+	}
 	return s.write(wctx, r, sub)
 }
 
@@ -167,6 +183,9 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) (resp api.Submit
 // with it gets the same batch back.
 func (s *server) write(ctx context.Context, r *http.Request, sub *submission) (resp api.SubmitResponse, err error) {
 	defer func() {
+		if sub.countBeside {
+			s.hints.end(sub.user)
+		}
 		if err != nil {
 			err = s.repair(ctx, r, sub, err)
 		}
@@ -179,6 +198,12 @@ func (s *server) write(ctx context.Context, r *http.Request, sub *submission) (r
 		return s.replay(ctx, r, sub, batchID)
 	}
 	m, err := s.record(ctx, sub, batchID)
+	// A batch written while it was counted is held to the cap now, before
+	// any of its tasks can exist; the cap's refusal is the answer even when
+	// a write failed too, and either way the rollback removes the batch.
+	if cerr := s.besideWrites(ctx, sub, batchID); cerr != nil {
+		return resp, cerr
+	}
 	if err != nil {
 		return resp, err
 	}
@@ -218,6 +243,9 @@ func (s *server) write(ctx context.Context, r *http.Request, sub *submission) (r
 		return resp, err
 	}
 	sub.undo = nil
+	if !sub.existed && s.cfg.MaxQueuedRows > 0 {
+		s.hints.accepted(sub.user, len(m.Rows), s.now())
+	}
 	obs.Logger(ctx).Info("submit: batch accepted", "batchId", m.BatchID, "rows", len(m.Rows), "images", m.Images(),
 		"runMode", m.RunMode, "estimateUsd", m.EstimateUSD, "retried", sub.existed)
 	return s.answer(r, m, sub.account, rows), nil
@@ -287,16 +315,24 @@ func (s *server) resolveRefs(ctx context.Context, req batch.Request, spec batch.
 }
 
 // preflight refuses a live batch the budget cannot cover, before any write. The
-// reservation later enforces the same limit atomically.
+// reservation later enforces the same limit atomically. The caller's budget
+// and the deployment's are read at once; the caller's refusal comes first.
 func (s *server) preflight(ctx context.Context, sub *submission) error {
+	var g errgroup.Group
+	var total error
+	g.Go(func() error {
+		total = s.preflightTotal(ctx, sub)
+		return nil
+	})
 	acct, err := s.Budgets.Get(ctx, sub.user, sub.day)
+	_ = g.Wait()
 	if err != nil {
 		return fmt.Errorf("submit: reading the budget: %w", err)
 	}
 	if t := acct.Sum(); sub.estimate > t.Remaining {
 		return exceeded(sub.estimate, t)
 	}
-	return s.preflightTotal(ctx, sub)
+	return total
 }
 
 func exceeded(estimate budget.Micros, t budget.Totals) error {
@@ -427,7 +463,9 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	})
 	err := s.Store.CreateManifest(ctx, m)
 	aerr := g.Wait()
-	if marked != nil {
+	// A marker whose write failed is undone with the batch, unless the
+	// batch is an earlier attempt's: the marker may be that attempt's too.
+	if marked != nil && (merr == nil || !errors.Is(err, ledger.ErrExists)) {
 		sub.undo = append(sub.undo, marked)
 	}
 	if err == nil && aerr != nil {

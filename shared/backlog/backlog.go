@@ -78,29 +78,64 @@ type Markers struct {
 // New returns the markers in b.
 func New(b *bucket.Bucket) *Markers { return &Markers{b: b, now: time.Now} }
 
-// Rows counts user's rows in unfinished batches, with one listing.
-func (k *Markers) Rows(ctx context.Context, user string) (int, error) {
-	since := k.now().Add(-Horizon)
+// Queued is what one listing of a user's markers found: the rows of each of
+// their unfinished batches, by batch id.
+type Queued map[string]int
+
+// Rows are the rows of every batch in q but except: a submit that counts
+// while it writes its own marker may or may not find it in the listing.
+func (q Queued) Rows(except string) int {
 	total := 0
-	for a, err := range k.b.List(ctx, bucket.Query{Prefix: UserPrefix(user)}) {
-		if err != nil {
-			return 0, fmt.Errorf("backlog: counting queued rows: %w", err)
-		}
-		if _, rows, ok := Parse(a.Name); ok && a.Created.After(since) {
+	for id, rows := range q {
+		if id != except {
 			total += rows
 		}
 	}
-	return total, nil
+	return total
 }
 
-// Mark records e's batch as unfinished. It reports whether this call made the
-// marker (false: an earlier attempt of the same submit did).
-func (k *Markers) Mark(ctx context.Context, e Entry) (bool, error) {
+// Queued lists user's unfinished batches, with one listing.
+func (k *Markers) Queued(ctx context.Context, user string) (Queued, error) {
+	since := k.now().Add(-Horizon)
+	q := Queued{}
+	for a, err := range k.b.List(ctx, bucket.Query{Prefix: UserPrefix(user)}) {
+		if err != nil {
+			return nil, fmt.Errorf("backlog: counting queued rows: %w", err)
+		}
+		if id, rows, ok := Parse(a.Name); ok && a.Created.After(since) {
+			q[id] = rows
+		}
+	}
+	return q, nil
+}
+
+// Rows counts user's rows in unfinished batches, with one listing.
+func (k *Markers) Rows(ctx context.Context, user string) (int, error) {
+	q, err := k.Queued(ctx, user)
+	return q.Rows(""), err
+}
+
+// Mark records e's batch as unfinished. It returns the generation of the
+// marker this call made (0: an earlier attempt of the same submit made it).
+func (k *Markers) Mark(ctx context.Context, e Entry) (int64, error) {
 	res, err := k.b.Create(ctx, e.Object(), nil, bucket.Meta{ContentType: "text/plain"})
 	if err != nil {
-		return false, fmt.Errorf("backlog: marking batch %s queued: %w", e.BatchID, err)
+		return 0, fmt.Errorf("backlog: marking batch %s queued: %w", e.BatchID, err)
 	}
-	return res.Outcome == bucket.Won, nil
+	if res.Outcome != bucket.Won {
+		return 0, nil
+	}
+	return res.Generation, nil
+}
+
+// ClearAt deletes e's marker if it is still generation gen, the one Mark
+// made. Unlike Clear, it survives a lost answer: a delete that names its
+// generation is idempotent, so the storage client retries it.
+func (k *Markers) ClearAt(ctx context.Context, e Entry, gen int64) error {
+	if err := k.b.DeleteAt(ctx, e.Object(), gen); err != nil {
+		return fmt.Errorf("backlog: clearing batch %s: %w", e.BatchID, err)
+	}
+	return nil
 }
 
 // Clear deletes e's marker; a marker already gone is no error.

@@ -45,3 +45,24 @@ func TestParseRejectsForeignNames(t *testing.T) {
 		}
 	}
 }
+
+func TestQueuedRowsLeaveOutOneBatch(t *testing.T) {
+	a, b := batch.NewID(), batch.NewID()
+	q := backlog.Queued{a: 3, b: 7}
+	for _, tc := range []struct {
+		except string
+		want   int
+	}{
+		{"", 10},
+		{a, 7},
+		{b, 3},
+		{batch.NewID(), 10}, // a batch whose marker the listing did not show
+	} {
+		if got := q.Rows(tc.except); got != tc.want {
+			t.Errorf("Rows(%q) = %d, want %d", tc.except, got, tc.want)
+		}
+	}
+	if got := backlog.Queued(nil).Rows(""); got != 0 {
+		t.Errorf("Rows of nothing = %d", got)
+	}
+}
