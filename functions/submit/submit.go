@@ -433,8 +433,13 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	// never a manifest an earlier attempt wrote. The batch leaves its owner's
 	// list before its objects go.
 	index := batchindex.New(s.Bucket)
+	var listed int64 // the entry's generation, when this call made it
 	undo := func(ctx context.Context) {
-		if err := index.Remove(ctx, m.Owner, batchID); err != nil {
+		unlist := func(ctx context.Context) error { return index.Remove(ctx, m.Owner, batchID) }
+		if listed != 0 {
+			unlist = func(ctx context.Context) error { return index.RemoveAt(ctx, m.Owner, batchID, listed) }
+		}
+		if err := unlist(ctx); err != nil {
 			obs.Logger(ctx).Error("submit: rollback could not unlist the batch; the lifecycle rule of users/ removes the entry", "batchId", batchID, "error", err)
 		}
 		if err := s.Store.DeleteBatch(ctx, batchID); err != nil {
@@ -454,7 +459,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	var marked func(context.Context)
 	g.Go(func() error { return s.accept(ctx, m) })
 	g.Go(func() error {
-		_, lerr = index.Add(ctx, batchindex.FromManifest(m))
+		listed, lerr = index.Add(ctx, batchindex.FromManifest(m))
 		return nil
 	})
 	g.Go(func() error {

@@ -108,26 +108,40 @@ type Index struct {
 // New returns the index in b.
 func New(b *bucket.Bucket) *Index { return &Index{b: b} }
 
-// Add writes e's entry once. It reports whether this call made it (false: an
-// earlier attempt of the same submit did, and the batch is listed once).
-func (x *Index) Add(ctx context.Context, e Entry) (bool, error) {
+// Add writes e's entry once. It answers the entry's generation when this call
+// made it (0: an earlier attempt of the same submit did, and the batch is
+// listed once).
+func (x *Index) Add(ctx context.Context, e Entry) (int64, error) {
 	meta, err := json.Marshal(e)
 	if err != nil {
-		return false, fmt.Errorf("batchindex: encoding the entry of %s: %w", e.BatchID, err)
+		return 0, fmt.Errorf("batchindex: encoding the entry of %s: %w", e.BatchID, err)
 	}
 	res, err := x.b.Create(ctx, Object(e.User, e.BatchID), nil, bucket.Meta{
 		ContentType: "text/plain", Metadata: map[string]string{metaKey: string(meta)},
 	})
 	if err != nil {
-		return false, fmt.Errorf("batchindex: listing batch %s: %w", e.BatchID, err)
+		return 0, fmt.Errorf("batchindex: listing batch %s: %w", e.BatchID, err)
 	}
-	return res.Outcome == bucket.Won, nil
+	if res.Outcome != bucket.Won {
+		return 0, nil
+	}
+	return res.Generation, nil
 }
 
 // Remove deletes the entry of user's batch; an entry already gone is no
 // error.
 func (x *Index) Remove(ctx context.Context, user, batchID string) error {
 	if err := x.b.Delete(ctx, Object(user, batchID)); err != nil {
+		return fmt.Errorf("batchindex: unlisting batch %s: %w", batchID, err)
+	}
+	return nil
+}
+
+// RemoveAt deletes the entry of user's batch if it is still generation gen
+// (the one Add made): a delete with a precondition, which the storage client
+// retries.
+func (x *Index) RemoveAt(ctx context.Context, user, batchID string, gen int64) error {
+	if err := x.b.DeleteAt(ctx, Object(user, batchID), gen); err != nil {
 		return fmt.Errorf("batchindex: unlisting batch %s: %w", batchID, err)
 	}
 	return nil

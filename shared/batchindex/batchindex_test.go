@@ -110,11 +110,11 @@ func TestListPagesNewestFirstWithOneListingEach(t *testing.T) {
 			Rows: []ledger.ManifestRow{{Variants: 1 + i%3}, {Index: 1, Variants: 2}}}
 		created, err := x.Add(ctx, batchindex.FromManifest(m))
 		is.NoErr(err)
-		is.True(created) // a new entry
+		is.True(created != 0) // a new entry, at its generation
 		ids = append(ids, m.BatchID)
 		again, err := x.Add(ctx, batchindex.FromManifest(m))
 		is.NoErr(err)
-		is.True(!again) // a second add of the same batch finds it
+		is.Equal(again, int64(0)) // a second add of the same batch finds it
 	}
 	_, err := x.Add(ctx, batchindex.Entry{User: "bob", BatchID: batch.NewID(), Variants: []int{1}})
 	is.NoErr(err)
@@ -166,4 +166,18 @@ func TestListPagesNewestFirstWithOneListingEach(t *testing.T) {
 	is.Equal(next, "")                // one page holds the rest
 	is.Equal(len(page), 6)            // the removed entry is gone
 	is.Equal(page[0].BatchID, ids[1]) // and the next newest leads
+
+	// A rollback removes the entry it made, by generation, and nothing else.
+	e := batchindex.Entry{User: "carol", BatchID: batch.NewID(), Variants: []int{1}}
+	gen, err := x.Add(ctx, e)
+	is.NoErr(err)
+	is.NoErr(x.RemoveAt(ctx, e.User, e.BatchID, gen+1)) // another generation: left alone
+	page, _, err = x.List(ctx, e.User, "", 10)
+	is.NoErr(err)
+	is.Equal(len(page), 1)
+	is.NoErr(x.RemoveAt(ctx, e.User, e.BatchID, gen))
+	is.NoErr(x.RemoveAt(ctx, e.User, e.BatchID, gen)) // gone already: no error
+	page, _, err = x.List(ctx, e.User, "", 10)
+	is.NoErr(err)
+	is.Equal(len(page), 0) // its own generation: removed
 }
