@@ -13,6 +13,7 @@ import (
 
 	"github.com/assetgen/assetgen/shared/imagegen"
 	"github.com/assetgen/assetgen/shared/ledger"
+	"github.com/assetgen/assetgen/shared/ledgerstore"
 	"github.com/assetgen/assetgen/shared/metrics"
 	"github.com/assetgen/assetgen/shared/models"
 	"github.com/assetgen/assetgen/shared/obs"
@@ -35,8 +36,9 @@ type rowOutcome struct {
 // results and finishes the row — or releases it for a retry. When req ends, no
 // variant starts any more, and those already started are still made and
 // recorded within ctx.
-func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row ledger.Row, holder string, gen imagegen.Generator, lastAttempt bool) (rowOutcome, error) {
+func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, start ledgerstore.StoredRow, holder string, gen imagegen.Generator, lastAttempt bool) (rowOutcome, error) {
 	claimed := h.now() // the claim has just read the row
+	row := start.Row
 	mr := m.Rows[row.Index]
 	var open []int
 	for i, v := range row.Variants {
@@ -102,7 +104,7 @@ func (h *handler) generateRow(ctx, req context.Context, m *ledger.Manifest, row 
 		close(results)
 	}()
 
-	rec := recorder{h: h, m: m, row: row.Index, holder: holder, req: req, lastWrite: h.now()}
+	rec := recorder{h: h, m: m, row: row.Index, holder: holder, req: req, stored: start, lastWrite: h.now()}
 	return rec.run(ctx, results, retries, stopStarting, lastAttempt)
 }
 
@@ -369,12 +371,21 @@ func extension(mime string) string {
 // recorder writes a row's results. Cloud Storage sustains one write per second
 // per object, so results closer than MinWriteGap are coalesced into one write,
 // and the last results share the finishing write.
+//
+// Each write is conditioned on the generation of the recorder's own last write
+// (the claim, at first) and applied to the row as it wrote it, without reading
+// the row again: while the attempt holds the lease, nobody else writes the row
+// but a cancel request or a takeover, and either makes the write meet a newer
+// generation, which is then read and judged (a cancel is honoured, a lost lease
+// refused).
 type recorder struct {
-	h         *handler
-	m         *ledger.Manifest
-	row       int
-	holder    string
-	req       context.Context
+	h      *handler
+	m      *ledger.Manifest
+	row    int
+	holder string
+	req    context.Context
+	// stored is the row as this attempt last wrote it, at its generation.
+	stored    ledgerstore.StoredRow
 	lastWrite time.Time
 	pending   []ledger.VariantResult
 }
@@ -487,11 +498,12 @@ func unfinished(r ledger.Row) bool {
 }
 
 func (rec *recorder) write(ctx context.Context, fn func(ledger.Row) (ledger.Row, error)) (ledger.Row, error) {
-	row, err := rec.h.store.UpdateRow(ctx, rec.m, rec.row, fn)
+	stored, err := rec.h.store.UpdateRowFrom(ctx, rec.m, rec.row, rec.stored, fn)
 	if err == nil {
+		rec.stored = stored
 		rec.lastWrite = rec.h.now()
 	}
-	return row, err
+	return stored.Row, err
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

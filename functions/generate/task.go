@@ -80,16 +80,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // request, whose end stops the attempt from starting more model calls. A nil
 // error (2xx) means Cloud Tasks may forget the task; an error asks for a retry.
 func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (string, error) {
-	m, err := h.store.Manifest(ctx, t.BatchID)
-	if errors.Is(err, ledger.ErrNotFound) {
+	// The manifest and the row are read together; the claim is then written
+	// against the generation read.
+	m, cur, err := h.store.ManifestAndRow(ctx, t.BatchID, t.Row)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound) && m == nil:
 		// The submit rolled back, or the batch was pruned: nothing to do, ever.
 		return "dropped: no such batch", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("generate: reading the manifest: %w", err)
-	}
-	if t.Row >= len(m.Rows) {
+	case errors.Is(err, ledger.ErrNotFound):
 		return "dropped: no such row", nil
+	case err != nil:
+		return "", fmt.Errorf("generate: reading the manifest and the row: %w", err)
 	}
 	if err := req.Err(); err != nil {
 		// Nothing is spent yet: the row is left to the task's retry.
@@ -97,9 +98,10 @@ func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (strin
 	}
 	holder := newHolder()
 	op := h.op(ctx, holder)
-	row, err := h.store.UpdateRow(ctx, m, t.Row, func(r ledger.Row) (ledger.Row, error) {
+	claimed, err := h.store.UpdateRowFrom(ctx, m, t.Row, cur, func(r ledger.Row) (ledger.Row, error) {
 		return ledger.Start(r, op, holder, h.cfg.Lease)
 	})
+	row := claimed.Row
 	switch {
 	case errors.Is(err, ledger.ErrTerminal):
 		return "skipped: row already " + string(row.Status), h.finishBatch(ctx, m)
@@ -124,7 +126,7 @@ func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (strin
 		started.Go(func() error { h.markStarted(ctx, m, t.Row, op); return nil })
 	}
 	lastAttempt := d.retries+1 >= h.cfg.MaxAttempts
-	res, err := h.generateRow(ctx, req, m, row, holder, h.gens[m.RunMode], lastAttempt)
+	res, err := h.generateRow(ctx, req, m, claimed, holder, h.gens[m.RunMode], lastAttempt)
 	_ = started.Wait()
 	if err != nil {
 		// Hand the row back so the retry need not wait for the lease to expire.

@@ -448,14 +448,42 @@ func newWriteID() string {
 // or found already right (Unchanged). A write whose answer was lost but which
 // landed is Won, never applied twice.
 func Update[T any](ctx context.Context, b *Bucket, name string, fn func(cur T, exists bool) (T, error)) (T, Result, error) {
+	return update(ctx, b, name, nil, fn)
+}
+
+// Stored is a JSON object's value as its holder last read or wrote it, at
+// Generation (0: there was no object).
+type Stored[T any] struct {
+	Value      T
+	Generation int64
+}
+
+// UpdateFrom is Update for a caller that holds the object as it last read or
+// wrote it: fn is applied to from and the write is conditioned on from's
+// generation, with no read first. Only when the object changed since (the
+// write meets another writer's object) is it read and fn re-applied, as
+// Update does. A write whose answer was lost but which landed is still Won.
+func UpdateFrom[T any](ctx context.Context, b *Bucket, name string, from Stored[T], fn func(cur T, exists bool) (T, error)) (T, Result, error) {
+	return update(ctx, b, name, &from, fn)
+}
+
+// update runs the compare-and-swap loop, from a held state when from is set.
+func update[T any](ctx context.Context, b *Bucket, name string, from *Stored[T], fn func(cur T, exists bool) (T, error)) (T, Result, error) {
 	bo := b.policy.CASBackoff
 	for attempt := 1; ; attempt++ {
 		var cur T
-		gen, err := b.readJSON(ctx, name, 0, &cur)
-		exists := err == nil
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return cur, Result{}, err
+		var gen int64
+		var err error
+		held := from != nil
+		if held {
+			cur, gen, from = from.Value, from.Generation, nil
+		} else {
+			gen, err = b.readJSON(ctx, name, 0, &cur)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return cur, Result{}, err
+			}
 		}
+		exists := gen != 0
 		// On ErrNoChange (and on errors) fn returns the state it judged, which
 		// for a missing object is its default, not the zero value.
 		next, err := fn(cur, exists)
@@ -483,6 +511,10 @@ func Update[T any](ctx context.Context, b *Bucket, name string, fn func(cur T, e
 		metrics.LedgerConflicts.Inc()
 		if attempt >= b.policy.CASAttempts {
 			return cur, Result{}, &Error{Op: Write, Object: name, Err: fmt.Errorf("%d attempts lost the race: %w", attempt, ErrContended)}
+		}
+		if held {
+			// The held state was outdated, not raced for: read it again at once.
+			continue
 		}
 		if err := gax.Sleep(ctx, bo.Pause()); err != nil {
 			return cur, Result{}, &Error{Op: Write, Object: name, Err: err}

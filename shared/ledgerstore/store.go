@@ -116,7 +116,68 @@ func (s *Store) UpdateRow(ctx context.Context, m *ledger.Manifest, row int, fn f
 	if row < 0 || row >= len(m.Rows) {
 		return ledger.Row{}, fmt.Errorf("ledgerstore: batch %s has no row %d: %w", m.BatchID, row, ledger.ErrNotFound)
 	}
-	r, _, err := bucket.Update(ctx, s.b, ledger.RowObject(m.BatchID, row), func(cur ledger.Row, exists bool) (ledger.Row, error) {
+	r, _, err := bucket.Update(ctx, s.b, ledger.RowObject(m.BatchID, row), rowUpdate(m, row, fn))
+	return r, err
+}
+
+// StoredRow is a row as its writer last read or wrote it, with the generation
+// of the row object then (0: no object yet, the row as submitted).
+type StoredRow struct {
+	Row        ledger.Row
+	Generation int64
+}
+
+// ManifestAndRow reads a batch's manifest and one row's state together, in
+// one round trip: what a row task starts from. ledger.ErrNotFound with a nil
+// manifest means there is no such batch; with the manifest, no such row.
+func (s *Store) ManifestAndRow(ctx context.Context, batchID string, row int) (*ledger.Manifest, StoredRow, error) {
+	var m *ledger.Manifest
+	var r ledger.Row
+	var gen int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		m, err = s.Manifest(gctx, batchID)
+		return err
+	})
+	g.Go(func() (err error) {
+		gen, err = s.b.ReadJSON(gctx, ledger.RowObject(batchID, row), &r)
+		if errors.Is(err, bucket.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	err := g.Wait()
+	switch {
+	case m == nil && err != nil:
+		return nil, StoredRow{}, err
+	case row < 0 || row >= len(m.Rows):
+		return m, StoredRow{}, fmt.Errorf("ledgerstore: batch %s has no row %d: %w", batchID, row, ledger.ErrNotFound)
+	case err != nil:
+		return m, StoredRow{}, err
+	case gen == 0:
+		r = ledger.NewRow(m.Rows[row])
+	}
+	return m, StoredRow{Row: r, Generation: gen}, nil
+}
+
+// UpdateRowFrom is UpdateRow for a writer that holds the row as it last read
+// or wrote it: fn is applied to from and written if the row object is still at
+// from's generation, without reading it first. Only when another writer
+// changed the row since is it read and fn re-applied. It returns the row as
+// stored and its generation, for the writer's next update.
+func (s *Store) UpdateRowFrom(ctx context.Context, m *ledger.Manifest, row int, from StoredRow, fn func(ledger.Row) (ledger.Row, error)) (StoredRow, error) {
+	if row < 0 || row >= len(m.Rows) {
+		return StoredRow{}, fmt.Errorf("ledgerstore: batch %s has no row %d: %w", m.BatchID, row, ledger.ErrNotFound)
+	}
+	held := bucket.Stored[ledger.Row]{Value: from.Row, Generation: from.Generation}
+	r, res, err := bucket.UpdateFrom(ctx, s.b, ledger.RowObject(m.BatchID, row), held, rowUpdate(m, row, fn))
+	return StoredRow{Row: r, Generation: res.Generation}, err
+}
+
+// rowUpdate adapts a row transition to bucket.Update: a missing object is the
+// row as submitted, and ledger.ErrNoChange skips the write.
+func rowUpdate(m *ledger.Manifest, row int, fn func(ledger.Row) (ledger.Row, error)) func(ledger.Row, bool) (ledger.Row, error) {
+	return func(cur ledger.Row, exists bool) (ledger.Row, error) {
 		if !exists {
 			cur = ledger.NewRow(m.Rows[row])
 		}
@@ -125,8 +186,7 @@ func (s *Store) UpdateRow(ctx context.Context, m *ledger.Manifest, row int, fn f
 			return next, bucket.ErrNoChange
 		}
 		return next, err
-	})
-	return r, err
+	}
 }
 
 // Rows reads every row of a batch, concurrently.
