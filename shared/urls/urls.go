@@ -4,6 +4,7 @@
 package urls
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -62,18 +63,44 @@ func New(bucket *storage.BucketHandle, o Options) (*Signer, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Signer{
-		bucket: bucket,
-		base: storage.SignedURLOptions{
-			Scheme:         storage.SigningSchemeV4,
-			Method:         "GET",
-			GoogleAccessID: o.GoogleAccessID,
-			PrivateKey:     o.PrivateKey,
-			Insecure:       o.Insecure,
-		},
-		ttl: o.TTL,
-		now: o.Now,
-	}, nil
+	base := storage.SignedURLOptions{
+		Scheme:         storage.SigningSchemeV4,
+		Method:         "GET",
+		GoogleAccessID: o.GoogleAccessID,
+		Insecure:       o.Insecure,
+	}
+	if len(o.PrivateKey) > 0 {
+		// Given the key, the storage client would parse it for every URL;
+		// parsed once, it signs the same bytes.
+		key, err := parseKey(o.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		base.SignBytes = func(b []byte) ([]byte, error) {
+			sum := sha256.Sum256(b)
+			return rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+		}
+	}
+	return &Signer{bucket: bucket, base: base, ttl: o.TTL, now: o.Now}, nil
+}
+
+// parseKey reads a PEM (or DER) RSA private key, PKCS #8 or PKCS #1, as the
+// storage client does.
+func parseKey(b []byte) (*rsa.PrivateKey, error) {
+	if block, _ := pem.Decode(b); block != nil {
+		b = block.Bytes
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(b)
+	if err != nil {
+		if parsed, err = x509.ParsePKCS1PrivateKey(b); err != nil {
+			return nil, fmt.Errorf("urls: the signing key is not an RSA private key: %w", err)
+		}
+	}
+	key, ok := parsed.(*rsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("urls: the signing key is not an RSA private key")
+	}
+	return key, nil
 }
 
 // TTL is how long URLs from this signer stay valid.

@@ -149,3 +149,31 @@ func TestSignedGetVerifies(t *testing.T) {
 	is.NoErr(devstack.VerifySignedURL(r, pub, time.Now()))                                                 // a GET URL reads
 	is.Equal(refusal(devstack.VerifySignedURL(r, pub, signed.Expires.Add(2*time.Second))), "ExpiredToken") // until it expires
 }
+
+// The signer parses its key once, when it is made: an unusable key is refused
+// there, and a URL is the one the storage client signs with the key itself.
+func TestSignerParsesItsKeyOnce(t *testing.T) {
+	is := is.New(t)
+	key, err := urls.LoadOrCreateKey(filepath.Join(t.TempDir(), "key.pem"))
+	is.NoErr(err)
+	sc, err := storage.NewClient(context.Background(), option.WithoutAuthentication(), option.WithEndpoint("http://127.0.0.1:4443/storage/v1/"))
+	is.NoErr(err)
+	t.Cleanup(func() { sc.Close() })
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	o := urls.Options{TTL: time.Hour, GoogleAccessID: urls.LocalAccessID, PrivateKey: key, Insecure: true, Now: func() time.Time { return at }}
+
+	s, err := urls.New(sc.Bucket("b"), o)
+	is.NoErr(err)
+	got, err := s.Sign("batches/x/images/r00-v0.png")
+	is.NoErr(err)
+	want, err := sc.Bucket("b").SignedURL("batches/x/images/r00-v0.png", &storage.SignedURLOptions{
+		Scheme: storage.SigningSchemeV4, Method: "GET", GoogleAccessID: urls.LocalAccessID,
+		PrivateKey: key, Insecure: true, Expires: at.Add(time.Hour),
+	})
+	is.NoErr(err)
+	is.Equal(got.URL, want) // the same URL, signature included
+
+	o.PrivateKey = []byte("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+	_, err = urls.New(sc.Bucket("b"), o)
+	is.True(err != nil) // refused when the signer is made, not at each URL
+}
