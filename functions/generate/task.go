@@ -29,6 +29,9 @@ type handler struct {
 	gens     Generators
 	finisher *completion.Finisher
 	now      func() time.Time
+	// starts and finishes coalesce the batch-level updates of the rows of a
+	// batch that run here at once.
+	starts, finishes coalescer
 }
 
 // delivery is what Cloud Tasks tells us about this attempt.
@@ -123,7 +126,10 @@ func (h *handler) run(ctx, req context.Context, t queue.Task, d delivery) (strin
 	// generates (a row the queue retries started long ago).
 	var started errgroup.Group
 	if row.Attempts == 1 {
-		started.Go(func() error { h.markStarted(ctx, m, t.Row, op); return nil })
+		started.Go(func() error {
+			h.starts.join(m.BatchID+"/"+strconv.Itoa(row.Round), func() { h.markStarted(ctx, m, t.Row, op) })
+			return nil
+		})
 	}
 	lastAttempt := d.retries+1 >= h.cfg.MaxAttempts
 	res, err := h.generateRow(ctx, req, m, claimed, holder, h.gens[m.RunMode], lastAttempt)
@@ -183,12 +189,16 @@ func newHolder() string {
 }
 
 // finishBatch completes the batch if this row was its last: the final marker and
-// the once-per-batch effects (budget settlement) happen exactly once.
+// the once-per-batch effects (budget settlement) happen exactly once. Rows of
+// the batch finishing here together leave it to one of them, which looks
+// again after each of them is final; the others' tasks end at once.
 func (h *handler) finishBatch(ctx context.Context, m *ledger.Manifest) error {
-	if _, err := h.finisher.Finish(ctx, m); err != nil {
-		return fmt.Errorf("generate: completing the batch: %w", err)
-	}
-	return nil
+	return h.finishes.lead(m.BatchID, func() error {
+		if _, err := h.finisher.Finish(ctx, m); err != nil {
+			return fmt.Errorf("generate: completing the batch: %w", err)
+		}
+		return nil
+	})
 }
 
 // failure turns a generation error into the ledger's failure record.
