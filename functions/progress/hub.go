@@ -323,8 +323,12 @@ func (t *tail) run() {
 			t.broadcast()
 			interval = t.hub.cfg.PollMin
 		case t.running():
-			// A row is being generated: its result may land any moment.
+			// A row is being generated: its result may land any moment, and
+			// is looked for closely from when it can.
 			interval = t.hub.cfg.PollMin
+			if d, ok := t.untilResults(time.Now()); ok {
+				interval = min(interval, d)
+			}
 		default:
 			interval = min(interval*3/2, t.hub.cfg.PollMax)
 		}
@@ -340,6 +344,36 @@ func (t *tail) run() {
 // per burst, where waiting the whole interval would hold every sibling's
 // result back by up to that much.
 const burstPoll = 50 * time.Millisecond
+
+// rowGap is the least time between two writes of a row by the attempt that
+// generates it (Cloud Storage takes one write per second per object): a
+// running row's next result lands no sooner than that after its last write.
+const rowGap = time.Second
+
+// untilResults is how soon to look again for the results of running rows: a
+// row's next write may land from rowGap after its last one (by the writer's
+// clock), and is looked for from then, every burstPoll, for up to PollMin.
+// ok is false when no running row's result is due that soon.
+func (t *tail) untilResults(now time.Time) (d time.Duration, ok bool) {
+	burst := min(t.hub.cfg.PollMin, burstPoll)
+	for _, r := range t.rows {
+		if r.Status != ledger.Running {
+			continue
+		}
+		wait := r.UpdatedAt.Add(rowGap).Sub(now)
+		switch {
+		case wait > 0:
+		case -wait < t.hub.cfg.PollMin:
+			wait = burst
+		default:
+			continue
+		}
+		if !ok || wait < d {
+			d, ok = wait, true
+		}
+	}
+	return d, ok
+}
 
 // running reports whether any row was being generated at the last poll.
 func (t *tail) running() bool {
