@@ -38,7 +38,7 @@ var Vars = []Var{
 	{"SIGNING_SERVICE_ACCOUNT", "(detected)", "Service account that signs URLs through IAM signBlob in the cloud."},
 	{"SIGNING_KEY_FILE", "(local: $DATA_DIR/signing-key.pem)", "PEM key that signs URLs locally; unset in the cloud."},
 	{"SSE_HEARTBEAT", "30s", "Interval of event: ping on progress streams."},
-	{"SSE_POLL_MIN", "250ms", "Ledger poll of a progress tail while rows are being generated or change (after a poll that saw rows finish while others still generate, the next comes within 50 ms)."},
+	{"SSE_POLL_MIN", "250ms", "Ledger poll of a progress tail while rows are being generated or change (after a poll that saw rows finish while others still generate, the next comes within 50 ms; a running row's result is also looked for from a second after the row's last write, every 50 ms while it may land)."},
 	{"SSE_POLL_MAX", "2s", "Slowest ledger poll of a progress tail, reached while rows only wait in the queue."},
 	{"SSE_MAX_DURATION", "59m", "A progress stream ends itself after this long, before Cloud Run's request timeout."},
 	{"SSE_MIN_HEADROOM", "0.1", "The progress service refuses new streams (503 OVERLOADED) while less than this share of its memory limit is free."},
