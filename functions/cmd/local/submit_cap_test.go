@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,6 +66,43 @@ func overCap(t *testing.T, ans answer, queued float64) {
 	is.Equal(ans.doc["maxQueuedRows"], 10.0)
 }
 
+// listGate, once armed, holds listings of the queued-row markers until a
+// write reaches the emulator: a submit's count then answers only after its
+// writes began, as when the listing is the slower call (on a busy machine
+// the listing may answer first, and the submit is refused before writing).
+type listGate struct {
+	mu    sync.Mutex
+	wrote chan struct{} // nil until armed
+	open  func()
+}
+
+func (g *listGate) arm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.wrote = make(chan struct{})
+	g.open = sync.OnceFunc(func() { close(g.wrote) })
+}
+
+func (g *listGate) hook(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		wrote, open := g.wrote, g.open
+		g.mu.Unlock()
+		switch {
+		case wrote == nil:
+		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/upload/"):
+			open()
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Query().Get("prefix"), "queued/"):
+			select {
+			case <-wrote:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // A dry run the instance has no reason to doubt is written while its
 // queued rows are counted (one round trip instead of two); when the count
 // puts it over the cap, it answers the same 429 as a refusal before any write
@@ -74,11 +112,13 @@ func overCap(t *testing.T, ans answer, queued float64) {
 func TestOverCapSubmitWrittenBesideItsCountLeavesNothing(t *testing.T) {
 	t.Parallel()
 	is := is.New(t)
-	a, faults := capStack(t, nil)
+	gate := &listGate{}
+	a, faults := capStack(t, gate.hook)
 	elsewhere := queueElsewhere(t, a, 8)
 	before := objects(t, a, "")
 
 	faults.Reset()
+	gate.arm()
 	ans := post(t, a.base+"/batch/images", dryBatch(3), nil)
 	overCap(t, ans, 8)
 	is.True(faults.Counts().Writes >= 4)        // the batch was written beside its count
