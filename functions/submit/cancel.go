@@ -118,7 +118,7 @@ func (s *server) writeBatch(w http.ResponseWriter, r *http.Request, m *ledger.Ma
 	}
 	// Only a batch that announces itself has notification outcomes to read.
 	var fx completion.Effects
-	if notifies(m) {
+	if m.Notify.Announces() {
 		if _, err := s.Bucket.ReadJSON(r.Context(), ledger.EffectsObject(m.BatchID), &fx); err == nil {
 			for _, o := range fx.Notifications {
 				b.Notifications = append(b.Notifications, api.Notification{

@@ -67,7 +67,7 @@ func (s *server) handleHistory() http.Handler {
 		}
 		// effects.json holds the notifications' outcomes, and the settlement of
 		// a batch an older release finished.
-		if notifies(m) || len(settledRounds) == 0 {
+		if m.Notify.Announces() || len(settledRounds) == 0 {
 			var last completion.Effects
 			if _, err := s.Bucket.ReadJSON(ctx, ledger.EffectsObject(m.BatchID), &last); err == nil {
 				for _, fx := range append(last.Earlier, last) {
@@ -92,11 +92,6 @@ func (s *server) handleHistory() http.Handler {
 
 func settledEntry(at time.Time, round int, chargedUSD float64) api.HistoryEntry {
 	return api.HistoryEntry{At: at, Actor: "generate", Action: "settled", Detail: fmt.Sprintf("%s round charged $%.3f", roundName(round), chargedUSD)}
-}
-
-// notifies reports whether m's batch announces itself when it finishes.
-func notifies(m *ledger.Manifest) bool {
-	return m.Notify.WebhookURL != "" || m.Notify.SpreadsheetID != ""
 }
 
 // states reads the batch's kept states, oldest first, and names the newest:

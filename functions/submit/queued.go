@@ -161,13 +161,7 @@ func (s *server) markQueued(ctx context.Context, m *ledger.Manifest) (func(conte
 	markers := backlog.New(s.Bucket)
 	gen, err := markers.Mark(ctx, e)
 	clear := func(ctx context.Context) {
-		var err error
-		if gen != 0 {
-			err = markers.ClearAt(ctx, e, gen)
-		} else {
-			err = markers.Clear(ctx, e)
-		}
-		if err != nil {
+		if err := markers.ClearAt(ctx, e, gen); err != nil {
 			obs.Logger(ctx).Warn("submit: clearing the queued marker of a rolled-back batch failed; the housekeeping job removes it", "batchId", m.BatchID, "error", err)
 		}
 	}

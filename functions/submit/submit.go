@@ -435,11 +435,7 @@ func (s *server) record(ctx context.Context, sub *submission, batchID string) (*
 	index := batchindex.New(s.Bucket)
 	var listed int64 // the entry's generation, when this call made it
 	undo := func(ctx context.Context) {
-		unlist := func(ctx context.Context) error { return index.Remove(ctx, m.Owner, batchID) }
-		if listed != 0 {
-			unlist = func(ctx context.Context) error { return index.RemoveAt(ctx, m.Owner, batchID, listed) }
-		}
-		if err := unlist(ctx); err != nil {
+		if err := index.RemoveAt(ctx, m.Owner, batchID, listed); err != nil {
 			obs.Logger(ctx).Error("submit: rollback could not unlist the batch; the lifecycle rule of users/ removes the entry", "batchId", batchID, "error", err)
 		}
 		if err := s.Store.DeleteBatch(ctx, batchID); err != nil {

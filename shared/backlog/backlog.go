@@ -128,11 +128,12 @@ func (k *Markers) Mark(ctx context.Context, e Entry) (int64, error) {
 	return res.Generation, nil
 }
 
-// ClearAt deletes e's marker if it is still generation gen, the one Mark
-// made. Unlike Clear, it survives a lost answer: a delete that names its
-// generation is idempotent, so the storage client retries it.
+// ClearAt undoes a marker Mark made at generation gen (0: Mark's outcome is
+// unknown). Unlike Clear, with the generation it survives a lost answer: a
+// delete that names its generation is idempotent, so the storage client
+// retries it.
 func (k *Markers) ClearAt(ctx context.Context, e Entry, gen int64) error {
-	if err := k.b.DeleteAt(ctx, e.Object(), gen); err != nil {
+	if err := k.b.Undo(ctx, e.Object(), gen); err != nil {
 		return fmt.Errorf("backlog: clearing batch %s: %w", e.BatchID, err)
 	}
 	return nil

@@ -137,11 +137,11 @@ func (x *Index) Remove(ctx context.Context, user, batchID string) error {
 	return nil
 }
 
-// RemoveAt deletes the entry of user's batch if it is still generation gen
-// (the one Add made): a delete with a precondition, which the storage client
-// retries.
+// RemoveAt undoes the entry of user's batch that Add made at generation gen
+// (0: Add's outcome is unknown): with the generation, a delete with a
+// precondition, which the storage client retries.
 func (x *Index) RemoveAt(ctx context.Context, user, batchID string, gen int64) error {
-	if err := x.b.DeleteAt(ctx, Object(user, batchID), gen); err != nil {
+	if err := x.b.Undo(ctx, Object(user, batchID), gen); err != nil {
 		return fmt.Errorf("batchindex: unlisting batch %s: %w", batchID, err)
 	}
 	return nil

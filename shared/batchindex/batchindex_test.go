@@ -180,4 +180,12 @@ func TestListPagesNewestFirstWithOneListingEach(t *testing.T) {
 	page, _, err = x.List(ctx, e.User, "", 10)
 	is.NoErr(err)
 	is.Equal(len(page), 0) // its own generation: removed
+
+	// An Add whose outcome was unknown (generation 0) is undone whatever is there.
+	_, err = x.Add(ctx, e)
+	is.NoErr(err)
+	is.NoErr(x.RemoveAt(ctx, e.User, e.BatchID, 0))
+	page, _, err = x.List(ctx, e.User, "", 10)
+	is.NoErr(err)
+	is.Equal(len(page), 0) // removed
 }

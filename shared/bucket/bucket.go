@@ -533,6 +533,17 @@ func (b *Bucket) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
+// Undo removes what a write of this call left behind: the generation it
+// wrote when the write answered (a delete the client retries, which spares a
+// newer version), else whatever is there (gen 0: the write's outcome is
+// unknown; it may have landed).
+func (b *Bucket) Undo(ctx context.Context, name string, gen int64) error {
+	if gen == 0 {
+		return b.Delete(ctx, name)
+	}
+	return b.DeleteAt(ctx, name, gen)
+}
+
 // DeleteAt removes name only if it is still at generation gen. An object
 // rewritten since (or already gone) is left alone, without error.
 func (b *Bucket) DeleteAt(ctx context.Context, name string, gen int64) error {

@@ -126,6 +126,10 @@ type Notify struct {
 	SheetRange    string `json:"sheetRange,omitempty"`
 }
 
+// Announces reports whether the batch is announced when it finishes (a
+// webhook or a spreadsheet).
+func (n Notify) Announces() bool { return n.WebhookURL != "" || n.SpreadsheetID != "" }
+
 // Images is the number of images the batch asks for.
 func (m *Manifest) Images() int {
 	n := 0
