@@ -434,3 +434,43 @@ func TestFinishReportsReadErrors(t *testing.T) {
 	is.True(errors.Is(err, context.Canceled))
 	is.True(!complete) // and the batch is not reported complete
 }
+
+// A batch an older release finished kept its final snapshot with the final
+// state, without a settlement, and marked its effects in effects.json. One it
+// finished but whose effects it left undone is completed all the same: the
+// effects run, and effects.json marks them, since the snapshot cannot.
+func TestFinishCompletesABatchAnOlderReleaseFinished(t *testing.T) {
+	t.Parallel()
+	is := is.New(t)
+	s := open(t)
+	ctx := context.Background()
+	m := s.manifest(t, ledger.Live, 1)
+	s.reserve(t, m)
+	s.finishRow(t, m, 0, price, 0)
+	rows, err := s.c.Ledger.Rows(ctx, m)
+	is.NoErr(err)
+	st, err := ledger.FinishBatch(nil, m.BatchID, rows, ledger.Op{Actor: "old", Now: time.Now().Add(-10 * time.Minute).UTC()})
+	is.NoErr(err)
+	_, err = s.c.Bucket.CreateJSON(ctx, ledger.StateObject(m.BatchID), st)
+	is.NoErr(err)
+	is.NoErr(s.c.Ledger.KeepSnapshot(ctx, st)) // the old release's final snapshot
+	sd, err := s.finisher.Standing(ctx, m.BatchID)
+	is.NoErr(err)
+	is.True(!sd.Settled) // a snapshot without a settlement marks nothing
+
+	complete, err := s.finisher.Finish(ctx, m)
+	is.NoErr(err)
+	is.True(complete)
+	a := s.account(t, m)
+	is.Equal(a.Spent[m.BatchID], budget.Micros(39_000)) // settled
+	is.Equal(len(a.Reserved), 0)
+	is.True(s.exists(t, ledger.EffectsObject(m.BatchID))) // marked as the old release would
+	sd, err = s.finisher.Standing(ctx, m.BatchID)
+	is.NoErr(err)
+	is.True(sd.Settled) // and recognised as done
+	writes := s.writesOf(budget.Object(s.day, m.Owner))
+	complete, err = s.finisher.Finish(ctx, m)
+	is.NoErr(err)
+	is.True(complete)
+	is.Equal(s.writesOf(budget.Object(s.day, m.Owner)), writes) // never settled twice
+}
